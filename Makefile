@@ -1,0 +1,54 @@
+# BenchHub: the README's two commands are `make run` and `make test`.
+# Both are idempotent: they install only what is missing and build images only when absent
+# (images are cached by the content of their Dockerfile directory).
+
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+NODE_DIR  := .cache/node
+CHP       := $(NODE_DIR)/node_modules/.bin/configurable-http-proxy
+export PYTHON := $(abspath $(PY))
+export PATH := $(abspath $(VENV))/bin:$(abspath $(NODE_DIR))/node_modules/.bin:$(PATH)
+
+.PHONY: run test bench host images deps lint unit integration browser clean
+
+run: host deps images
+	@echo "==> starting JupyterHub on http://127.0.0.1:8000"
+	@echo "    log in with any user name and the password in BENCHHUB_PASSWORD (default: benchhub-user);"
+	@echo "    the user 'admin' is an admin (set BENCHHUB_ADMIN_PASSWORD to give admins their own password)"
+	$(PY) -m jupyterhub -f jupyterhub_config.py
+
+test: host-test deps images
+	$(PY) -m ruff check bench_spawner hub_services tests benchmarks jupyterhub_config.py
+	$(PY) -m pytest -p no:cacheprovider -q tests/unit
+	$(PY) -m pytest -p no:cacheprovider -q -x tests/integration tests/browser
+
+bench: host deps images
+	$(PY) -m benchmarks.spawn_latency
+
+host:
+	@bash scripts/host-setup.sh
+
+host-test:
+	@bash scripts/host-setup.sh --test
+
+deps: $(VENV)/.installed $(CHP)
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	@echo "==> installing Python dependencies into $(VENV)"
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+$(CHP):
+	@echo "==> installing configurable-http-proxy into $(NODE_DIR)"
+	npm install --silent --no-fund --no-audit --prefix $(NODE_DIR) configurable-http-proxy
+
+images:
+	@bash images/build.sh all
+
+lint:
+	$(PY) -m ruff check bench_spawner hub_services tests benchmarks jupyterhub_config.py
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,426 @@
+"""BenchSpawner: JupyterHub named servers as sized, storage-backed Docker workspaces.
+
+The spawner orchestrates; the pieces it coordinates live in their own modules:
+``options`` (the one schema for form and REST), ``resource_models`` (catalog and host fit),
+``storage`` (the size-enforced ``/data`` volume), ``container`` (pure ``docker create``
+arguments) and ``workspace_status`` (what a user sees and why).
+
+Start is: validate options -> prepare storage -> create container -> start it -> wait until
+the single-user server answers. Returning only once the server answers means the hub's first
+readiness check succeeds instead of backing off for seconds (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from functools import cached_property
+
+from dockerspawner import DockerSpawner
+from docker.errors import APIError, NotFound
+from jupyterhub.spawner import SpawnException
+from jupyterhub.utils import exponential_backoff, url_path_join
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Dict, Float, Integer, Type, Unicode, default
+
+from .container import ContainerPlan, create_kwargs, host_config_kwargs
+from .form import render_options_form
+from .options import OptionsError, OptionsSchema, WorkspaceSpec, options_from_form
+from .options import validate_workspace_name
+from .resource_models import DEFAULT_RESOURCE_MODELS, HostCapacity, load_catalog
+from .storage import DirectoryVolume, LoopbackVolume, WorkspaceVolume
+from .workspace_status import Outcome, describe_failure, exit_reason, live_status
+from .workspace_status import read_outcome, write_outcome
+
+STATE_VERSION = 1
+NETWORK_LABEL = "org.benchhub.network"
+
+
+class BenchSpawner(DockerSpawner):
+    """Spawn each JupyterHub named server as a BenchHub workspace container."""
+
+    resource_models = Dict(
+        DEFAULT_RESOURCE_MODELS,
+        help="""Resource models users choose from: name -> {cpus, memory_gb, gpus, gpu_memory_gb}.
+
+        Memory in GB (GiB). Applied as Docker CPU quota, memory limit (no swap) and GPU device
+        requests. Models this host cannot run are shown as unavailable and refused at start.
+        Example: {"tiny": {"cpus": 0.5, "memory_gb": 1}}
+        """,
+    ).tag(config=True)
+
+    image_templates = Dict(
+        {"jupyterlab": {"image": "benchhub/jupyterlab:latest", "display_name": "JupyterLab"}},
+        help="""Image templates users choose from: key -> {image, display_name}.
+
+        Images are built locally (make images); nothing is pulled.
+        """,
+    ).tag(config=True)
+
+    default_image_template = Unicode("jupyterlab", help="Key of the preselected image template.").tag(
+        config=True
+    )
+    default_resource_model = Unicode("standard-small", help="Preselected resource model.").tag(
+        config=True
+    )
+    storage_min_gb = Integer(1, help="Smallest /data size a user may choose, in GB.").tag(config=True)
+    storage_max_gb = Integer(16384, help="Largest /data size a user may choose, in GB.").tag(
+        config=True
+    )
+    default_storage_gb = Integer(10, help="Preselected /data size in GB.").tag(config=True)
+
+    storage_root = Unicode(
+        "/var/lib/benchhub/workspaces",
+        help="Host directory holding each workspace's volume (<root>/<user>/<workspace>/).",
+    ).tag(config=True)
+
+    storage_class = Type(
+        klass=WorkspaceVolume,
+        help="""Volume backend for /data. LoopbackVolume (ext4 image on a loop device; size
+        enforced; needs root) is the default for a root hub, DirectoryVolume (not enforced)
+        otherwise.""",
+    ).tag(config=True)
+
+    open_network = Unicode("bench-open", help="Docker network for access_mode 'open'.").tag(
+        config=True
+    )
+    restricted_network = Unicode(
+        "bench-restricted",
+        help="Docker network for access_mode 'restricted': created --internal (no route out).",
+    ).tag(config=True)
+    network_mtu = Integer(
+        0, help="MTU for networks BenchHub creates; 0 = the host's default-route interface MTU."
+    ).tag(config=True)
+
+    pids_limit = Integer(4096, help="Maximum processes in a workspace container.").tag(config=True)
+    ready_poll_interval = Float(
+        0.05, help="Seconds between checks that a starting server answers (e.g. 0.05)."
+    ).tag(config=True)
+
+    @default("storage_class")
+    def _default_storage_class(self):
+        return LoopbackVolume if os.geteuid() == 0 else DirectoryVolume
+
+    @default("prefix")
+    def _default_prefix(self):
+        return "bench"
+
+    @default("use_internal_ip")
+    def _default_use_internal_ip(self):
+        return True
+
+    @default("object_name")
+    def _object_name_default(self):
+        # The workspace name is already restricted to [A-Za-z0-9_-]; keep its case so that two
+        # workspaces differing only in case never share a container.
+        return f"{self.prefix}-{self.escaped_name}--{self.name}"
+
+    @default("options_form")
+    def _default_options_form(self):
+        async def form(spawner):
+            return render_options_form(
+                spawner.schema, spawner.current_spec(), await spawner.host_capacity()
+            )
+
+        return form
+
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        return options_from_form
+
+    # ---- the schema and the spec -------------------------------------------------------------
+
+    @property
+    def schema(self) -> OptionsSchema:
+        return OptionsSchema(
+            resource_models=load_catalog(self.resource_models),
+            image_templates={
+                key: t.get("display_name", key) for key, t in self.image_templates.items()
+            },
+            storage_min_gb=self.storage_min_gb,
+            storage_max_gb=self.storage_max_gb,
+            default_image=self.default_image_template,
+            default_resource_model=self.default_resource_model,
+            default_storage_gb=self.default_storage_gb,
+        )
+
+    def current_spec(self) -> WorkspaceSpec | None:
+        """The spec last stored for this workspace, if it is valid."""
+        try:
+            return self.schema.parse(self.orm_spawner.user_options or {}) if self.orm_spawner else None
+        except OptionsError:
+            return None
+
+    async def validate_options(self, raw: dict | None, previous: dict | None = None) -> WorkspaceSpec:
+        """Parse options for a start or an edit; HTTP 400 naming each bad field."""
+        try:
+            spec = self.schema.parse(raw or {}, host=await self.host_capacity())
+            old = self.schema.parse(previous) if previous else None
+            self.schema.check_change(old, spec)
+        except OptionsError as e:
+            raise web.HTTPError(400, str(e)) from None
+        return spec
+
+    # ---- host facts ----------------------------------------------------------------------------
+
+    _host_capacity: HostCapacity | None = None
+
+    async def host_capacity(self) -> HostCapacity:
+        """CPUs, memory and GPUs of the Docker host (cached for the process)."""
+        if BenchSpawner._host_capacity is None:
+            info = await self.docker("info")
+            gpus = len([d for d in os.listdir("/dev") if d.startswith("nvidia") and d[6:].isdigit()])
+            BenchSpawner._host_capacity = HostCapacity(
+                cpus=float(info["NCPU"]), memory_gb=info["MemTotal"] / 1024**3, gpus=gpus
+            )
+        return BenchSpawner._host_capacity
+
+    @cached_property
+    def volume(self) -> WorkspaceVolume:
+        return self.storage_class(self.storage_root, self.escaped_name, self.name)
+
+    # ---- progress events -----------------------------------------------------------------------
+
+    def _emit(self, progress: int, message: str) -> None:
+        self._events.append({"progress": progress, "message": message})
+        self._event_added.set()
+
+    async def progress(self):
+        sent = 0
+        while True:
+            events = getattr(self, "_events", [])
+            while sent < len(events):
+                yield events[sent]
+                sent += 1
+            self._event_added.clear()
+            await self._event_added.wait()
+
+    async def _step(self, progress: int, doing: str, coro):
+        """Run one start step, reporting it and how long it took."""
+        self._emit(progress, f"{doing}…")
+        t0 = time.monotonic()
+        result = await coro
+        took = time.monotonic() - t0
+        self._emit(progress + 5, f"{doing}: done in {took:.2f} s")
+        self.log.info("%s: %s took %.2f s", self._log_name, doing, took)
+        return result
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self):
+        self._events = []
+        self._event_added = asyncio.Event()
+        t0 = time.monotonic()
+        try:
+            validate_workspace_name(self.name)
+        except OptionsError as e:
+            raise web.HTTPError(400, str(e)) from None
+        spec = await self.validate_options(self.user_options)
+        model = self.schema.resource_models[spec.resource_model]
+        self.image = self.image_templates[spec.image]["image"]
+        try:
+            await self._require_image()
+            source = await self._step(
+                10, f"Preparing storage ({spec.storage_gb} GB at /data)",
+                self.volume.attach(spec.storage_gb),
+            )  # fmt: skip
+            network = await self.ensure_network(spec.access_mode)
+            await self._step(30, "Creating the container", self._create(spec, model, network, source))
+            await self._step(50, "Starting the container", self.start_object())
+            ip, port = await self.get_ip_and_port()
+            await self._step(60, "Waiting for the server", self._wait_for_server(ip, port, model))
+        except BaseException as e:
+            reason = describe_failure(e) if not isinstance(e, asyncio.CancelledError) else "cancelled"
+            await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("errored", reason))
+            await self._discard_container()
+            await self.volume.detach()
+            raise
+        await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("running"))
+        self._emit(100, f"Workspace ready in {time.monotonic() - t0:.1f} s")
+        return f"http://{ip}:{port}"
+
+    async def _require_image(self):
+        try:
+            await self.docker("inspect_image", self.image)
+        except NotFound:
+            raise SpawnException(
+                f"image missing: {self.image} is not on this host (build it: make images)",
+                reason="image",
+            ) from None
+
+    async def _create(self, spec: WorkspaceSpec, model, network: str, source) -> None:
+        await self._discard_container()
+        self.network_name = network
+        self.hub_connect_url = f"http://{self._gateways[network]}:{self.hub.port}"
+        plan = ContainerPlan(
+            name=self.object_name,
+            image=self.image,
+            model=model,
+            network=network,
+            data_source=str(source),
+            environment=self.get_env(),
+            labels={
+                "org.benchhub.user": self.user.name,
+                "org.benchhub.workspace": self.name,
+                "org.benchhub.resource-model": model.name,
+            },
+            port=self.port,
+            pids_limit=self.pids_limit,
+        )
+        kwargs = create_kwargs(plan)
+        kwargs["host_config"] = self.client.create_host_config(**host_config_kwargs(plan))
+        obj = await self.docker("create_container", **kwargs)
+        self.object_id = obj["Id"]
+
+    async def _wait_for_server(self, ip: str, port: int, model) -> None:
+        url = f"http://{ip}:{port}" + url_path_join(self.server.base_url, "api")
+        client = AsyncHTTPClient()
+        last_inspect = time.monotonic()
+
+        async def answers():
+            nonlocal last_inspect
+            try:
+                await client.fetch(url, connect_timeout=1, request_timeout=2)
+                return True
+            except (HTTPClientError, OSError):
+                pass
+            if time.monotonic() - last_inspect > 0.5:
+                last_inspect = time.monotonic()
+                await self._raise_if_exited(model)
+            return False
+
+        await exponential_backoff(
+            answers,
+            f"server in {self.object_name} did not answer at {url}",
+            start_wait=self.ready_poll_interval,
+            scale_factor=1,
+            max_wait=self.ready_poll_interval,
+            timeout=self.start_timeout,
+        )
+
+    async def _raise_if_exited(self, model) -> None:
+        obj = await self.get_object()
+        if obj is None or obj["State"]["Running"]:
+            return
+        logs = await self.docker("logs", self.object_id, tail=5)
+        tail = logs.decode(errors="replace").strip().splitlines()[-1:] if logs else []
+        reason = exit_reason(obj["State"], model.memory_gb)
+        raise SpawnException(f"{reason}" + (f"; last log line: {tail[0]}" if tail else ""), reason="exit")
+
+    async def poll(self):
+        obj = await self.get_object()
+        if obj is None:
+            return 0
+        if obj["State"]["Running"]:
+            return None
+        await self._record_exit(obj)
+        return obj["State"].get("ExitCode", 0)
+
+    async def _record_exit(self, obj: dict) -> None:
+        """Record why a container that stopped on its own stopped (OOM, exit code)."""
+        memory = obj["HostConfig"].get("Memory") or 0
+        reason = exit_reason(obj["State"], memory / 1024**3 if memory else None)
+        self.log.warning("%s stopped on its own: %s", self._log_name, reason)
+        await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("errored", reason))
+
+    async def stop(self, now=False):
+        obj = await self.get_object() if self.object_name else None
+        if obj is None and self.object_id:
+            reason = "container vanished (removed outside BenchHub, e.g. while the hub was down)"
+            await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("errored", reason))
+        elif obj is not None and obj["State"]["Running"]:
+            await self.stop_object()
+            await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("stopped"))
+        elif obj is not None:
+            await self._record_exit(obj)
+        await self._discard_container()
+        await self.volume.detach()
+        self.clear_state()
+
+    async def _discard_container(self) -> None:
+        try:
+            await self.docker("remove_container", self.object_name, v=True, force=True)
+        except NotFound:
+            pass
+        except APIError as e:
+            if e.status_code != 409:  # 409: removal already in progress
+                raise
+        self.object_id = ""
+
+    async def delete_forever(self):
+        """Remove everything the workspace had: container, volume, host directory."""
+        await self._discard_container()
+        await self.volume.delete()
+
+    async def rename(self, old_name, new_name):
+        """Move the (stopped) workspace's host directory with it."""
+        try:
+            validate_workspace_name(new_name)
+        except OptionsError as e:
+            raise web.HTTPError(400, str(e)) from None
+        await self.volume.detach()
+        new = self.volume.dir.parent / new_name
+        if self.volume.dir.exists():
+            await asyncio.to_thread(os.replace, self.volume.dir, new)
+
+    async def workspace_status(self) -> dict:
+        """{status, reason, since} as shown on the home page and by the workspaces API."""
+        live = live_status(self.pending, self.ready)
+        outcome = await asyncio.to_thread(read_outcome, self.volume.dir)
+        if live:
+            return {"status": live, "reason": "", "since": outcome.at if outcome else None}
+        if outcome and outcome.status == "errored":
+            return {"status": "errored", "reason": outcome.reason, "since": outcome.at}
+        return {"status": "stopped", "reason": "", "since": outcome.at if outcome else None}
+
+    # ---- networks ------------------------------------------------------------------------------
+
+    _gateways: dict[str, str] = {}
+    _network_lock = asyncio.Lock()
+
+    async def ensure_network(self, access_mode: str) -> str:
+        """Create the network for an access mode if missing; remember its gateway address."""
+        name = self.restricted_network if access_mode == "restricted" else self.open_network
+        if name in BenchSpawner._gateways:
+            return name
+        async with BenchSpawner._network_lock:
+            try:
+                net = await self.docker("inspect_network", name)
+            except NotFound:
+                await self.docker(
+                    "create_network", name, driver="bridge", check_duplicate=True,
+                    internal=access_mode == "restricted",
+                    options={"com.docker.network.driver.mtu": str(self.network_mtu or host_mtu())},
+                    labels={NETWORK_LABEL: access_mode},
+                )  # fmt: skip
+                net = await self.docker("inspect_network", name)
+            BenchSpawner._gateways[name] = net["IPAM"]["Config"][0]["Gateway"]
+        return name
+
+    # ---- state ---------------------------------------------------------------------------------
+
+    def get_state(self):
+        state = super().get_state()
+        if state:
+            state["version"] = STATE_VERSION
+        return state
+
+    def load_state(self, state):
+        # version 0 (plain dockerspawner: object_id/object_name or container_id) loads as is
+        super().load_state(state)
+
+
+def host_mtu() -> int:
+    """MTU of the interface holding the default route (1500 when unknown)."""
+    try:
+        with open("/proc/net/route") as f:
+            for line in f.readlines()[1:]:
+                iface, dest = line.split()[:2]
+                if dest == "00000000":
+                    with open(f"/sys/class/net/{iface}/mtu") as m:
+                        return int(m.read())
+    except OSError:
+        pass
+    return 1500

@@ -1,0 +1,195 @@
+"""Per-workspace persistent storage for ``/data``.
+
+Each workspace owns a directory on the host, ``<root>/<user>/<workspace>/``. The default
+backend, :class:`LoopbackVolume`, keeps an ext4 filesystem image there (``data.ext4``), attaches
+it to a loop device and mounts it at ``mnt/``; the spawner bind-mounts ``mnt/`` at ``/data``.
+Because ``/data`` is its own filesystem of the chosen size, writing past it fails inside the
+workspace with "No space left on device" and nothing else on the host fills up.
+
+Why this and not a Docker volume: a ``local`` volume with ``o=loop`` is not size-enforced on
+this engine, and XFS project quotas need an XFS host. Loop attachments do not survive a host
+reboot, so :meth:`LoopbackVolume.attach` is called on every start and is idempotent.
+
+:class:`DirectoryVolume` is the fallback for a hub that is not root: a plain directory whose
+size is *not* enforced (the operator is told so in the log).
+
+All methods are coroutines; external commands run as asyncio subprocesses with a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from pathlib import Path
+
+GIB = 1024**3
+DATA_UID = 1000
+DATA_GID = 100
+
+log = logging.getLogger(__name__)
+
+
+class StorageError(RuntimeError):
+    """A storage operation failed; the message says which and why."""
+
+
+async def run(*argv: str, timeout: float = 120) -> str:
+    """Run a command, return stdout; raise :class:`StorageError` with stderr on failure."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise StorageError(f"{argv[0]} timed out after {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        msg = (err or out).decode(errors="replace").strip()
+        raise StorageError(f"{' '.join(argv)} failed ({proc.returncode}): {msg}")
+    return out.decode()
+
+
+class WorkspaceVolume:
+    """Base class: the host directory of one workspace and the ``/data`` source inside it."""
+
+    enforces_size = False
+
+    def __init__(self, root: str | os.PathLike, user: str, workspace: str):
+        self.dir = Path(root) / user / workspace
+
+    @property
+    def mount_path(self) -> Path:
+        """Host path to bind-mount at ``/data``."""
+        return self.dir / "mnt"
+
+    async def size_gb(self) -> int | None:
+        """Current provisioned size in GB, or None when the volume does not exist yet."""
+        raise NotImplementedError
+
+    async def attach(self, size_gb: int) -> Path:
+        """Create or grow the volume to ``size_gb`` and make it available; return mount_path."""
+        raise NotImplementedError
+
+    async def detach(self) -> None:
+        """Release host resources (mounts, loop devices); data stays. Idempotent."""
+
+    async def delete(self) -> None:
+        """Detach and remove everything the workspace had on the host. Idempotent."""
+        await self.detach()
+        await asyncio.to_thread(shutil.rmtree, self.dir, ignore_errors=True)
+        parent = self.dir.parent
+        try:
+            parent.rmdir()  # the user's directory, when this was their last workspace
+        except OSError:
+            pass
+
+    async def leftovers(self) -> list[str]:
+        """What is still on the host for this workspace (for tests and operators)."""
+        return [str(self.dir)] if self.dir.exists() else []
+
+
+class DirectoryVolume(WorkspaceVolume):
+    """A plain directory: works without root, does not enforce the size."""
+
+    async def size_gb(self) -> int | None:
+        marker = self.dir / "size_gb"
+        if not marker.exists():
+            return None
+        return int(marker.read_text())
+
+    async def attach(self, size_gb: int) -> Path:
+        log.warning("storage size of %s is not enforced (DirectoryVolume)", self.dir)
+        self.mount_path.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(self.mount_path, DATA_UID, DATA_GID)
+        tmp = self.dir / "size_gb.tmp"
+        tmp.write_text(str(size_gb))
+        os.replace(tmp, self.dir / "size_gb")
+        return self.mount_path
+
+
+class LoopbackVolume(WorkspaceVolume):
+    """ext4 image on a loop device, mounted on the host: size enforced by the filesystem."""
+
+    enforces_size = True
+
+    @property
+    def image_path(self) -> Path:
+        return self.dir / "data.ext4"
+
+    async def size_gb(self) -> int | None:
+        try:
+            return self.image_path.stat().st_size // GIB
+        except FileNotFoundError:
+            return None
+
+    async def attach(self, size_gb: int) -> Path:
+        current = await self.size_gb()
+        if current is None:
+            await self._create(size_gb)
+        elif size_gb > current:
+            await self._grow(size_gb)
+        elif size_gb < current:
+            raise StorageError(f"refusing to shrink {self.image_path} from {current} to {size_gb} GB")
+        if not await self._mounted_source():
+            device = await self._loop_device() or await self._attach_loop()
+            self.mount_path.mkdir(parents=True, exist_ok=True)
+            await run("mount", "-t", "ext4", "-o", "nodev,nosuid", device, str(self.mount_path))
+        return self.mount_path
+
+    async def detach(self) -> None:
+        if await self._mounted_source():
+            await run("umount", str(self.mount_path))
+        device = await self._loop_device()
+        while device:
+            await run("losetup", "-d", device)
+            device = await self._loop_device()
+
+    async def leftovers(self) -> list[str]:
+        found = await super().leftovers()
+        if await self._mounted_source():
+            found.append(f"mount {self.mount_path}")
+        device = await self._loop_device()
+        if device:
+            found.append(f"loop device {device}")
+        return found
+
+    async def _create(self, size_gb: int) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.image_path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.truncate(size_gb * GIB)  # sparse: takes no space until written
+        await run(
+            "mkfs.ext4", "-q", "-F", "-m", "0", "-L", "benchdata",
+            "-E", f"root_owner={DATA_UID}:{DATA_GID},lazy_itable_init=1,lazy_journal_init=1",
+            str(tmp),
+        )  # fmt: skip
+        os.replace(tmp, self.image_path)  # a crash before this leaves no half-made volume
+
+    async def _grow(self, size_gb: int) -> None:
+        await self.detach()
+        with open(self.image_path, "r+b") as f:
+            f.truncate(size_gb * GIB)
+        await run("e2fsck", "-f", "-p", str(self.image_path), timeout=600)
+        await run("resize2fs", str(self.image_path), timeout=600)
+
+    async def _attach_loop(self) -> str:
+        return (await run("losetup", "--find", "--show", str(self.image_path))).strip()
+
+    async def _loop_device(self) -> str | None:
+        if not self.image_path.exists():
+            return None
+        out = await run("losetup", "-j", str(self.image_path), "-O", "NAME", "-n")
+        devices = out.split()
+        return devices[0] if devices else None
+
+    async def _mounted_source(self) -> str | None:
+        proc = await asyncio.create_subprocess_exec(
+            "findmnt", "-n", "-o", "SOURCE", "--mountpoint", str(self.mount_path),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        return out.decode().strip() or None

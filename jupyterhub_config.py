@@ -1,0 +1,59 @@
+"""BenchHub's embedded default deployment: one machine, local Docker Engine, SQLite.
+
+Read this file as documentation: every setting a site is likely to change is here, with the
+environment variable that overrides it. `make run` starts `jupyterhub -f jupyterhub_config.py`
+from the repository directory.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+from bench_spawner.hub_api import register_handlers
+
+c = get_config()  # noqa: F821  (provided by JupyterHub when it loads this file)
+here = Path(__file__).resolve().parent
+state_dir = Path(os.environ.get("BENCHHUB_STATE_DIR", here / ".cache" / "hub"))
+state_dir.mkdir(parents=True, exist_ok=True)
+
+# --- where the hub listens ----------------------------------------------------------------------
+# Users: http://127.0.0.1:8000 (the proxy). Workspaces reach the hub API on the gateway address
+# of their Docker network, so the hub binds all interfaces on its own port (8081).
+c.JupyterHub.bind_url = os.environ.get("BENCHHUB_URL", "http://127.0.0.1:8000")
+c.JupyterHub.hub_bind_url = f"http://0.0.0.0:{os.environ.get('BENCHHUB_HUB_PORT', '8081')}"
+c.JupyterHub.hub_connect_url = f"http://127.0.0.1:{os.environ.get('BENCHHUB_HUB_PORT', '8081')}"
+c.JupyterHub.db_url = f"sqlite:///{state_dir / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(state_dir / "jupyterhub_cookie_secret")
+c.ConfigurableHTTPProxy.pid_file = str(state_dir / "jupyterhub-proxy.pid")
+chp = here / ".cache" / "node" / "node_modules" / ".bin" / "configurable-http-proxy"
+if chp.exists() and not shutil.which("configurable-http-proxy"):
+    c.ConfigurableHTTPProxy.command = [str(chp)]
+
+# --- who can log in ------------------------------------------------------------------------------
+# The built-in shared-password authenticator: every user name with the shared password (>= 8
+# characters), admins with the admin password. Replace with your site's authenticator.
+c.JupyterHub.authenticator_class = "shared-password"
+c.SharedPasswordAuthenticator.user_password = os.environ.get("BENCHHUB_PASSWORD", "benchhub-user")
+if os.environ.get("BENCHHUB_ADMIN_PASSWORD"):
+    c.SharedPasswordAuthenticator.admin_password = os.environ["BENCHHUB_ADMIN_PASSWORD"]
+c.Authenticator.admin_users = set(filter(None, os.environ.get("BENCHHUB_ADMINS", "admin").split(",")))
+c.Authenticator.allow_all = True
+
+# --- workspaces ----------------------------------------------------------------------------------
+c.JupyterHub.spawner_class = "bench"
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.default_server_name = "workspace"
+c.JupyterHub.named_server_limit_per_user = int(os.environ.get("BENCHHUB_WORKSPACES_PER_USER", "0"))
+c.JupyterHub.template_paths = [str(here / "bench_spawner" / "templates")]
+c.JupyterHub.cleanup_servers = False  # workspaces keep running across hub restarts
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 60
+c.Spawner.default_url = "/lab"
+c.BenchSpawner.storage_root = os.environ.get("BENCHHUB_STORAGE_ROOT", "/var/lib/benchhub/workspaces")
+# c.BenchSpawner.resource_models = {"standard-small": {"cpus": 2, "memory_gb": 8}, ...}
+# c.BenchSpawner.image_templates = {"jupyterlab": {"image": "benchhub/jupyterlab:latest",
+#                                                  "display_name": "JupyterLab"}}
+# c.BenchSpawner.storage_min_gb, storage_max_gb, default_storage_gb = 1, 16384, 10
+
+# BenchHub's refinements of JupyterHub's server API and spawn page (names, validation, delete).
+register_handlers()
