@@ -36,7 +36,9 @@ c.JupyterHub.authenticator_class = "shared-password"
 c.SharedPasswordAuthenticator.user_password = os.environ.get("BENCHHUB_PASSWORD", "benchhub-user")
 if os.environ.get("BENCHHUB_ADMIN_PASSWORD"):
     c.SharedPasswordAuthenticator.admin_password = os.environ["BENCHHUB_ADMIN_PASSWORD"]
-c.Authenticator.admin_users = set(filter(None, os.environ.get("BENCHHUB_ADMINS", "admin").split(",")))
+c.Authenticator.admin_users = set(
+    filter(None, os.environ.get("BENCHHUB_ADMINS", "admin").split(","))
+)
 c.Authenticator.allow_all = True
 
 # --- workspaces ----------------------------------------------------------------------------------
@@ -49,7 +51,9 @@ c.JupyterHub.cleanup_servers = False  # workspaces keep running across hub resta
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 60
 c.Spawner.default_url = "/lab"
-c.BenchSpawner.storage_root = os.environ.get("BENCHHUB_STORAGE_ROOT", "/var/lib/benchhub/workspaces")
+c.BenchSpawner.storage_root = os.environ.get(
+    "BENCHHUB_STORAGE_ROOT", "/var/lib/benchhub/workspaces"
+)
 # c.BenchSpawner.resource_models = {"standard-small": {"cpus": 2, "memory_gb": 8}, ...}
 # c.BenchSpawner.image_templates = {"jupyterlab": {"image": "benchhub/jupyterlab:latest",
 #                                                  "display_name": "JupyterLab"}}

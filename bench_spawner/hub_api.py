@@ -42,7 +42,8 @@ class WorkspaceNameRule:
             count = len([n for n in user.orm_spawners if n])
             if limit and count >= limit:
                 raise web.HTTPError(
-                    400, f"{user.name} already has the maximum of {limit} workspaces; delete one first"
+                    400,
+                    f"{user.name} already has the maximum of {limit} workspaces; delete one first",
                 )
 
 

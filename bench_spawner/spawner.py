@@ -17,8 +17,8 @@ import os
 import time
 from functools import cached_property
 
-from dockerspawner import DockerSpawner
 from docker.errors import APIError, NotFound
+from dockerspawner import DockerSpawner
 from jupyterhub.spawner import SpawnException
 from jupyterhub.utils import exponential_backoff, url_path_join
 from tornado import web
@@ -27,12 +27,23 @@ from traitlets import Dict, Float, Integer, Type, Unicode, default
 
 from .container import ContainerPlan, create_kwargs, host_config_kwargs
 from .form import render_options_form
-from .options import OptionsError, OptionsSchema, WorkspaceSpec, options_from_form
-from .options import validate_workspace_name
+from .options import (
+    OptionsError,
+    OptionsSchema,
+    WorkspaceSpec,
+    options_from_form,
+    validate_workspace_name,
+)
 from .resource_models import DEFAULT_RESOURCE_MODELS, HostCapacity, load_catalog
 from .storage import DirectoryVolume, LoopbackVolume, WorkspaceVolume
-from .workspace_status import Outcome, describe_failure, exit_reason, live_status
-from .workspace_status import read_outcome, write_outcome
+from .workspace_status import (
+    Outcome,
+    describe_failure,
+    exit_reason,
+    live_status,
+    read_outcome,
+    write_outcome,
+)
 
 STATE_VERSION = 1
 NETWORK_LABEL = "org.benchhub.network"
@@ -59,13 +70,15 @@ class BenchSpawner(DockerSpawner):
         """,
     ).tag(config=True)
 
-    default_image_template = Unicode("jupyterlab", help="Key of the preselected image template.").tag(
-        config=True
-    )
+    default_image_template = Unicode(
+        "jupyterlab", help="Key of the preselected image template."
+    ).tag(config=True)
     default_resource_model = Unicode("standard-small", help="Preselected resource model.").tag(
         config=True
     )
-    storage_min_gb = Integer(1, help="Smallest /data size a user may choose, in GB.").tag(config=True)
+    storage_min_gb = Integer(1, help="Smallest /data size a user may choose, in GB.").tag(
+        config=True
+    )
     storage_max_gb = Integer(16384, help="Largest /data size a user may choose, in GB.").tag(
         config=True
     )
@@ -126,6 +139,14 @@ class BenchSpawner(DockerSpawner):
 
         return form
 
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        async def apply(spawner, user_options):
+            # the spec is applied in start(); this refuses bad options before anything happens
+            await spawner.validate_options(user_options)
+
+        return apply
+
     @default("options_from_form")
     def _default_options_from_form(self):
         return options_from_form
@@ -149,11 +170,15 @@ class BenchSpawner(DockerSpawner):
     def current_spec(self) -> WorkspaceSpec | None:
         """The spec last stored for this workspace, if it is valid."""
         try:
-            return self.schema.parse(self.orm_spawner.user_options or {}) if self.orm_spawner else None
+            return (
+                self.schema.parse(self.orm_spawner.user_options or {}) if self.orm_spawner else None
+            )
         except OptionsError:
             return None
 
-    async def validate_options(self, raw: dict | None, previous: dict | None = None) -> WorkspaceSpec:
+    async def validate_options(
+        self, raw: dict | None, previous: dict | None = None
+    ) -> WorkspaceSpec:
         """Parse options for a start or an edit; HTTP 400 naming each bad field."""
         try:
             spec = self.schema.parse(raw or {}, host=await self.host_capacity())
@@ -171,7 +196,9 @@ class BenchSpawner(DockerSpawner):
         """CPUs, memory and GPUs of the Docker host (cached for the process)."""
         if BenchSpawner._host_capacity is None:
             info = await self.docker("info")
-            gpus = len([d for d in os.listdir("/dev") if d.startswith("nvidia") and d[6:].isdigit()])
+            gpus = len(
+                [d for d in os.listdir("/dev") if d.startswith("nvidia") and d[6:].isdigit()]
+            )
             BenchSpawner._host_capacity = HostCapacity(
                 cpus=float(info["NCPU"]), memory_gb=info["MemTotal"] / 1024**3, gpus=gpus
             )
@@ -227,12 +254,16 @@ class BenchSpawner(DockerSpawner):
                 self.volume.attach(spec.storage_gb),
             )  # fmt: skip
             network = await self.ensure_network(spec.access_mode)
-            await self._step(30, "Creating the container", self._create(spec, model, network, source))
+            await self._step(
+                30, "Creating the container", self._create(spec, model, network, source)
+            )
             await self._step(50, "Starting the container", self.start_object())
             ip, port = await self.get_ip_and_port()
             await self._step(60, "Waiting for the server", self._wait_for_server(ip, port, model))
         except BaseException as e:
-            reason = describe_failure(e) if not isinstance(e, asyncio.CancelledError) else "cancelled"
+            reason = (
+                describe_failure(e) if not isinstance(e, asyncio.CancelledError) else "cancelled"
+            )
             await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("errored", reason))
             await self._discard_container()
             await self.volume.detach()
@@ -307,15 +338,24 @@ class BenchSpawner(DockerSpawner):
         logs = await self.docker("logs", self.object_id, tail=5)
         tail = logs.decode(errors="replace").strip().splitlines()[-1:] if logs else []
         reason = exit_reason(obj["State"], model.memory_gb)
-        raise SpawnException(f"{reason}" + (f"; last log line: {tail[0]}" if tail else ""), reason="exit")
+        raise SpawnException(
+            f"{reason}" + (f"; last log line: {tail[0]}" if tail else ""), reason="exit"
+        )
 
     async def poll(self):
-        obj = await self.get_object()
+        expected = bool(self.object_id)
+        obj = await self.get_object()  # forgets object_id when the container is gone
         if obj is None:
+            if expected:
+                await self._record_vanished()
             return 0
         if obj["State"]["Running"]:
             return None
+        # JupyterHub does not call stop() for a server that poll() reports dead: note why it
+        # died, then release the container and the volume here.
         await self._record_exit(obj)
+        await self._discard_container()
+        await self.volume.detach()
         return obj["State"].get("ExitCode", 0)
 
     async def _record_exit(self, obj: dict) -> None:
@@ -325,11 +365,16 @@ class BenchSpawner(DockerSpawner):
         self.log.warning("%s stopped on its own: %s", self._log_name, reason)
         await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("errored", reason))
 
+    async def _record_vanished(self) -> None:
+        reason = "container vanished (removed outside BenchHub, e.g. while the hub was down)"
+        self.log.warning("%s: %s", self._log_name, reason)
+        await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("errored", reason))
+
     async def stop(self, now=False):
-        obj = await self.get_object() if self.object_name else None
-        if obj is None and self.object_id:
-            reason = "container vanished (removed outside BenchHub, e.g. while the hub was down)"
-            await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("errored", reason))
+        expected = bool(self.object_id)
+        obj = await self.get_object()
+        if obj is None and expected:
+            await self._record_vanished()
         elif obj is not None and obj["State"]["Running"]:
             await self.stop_object()
             await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("stopped"))

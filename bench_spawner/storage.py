@@ -35,21 +35,27 @@ class StorageError(RuntimeError):
     """A storage operation failed; the message says which and why."""
 
 
-async def run(*argv: str, timeout: float = 120) -> str:
+async def run(*argv: str, limit_s: float = 120) -> str:
     """Run a command, return stdout; raise :class:`StorageError` with stderr on failure."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(), limit_s)
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise StorageError(f"{argv[0]} timed out after {timeout:.0f} s") from None
+        raise StorageError(f"{argv[0]} timed out after {limit_s:.0f} s") from None
     if proc.returncode != 0:
         msg = (err or out).decode(errors="replace").strip()
         raise StorageError(f"{' '.join(argv)} failed ({proc.returncode}): {msg}")
     return out.decode()
+
+
+def set_file_size(path: Path, size: int) -> None:
+    """Create or extend a sparse file: it takes no disk space until written."""
+    with open(path, "ab") as f:
+        f.truncate(size)
 
 
 class WorkspaceVolume:
@@ -133,7 +139,9 @@ class LoopbackVolume(WorkspaceVolume):
         elif size_gb > current:
             await self._grow(size_gb)
         elif size_gb < current:
-            raise StorageError(f"refusing to shrink {self.image_path} from {current} to {size_gb} GB")
+            raise StorageError(
+                f"refusing to shrink {self.image_path} from {current} to {size_gb} GB"
+            )
         if not await self._mounted_source():
             device = await self._loop_device() or await self._attach_loop()
             self.mount_path.mkdir(parents=True, exist_ok=True)
@@ -160,8 +168,7 @@ class LoopbackVolume(WorkspaceVolume):
     async def _create(self, size_gb: int) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.image_path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.truncate(size_gb * GIB)  # sparse: takes no space until written
+        await asyncio.to_thread(set_file_size, tmp, size_gb * GIB)
         await run(
             "mkfs.ext4", "-q", "-F", "-m", "0", "-L", "benchdata",
             "-E", f"root_owner={DATA_UID}:{DATA_GID},lazy_itable_init=1,lazy_journal_init=1",
@@ -171,10 +178,9 @@ class LoopbackVolume(WorkspaceVolume):
 
     async def _grow(self, size_gb: int) -> None:
         await self.detach()
-        with open(self.image_path, "r+b") as f:
-            f.truncate(size_gb * GIB)
-        await run("e2fsck", "-f", "-p", str(self.image_path), timeout=600)
-        await run("resize2fs", str(self.image_path), timeout=600)
+        await asyncio.to_thread(set_file_size, self.image_path, size_gb * GIB)
+        await run("e2fsck", "-f", "-p", str(self.image_path), limit_s=600)
+        await run("resize2fs", str(self.image_path), limit_s=600)
 
     async def _attach_loop(self) -> str:
         return (await run("losetup", "--find", "--show", str(self.image_path))).strip()

@@ -1,0 +1,347 @@
+"""The one typed schema for workspace options.
+
+Both the spawn form (through :func:`options_from_form`) and the REST API ``user_options``
+go through :meth:`OptionsSchema.parse`, which fills defaults, rejects unknown keys and
+collects every problem into one :class:`OptionsError`; each message names the field and
+the allowed values or range. The result, :class:`WorkspaceSpec`, is stored in its
+canonical form by :meth:`WorkspaceSpec.to_user_options`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from numbers import Real
+
+from .resource_models import (
+    NAME_RULE,
+    HostCapacity,
+    ResourceModel,
+    is_valid_name,
+    unavailable_reason,
+)
+from .whitelist import parse_whitelist
+
+__all__ = [
+    "ACCESS_MODES",
+    "NAME_RULE",
+    "OPTION_NAMES",
+    "FieldError",
+    "OptionsError",
+    "OptionsSchema",
+    "WorkspaceSpec",
+    "options_from_form",
+    "validate_workspace_name",
+]
+
+ACCESS_MODES = ("open", "restricted")
+OPTION_NAMES = (
+    "access_mode",
+    "auto_shutdown_hours",
+    "description",
+    "image",
+    "resource_model",
+    "storage_gb",
+    "whitelist",
+)
+# Sent by browsers with every JupyterHub form post; not a workspace option.
+_FORM_ONLY_KEYS = ("_xsrf",)
+_TEXTAREA_KEYS = ("description", "whitelist")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one option: ``field`` is the option name (or the unknown key)."""
+
+    field: str
+    message: str
+
+
+class OptionsError(ValueError):
+    """Workspace options were refused; ``errors`` lists every problem found.
+
+    ``str(err)`` is ``"; ".join(f"{field}: {message}")`` so it reads as one sentence in a
+    spawn error or an HTTP 400 body.
+    """
+
+    def __init__(self, errors: list[FieldError]):
+        if not errors:
+            raise ValueError("OptionsError needs at least one FieldError")
+        self.errors = list(errors)
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in self.errors))
+
+    def as_json(self) -> dict:
+        """``{"errors": [{"field": ..., "message": ...}, ...]}`` for a JSON error body."""
+        return {"errors": [asdict(e) for e in self.errors]}
+
+
+def validate_workspace_name(name: str) -> None:
+    """Return None if ``name`` satisfies :data:`NAME_RULE`, else raise :class:`OptionsError`
+    with one ``FieldError("name", ...)`` stating the rule and the given name."""
+    if not is_valid_name(name):
+        raise OptionsError(
+            [FieldError("name", f"a workspace name must be {NAME_RULE}; got {name!r}")]
+        )
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    """A checked set of workspace options. ``whitelist`` holds normalised entries;
+    ``auto_shutdown_hours`` 0 means no automatic shutdown."""
+
+    image: str
+    resource_model: str
+    storage_gb: int
+    access_mode: str
+    whitelist: tuple[str, ...]
+    description: str
+    auto_shutdown_hours: int
+
+    def to_user_options(self) -> dict:
+        """The canonical JSON-able form (whitelist as a list); ``parse`` of it gives back
+        an equal spec."""
+        options = asdict(self)
+        options["whitelist"] = list(self.whitelist)
+        return options
+
+
+def _show(value: object, limit: int = 60) -> str:
+    """``repr`` of a submitted value, shortened so a huge value cannot flood a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _whole_number(value: object) -> int | None:
+    """``value`` as an int if it is one (or an int-valued string/float), else None.
+
+    Forms send numbers as strings, so ``"20"`` is 20; ``True`` and ``2.5`` are refused.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Real) and float(value).is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("+-").isdigit() and text.isascii():
+            return int(text)
+    return None
+
+
+def _parse_whitelist(raw_value: object, access_mode: object) -> tuple[tuple[str, ...], list]:
+    """The whitelist option: normalised entries and its FieldErrors."""
+    ok_type = isinstance(raw_value, str) or (
+        isinstance(raw_value, list) and all(isinstance(item, str) for item in raw_value)
+    )
+    if not ok_type:
+        message = (
+            f"must be text with one URL per line, or a list of URL strings; got {_show(raw_value)}"
+        )
+        return (), [FieldError("whitelist", message)]
+    entries, problems = parse_whitelist(raw_value)
+    errors = [
+        FieldError("whitelist", f"line {p.line} {_show(p.entry)}: {p.rule}") for p in problems
+    ]
+    if (entries or problems) and access_mode in ACCESS_MODES and access_mode != "restricted":
+        errors.insert(
+            0,
+            FieldError(
+                "whitelist",
+                f"is only allowed with access_mode 'restricted' (got {access_mode!r}); "
+                "choose restricted or leave the whitelist empty",
+            ),
+        )
+    return tuple(str(entry) for entry in entries), errors
+
+
+@dataclass(frozen=True)
+class OptionsSchema:
+    """What a user may choose for a workspace, and the defaults for what they leave out.
+
+    ``image_templates`` maps an image template key to its display name; ``resource_models``
+    comes from :func:`bench_spawner.resource_models.load_catalog`. Sizes are whole GB
+    (GiB), times whole hours. Construction raises :class:`ValueError` when a default is
+    not itself allowed.
+    """
+
+    resource_models: dict[str, ResourceModel]
+    image_templates: dict[str, str]
+    default_image: str
+    storage_min_gb: int = 1
+    storage_max_gb: int = 16384
+    default_resource_model: str = "standard-small"
+    default_storage_gb: int = 10
+    default_auto_shutdown_hours: int = 0
+    max_auto_shutdown_hours: int = 8760
+    max_description_chars: int = 1000
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.default_image not in self.image_templates:
+            problems.append(
+                f"default_image {self.default_image!r} is not an image template; "
+                f"choose one of: {', '.join(self.image_templates) or '(none configured)'}"
+            )
+        if self.default_resource_model not in self.resource_models:
+            problems.append(
+                f"default_resource_model {self.default_resource_model!r} is not in the catalog; "
+                f"choose one of: {', '.join(self.resource_models) or '(none configured)'}"
+            )
+        if not 1 <= self.storage_min_gb <= self.default_storage_gb <= self.storage_max_gb:
+            problems.append(
+                "storage sizes must satisfy 1 <= storage_min_gb <= default_storage_gb "
+                f"<= storage_max_gb, got {self.storage_min_gb}, {self.default_storage_gb}, "
+                f"{self.storage_max_gb}"
+            )
+        if not 0 <= self.default_auto_shutdown_hours <= self.max_auto_shutdown_hours:
+            problems.append(
+                "default_auto_shutdown_hours must be from 0 to max_auto_shutdown_hours "
+                f"({self.max_auto_shutdown_hours}), got {self.default_auto_shutdown_hours}"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def defaults(self) -> dict:
+        """The raw options used for keys a request leaves out."""
+        return {
+            "image": self.default_image,
+            "resource_model": self.default_resource_model,
+            "storage_gb": self.default_storage_gb,
+            "access_mode": "open",
+            "whitelist": [],
+            "description": "",
+            "auto_shutdown_hours": self.default_auto_shutdown_hours,
+        }
+
+    def parse(self, raw: dict | None, host: HostCapacity | None = None) -> WorkspaceSpec:
+        """Check ``raw`` options (missing keys take defaults) and return a :class:`WorkspaceSpec`.
+
+        Unknown keys are refused. With ``host``, a resource model that host cannot run is
+        refused too. Every problem is collected; if any, raises one :class:`OptionsError`.
+        """
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            message = f"must be a JSON object of option: value, got {_show(raw)}"
+            raise OptionsError([FieldError("options", message)])
+        allowed = ", ".join(OPTION_NAMES)
+        errors = [
+            FieldError(str(key), f"unknown option {str(key)!r}; allowed options: {allowed}")
+            for key in raw
+            if key not in OPTION_NAMES
+        ]
+        values = {**self.defaults(), **{k: v for k, v in raw.items() if k in OPTION_NAMES}}
+        checked = {
+            "image": self._check_image(values["image"], errors),
+            "resource_model": self._check_model(values["resource_model"], host, errors),
+            "storage_gb": self._check_storage(values["storage_gb"], errors),
+            "access_mode": self._check_access_mode(values["access_mode"], errors),
+            "description": self._check_description(values["description"], errors),
+            "auto_shutdown_hours": self._check_shutdown(values["auto_shutdown_hours"], errors),
+        }
+        whitelist, whitelist_errors = _parse_whitelist(values["whitelist"], values["access_mode"])
+        errors.extend(whitelist_errors)
+        if errors:
+            raise OptionsError(errors)
+        return WorkspaceSpec(whitelist=whitelist, **checked)
+
+    def _check_image(self, value: object, errors: list[FieldError]) -> str:
+        allowed = ", ".join(self.image_templates)
+        if not isinstance(value, str) or value not in self.image_templates:
+            errors.append(
+                FieldError("image", f"{_show(value)} is not an image template; allowed: {allowed}")
+            )
+        return value
+
+    def _check_model(
+        self, value: object, host: HostCapacity | None, errors: list[FieldError]
+    ) -> str:
+        if not isinstance(value, str) or value not in self.resource_models:
+            allowed = ", ".join(self.resource_models)
+            message = f"{_show(value)} is not a resource model; allowed: {allowed}"
+            errors.append(FieldError("resource_model", message))
+            return value
+        reason = host and unavailable_reason(self.resource_models[value], host)
+        if reason:
+            errors.append(
+                FieldError("resource_model", f"{value!r} is unavailable on this host: {reason}")
+            )
+        return value
+
+    def _check_storage(self, value: object, errors: list[FieldError]) -> int | None:
+        number = _whole_number(value)
+        if number is None or not self.storage_min_gb <= number <= self.storage_max_gb:
+            errors.append(
+                FieldError(
+                    "storage_gb",
+                    f"must be a whole number of GB from {self.storage_min_gb} to "
+                    f"{self.storage_max_gb}, got {_show(value)}",
+                )
+            )
+        return number
+
+    def _check_access_mode(self, value: object, errors: list[FieldError]) -> str:
+        if value not in ACCESS_MODES or not isinstance(value, str):
+            message = f"{_show(value)} is not an access mode; allowed: {', '.join(ACCESS_MODES)}"
+            errors.append(FieldError("access_mode", message))
+        return value
+
+    def _check_description(self, value: object, errors: list[FieldError]) -> str:
+        limit = self.max_description_chars
+        if not isinstance(value, str):
+            message = f"must be text of at most {limit} characters, got {_show(value)}"
+            errors.append(FieldError("description", message))
+        elif len(value) > limit:
+            message = f"must be text of at most {limit} characters, got {len(value)} characters"
+            errors.append(FieldError("description", message))
+        return value
+
+    def _check_shutdown(self, value: object, errors: list[FieldError]) -> int | None:
+        number = _whole_number(value)
+        if number is None or not 0 <= number <= self.max_auto_shutdown_hours:
+            errors.append(
+                FieldError(
+                    "auto_shutdown_hours",
+                    f"must be a whole number of hours from 0 to {self.max_auto_shutdown_hours} "
+                    f"(0 = no automatic shutdown), got {_show(value)}",
+                )
+            )
+        return number
+
+    def check_change(self, old: WorkspaceSpec | None, new: WorkspaceSpec) -> None:
+        """Refuse a change from ``old`` (None for a new workspace) to ``new`` that would lose
+        data: storage can grow, never shrink. Raises :class:`OptionsError` on ``storage_gb``.
+        Other changes (image template, model, access) are allowed on restart."""
+        if old is not None and new.storage_gb < old.storage_gb:
+            message = (
+                f"cannot shrink storage from {old.storage_gb} GB to {new.storage_gb} GB; "
+                f"storage can only grow (stop the workspace and choose ≥ {old.storage_gb})"
+            )
+            raise OptionsError([FieldError("storage_gb", message)])
+
+
+def options_from_form(formdata: dict[str, list[str]]) -> dict:
+    """Turn JupyterHub spawn-form data (each value a list of strings) into raw options.
+
+    Single values are unwrapped (and stripped), several values stay a list (``parse``
+    reports it); empty values are omitted so defaults apply. Textarea text
+    (``description``, ``whitelist``) is kept as given except that CRLF becomes LF. The
+    whitelist is dropped when the access mode is (or defaults to) ``open``, because the
+    hidden textarea is still submitted. ``_xsrf`` is dropped; any other key is kept for
+    ``parse`` to refuse.
+    """
+    raw: dict = {}
+    for key, values in formdata.items():
+        if key in _FORM_ONLY_KEYS:
+            continue
+        values = [v for v in values if isinstance(v, str) and v.strip()]
+        if len(values) == 1 and key in _TEXTAREA_KEYS:
+            # Browsers submit textarea line breaks as CRLF but count them as one character.
+            raw[key] = values[0].replace("\r\n", "\n")
+        elif len(values) == 1:
+            raw[key] = values[0].strip()
+        elif values:
+            raw[key] = values
+    if raw.get("access_mode", "open") == "open":
+        raw.pop("whitelist", None)
+    return raw

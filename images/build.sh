@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Build BenchHub's container images locally (no registry is used; nothing is pulled).
+# Usage: images/build.sh [all|base|jupyterlab]      (default: all)
+# Env:   BENCH_BASE_IMAGE        (default benchhub/base:bookworm)
+#        BENCH_JUPYTERLAB_IMAGE  (default benchhub/jupyterlab:latest)
+#        BENCH_CA_BUNDLE         (default /etc/ssl/certs/ca-certificates.crt if present; empty = none)
+#        BENCH_JUPYTERHUB_VERSION (default: version of jupyterhub in ${PYTHON:-python3})
+#        PIP_INDEX_URL           (passed through as a build-arg when set)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+target=${1:-all}
+BASE_IMAGE=${BENCH_BASE_IMAGE:-benchhub/base:bookworm}
+LAB_IMAGE=${BENCH_JUPYTERLAB_IMAGE:-benchhub/jupyterlab:latest}
+if [[ -z "${BENCH_CA_BUNDLE+set}" && -f /etc/ssl/certs/ca-certificates.crt ]]; then
+  CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+else
+  CA_BUNDLE=${BENCH_CA_BUNDLE:-}
+fi
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+cleanup_paths=()
+cleanup() { local p; for p in "${cleanup_paths[@]}"; do rm -rf -- "$p"; done; }
+trap cleanup EXIT
+
+apt_mirror() {
+  local m=""
+  if compgen -G '/etc/apt/sources.list.d/*.sources' >/dev/null; then
+    m=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources)
+  fi
+  if [[ -z "$m" && -f /etc/apt/sources.list ]]; then
+    m=$(awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/) {print $i; exit}}' \
+      /etc/apt/sources.list)
+  fi
+  [[ -n "$m" ]] || die "no Debian mirror found in the apt sources"
+  printf '%s\n' "$m"
+}
+
+build_base() {
+  if have_image "$BASE_IMAGE"; then
+    say "base: $BASE_IMAGE exists, nothing to do"
+    return
+  fi
+  ((EUID == 0)) || die "base: debootstrap needs root"
+  command -v debootstrap >/dev/null || die "base: debootstrap missing (run scripts/host-setup.sh)"
+  local mirror rootfs
+  mirror=$(apt_mirror)
+  rootfs=$(mktemp -d /tmp/benchhub-base.XXXXXX)
+  cleanup_paths+=("$rootfs" "$rootfs.log")
+  say "base: debootstrap --variant=minbase bookworm from $mirror"
+  debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 \
+    || { tail -n 20 "$rootfs.log" >&2; rm -f "$rootfs.log"; die "base: debootstrap failed"; }
+  rm -f "$rootfs.log"
+  rm -rf "${rootfs:?}"/var/cache/apt/archives/*.deb "${rootfs:?}"/var/lib/apt/lists/*
+  say "base: importing as $BASE_IMAGE"
+  tar -C "$rootfs" -c . | docker import - "$BASE_IMAGE" >/dev/null
+  rm -rf -- "$rootfs"
+}
+
+build_jupyterlab() {
+  local ctx=$here/jupyterlab version base_id key tag ca_file
+  have_image "$BASE_IMAGE" || die "jupyterlab: base image $BASE_IMAGE missing (run: $0 base)"
+  version=${BENCH_JUPYTERHUB_VERSION:-$("${PYTHON:-python3}" -c 'import jupyterhub;print(jupyterhub.__version__)' 2>/dev/null || true)}
+  [[ -n "$version" ]] || die "jupyterlab: set BENCH_JUPYTERHUB_VERSION (jupyterhub not importable by ${PYTHON:-python3})"
+  [[ -z "$CA_BUNDLE" || -r "$CA_BUNDLE" ]] || die "jupyterlab: CA bundle $CA_BUNDLE not readable"
+  base_id=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")
+  local args=(--build-arg "BASE=$BASE_IMAGE" --build-arg "JUPYTERHUB_VERSION=$version")
+  if [[ -n "${PIP_INDEX_URL:-}" ]]; then
+    [[ "$PIP_INDEX_URL" != *://*@* ]] \
+      || die "jupyterlab: PIP_INDEX_URL contains credentials; build-args are recorded in the image history"
+    args+=(--build-arg "PIP_INDEX_URL=$PIP_INDEX_URL")
+  fi
+
+  key=$({
+    (cd "$ctx" && find . -type f ! -name extra-ca.crt -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    if [[ -n "$CA_BUNDLE" ]]; then sha256sum <"$CA_BUNDLE"; else echo "no-ca"; fi
+    echo "$base_id"
+    printf '%s\n' "${args[@]}"
+  } | sha256sum | cut -c1-16)
+  tag=benchhub/jupyterlab:$key
+
+  if have_image "$tag"; then
+    docker tag "$tag" "$LAB_IMAGE"
+    say "jupyterlab: cached ($tag) -> $LAB_IMAGE"
+    return
+  fi
+  ca_file=$ctx/extra-ca.crt
+  cleanup_paths+=("$ca_file")
+  if [[ -n "$CA_BUNDLE" ]]; then cp "$CA_BUNDLE" "$ca_file"; else : >"$ca_file"; fi
+  say "jupyterlab: building $tag (jupyterhub $version on $BASE_IMAGE)"
+  docker build --pull=false --force-rm "${args[@]}" -t "$tag" -t "$LAB_IMAGE" "$ctx"
+  rm -f -- "$ca_file"
+}
+
+timed() {
+  local name=$1 start=$SECONDS
+  "build_$name"
+  say "$name: done in $((SECONDS - start)) s"
+}
+
+docker info >/dev/null 2>&1 || die "docker is not usable (run scripts/host-setup.sh)"
+case "$target" in
+  all) timed base; timed jupyterlab ;;
+  base|jupyterlab) timed "$target" ;;
+  *) die "usage: $0 [all|base|jupyterlab]" ;;
+esac

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 host for BenchHub: system packages and a running Docker daemon.
+# Idempotent. Usage: scripts/host-setup.sh [--test]   (--test adds chromium for browser tests)
+set -euo pipefail
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+pkgs=(docker.io debootstrap e2fsprogs util-linux python3-venv nodejs npm curl ca-certificates)
+for arg in "$@"; do
+  case "$arg" in
+    --test) pkgs+=(chromium chromium-driver) ;;
+    -h|--help) sed -n '2,3p' "$0"; exit 0 ;;
+    *) die "unknown argument: $arg" ;;
+  esac
+done
+
+# A package also counts as present when its command comes from elsewhere (docker-ce, nodesource nodejs+npm).
+declare -A provides=([docker.io]=dockerd [nodejs]=node [npm]=npm [chromium]=chromium [chromium-driver]=chromedriver)
+say "Checking Debian packages: ${pkgs[*]}"
+missing=()
+for p in "${pkgs[@]}"; do
+  st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [[ "$st" == installed ]] && continue
+  [[ -n "${provides[$p]:-}" ]] && command -v "${provides[$p]}" >/dev/null 2>&1 && continue
+  missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  say "All packages present"
+elif ((EUID == 0)); then
+  say "Installing missing packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  say "Missing packages (not root, not installing): ${missing[*]}"
+  say "Ask an administrator to run: apt-get install ${missing[*]}"
+fi
+
+if docker info >/dev/null 2>&1; then
+  say "Docker daemon is running"
+  exit 0
+fi
+
+if ((EUID != 0)); then
+  command -v docker >/dev/null 2>&1 || die "docker is not installed; ask an administrator to install docker.io"
+  die "docker is not usable: the daemon is not running or you are not in the 'docker' group (ask an admin; then log in again)"
+fi
+
+command -v dockerd >/dev/null 2>&1 || die "dockerd not found after installation"
+log=/var/log/benchhub-dockerd.log
+say "Starting dockerd (log: $log)"
+setsid dockerd >"$log" 2>&1 </dev/null &
+for _ in $(seq 1 60); do
+  if docker info >/dev/null 2>&1; then
+    say "Docker daemon is up"
+    exit 0
+  fi
+  sleep 1
+done
+die "dockerd did not answer within 60 s; see $log"

@@ -1,0 +1,171 @@
+"""A real JupyterHub (with configurable-http-proxy) for tests and benchmarks.
+
+``HubProcess`` writes a config that loads the repository's ``jupyterhub_config.py`` and
+overrides only what a test run needs (ports, state and storage in a temp dir, a test catalog,
+an admin token, names prefixed so a developer's own hub on this machine is left alone), starts
+``jupyterhub`` in its own session, and talks to its REST API with ``requests``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "benchhub-test-token-5f0c1a2b3c4d5e6f"
+PASSWORD = "test-password-123"
+TEST_MODELS = {
+    "test-small": {"cpus": 0.5, "memory_gb": 0.5},
+    "test-medium": {"cpus": 1, "memory_gb": 1},
+    "standard-small": {"cpus": 2, "memory_gb": 8},
+    "standard-xlarge": {"cpus": 16, "memory_gb": 64},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HubProcess:
+    """One hub; ``start()``/``kill()``/``stop()`` may be called repeatedly (state persists)."""
+
+    def __init__(self, workdir: Path, prefix: str = "benchtest", extra_config: str = ""):
+        self.workdir = workdir
+        self.prefix = prefix
+        self.port, self.hub_port, self.api_port = free_port(), free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.storage_root = workdir / "workspaces"
+        self.log_path = workdir / "hub.log"
+        self.proc: subprocess.Popen | None = None
+        self.config_path = workdir / "test_config.py"
+        self.config_path.write_text(self._config(extra_config))
+
+    def _config(self, extra: str) -> str:
+        return f"""
+c = get_config()  # noqa
+load_subconfig({str(REPO / "jupyterhub_config.py")!r})
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.api_port}"
+c.BenchSpawner.prefix = {self.prefix!r}
+c.BenchSpawner.open_network = "{self.prefix}-open"
+c.BenchSpawner.restricted_network = "{self.prefix}-restricted"
+c.BenchSpawner.resource_models = {json.dumps(TEST_MODELS)}
+c.BenchSpawner.default_resource_model = "test-small"
+c.BenchSpawner.default_storage_gb = 1
+c.Spawner.poll_interval = 2
+c.JupyterHub.services = [{{"name": "tester", "api_token": {TOKEN!r}}}]
+c.JupyterHub.load_roles = [{{"name": "admin", "services": ["tester"]}}]
+{extra}
+"""
+
+    @property
+    def env(self) -> dict:
+        return {
+            **os.environ,
+            "BENCHHUB_URL": self.url,
+            "BENCHHUB_HUB_PORT": str(self.hub_port),
+            "BENCHHUB_STATE_DIR": str(self.workdir / "state"),
+            "BENCHHUB_STORAGE_ROOT": str(self.storage_root),
+            "BENCHHUB_PASSWORD": PASSWORD,
+        }
+
+    def start(self, timeout: float = 60) -> None:
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(self.config_path)],
+            cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(f"{self.url}/hub/api/", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"hub did not answer in {timeout} s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL the hub only (the proxy survives as an orphan, as in a real crash)."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        pid_file = self.workdir / "state" / "jupyterhub-proxy.pid"
+        if pid_file.exists():  # an orphaned proxy from a kill()
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            except (ValueError, ProcessLookupError):
+                pass
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    # ---- REST API --------------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, json_body=None, token: str = TOKEN) -> requests.Response:
+        return requests.request(
+            method, f"{self.url}/hub/api{path}", json=json_body,
+            headers={"Authorization": f"token {token}"}, timeout=150,
+        )  # fmt: skip
+
+    def ensure_user(self, name: str) -> None:
+        r = self.api("POST", f"/users/{name}")
+        assert r.status_code in (201, 409), r.text
+
+    def workspaces(self, user: str) -> dict:
+        r = self.api("GET", f"/bench/workspaces/{user}")
+        assert r.ok, r.text
+        return {w["name"]: w for w in r.json()["workspaces"]}
+
+    def wait_for(self, user: str, name: str, status: str, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ws = self.workspaces(user).get(name)
+            if ws and ws["status"] == status:
+                return ws
+            time.sleep(0.1)
+        raise AssertionError(f"{user}/{name} not {status} after {timeout} s: {ws}")
+
+    def start_workspace(self, user: str, name: str, options: dict | None = None) -> dict:
+        body = {"user_options": options} if options is not None else None
+        r = self.api("POST", f"/users/{user}/servers/{name}", body)
+        assert r.status_code in (201, 202), r.text
+        return self.wait_for(user, name, "running")
+
+    def stop_workspace(self, user: str, name: str) -> None:
+        r = self.api("DELETE", f"/users/{user}/servers/{name}")
+        assert r.status_code in (202, 204), r.text
+        self.wait_for_stopped(user, name)
+
+    def wait_for_stopped(self, user: str, name: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ws = self.workspaces(user)[name]
+            if ws["status"] in ("stopped", "errored"):
+                return ws
+            time.sleep(0.1)
+        raise AssertionError(f"{user}/{name} did not stop: {ws}")
+
+    def container_name(self, user: str, name: str) -> str:
+        return f"{self.prefix}-{user}--{name}"
