@@ -71,8 +71,7 @@ class WorkspaceServerAPIHandler(WorkspaceNameRule, UserServerAPIHandler):
         spawner = user.get_or_create_spawner(server_name, server_name, replace_failed=True)
         try:
             if _is_workspace_spawner(spawner):
-                previous = spawner.orm_spawner.user_options if existed else None
-                await spawner.validate_options(options, previous=previous)
+                await spawner.validate_options(options)
         except web.HTTPError:
             if not existed:  # nothing created on error
                 user.spawners.pop(server_name, None)

@@ -13,6 +13,7 @@ readiness check succeeds instead of backing off for seconds (see docs/benchmarks
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from functools import cached_property
@@ -149,7 +150,12 @@ class BenchSpawner(DockerSpawner):
 
     @default("options_from_form")
     def _default_options_from_form(self):
-        return options_from_form
+        async def from_form(formdata, spawner):
+            # validated and canonical before JupyterHub stores it: a refused form changes nothing
+            spec = await spawner.validate_options(options_from_form(formdata))
+            return spec.to_user_options()
+
+        return from_form
 
     # ---- the schema and the spec -------------------------------------------------------------
 
@@ -176,14 +182,17 @@ class BenchSpawner(DockerSpawner):
         except OptionsError:
             return None
 
-    async def validate_options(
-        self, raw: dict | None, previous: dict | None = None
-    ) -> WorkspaceSpec:
-        """Parse options for a start or an edit; HTTP 400 naming each bad field."""
+    async def validate_options(self, raw: dict | None) -> WorkspaceSpec:
+        """Parse options for a start or an edit; HTTP 400 naming each bad field.
+
+        The size of an existing volume (not the stored options) is what storage may not
+        shrink below: the volume on disk is the truth.
+        """
         try:
             spec = self.schema.parse(raw or {}, host=await self.host_capacity())
-            old = self.schema.parse(previous) if previous else None
-            self.schema.check_change(old, spec)
+            current_gb = await self.volume.size_gb()
+            if current_gb:
+                self.schema.check_change(dataclasses.replace(spec, storage_gb=current_gb), spec)
         except OptionsError as e:
             raise web.HTTPError(400, str(e)) from None
         return spec

@@ -61,6 +61,10 @@ c.BenchSpawner.restricted_network = "{self.prefix}-restricted"
 c.BenchSpawner.resource_models = {json.dumps(TEST_MODELS)}
 c.BenchSpawner.default_resource_model = "test-small"
 c.BenchSpawner.default_storage_gb = 1
+c.BenchSpawner.image_templates = {{
+    "jupyterlab": {{"image": "benchhub/jupyterlab:latest", "display_name": "JupyterLab"}},
+    "missing": {{"image": "benchhub/not-built:0", "display_name": "Never built"}},
+}}
 c.Spawner.poll_interval = 2
 c.JupyterHub.services = [{{"name": "tester", "api_token": {TOKEN!r}}}]
 c.JupyterHub.load_roles = [{{"name": "admin", "services": ["tester"]}}]

@@ -190,3 +190,13 @@ def test_delete_refused_while_running_then_leaves_nothing_behind(hub):
     assert str(workspace_dir) not in attached
     mounts = open("/proc/mounts").read()
     assert str(workspace_dir) not in mounts
+
+
+def test_missing_image_shows_errored_with_reason(hub):
+    hub.ensure_user("jack")
+    r = hub.api("POST", "/users/jack/servers/noimg", {"user_options": {"image": "missing"}})
+    assert r.status_code >= 400 or r.status_code == 202
+    ws = hub.wait_for_stopped("jack", "noimg")
+    assert ws["status"] == "errored"
+    assert ws["reason"].startswith("image missing: benchhub/not-built:0")
+    assert docker("ps", "-aq", "--filter", "name=^benchtest-jack--") == ""

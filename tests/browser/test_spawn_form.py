@@ -1,0 +1,133 @@
+"""The spawn form and home page in a real browser (headless Debian chromium, Playwright).
+
+A user logs in, adds a workspace on the home page, fills the options form, lands in JupyterLab,
+then stops the workspace from the home page; a bad storage value is refused on the form.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from conftest import docker
+from hub_harness import PASSWORD
+from playwright.sync_api import Page, expect, sync_playwright
+
+GIB = 1024**3
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+]  # fmt: skip
+
+
+@pytest.fixture
+def page(request, tmp_path):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(30_000)
+            yield page
+            rep = getattr(request.node, "rep_call", None)
+            if rep is not None and rep.failed:
+                shot = tmp_path / "failure.png"
+                page.screenshot(path=str(shot), full_page=True)
+                print(f"\nscreenshot of the page at failure ({page.url}): {shot}")
+        finally:
+            browser.close()
+
+
+def login(page: Page, hub, user: str) -> None:
+    page.goto(f"{hub.url}/hub/login?next=%2Fhub%2Fhome")
+    page.fill("#username_input", user)
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+    page.wait_for_url(f"{hub.url}/hub/home")
+
+
+def container_ids(name: str) -> list[str]:
+    return docker("ps", "-aq", "--filter", f"name=^{name}$").split()
+
+
+def test_spawn_from_form_into_lab_then_stop(hub, page):
+    user, ws = "browseruser", "lab1"
+    container = hub.container_name(user, ws)
+    login(page, hub, user)
+
+    # add the workspace on the home page (JupyterHub's JS creates it, then reloads)
+    page.fill(".new-server-name", ws)
+    page.click(".new-server-btn")
+    expect(page.locator(f"#start-{ws}")).to_be_visible()
+    expect(page.locator(f"#status-{ws}")).to_have_attribute("data-status", "stopped")
+    page.click(f"#start-{ws}")
+    page.wait_for_url(f"{hub.url}/hub/spawn/{user}/{ws}")
+
+    # the whitelist shows only for restricted access
+    whitelist = page.locator("#bench-whitelist")
+    expect(page.locator("#bench-access-open")).to_be_checked()
+    expect(whitelist).to_be_hidden()
+    page.click("#bench-access-restricted")
+    expect(whitelist).to_be_visible()
+    page.click("#bench-access-open")
+    expect(whitelist).to_be_hidden()
+
+    # a model this 2-CPU host cannot run is disabled, and its row says why
+    xlarge = page.locator("#bench-model-standard-xlarge")
+    expect(xlarge).to_be_disabled()
+    expect(page.locator("#bench-models tr", has=xlarge)).to_contain_text("16 CPUs")
+    expect(page.locator("#bench-model-test-small")).to_be_enabled()
+
+    page.check("#bench-model-test-small")
+    page.fill("#bench-storage", "1")
+    page.fill("#bench-description", "opened from the browser test")
+    page.click("#spawn_form [type=submit]")
+
+    # spawn progress page -> JupyterLab
+    page.wait_for_url(f"**/user/{user}/{ws}/lab**", timeout=120_000)
+    expect(page.locator("#main.jp-LabShell")).to_be_visible(timeout=120_000)
+
+    info = json.loads(docker("inspect", container))[0]
+    assert info["State"]["Running"]
+    assert info["HostConfig"]["Memory"] == GIB // 2
+    options = hub.workspaces(user)[ws]["user_options"]
+    assert options["resource_model"] == "test-small" and int(options["storage_gb"]) == 1
+    assert options["access_mode"] == "open"
+    assert options["description"] == "opened from the browser test"
+
+    # stop from the home page
+    page.goto(f"{hub.url}/hub/home")
+    status = page.locator(f"#status-{ws}")
+    expect(status).to_have_attribute("data-status", "running")
+    expect(status).to_have_text("running")
+    page.click(f"#stop-{ws}")
+    expect(page.locator(f"#start-{ws}")).to_be_visible(timeout=60_000)  # the stop returned
+    deadline = time.monotonic() + 60
+    while True:  # the cell is filled once per page load: reload until it says stopped
+        page.reload()
+        page.wait_for_selector(f"#status-{ws}[data-status]")
+        if status.get_attribute("data-status") == "stopped" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    expect(status).to_have_attribute("data-status", "stopped", timeout=1_000)
+    expect(status).to_have_text("stopped")
+    assert container_ids(container) == []
+
+
+def test_invalid_storage_is_refused_on_the_form(hub, page):
+    user, ws = "browserbad", "bad1"
+    container = hub.container_name(user, ws)
+    login(page, hub, user)
+    page.goto(f"{hub.url}/hub/spawn/{user}/{ws}")
+    storage = page.locator("#bench-storage")
+    storage.evaluate("el => el.removeAttribute('min')")
+    storage.fill("0")
+    page.click("#spawn_form [type=submit]")
+
+    error = page.locator(".spawn-error-msg")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("storage_gb")
+    expect(page.locator("#bench-storage")).to_be_visible()  # the form is shown again
+    assert f"/hub/spawn/{user}/{ws}" in page.url
+    assert container_ids(container) == []
+    assert hub.workspaces(user).get(ws, {}).get("status") != "running"

@@ -1,0 +1,44 @@
+"""The container plan: limits and the security baseline, without an engine."""
+
+from bench_spawner.container import ContainerPlan, create_kwargs, host_config_kwargs
+from bench_spawner.resource_models import ResourceModel
+
+GIB = 1024**3
+
+
+def plan(model: ResourceModel) -> ContainerPlan:
+    return ContainerPlan(
+        name="bench-alice--ws", image="benchhub/jupyterlab:latest", model=model,
+        network="bench-open", data_source="/srv/ws/mnt", environment={"A": "1"},
+        labels={"org.benchhub.user": "alice"},
+    )  # fmt: skip
+
+
+def test_cpu_and_memory_become_quota_and_limit_without_swap():
+    hc = host_config_kwargs(plan(ResourceModel("m", cpus=2, memory_gb=8)))
+    assert hc["cpu_quota"] == 200_000 and hc["cpu_period"] == 100_000
+    assert hc["mem_limit"] == 8 * GIB == hc["memswap_limit"]
+    assert "device_requests" not in hc
+
+
+def test_fractional_cpus_and_gpus():
+    hc = host_config_kwargs(plan(ResourceModel("g", cpus=0.5, memory_gb=0.5, gpus=2)))
+    assert hc["cpu_quota"] == 50_000 and hc["mem_limit"] == GIB // 2
+    assert hc["device_requests"] == [{"Driver": "", "Count": 2, "Capabilities": [["gpu"]]}]
+
+
+def test_security_baseline_and_only_data_mounted():
+    hc = host_config_kwargs(plan(ResourceModel("m", cpus=1, memory_gb=1)))
+    assert hc["cap_drop"] == ["ALL"] and "cap_add" not in hc
+    assert hc["security_opt"] == ["no-new-privileges:true"]
+    assert hc["pids_limit"] == 4096
+    assert hc["binds"] == {"/srv/ws/mnt": {"bind": "/data", "mode": "rw"}}
+    assert hc["network_mode"] == "bench-open"
+    assert "privileged" not in hc
+
+
+def test_create_kwargs_carry_name_image_env_and_labels():
+    kw = create_kwargs(plan(ResourceModel("m", cpus=1, memory_gb=1)))
+    assert kw["name"] == "bench-alice--ws" and kw["image"] == "benchhub/jupyterlab:latest"
+    assert kw["environment"] == {"A": "1"} and kw["labels"]["org.benchhub.user"] == "alice"
+    assert kw["ports"] == [8888]
