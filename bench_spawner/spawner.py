@@ -13,6 +13,7 @@ readiness check succeeds instead of backing off for seconds (see docs/benchmarks
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import time
@@ -111,6 +112,17 @@ class BenchSpawner(DockerSpawner):
     pids_limit = Integer(4096, help="Maximum processes in a workspace container.").tag(config=True)
     ready_poll_interval = Float(
         0.05, help="Seconds between checks that a starting server answers (e.g. 0.05)."
+    ).tag(config=True)
+
+    boot_concurrency = Integer(
+        -1,
+        help="""How many servers may boot at once; -1 = the host's CPU count, 0 = no limit.
+
+        A single-user server's boot is CPU-bound (~2 CPU-seconds). When a burst of workspaces
+        starts on a small host, booting them all at once makes every one wait for the whole
+        burst; admitting a few at a time lets the first ones answer in seconds while the last
+        finish no later. Containers are created and storage prepared without waiting.
+        """,
     ).tag(config=True)
 
     @default("storage_class")
@@ -266,9 +278,12 @@ class BenchSpawner(DockerSpawner):
             await self._step(
                 30, "Creating the container", self._create(spec, model, network, source)
             )
-            await self._step(50, "Starting the container", self.start_object())
-            ip, port = await self.get_ip_and_port()
-            await self._step(60, "Waiting for the server", self._wait_for_server(ip, port, model))
+            async with await self._boot_slot():
+                await self._step(50, "Starting the container", self.start_object())
+                ip, port = await self.get_ip_and_port()
+                await self._step(
+                    60, "Waiting for the server", self._wait_for_server(ip, port, model)
+                )
         except BaseException as e:
             reason = (
                 describe_failure(e) if not isinstance(e, asyncio.CancelledError) else "cancelled"
@@ -280,6 +295,21 @@ class BenchSpawner(DockerSpawner):
         await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("running"))
         self._emit(100, f"Workspace ready in {time.monotonic() - t0:.1f} s")
         return f"http://{ip}:{port}"
+
+    _boot_slots: asyncio.Semaphore | None = None
+
+    async def _boot_slot(self) -> asyncio.Semaphore | contextlib.nullcontext:
+        """The admission gate for booting servers (see ``boot_concurrency``)."""
+        limit = self.boot_concurrency
+        if limit < 0:
+            limit = max(1, int((await self.host_capacity()).cpus))
+        if limit == 0:
+            return contextlib.nullcontext()
+        if BenchSpawner._boot_slots is None:
+            BenchSpawner._boot_slots = asyncio.Semaphore(limit)
+        if BenchSpawner._boot_slots.locked():
+            self._emit(45, "Waiting for a boot slot (other workspaces are starting)…")
+        return BenchSpawner._boot_slots
 
     async def _require_image(self):
         try:

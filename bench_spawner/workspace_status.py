@@ -55,7 +55,8 @@ def exit_reason(state: dict, memory_gb: float | None) -> str:
 
 def describe_failure(error: BaseException) -> str:
     """A one-line reason for a start that failed."""
-    text = str(error).strip() or type(error).__name__
+    # HTTPError and JupyterHub's SpawnException carry the sentence meant for people here
+    text = (getattr(error, "log_message", None) or str(error)).strip() or type(error).__name__
     return text.splitlines()[0][:500]
 
 

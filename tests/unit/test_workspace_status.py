@@ -1,9 +1,11 @@
 """Statuses and reasons, and the last-outcome record."""
 
 import pytest
+from jupyterhub.spawner import SpawnException
 
 from bench_spawner.workspace_status import (
     Outcome,
+    describe_failure,
     exit_reason,
     live_status,
     read_outcome,
@@ -47,3 +49,9 @@ def test_outcome_record_round_trip_and_replacement(tmp_path):
 def test_corrupt_record_reads_as_none(tmp_path):
     (tmp_path / "status.json").write_text("{not json")
     assert read_outcome(tmp_path) is None
+
+
+def test_failure_reasons_are_the_sentence_not_the_repr():
+    err = SpawnException("image missing: x:1 is not on this host", reason="image")
+    assert describe_failure(err) == "image missing: x:1 is not on this host"
+    assert describe_failure(RuntimeError("boom\nsecond line")) == "boom"
