@@ -5,11 +5,15 @@ environment variable that overrides it. `make run` starts `jupyterhub -f jupyter
 from the repository directory.
 """
 
+import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from bench_spawner.hub_api import register_handlers
+from bench_spawner.spawner import host_mtu
+from hub_services.egress.policy import FORBIDDEN_DESTINATIONS
 
 c = get_config()  # noqa: F821  (provided by JupyterHub when it loads this file)
 here = Path(__file__).resolve().parent
@@ -58,6 +62,47 @@ c.BenchSpawner.storage_root = os.environ.get(
 # c.BenchSpawner.image_templates = {"jupyterlab": {"image": "benchhub/jupyterlab:latest",
 #                                                  "display_name": "JupyterLab"}}
 # c.BenchSpawner.storage_min_gb, storage_max_gb, default_storage_gb = 1, 16384, 10
+
+# --- names of what BenchHub creates in Docker (BENCHHUB_PREFIX keeps several hubs apart) ---------
+prefix = os.environ.get("BENCHHUB_PREFIX", "bench")
+c.BenchSpawner.prefix = prefix
+c.BenchSpawner.open_network = f"{prefix}-open"
+c.BenchSpawner.restricted_network = f"{prefix}-restricted"
+c.BenchSpawner.restricted_subnet = os.environ.get("BENCHHUB_RESTRICTED_SUBNET", "10.213.0.0/16")
+
+# --- restricted workspaces: the egress proxy and its service --------------------------------------
+# A restricted workspace's only way out is a squid container that allows its own whitelist.
+egress_dir = os.environ.get("BENCHHUB_EGRESS_DIR", "/var/lib/benchhub/egress")
+egress_forbidden = json.loads(os.environ.get("BENCHHUB_EGRESS_FORBIDDEN", "null"))
+if egress_forbidden is None:  # private ranges: a whitelisted name may not point into the site
+    egress_forbidden = list(FORBIDDEN_DESTINATIONS)
+c.BenchSpawner.egress_config_dir = egress_dir
+c.BenchSpawner.egress_container = f"{prefix}-egress"
+c.BenchSpawner.egress_outside_network = f"{prefix}-egress-out"
+c.BenchSpawner.egress_forbidden_destinations = egress_forbidden
+egress_port = int(os.environ.get("BENCHHUB_EGRESS_PORT", "10101"))
+c.JupyterHub.services = [
+    {
+        "name": "egress",
+        "display": True,
+        "url": f"http://127.0.0.1:{egress_port}",
+        "oauth_no_confirm": True,
+        "command": [
+            sys.executable, "-m", "hub_services.egress",
+            "--config-dir", egress_dir,
+            "--container", f"{prefix}-egress",
+            "--image", "benchhub/egress:latest",
+            "--outside-network", f"{prefix}-egress-out",
+            "--restricted-network", f"{prefix}-restricted",
+            "--mtu", str(host_mtu()),
+            "--forbidden", json.dumps(egress_forbidden),
+        ],
+    },
+]  # fmt: skip
+c.JupyterHub.load_roles = [
+    {"name": "egress-service", "services": ["egress"], "scopes": ["read:users", "read:servers"]},
+    {"name": "user", "scopes": ["self", "access:services!service=egress"]},
+]
 
 # BenchHub's refinements of JupyterHub's server API and spawn page (names, validation, delete).
 register_handlers()

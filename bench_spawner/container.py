@@ -32,6 +32,8 @@ class ContainerPlan:
     labels: dict[str, str]
     port: int = 8888
     pids_limit: int = 4096
+    address: str | None = None  # fixed address on the network (restricted workspaces)
+    dns: list[str] | None = None
 
 
 def host_config_kwargs(plan: ContainerPlan) -> dict:
@@ -50,6 +52,8 @@ def host_config_kwargs(plan: ContainerPlan) -> dict:
         init=False,  # tini is the image's entrypoint
         restart_policy={"Name": "no"},
     )
+    if plan.dns:
+        kwargs["dns"] = list(plan.dns)
     if plan.model.gpus:
         kwargs["device_requests"] = [
             {"Driver": "", "Count": plan.model.gpus, "Capabilities": [["gpu"]]}

@@ -15,17 +15,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import os
 import time
 from functools import cached_property
 
+import docker
 from docker.errors import APIError, NotFound
 from dockerspawner import DockerSpawner
 from jupyterhub.spawner import SpawnException
 from jupyterhub.utils import exponential_backoff, url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Dict, Float, Integer, Type, Unicode, default
+from traitlets import Dict, Float, Integer, List, Type, Unicode, default
+
+from hub_services.egress.policy import FORBIDDEN_DESTINATIONS
+from hub_services.egress.proxy import EgressProxy, EgressState
+from hub_services.egress.workspace import RestrictedAccess, WorkspaceNetwork
 
 from .container import ContainerPlan, create_kwargs, host_config_kwargs
 from .form import render_options_form
@@ -105,8 +111,30 @@ class BenchSpawner(DockerSpawner):
         "bench-restricted",
         help="Docker network for access_mode 'restricted': created --internal (no route out).",
     ).tag(config=True)
+    restricted_subnet = Unicode(
+        "10.213.0.0/16",
+        help="""Subnet of the restricted network (must not overlap another Docker network).
+        BenchHub assigns each restricted workspace a fixed address in it; the egress proxy
+        allows each address its own whitelist.""",
+    ).tag(config=True)
     network_mtu = Integer(
         0, help="MTU for networks BenchHub creates; 0 = the host's default-route interface MTU."
+    ).tag(config=True)
+
+    egress_config_dir = Unicode(
+        "/var/lib/benchhub/egress",
+        help="Egress proxy state: squid.conf, per-workspace lists, address book, access log.",
+    ).tag(config=True)
+    egress_image = Unicode("benchhub/egress:latest", help="The squid proxy image.").tag(config=True)
+    egress_container = Unicode("bench-egress", help="Name of the proxy container.").tag(config=True)
+    egress_outside_network = Unicode(
+        "bench-egress-out", help="The proxy's network with a route out (created if missing)."
+    ).tag(config=True)
+
+    egress_forbidden_destinations = List(
+        list(FORBIDDEN_DESTINATIONS),
+        help="""Networks the proxy never connects to, whatever a whitelist says (private and
+        link-local ranges by default, so a whitelisted name cannot point into this site).""",
     ).tag(config=True)
 
     pids_limit = Integer(4096, help="Maximum processes in a workspace container.").tag(config=True)
@@ -226,6 +254,18 @@ class BenchSpawner(DockerSpawner):
         return BenchSpawner._host_capacity
 
     @cached_property
+    def restricted_access(self) -> RestrictedAccess:
+        state = EgressState(self.egress_config_dir, self.egress_forbidden_destinations)
+        mtu = self.network_mtu or host_mtu()
+        proxy = EgressProxy(state, self.egress_container, self.egress_image,
+                            self.egress_outside_network, mtu)  # fmt: skip
+        return RestrictedAccess(state, proxy, self.hub.port)
+
+    @property
+    def egress_key(self) -> str:
+        return f"{self.user.name}/{self.name}"
+
+    @cached_property
     def volume(self) -> WorkspaceVolume:
         return self.storage_class(self.storage_root, self.escaped_name, self.name)
 
@@ -289,8 +329,7 @@ class BenchSpawner(DockerSpawner):
                 describe_failure(e) if not isinstance(e, asyncio.CancelledError) else "cancelled"
             )
             await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("errored", reason))
-            await self._discard_container()
-            await self.volume.detach()
+            await self._release()
             raise
         await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("running"))
         self._emit(100, f"Workspace ready in {time.monotonic() - t0:.1f} s")
@@ -323,14 +362,24 @@ class BenchSpawner(DockerSpawner):
     async def _create(self, spec: WorkspaceSpec, model, network: str, source) -> None:
         await self._discard_container()
         self.network_name = network
-        self.hub_connect_url = f"http://{self._gateways[network]}:{self.hub.port}"
+        net = BenchSpawner._networks[network]
+        self.hub_connect_url = f"http://{net.gateway}:{self.hub.port}"
+        environment, address, dns = self.get_env(), None, None
+        if spec.access_mode == "restricted":
+            restricted = await self.restricted_access.prepare(
+                self.egress_key, self.object_name, net, spec.whitelist
+            )
+            environment.update(restricted.environment)
+            address, dns = restricted.address, restricted.dns
         plan = ContainerPlan(
             name=self.object_name,
             image=self.image,
             model=model,
             network=network,
             data_source=str(source),
-            environment=self.get_env(),
+            environment=environment,
+            address=address,
+            dns=dns,
             labels={
                 "org.benchhub.user": self.user.name,
                 "org.benchhub.workspace": self.name,
@@ -341,6 +390,9 @@ class BenchSpawner(DockerSpawner):
         )
         kwargs = create_kwargs(plan)
         kwargs["host_config"] = self.client.create_host_config(**host_config_kwargs(plan))
+        if address:
+            endpoint = self.client.create_endpoint_config(ipv4_address=address)
+            kwargs["networking_config"] = self.client.create_networking_config({network: endpoint})
         obj = await self.docker("create_container", **kwargs)
         self.object_id = obj["Id"]
 
@@ -393,8 +445,7 @@ class BenchSpawner(DockerSpawner):
         # JupyterHub does not call stop() for a server that poll() reports dead: note why it
         # died, then release the container and the volume here.
         await self._record_exit(obj)
-        await self._discard_container()
-        await self.volume.detach()
+        await self._release()
         return obj["State"].get("ExitCode", 0)
 
     async def _record_exit(self, obj: dict) -> None:
@@ -419,9 +470,14 @@ class BenchSpawner(DockerSpawner):
             await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("stopped"))
         elif obj is not None:
             await self._record_exit(obj)
+        await self._release()
+        self.clear_state()
+
+    async def _release(self) -> None:
+        """Give back what a run held: container, volume mount, egress list and address."""
         await self._discard_container()
         await self.volume.detach()
-        self.clear_state()
+        await self.restricted_access.release(self.egress_key)
 
     async def _discard_container(self) -> None:
         try:
@@ -461,26 +517,36 @@ class BenchSpawner(DockerSpawner):
 
     # ---- networks ------------------------------------------------------------------------------
 
-    _gateways: dict[str, str] = {}
+    _networks: dict[str, WorkspaceNetwork] = {}
     _network_lock = asyncio.Lock()
 
     async def ensure_network(self, access_mode: str) -> str:
-        """Create the network for an access mode if missing; remember its gateway address."""
+        """Create the network for an access mode if missing; remember its facts."""
         name = self.restricted_network if access_mode == "restricted" else self.open_network
-        if name in BenchSpawner._gateways:
+        if name in BenchSpawner._networks:
             return name
         async with BenchSpawner._network_lock:
             try:
                 net = await self.docker("inspect_network", name)
             except NotFound:
+                restricted = access_mode == "restricted"
+                ipam = None
+                if restricted:
+                    subnet = ipaddress.ip_network(self.restricted_subnet)
+                    gateway = str(subnet.network_address + 1)  # the proxy takes the next one
+                    pool = docker.types.IPAMPool(subnet=str(subnet), gateway=gateway)
+                    ipam = docker.types.IPAMConfig(pool_configs=[pool])
                 await self.docker(
                     "create_network", name, driver="bridge", check_duplicate=True,
-                    internal=access_mode == "restricted",
+                    internal=restricted, ipam=ipam,
                     options={"com.docker.network.driver.mtu": str(self.network_mtu or host_mtu())},
                     labels={NETWORK_LABEL: access_mode},
                 )  # fmt: skip
                 net = await self.docker("inspect_network", name)
-            BenchSpawner._gateways[name] = net["IPAM"]["Config"][0]["Gateway"]
+            ipam = net["IPAM"]["Config"][0]
+            BenchSpawner._networks[name] = WorkspaceNetwork(
+                name, net["Id"], ipam["Subnet"], ipam["Gateway"]
+            )
         return name
 
     # ---- state ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build BenchHub's container images locally (no registry is used; nothing is pulled).
-# Usage: images/build.sh [all|base|jupyterlab]      (default: all)
+# Usage: images/build.sh [all|base|jupyterlab|egress]   (default: all)
 # Env:   BENCH_BASE_IMAGE        (default benchhub/base:bookworm)
 #        BENCH_JUPYTERLAB_IMAGE  (default benchhub/jupyterlab:latest)
 #        BENCH_CA_BUNDLE         (default /etc/ssl/certs/ca-certificates.crt if present; empty = none)
@@ -12,6 +12,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 target=${1:-all}
 BASE_IMAGE=${BENCH_BASE_IMAGE:-benchhub/base:bookworm}
 LAB_IMAGE=${BENCH_JUPYTERLAB_IMAGE:-benchhub/jupyterlab:latest}
+EGRESS_IMAGE=${BENCH_EGRESS_IMAGE:-benchhub/egress:latest}
 if [[ -z "${BENCH_CA_BUNDLE+set}" && -f /etc/ssl/certs/ca-certificates.crt ]]; then
   CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 else
@@ -61,12 +62,11 @@ build_base() {
 }
 
 build_jupyterlab() {
-  local ctx=$here/jupyterlab version base_id key tag ca_file
+  local version
   have_image "$BASE_IMAGE" || die "jupyterlab: base image $BASE_IMAGE missing (run: $0 base)"
   version=${BENCH_JUPYTERHUB_VERSION:-$("${PYTHON:-python3}" -c 'import jupyterhub;print(jupyterhub.__version__)' 2>/dev/null || true)}
   [[ -n "$version" ]] || die "jupyterlab: set BENCH_JUPYTERHUB_VERSION (jupyterhub not importable by ${PYTHON:-python3})"
   [[ -z "$CA_BUNDLE" || -r "$CA_BUNDLE" ]] || die "jupyterlab: CA bundle $CA_BUNDLE not readable"
-  base_id=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")
   local args=(--build-arg "BASE=$BASE_IMAGE" --build-arg "JUPYTERHUB_VERSION=$version")
   if [[ -n "${PIP_INDEX_URL:-}" ]]; then
     [[ "$PIP_INDEX_URL" != *://*@* ]] \
@@ -74,24 +74,38 @@ build_jupyterlab() {
     args+=(--build-arg "PIP_INDEX_URL=$PIP_INDEX_URL")
   fi
 
+  cached_build jupyterlab "$LAB_IMAGE" "${args[@]}"
+}
+
+build_egress() {
+  have_image "$BASE_IMAGE" || die "egress: base image $BASE_IMAGE missing (run: $0 base)"
+  cached_build egress "$EGRESS_IMAGE" --build-arg "BASE=$BASE_IMAGE"
+}
+
+# cached_build NAME IMAGE BUILD-ARGS...: build images/NAME unless an image tagged with the hash of
+# its directory, the CA bundle, the base image and the build args already exists.
+cached_build() {
+  local name=$1 image=$2 ctx=$here/$1 key tag ca_file base_id
+  shift 2
+  base_id=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")
   key=$({
     (cd "$ctx" && find . -type f ! -name extra-ca.crt -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
     if [[ -n "$CA_BUNDLE" ]]; then sha256sum <"$CA_BUNDLE"; else echo "no-ca"; fi
     echo "$base_id"
-    printf '%s\n' "${args[@]}"
+    printf '%s\n' "$@"
   } | sha256sum | cut -c1-16)
-  tag=benchhub/jupyterlab:$key
+  tag=benchhub/$name:$key
 
   if have_image "$tag"; then
-    docker tag "$tag" "$LAB_IMAGE"
-    say "jupyterlab: cached ($tag) -> $LAB_IMAGE"
+    docker tag "$tag" "$image"
+    say "$name: cached ($tag) -> $image"
     return
   fi
   ca_file=$ctx/extra-ca.crt
   cleanup_paths+=("$ca_file")
   if [[ -n "$CA_BUNDLE" ]]; then cp "$CA_BUNDLE" "$ca_file"; else : >"$ca_file"; fi
-  say "jupyterlab: building $tag (jupyterhub $version on $BASE_IMAGE)"
-  docker build --pull=false --force-rm "${args[@]}" -t "$tag" -t "$LAB_IMAGE" "$ctx"
+  say "$name: building $tag"
+  docker build --pull=false --force-rm "$@" -t "$tag" -t "$image" "$ctx"
   rm -f -- "$ca_file"
 }
 
@@ -103,7 +117,7 @@ timed() {
 
 docker info >/dev/null 2>&1 || die "docker is not usable (run scripts/host-setup.sh)"
 case "$target" in
-  all) timed base; timed jupyterlab ;;
-  base|jupyterlab) timed "$target" ;;
-  *) die "usage: $0 [all|base|jupyterlab]" ;;
+  all) timed base; timed jupyterlab; timed egress ;;
+  base|jupyterlab|egress) timed "$target" ;;
+  *) die "usage: $0 [all|base|jupyterlab|egress]" ;;
 esac

@@ -6,6 +6,7 @@ printed (as dockerspawner's own test suite does), so a CI failure explains itsel
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hub_harness import HubProcess  # noqa: E402
+
+from hub_services.egress import firewall  # noqa: E402
 
 PREFIX = "benchtest"
 
@@ -37,7 +40,11 @@ def _cleanup(prefix: str, storage_root: Path) -> None:
     ids = docker("ps", "-aq", "--filter", f"name=^{prefix}-", check=False).split()
     if ids:
         docker("rm", "-f", *ids, check=False)
-    for net in (f"{prefix}-open", f"{prefix}-restricted"):
+    restricted = docker("network", "ls", "-q", "--no-trunc", "--filter",
+                        f"name=^{prefix}-restricted$", check=False).split()  # fmt: skip
+    for net_id in restricted:
+        asyncio.run(firewall.remove(net_id))
+    for net in (f"{prefix}-open", f"{prefix}-restricted", f"{prefix}-egress-out"):
         docker("network", "rm", net, check=False)
     if storage_root.exists():
         mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True)

@@ -43,6 +43,8 @@ class HubProcess:
         self.workdir = workdir
         self.prefix = prefix
         self.port, self.hub_port, self.api_port = free_port(), free_port(), free_port()
+        self.egress_port = free_port()
+        self.egress_dir = workdir / "egress"
         self.url = f"http://127.0.0.1:{self.port}"
         self.storage_root = workdir / "workspaces"
         self.log_path = workdir / "hub.log"
@@ -55,9 +57,6 @@ class HubProcess:
 c = get_config()  # noqa
 load_subconfig({str(REPO / "jupyterhub_config.py")!r})
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.api_port}"
-c.BenchSpawner.prefix = {self.prefix!r}
-c.BenchSpawner.open_network = "{self.prefix}-open"
-c.BenchSpawner.restricted_network = "{self.prefix}-restricted"
 c.BenchSpawner.resource_models = {json.dumps(TEST_MODELS)}
 c.BenchSpawner.default_resource_model = "test-small"
 c.BenchSpawner.default_storage_gb = 1
@@ -66,8 +65,8 @@ c.BenchSpawner.image_templates = {{
     "missing": {{"image": "benchhub/not-built:0", "display_name": "Never built"}},
 }}
 c.Spawner.poll_interval = 2
-c.JupyterHub.services = [{{"name": "tester", "api_token": {TOKEN!r}}}]
-c.JupyterHub.load_roles = [{{"name": "admin", "services": ["tester"]}}]
+c.JupyterHub.services.append({{"name": "tester", "api_token": {TOKEN!r}}})
+c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
 {extra}
 """
 
@@ -80,6 +79,13 @@ c.JupyterHub.load_roles = [{{"name": "admin", "services": ["tester"]}}]
             "BENCHHUB_STATE_DIR": str(self.workdir / "state"),
             "BENCHHUB_STORAGE_ROOT": str(self.storage_root),
             "BENCHHUB_PASSWORD": PASSWORD,
+            "BENCHHUB_PREFIX": self.prefix,
+            # one subnet per prefix, so the suite's hubs never overlap each other or a real one
+            "BENCHHUB_RESTRICTED_SUBNET": f"10.{200 + sum(map(ord, self.prefix)) % 50}.0.0/24",
+            "BENCHHUB_EGRESS_DIR": str(self.egress_dir),
+            "BENCHHUB_EGRESS_PORT": str(self.egress_port),
+            # test servers live on private Docker addresses; production forbids those ranges
+            "BENCHHUB_EGRESS_FORBIDDEN": "[]",
         }
 
     def start(self, timeout: float = 60) -> None:

@@ -162,8 +162,10 @@ def test_restricted_has_no_route_out_but_reaches_the_hub(hub):
     assert subnet["benchtest-restricted"] not in nat
     hub_api = 'curl -s -o /dev/null -w "%{http_code}" "$JUPYTERHUB_API_URL/"'
     assert exec_in(closed, hub_api).stdout == "200"  # the hub stays reachable
-    outside = exec_in(closed, "curl -s -m 3 http://192.0.2.1/ ; echo rc=$?").stdout
-    assert outside.strip() in ("rc=7", "rc=28")  # refused or timed out: nothing leaves
+    direct = exec_in(closed, "curl -s -m 3 --noproxy '*' http://192.0.2.1/ ; echo rc=$?").stdout
+    assert direct.strip() in ("rc=7", "rc=28")  # refused or timed out: nothing leaves directly
+    proxied = exec_in(closed, 'curl -s -m 5 -o /dev/null -w "%{http_code}" http://192.0.2.1/')
+    assert proxied.stdout == "403"  # and the egress proxy refuses what is not whitelisted
     hub.stop_workspace("gina", "closed")
     hub.stop_workspace("gina", "opened")
 

@@ -1,0 +1,1 @@
+"""Egress for restricted workspaces: squid policy per workspace address, and address assignment."""

@@ -1,0 +1,199 @@
+"""The egress hub service: keeps the proxy honest and shows users what it refused.
+
+Started by the hub (``c.JupyterHub.services``), authenticated with HubOAuth, holding only
+``read:users`` and ``read:servers``. Every ``interval`` seconds it reconciles: a registered
+workspace whose container no longer runs is dropped (its address quarantined), the proxy is
+started if workspaces need it, and squid reloads when its configuration changed. Endpoints
+(under the service prefix):
+
+- ``GET  api/health`` — proxy running or down, and how many workspaces it serves;
+- ``GET  api/refusals/<user>/<workspace>`` — refused hosts with counts and times (the owner or
+  an admin);
+- ``GET  /`` — a page listing the user's restricted workspaces and their refusals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import html
+import json
+import logging
+import os
+import time
+
+import docker
+from docker.errors import NotFound
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.utils import url_path_join
+from tornado import ioloop, web
+
+from .policy import FORBIDDEN_DESTINATIONS, parse_access_log, summarise
+from .proxy import EgressProxy, EgressState
+from .workspace import WorkspaceNetwork
+
+log = logging.getLogger("benchhub.egress")
+
+
+class EgressService:
+    """Reconciles registrations with running containers and the proxy container."""
+
+    def __init__(self, state: EgressState, proxy: EgressProxy, restricted_network: str):
+        self.state = state
+        self.proxy = proxy
+        self.restricted_network = restricted_network
+        self.client = docker.APIClient(version="auto", timeout=30)
+
+    async def _running(self, container: str) -> bool:
+        try:
+            info = await asyncio.to_thread(self.client.inspect_container, container)
+        except NotFound:
+            return False
+        return bool(info["State"]["Running"])
+
+    async def reconcile(self) -> None:
+        before = await asyncio.to_thread(self._conf_text)
+        for key, record in (await asyncio.to_thread(self.state.registered)).items():
+            if not await self._running(record.get("container", "")):
+                log.info("dropping %s: its container is not running", key)
+                await asyncio.to_thread(self.state.forget, key, time.time())
+        if await asyncio.to_thread(self.state.registered):
+            net = await self._network()
+            if net is not None:
+                await self.proxy.ensure(net.name, net.proxy_address)
+        await asyncio.to_thread(self.state.render)
+        if await asyncio.to_thread(self._conf_text) != before:
+            await self.proxy.reload()
+
+    def _conf_text(self) -> str:
+        try:
+            return (self.state.dir / "squid.conf").read_text()
+        except FileNotFoundError:
+            return ""
+
+    async def _network(self) -> WorkspaceNetwork | None:
+        try:
+            net = await asyncio.to_thread(self.client.inspect_network, self.restricted_network)
+        except NotFound:
+            return None
+        ipam = net["IPAM"]["Config"][0]
+        return WorkspaceNetwork(net["Name"], net["Id"], ipam["Subnet"], ipam["Gateway"])
+
+    async def loop(self, interval: float) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.error("egress reconcile failed", exc_info=True)
+            await asyncio.sleep(interval)
+
+    def refusals(self, key: str) -> dict:
+        record = self.state.registered().get(key)
+        if record is None:
+            return {"workspace": key, "address": None, "refusals": []}
+        found = parse_access_log(self.state.access_log_lines())
+        return {
+            "workspace": key,
+            "address": record["address"],
+            "refusals": summarise(found, record["address"]),
+        }
+
+
+class BaseHandler(HubOAuthenticated, web.RequestHandler):
+    @property
+    def service(self) -> EgressService:
+        return self.settings["egress"]
+
+    def allowed(self, user_name: str) -> bool:
+        user = self.current_user
+        return user["name"] == user_name or user.get("admin", False)
+
+
+class HealthHandler(BaseHandler):
+    @web.authenticated
+    async def get(self):
+        self.write({
+            "proxy": "running" if await self.service.proxy.healthy() else "down",
+            "workspaces": len(await asyncio.to_thread(self.service.state.registered)),
+        })  # fmt: skip
+
+
+class RefusalsHandler(BaseHandler):
+    @web.authenticated
+    async def get(self, user_name: str, workspace: str):
+        if not self.allowed(user_name):
+            raise web.HTTPError(403, f"only {user_name} or an admin may see these refusals")
+        self.write(await asyncio.to_thread(self.service.refusals, f"{user_name}/{workspace}"))
+
+
+class PageHandler(BaseHandler):
+    @web.authenticated
+    async def get(self):
+        name = self.current_user["name"]
+        registered = await asyncio.to_thread(self.service.state.registered)
+        rows = []
+        for key in sorted(k for k in registered if k.startswith(f"{name}/")):
+            data = await asyncio.to_thread(self.service.refusals, key)
+            cells = (
+                "".join(
+                    f"<tr><td>{html.escape(r['host'])}</td><td>{r['count']}</td>"
+                    f"<td>{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(r['last']))}</td></tr>"
+                    for r in data["refusals"]
+                )
+                or "<tr><td colspan=3>nothing refused</td></tr>"
+            )
+            rows.append(
+                f"<h2>{html.escape(key)}</h2><table class='table'><tr><th>Refused host</th>"
+                f"<th>Requests</th><th>Last (UTC)</th></tr>{cells}</table>"
+            )
+        healthy = await self.service.proxy.healthy()
+        self.write(
+            "<!doctype html><title>Egress</title><h1>Restricted workspaces</h1>"
+            f"<p>Egress proxy: {'running' if healthy else 'DOWN: no outside access'}</p>"
+            + ("".join(rows) or "<p>No running restricted workspace.</p>")
+            + "<p>Ask an admin to add a refused host to the workspace's whitelist; it applies at"
+            " the next start.</p>"
+        )
+
+
+def make_app(service: EgressService, prefix: str) -> web.Application:
+    return web.Application(
+        [
+            (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
+            (url_path_join(prefix, "api/health"), HealthHandler),
+            (url_path_join(prefix, r"api/refusals/([^/]+)/([^/]+)"), RefusalsHandler),
+            (prefix, PageHandler),
+        ],
+        egress=service,
+        cookie_secret=os.urandom(32),
+    )
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config-dir", required=True)
+    p.add_argument("--container", required=True)
+    p.add_argument("--image", required=True)
+    p.add_argument("--outside-network", required=True)
+    p.add_argument("--restricted-network", required=True)
+    p.add_argument("--mtu", type=int, default=1500)
+    p.add_argument("--interval", type=float, default=10)
+    p.add_argument("--forbidden", default=json.dumps(list(FORBIDDEN_DESTINATIONS)))
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="[%(levelname)1.1s %(asctime)s egress] %(message)s"
+    )
+    state = EgressState(args.config_dir, json.loads(args.forbidden))
+    proxy = EgressProxy(state, args.container, args.image, args.outside_network, args.mtu)
+    service = EgressService(state, proxy, args.restricted_network)
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/egress/")
+    app = make_app(service, prefix)
+    url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101")
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    app.listen(port, "127.0.0.1")
+    loop = ioloop.IOLoop.current()
+    loop.spawn_callback(service.loop, args.interval)
+    log.info("egress service on port %s, prefix %s", port, prefix)
+    loop.start()
