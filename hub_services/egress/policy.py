@@ -284,6 +284,7 @@ def _preamble(http_port: int, access_log: str, pid_filename: str) -> list[str]:
         f"visible_hostname {VISIBLE_HOSTNAME}",
         f"pid_filename {pid_filename}",
         "coredump_dir /var/spool/squid",
+        "pinger_enable off",  # no ICMP: the proxy container holds no NET_RAW
         "shutdown_lifetime 1 seconds",
         "cache deny all",
         "via off",

@@ -188,7 +188,8 @@ class EgressProxy:
                 str(self.state.log_dir): {"bind": "/var/log/bench-egress", "mode": "rw"},
             },
             network_mode=self.outside_network,
-            sysctls={"net.ipv4.ip_forward": "0"},
+            # no forwarding: the proxy is an application gateway, never a router; no IPv6 path
+            sysctls={"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.disable_ipv6": "1"},
             cap_drop=["ALL"],
             cap_add=["SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE"],
             security_opt=["no-new-privileges:true"],

@@ -1,0 +1,186 @@
+"""Restricted workspaces through the real squid egress proxy, hermetic.
+
+Test web servers run in a container on the proxy's outside network under several DNS names
+(network aliases). A restricted workspace must reach exactly its whitelist through the proxy,
+and nothing else by any route; an open workspace reaches the servers directly.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+from conftest import PREFIX, docker, exec_in
+
+NAMES = ["allowed.test", "sub.allowed.test", "other.test", "allowed.test.evil.test",
+         "paths.test", "wild.test", "a.wild.test"]  # fmt: skip
+WHITELIST = "allowed.test\n.wild.test\npaths.test/folder/"
+SERVER = f"{PREFIX}-egress-web"
+SERVE = r"""
+import http.server, ssl, threading
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"host={self.headers['Host']} path={self.path}".encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+def serve(port, tls=False):
+    s = http.server.ThreadingHTTPServer(("0.0.0.0", port), H)
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain("/certs/c.pem", "/certs/k.pem")
+        s.socket = ctx.wrap_socket(s.socket, server_side=True)
+    s.serve_forever()
+for port, tls in ((443, True), (8080, False)):
+    threading.Thread(target=serve, args=(port, tls), daemon=True).start()
+serve(80)
+"""
+
+
+def code(container: str, url: str, *extra: str) -> str:
+    """HTTP status seen by curl inside the container (000 = no connection)."""
+    args = " ".join(extra)
+    r = exec_in(container, f'curl -sk -m 5 -o /dev/null -w "%{{http_code}}" {args} {url}')
+    return r.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def web(hub, tmp_path_factory):
+    certs = tmp_path_factory.mktemp("certs")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=allowed.test", "-keyout", certs / "k.pem",
+                    "-out", certs / "c.pem"], check=True, capture_output=True)  # fmt: skip
+    (certs / "k.pem").chmod(0o644)
+    outside = f"{PREFIX}-egress-out"
+    if not docker("network", "ls", "-q", "--filter", f"name=^{outside}$").strip():
+        docker("network", "create", "-o", "com.docker.network.driver.mtu=1400", outside)
+    aliases = [a for n in NAMES for a in ("--network-alias", n)]
+    docker("rm", "-f", SERVER, check=False)
+    docker("run", "-d", "--name", SERVER, "-u", "0", "--network", outside, *aliases,
+           "-v", f"{certs}:/certs:ro", "--entrypoint", "python3", "benchhub/jupyterlab:latest",
+           "-c", SERVE)  # fmt: skip
+    yield json.loads(docker("inspect", SERVER))[0]["NetworkSettings"]["Networks"][outside]
+    docker("rm", "-f", SERVER, check=False)
+
+
+@pytest.fixture(scope="module")
+def workspaces(hub, web):
+    hub.ensure_user("rita")
+    hub.start_workspace("rita", "closed", {"access_mode": "restricted", "whitelist": WHITELIST})
+    hub.start_workspace("rita", "opened", {})
+    # the open workspace's network reaches the servers directly, as the Internet would
+    aliases = [a for n in NAMES for a in ("--alias", n)]
+    docker("network", "connect", *aliases, f"{PREFIX}-open", SERVER)
+    yield hub.container_name("rita", "closed"), hub.container_name("rita", "opened")
+    docker("network", "disconnect", "-f", f"{PREFIX}-open", SERVER, check=False)
+    hub.stop_workspace("rita", "closed")
+    hub.stop_workspace("rita", "opened")
+
+
+def test_whitelist_allows_exactly_its_hosts(workspaces):
+    closed, _ = workspaces
+    assert code(closed, "http://allowed.test/") == "200"
+    assert code(closed, "https://allowed.test/") == "200"
+    assert code(closed, "http://sub.allowed.test/") == "403"  # a plain entry is that host only
+    assert code(closed, "http://wild.test/") == "200"  # a leading dot: the domain ...
+    assert code(closed, "https://a.wild.test/") == "200"  # ... and every subdomain
+    assert code(closed, "http://other.test/") == "403"
+    assert code(closed, "http://allowed.test.evil.test/") == "403"
+    assert code(closed, "http://allowed.test:8080/") == "403"  # other ports
+
+
+def test_path_entries_limit_plain_http_and_allow_the_host_over_https(workspaces):
+    closed, _ = workspaces
+    assert code(closed, "http://paths.test/folder/data.csv") == "200"
+    assert code(closed, "http://paths.test/folder") == "403"  # the trailing slash matters
+    assert code(closed, "http://paths.test/elsewhere") == "403"
+    assert code(closed, "https://paths.test/elsewhere") == "200"  # https shows only the host
+
+
+def test_nothing_gets_around_the_proxy(hub, web, workspaces):
+    closed, _ = workspaces
+    ip = web["IPAddress"]
+    assert code(closed, f"http://{ip}/", "--noproxy '*'") == "000"  # direct address
+    assert code(closed, "http://allowed.test/", "--noproxy '*'") == "000"  # bypassing the vars
+    assert code(closed, f"http://{ip}/") == "403"  # an address through the proxy
+    raw = exec_in(
+        closed, f"python3 -c \"import socket; socket.create_connection(('{ip}', 80), 3)\""
+    )
+    assert raw.returncode != 0  # raw TCP
+    assert exec_in(closed, "getent hosts allowed.test").returncode != 0  # no outside DNS
+    ipv6 = exec_in(closed, "grep -v ' lo$' /proc/net/if_inet6 2>/dev/null; true").stdout
+    assert ipv6.strip() == ""  # no IPv6 address but loopback: no IPv6 path
+    hub_api = code(closed, "$JUPYTERHUB_API_URL/", "--noproxy '*'")
+    assert hub_api == "200"  # the hub stays reachable
+
+
+def test_host_services_other_than_the_hub_are_closed(workspaces):
+    closed, opened = workspaces
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), http.server.SimpleHTTPRequestHandler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        script = (
+            "gw=$(echo $JUPYTERHUB_API_URL | sed -E 's#^http://([^:/]+).*#\\1#');"
+            f" curl -s -m 3 -o /dev/null --noproxy '*' http://$gw:{port}/; echo rc=$?"
+        )
+        assert exec_in(opened, script).stdout.strip() == "rc=0"  # a host service, reachable ...
+        assert exec_in(closed, script).stdout.strip() in ("rc=7", "rc=28")  # ... but not from here
+    finally:
+        server.shutdown()
+
+
+def test_open_workspace_reaches_everything_directly(workspaces):
+    _, opened = workspaces
+    assert code(opened, "http://other.test/") == "200"
+    assert code(opened, "https://sub.allowed.test/") == "200"
+    assert exec_in(opened, "env | grep -ci _proxy=").stdout.strip() == "0"
+
+
+def test_refusals_are_visible_to_the_owner(hub, workspaces):
+    closed, _ = workspaces
+    code(closed, "http://other.test/")
+    token = hub.api("POST", "/users/rita/tokens", {"expires_in": 600}).json()["token"]
+    deadline = time.monotonic() + 10
+    while True:
+        r = requests.get(f"{hub.url}/services/egress/api/refusals/rita/closed",
+                         headers={"Authorization": f"token {token}"}, timeout=10)  # fmt: skip
+        assert r.status_code == 200, r.text
+        hosts = {row["host"]: row for row in r.json()["refusals"]}
+        if "other.test" in hosts or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert hosts["other.test"]["count"] >= 1
+    assert "wild.test" not in hosts and "a.wild.test" not in hosts  # allowed: never refused
+    hub.ensure_user("sam")
+    other = hub.api("POST", "/users/sam/tokens", {"expires_in": 600}).json()["token"]
+    r = requests.get(f"{hub.url}/services/egress/api/refusals/rita/closed",
+                     headers={"Authorization": f"token {other}"}, timeout=10)  # fmt: skip
+    assert r.status_code == 403
+
+
+def test_proxy_restart_keeps_restrictions_and_a_dead_proxy_fails_closed(hub, workspaces):
+    closed, _ = workspaces
+    proxy = f"{PREFIX}-egress"
+    docker("restart", "-t", "1", proxy)
+    assert wait_code(closed, "http://allowed.test/", "200")
+    assert code(closed, "http://other.test/") == "403"
+    docker("stop", "-t", "1", proxy)
+    assert code(closed, "http://allowed.test/") == "000"  # fail closed: no way out at all
+    # the egress service notices and brings the proxy back with the same lists
+    assert wait_code(closed, "http://allowed.test/", "200", timeout=30)
+    assert code(closed, "http://other.test/") == "403"
+
+
+def wait_code(container: str, url: str, expected: str, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if code(container, url) == expected:
+            return True
+        time.sleep(0.5)
+    return False
