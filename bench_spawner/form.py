@@ -60,13 +60,17 @@ def _model_rows(schema: OptionsSchema, chosen: str, host: HostCapacity) -> list[
 
 
 def render_options_form(
-    schema: OptionsSchema, current: WorkspaceSpec | None, host: HostCapacity
+    schema: OptionsSchema,
+    current: WorkspaceSpec | None,
+    host: HostCapacity,
+    whitelist_presets: dict[str, list[str]] | None = None,
 ) -> str:
     """HTML fields (no ``<form>`` tag) for choosing workspace options on ``host``.
 
     Prefilled from ``current`` (the workspace's stored spec) or the schema defaults.
     Models the host cannot run have a disabled radio and show why. The storage minimum is
-    the current size, since storage never shrinks. All user text is HTML-escaped.
+    the current size, since storage never shrinks. ``whitelist_presets`` (name -> lines) are
+    offered as buttons that add their lines to the whitelist. All user text is HTML-escaped.
     """
     spec = current or schema.parse(None)
     storage_min = max(schema.storage_min_gb, current.storage_gb if current else 0)
@@ -84,5 +88,6 @@ def render_options_form(
         "max_description_chars": schema.max_description_chars,
         "shutdown_hours": spec.auto_shutdown_hours,
         "max_shutdown_hours": schema.max_auto_shutdown_hours,
+        "presets": {name: "\n".join(lines) for name, lines in (whitelist_presets or {}).items()},
     }
     return _environment().get_template(TEMPLATE_NAME).render(context)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from numbers import Real
 
+from hub_services.egress.policy import normalise
+
 from .resource_models import (
     NAME_RULE,
     HostCapacity,
@@ -129,7 +131,8 @@ def _whole_number(value: object) -> int | None:
 
 
 def _parse_whitelist(raw_value: object, access_mode: object) -> tuple[tuple[str, ...], list]:
-    """The whitelist option: normalised entries and its FieldErrors."""
+    """The whitelist option: normalised entries (see ``hub_services.egress.policy.normalise``)
+    and its FieldErrors."""
     ok_type = isinstance(raw_value, str) or (
         isinstance(raw_value, list) and all(isinstance(item, str) for item in raw_value)
     )
@@ -151,7 +154,11 @@ def _parse_whitelist(raw_value: object, access_mode: object) -> tuple[tuple[str,
                 "choose restricted or leave the whitelist empty",
             ),
         )
-    return tuple(str(entry) for entry in entries), errors
+    # duplicates and entries covered by a broader one are dropped (squid refuses x.org + .x.org);
+    # the rest keep the user's order
+    kept = {str(entry) for entry in normalise(entries)}
+    ordered = dict.fromkeys(str(entry) for entry in entries if str(entry) in kept)
+    return tuple(ordered), errors
 
 
 @dataclass(frozen=True)

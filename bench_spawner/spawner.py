@@ -30,6 +30,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Dict, Float, Integer, List, Type, Unicode, default
 
 from hub_services.egress.policy import FORBIDDEN_DESTINATIONS
+from hub_services.egress.presets import data_science_preset, probe_image
 from hub_services.egress.proxy import EgressProxy, EgressState
 from hub_services.egress.workspace import RestrictedAccess, WorkspaceNetwork
 
@@ -175,7 +176,10 @@ class BenchSpawner(DockerSpawner):
     def _default_options_form(self):
         async def form(spawner):
             return render_options_form(
-                spawner.schema, spawner.current_spec(), await spawner.host_capacity()
+                spawner.schema,
+                spawner.current_spec(),
+                await spawner.host_capacity(),
+                await spawner.whitelist_presets(),
             )
 
         return form
@@ -264,6 +268,20 @@ class BenchSpawner(DockerSpawner):
     @property
     def egress_key(self) -> str:
         return f"{self.user.name}/{self.name}"
+
+    _tool_settings: dict[str, dict] = {}
+
+    async def whitelist_presets(self) -> dict[str, list[str]]:
+        """{"data-science": [...]}, from the default image's tool configuration (cached)."""
+        image = self.image_templates[self.default_image_template]["image"]
+        if image not in BenchSpawner._tool_settings:
+            try:
+                settings = await asyncio.to_thread(probe_image, docker.from_env(), image)
+            except Exception:
+                self.log.warning("could not read index settings of %s", image, exc_info=True)
+                return {}
+            BenchSpawner._tool_settings[image] = settings
+        return {"data-science": data_science_preset(BenchSpawner._tool_settings[image])}
 
     @cached_property
     def volume(self) -> WorkspaceVolume:

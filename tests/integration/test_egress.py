@@ -184,3 +184,21 @@ def wait_code(container: str, url: str, expected: str, timeout: float = 15) -> b
             return True
         time.sleep(0.5)
     return False
+
+
+def test_data_science_preset_comes_from_the_image_pip_configuration():
+    import docker as docker_py
+
+    from hub_services.egress.presets import data_science_preset, probe_image
+
+    settings = probe_image(docker_py.from_env(), "benchhub/jupyterlab:latest")
+    index_url = exec_in_image("pip config list; python3 -c 'from pip._internal.models.index "
+                              "import PyPI; print(PyPI.url)'")  # fmt: skip
+    preset = data_science_preset(settings)
+    assert len(settings["pip"]) == 2 and preset[-1] == "github.com"
+    assert preset[0] in index_url  # the index pip in the image really uses
+
+
+def exec_in_image(script: str) -> str:
+    return docker("run", "--rm", "--network", "none", "--entrypoint", "sh",
+                  "benchhub/jupyterlab:latest", "-c", script)  # fmt: skip

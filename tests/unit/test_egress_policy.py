@@ -62,7 +62,7 @@ def test_normalise_keeps_only_entries_nothing_else_covers(text, expected):
 
 
 def test_normalise_is_sorted_whatever_the_input_order_and_leaves_the_input_alone():
-    given_entries = entries("pypi.org\n.x.org\nb.org/p\nhttps://a.org\nx.org\na.org/q")
+    given_entries = entries("index.example.org\n.x.org\nb.org/p\nhttps://a.org\nx.org\na.org/q")
     before = list(given_entries)
     result = normalise(given_entries)
     assert given_entries == before
@@ -70,11 +70,17 @@ def test_normalise_is_sorted_whatever_the_input_order_and_leaves_the_input_alone
         shuffled = list(given_entries)
         random.Random(seed).shuffle(shuffled)
         assert normalise(shuffled) == result
-    assert [str(e) for e in result] == ["a.org/q", "https://a.org", "b.org/p", "pypi.org", ".x.org"]
+    assert [str(e) for e in result] == [
+        "a.org/q",
+        "https://a.org",
+        "b.org/p",
+        "index.example.org",
+        ".x.org",
+    ]
 
 
 def test_the_seed_data_science_whitelist_needs_no_change():
-    text = "pypi.org\nfiles.pythonhosted.org\nrepo.anaconda.com\nconda.anaconda.org\ngithub.com"
+    text = "index.example.org\nfiles.example.org\nrepo.example.com\nconda.example.org\ngithub.com"
     assert sorted(normalised(text)) == sorted(text.split())
 
 
@@ -138,12 +144,18 @@ def acl_values(conf, name):
 
 def test_a_workspace_gets_its_own_source_domain_and_path_acls():
     conf = render_squid_conf(
-        [workspace("alice/ws1", "172.30.0.17", "pypi.org\n.x.org\nx.org\nsub.example.com/folder")]
+        [
+            workspace(
+                "alice/ws1",
+                "172.30.0.17",
+                "index.example.org\n.x.org\nx.org\nsub.example.com/folder",
+            )
+        ]
     )
     lines = lines_of(conf)
     assert "acl ws0 src 172.30.0.17/32" in lines
-    assert "acl ws0_https dstdomain -n pypi.org sub.example.com .x.org" in lines
-    assert "acl ws0_http dstdomain -n pypi.org .x.org" in lines
+    assert "acl ws0_https dstdomain -n index.example.org sub.example.com .x.org" in lines
+    assert "acl ws0_http dstdomain -n index.example.org .x.org" in lines
     assert r"acl ws0_paths url_regex -i ^http://sub\.example\.com(:80)?/folder" in lines
     assert "http_access allow ws0 CONNECT ws0_https !forbidden_dst" in lines
     assert "http_access allow ws0 !CONNECT ws0_http !forbidden_dst" in lines
@@ -251,8 +263,8 @@ def test_acl_names_follow_key_order_and_the_output_is_deterministic():
     "key", ["a\nhttp_access allow all", "a\rhttp_access allow all", "a\u2028x\x85y\\", "#\n\t"]
 )
 def test_keys_with_odd_characters_cannot_inject_configuration(key):
-    conf = render_squid_conf([workspace(key, "172.30.0.20", "pypi.org")])
-    reference = render_squid_conf([workspace("plain", "172.30.0.20", "pypi.org")])
+    conf = render_squid_conf([workspace(key, "172.30.0.20", "index.example.org")])
+    reference = render_squid_conf([workspace("plain", "172.30.0.20", "index.example.org")])
     assert len(conf.splitlines()) == len(reference.splitlines())
     assert "http_access allow all" not in lines_of(conf)
     assert "\r" not in conf and "\u2028" not in conf and "\x85" not in conf
@@ -313,11 +325,11 @@ def test_bad_settings_are_refused(settings):
 
 
 def test_internal_destinations_are_refused_unless_configured_otherwise():
-    conf = render_squid_conf([workspace("k", "172.30.0.20", "pypi.org")])
+    conf = render_squid_conf([workspace("k", "172.30.0.20", "index.example.org")])
     forbidden = acl_values(conf, "forbidden_dst")
     assert {"127.0.0.0/8", "169.254.0.0/16", "10.0.0.0/8", "fe80::/10"} <= set(forbidden)
     open_conf = render_squid_conf(
-        [workspace("k", "172.30.0.20", "pypi.org")], forbidden_destinations=()
+        [workspace("k", "172.30.0.20", "index.example.org")], forbidden_destinations=()
     )
     assert "forbidden_dst" not in open_conf
     assert "http_access allow ws0 CONNECT ws0_https" in lines_of(open_conf)
@@ -342,8 +354,8 @@ def test_a_path_too_long_for_a_squid_line_is_refused_naming_the_workspace():
 ACCESS_LOG = """\
 1718000000.123 172.30.0.17 TCP_DENIED/403 CONNECT evil.example.org:443
 1718000001.456 172.30.0.17 TCP_DENIED/403 GET http://Evil.Example.org/path?x=1
-1718000002.000 172.30.0.18 TCP_TUNNEL/200 CONNECT pypi.org:443
-1718000003.000 172.30.0.17 TCP_MISS/200 GET http://pypi.org/simple/
+1718000002.000 172.30.0.18 TCP_TUNNEL/200 CONNECT index.example.org:443
+1718000003.000 172.30.0.17 TCP_MISS/200 GET http://index.example.org/simple/
 1718000004.500 172.30.0.17 TCP_DENIED/403 CONNECT [2001:db8::1]:443
 1718000005.000 172.30.0.18 TCP_DENIED/403 POST http://user@tracker.net:8080/collect
 1718000006.000 172.30.0.17 NONE_NONE/400 NONE error:invalid-request

@@ -97,7 +97,7 @@ def test_current_spec_is_prefilled(schema):
             "resource_model": "himem-small",
             "storage_gb": 50,
             "access_mode": "restricted",
-            "whitelist": "pypi.org\n.github.com",
+            "whitelist": "index.example.org\n.github.com",
             "description": "QC run",
             "auto_shutdown_hours": 4,
         }
@@ -112,7 +112,7 @@ def test_current_spec_is_prefilled(schema):
     assert page.by_id("bench-storage")["min"] == "50"  # storage never shrinks
     assert page.by_id("bench-shutdown")["value"] == "4"
     assert '<option value="rstudio" selected>RStudio Server</option>' in html
-    assert ">pypi.org\n.github.com</textarea>" in html
+    assert ">index.example.org\n.github.com</textarea>" in html
     assert ">QC run</textarea>" in html
 
 

@@ -69,12 +69,12 @@ def test_full_options_are_parsed_and_normalised(schema):
             "resource_model": "himem-small",
             "storage_gb": 200,
             "access_mode": "restricted",
-            "whitelist": ["PyPI.org", ".GitHub.com/org/"],
+            "whitelist": ["Index.Example.org", ".GitHub.com/org/"],
             "description": "RNA-seq QC",
             "auto_shutdown_hours": 12,
         }
     )
-    assert spec.whitelist == ("pypi.org", ".github.com/org/")
+    assert spec.whitelist == ("index.example.org", ".github.com/org/")
     assert spec.storage_gb == 200 and spec.auto_shutdown_hours == 12
 
 
@@ -356,15 +356,18 @@ def test_form_values_are_unwrapped_and_empty_fields_omitted():
 
 
 def test_form_keeps_the_whitelist_text_when_restricted_with_lf_line_ends():
-    formdata = {"access_mode": ["restricted"], "whitelist": ["pypi.org\r\n.github.com\r\n"]}
+    formdata = {
+        "access_mode": ["restricted"],
+        "whitelist": ["index.example.org\r\n.github.com\r\n"],
+    }
     assert options_from_form(formdata) == {
         "access_mode": "restricted",
-        "whitelist": "pypi.org\n.github.com\n",
+        "whitelist": "index.example.org\n.github.com\n",
     }
 
 
 def test_form_without_access_mode_drops_the_whitelist():
-    assert options_from_form({"whitelist": ["pypi.org"]}) == {}
+    assert options_from_form({"whitelist": ["index.example.org"]}) == {}
 
 
 def test_form_with_repeated_values_is_refused_by_parse(schema):
@@ -384,7 +387,7 @@ def test_form_round_trip(schema):
         "resource_model": ["himem-small"],
         "storage_gb": ["64"],
         "access_mode": ["restricted"],
-        "whitelist": ["PyPI.org\r\n\r\nfiles.pythonhosted.org\r\nftp.example.net/folder/"],
+        "whitelist": ["Index.Example.org\r\n\r\nfiles.example.org\r\nftp.example.net/folder/"],
         "description": ["Variant calling <b>v2</b>\r\nsecond line"],
         "auto_shutdown_hours": ["8"],
     }
@@ -394,7 +397,7 @@ def test_form_round_trip(schema):
         resource_model="himem-small",
         storage_gb=64,
         access_mode="restricted",
-        whitelist=("pypi.org", "files.pythonhosted.org", "ftp.example.net/folder/"),
+        whitelist=("index.example.org", "files.example.org", "ftp.example.net/folder/"),
         description="Variant calling <b>v2</b>\nsecond line",
         auto_shutdown_hours=8,
     )

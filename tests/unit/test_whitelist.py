@@ -45,7 +45,7 @@ def test_seed_examples_are_accepted(text, entry):
 
 def test_seed_data_science_whitelist_is_accepted():
     text = (
-        "pypi.org\nfiles.pythonhosted.org\nrepo.anaconda.com\nconda.anaconda.org\n"
+        "index.example.org\nfiles.example.org\nrepo.example.com\nconda.example.org\n"
         "github.com\ncran.r-project.org\nbioconductor.org\nwww.npmjs.com\nmvnrepository.com\n"
     )
     entries, problems = parse_whitelist(text)
