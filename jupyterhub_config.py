@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from bench_spawner.hub_api import register_handlers
-from bench_spawner.spawner import host_mtu
+from bench_spawner.networks import host_mtu
 from hub_services.egress.policy import FORBIDDEN_DESTINATIONS
 
 c = get_config()  # noqa: F821  (provided by JupyterHub when it loads this file)
@@ -96,6 +96,7 @@ c.JupyterHub.services = [
             "--restricted-network", f"{prefix}-restricted",
             "--mtu", str(host_mtu()),
             "--forbidden", json.dumps(egress_forbidden),
+            "--interval", os.environ.get("BENCHHUB_EGRESS_INTERVAL", "10"),
         ],
     },
 ]  # fmt: skip

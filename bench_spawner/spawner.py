@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import ipaddress
 import os
 import time
 from functools import cached_property
@@ -36,6 +35,7 @@ from hub_services.egress.workspace import RestrictedAccess, WorkspaceNetwork
 
 from .container import ContainerPlan, create_kwargs, host_config_kwargs
 from .form import render_options_form
+from .networks import host_mtu, network_create_kwargs
 from .options import (
     OptionsError,
     OptionsSchema,
@@ -55,7 +55,6 @@ from .workspace_status import (
 )
 
 STATE_VERSION = 1
-NETWORK_LABEL = "org.benchhub.network"
 
 
 class BenchSpawner(DockerSpawner):
@@ -528,7 +527,12 @@ class BenchSpawner(DockerSpawner):
         live = live_status(self.pending, self.ready)
         outcome = await asyncio.to_thread(read_outcome, self.volume.dir)
         if live:
-            return {"status": live, "reason": "", "since": outcome.at if outcome else None}
+            reason = ""
+            spec = self.current_spec()
+            if live == "running" and spec and spec.access_mode == "restricted":
+                if not await self.restricted_access.proxy.healthy():
+                    reason = "egress proxy is down: no outside access until it is back"
+            return {"status": live, "reason": reason, "since": outcome.at if outcome else None}
         if outcome and outcome.status == "errored":
             return {"status": "errored", "reason": outcome.reason, "since": outcome.at}
         return {"status": "stopped", "reason": "", "since": outcome.at if outcome else None}
@@ -547,19 +551,11 @@ class BenchSpawner(DockerSpawner):
             try:
                 net = await self.docker("inspect_network", name)
             except NotFound:
-                restricted = access_mode == "restricted"
-                ipam = None
-                if restricted:
-                    subnet = ipaddress.ip_network(self.restricted_subnet)
-                    gateway = str(subnet.network_address + 1)  # the proxy takes the next one
-                    pool = docker.types.IPAMPool(subnet=str(subnet), gateway=gateway)
-                    ipam = docker.types.IPAMConfig(pool_configs=[pool])
+                subnet = self.restricted_subnet if access_mode == "restricted" else None
+                mtu = self.network_mtu or host_mtu()
                 await self.docker(
-                    "create_network", name, driver="bridge", check_duplicate=True,
-                    internal=restricted, ipam=ipam,
-                    options={"com.docker.network.driver.mtu": str(self.network_mtu or host_mtu())},
-                    labels={NETWORK_LABEL: access_mode},
-                )  # fmt: skip
+                    "create_network", **network_create_kwargs(name, access_mode, subnet, mtu)
+                )
                 net = await self.docker("inspect_network", name)
             ipam = net["IPAM"]["Config"][0]
             BenchSpawner._networks[name] = WorkspaceNetwork(
@@ -578,17 +574,3 @@ class BenchSpawner(DockerSpawner):
     def load_state(self, state):
         # version 0 (plain dockerspawner: object_id/object_name or container_id) loads as is
         super().load_state(state)
-
-
-def host_mtu() -> int:
-    """MTU of the interface holding the default route (1500 when unknown)."""
-    try:
-        with open("/proc/net/route") as f:
-            for line in f.readlines()[1:]:
-                iface, dest = line.split()[:2]
-                if dest == "00000000":
-                    with open(f"/sys/class/net/{iface}/mtu") as m:
-                        return int(m.read())
-    except OSError:
-        pass
-    return 1500

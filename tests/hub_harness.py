@@ -84,6 +84,7 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
             "BENCHHUB_RESTRICTED_SUBNET": f"10.{200 + sum(map(ord, self.prefix)) % 50}.0.0/24",
             "BENCHHUB_EGRESS_DIR": str(self.egress_dir),
             "BENCHHUB_EGRESS_PORT": str(self.egress_port),
+            "BENCHHUB_EGRESS_INTERVAL": "2",
             # test servers live on private Docker addresses; production forbids those ranges
             "BENCHHUB_EGRESS_FORBIDDEN": "[]",
         }

@@ -42,3 +42,15 @@ def test_create_kwargs_carry_name_image_env_and_labels():
     assert kw["name"] == "bench-alice--ws" and kw["image"] == "benchhub/jupyterlab:latest"
     assert kw["environment"] == {"A": "1"} and kw["labels"]["org.benchhub.user"] == "alice"
     assert kw["ports"] == [8888]
+
+
+def test_restricted_network_is_internal_with_our_subnet_and_gateway_first():
+    from bench_spawner.networks import network_create_kwargs
+
+    kw = network_create_kwargs("bench-restricted", "restricted", "10.213.0.0/16", 1400)
+    assert kw["internal"] is True
+    pool = kw["ipam"]["Config"][0]
+    assert (pool["Subnet"], pool["Gateway"]) == ("10.213.0.0/16", "10.213.0.1")
+    assert kw["options"] == {"com.docker.network.driver.mtu": "1400"}
+    opened = network_create_kwargs("bench-open", "open", None, 1500)
+    assert opened["internal"] is False and opened["ipam"] is None
