@@ -24,6 +24,7 @@ test: host-test deps images
 
 bench: host deps images
 	$(PY) -m benchmarks.spawn_latency
+	$(PY) -m benchmarks.egress
 
 host:
 	@bash scripts/host-setup.sh

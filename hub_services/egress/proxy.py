@@ -18,6 +18,7 @@ import asyncio
 import fcntl
 import json
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -209,6 +210,21 @@ class EgressProxy:
             ipv4_address=address,
         )
         await self._docker("start", self.container)
+        await self._wait_listening()
+
+    async def _wait_listening(self, limit_s: float = 20) -> None:
+        """Return once squid accepts connections (a fresh proxy needs a second or two)."""
+        info = await self._docker("inspect_container", self.container)
+        outside = info["NetworkSettings"]["Networks"][self.outside_network]["IPAddress"]
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(outside, SQUID_PORT), 1)
+                writer.close()
+                return
+            except (OSError, TimeoutError):
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"egress proxy {self.container} did not listen within {limit_s:.0f} s")
 
     async def _ensure_network(self, name: str, internal: bool) -> None:
         try:

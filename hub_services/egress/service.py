@@ -38,10 +38,18 @@ log = logging.getLogger("benchhub.egress")
 class EgressService:
     """Reconciles registrations with running containers and the proxy container."""
 
-    def __init__(self, state: EgressState, proxy: EgressProxy, restricted_network: str):
+    def __init__(
+        self,
+        state: EgressState,
+        proxy: EgressProxy,
+        restricted_network: str,
+        restart_after: float = 5,
+    ):
         self.state = state
         self.proxy = proxy
         self.restricted_network = restricted_network
+        self.restart_after = restart_after
+        self._down_since: float | None = None
         self.client = docker.APIClient(version="auto", timeout=30)
 
     async def _running(self, container: str) -> bool:
@@ -57,13 +65,24 @@ class EgressService:
             if not await self._running(record.get("container", "")):
                 log.info("dropping %s: its container is not running", key)
                 await asyncio.to_thread(self.state.forget, key, time.time())
-        if await asyncio.to_thread(self.state.registered):
+        if await asyncio.to_thread(self.state.registered) and await self._proxy_down_long():
             net = await self._network()
             if net is not None:
+                log.warning("egress proxy down for %.0f s: starting it", self.restart_after)
                 await self.proxy.ensure(net.name, net.proxy_address)
+                self._down_since = None
         await asyncio.to_thread(self.state.render)
         if await asyncio.to_thread(self._conf_text) != before:
             await self.proxy.reload()
+
+    async def _proxy_down_long(self) -> bool:
+        """Down for ``restart_after`` seconds (an operator's restart is not fought over)."""
+        if await self.proxy.healthy():
+            self._down_since = None
+            return False
+        now = time.monotonic()
+        self._down_since = self._down_since or now
+        return now - self._down_since >= self.restart_after
 
     def _conf_text(self) -> str:
         try:
@@ -180,6 +199,7 @@ def main(argv=None) -> None:
     p.add_argument("--restricted-network", required=True)
     p.add_argument("--mtu", type=int, default=1500)
     p.add_argument("--interval", type=float, default=10)
+    p.add_argument("--restart-after", type=float, default=5)
     p.add_argument("--forbidden", default=json.dumps(list(FORBIDDEN_DESTINATIONS)))
     args = p.parse_args(argv)
     logging.basicConfig(
@@ -187,7 +207,7 @@ def main(argv=None) -> None:
     )
     state = EgressState(args.config_dir, json.loads(args.forbidden))
     proxy = EgressProxy(state, args.container, args.image, args.outside_network, args.mtu)
-    service = EgressService(state, proxy, args.restricted_network)
+    service = EgressService(state, proxy, args.restricted_network, args.restart_after)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/egress/")
     app = make_app(service, prefix)
     url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101")
