@@ -4,7 +4,8 @@ Shared by the spawner (register a restricted workspace before its server starts,
 stop) and the egress service (reconcile after a restart, health). Layout of ``config_dir``::
 
     workspaces/<user>--<workspace>.json   one per running restricted workspace: address + list
-    squid.conf                           rendered from all of them (atomic replace)
+    squid/squid.conf                     rendered from all of them (atomic replace; the proxy
+                                         mounts the directory, so it sees each new file)
     addresses.json                       the address book (see addresses.py)
     log/access.log                       squid's access log (read for refusals)
 
@@ -43,11 +44,14 @@ class EgressState:
         self.dir = Path(config_dir)
         self.forbidden_destinations = tuple(forbidden_destinations)
         self.workspaces_dir = self.dir / "workspaces"
+        self.squid_dir = self.dir / "squid"
+        self.conf_path = self.squid_dir / "squid.conf"
         self.log_dir = self.dir / "log"
 
     @contextmanager
     def locked(self):
         self.workspaces_dir.mkdir(parents=True, exist_ok=True)
+        self.squid_dir.mkdir(exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
         if os.geteuid() == 0:
             os.chown(self.log_dir, PROXY_UID, PROXY_UID)
@@ -85,6 +89,7 @@ class EgressState:
             "container": container,
             "address": address,
             "entries": [str(e) for e in entries],
+            "registered_at": time.time(),
         }
         with self.locked():
             self._write(self.workspaces_dir / f"{key.replace('/', '--')}.json", json.dumps(record))
@@ -128,7 +133,7 @@ class EgressState:
             pid_filename="/run/squid/squid.pid",
             forbidden_destinations=self.forbidden_destinations,
         )
-        self._write(self.dir / "squid.conf", conf)
+        self._write(self.conf_path, conf)
 
     def access_log_lines(self) -> list[str]:
         try:
@@ -182,10 +187,9 @@ class EgressProxy:
         await self._ensure_network(self.outside_network, internal=False)
         host_config = self._client.create_host_config(
             binds={
-                str(self.state.dir / "squid.conf"): {
-                    "bind": "/etc/bench-egress/squid.conf",
-                    "mode": "ro",
-                },
+                # the directory, not the file: an atomic replace makes a new file, which a
+                # file bind mount would never show
+                str(self.state.squid_dir): {"bind": "/etc/bench-egress", "mode": "ro"},
                 str(self.state.log_dir): {"bind": "/var/log/bench-egress", "mode": "rw"},
             },
             network_mode=self.outside_network,

@@ -49,6 +49,7 @@ class EgressService:
         self.proxy = proxy
         self.restricted_network = restricted_network
         self.restart_after = restart_after
+        self.start_grace = 300.0  # longer than any workspace start (Spawner.start_timeout)
         self._down_since: float | None = None
         self.client = docker.APIClient(version="auto", timeout=30)
 
@@ -62,7 +63,9 @@ class EgressService:
     async def reconcile(self) -> None:
         before = await asyncio.to_thread(self._conf_text)
         for key, record in (await asyncio.to_thread(self.state.registered)).items():
-            if not await self._running(record.get("container", "")):
+            # a record is written before its container exists: leave starting ones alone
+            starting = time.time() - record.get("registered_at", 0) < self.start_grace
+            if not starting and not await self._running(record.get("container", "")):
                 log.info("dropping %s: its container is not running", key)
                 await asyncio.to_thread(self.state.forget, key, time.time())
         if await asyncio.to_thread(self.state.registered) and await self._proxy_down_long():
@@ -86,7 +89,7 @@ class EgressService:
 
     def _conf_text(self) -> str:
         try:
-            return (self.state.dir / "squid.conf").read_text()
+            return self.state.conf_path.read_text()
         except FileNotFoundError:
             return ""
 
