@@ -42,17 +42,27 @@ from hub_services.egress.proxy import EgressState  # noqa: E402
 PREFIX = "benchegress"
 SERVER, PROXY, OUTSIDE, OPEN = (f"{PREFIX}-{n}" for n in ("files", "egress", "egress-out", "open"))
 BIG, SMALL, NEW = "http://files.test/big.bin", "http://files.test/small.txt", "http://new.test/"
+BIG_TLS = "https://files.test/big.bin"
 CURL = ("curl", "-s", "-o", "/dev/null", "-w")
 SIZE, MB, RUNS, REQUESTS, FAKES, ENTRIES = 200 * 10**6, 10**6, 3, "1000", 500, 20
 KINDS = ("host{j}.site{i}.test", ".cdn{j}.site{i}.test", "https://api{j}.site{i}.test",
          "data{j}.site{i}.test/v{j}/files/")  # fmt: skip
 OPTIONS = {"resource_model": "standard-small", "storage_gb": 1}
 SERVE = r"""
-import functools, http.server
+import functools, http.server, ssl, threading
 class H(http.server.SimpleHTTPRequestHandler):
-    def copyfile(self, src, dst): dst.flush(); self.connection.sendfile(src)
+    def copyfile(self, src, dst):
+        dst.flush()
+        if isinstance(self.connection, ssl.SSLSocket): return super().copyfile(src, dst)
+        self.connection.sendfile(src)
     def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(("", 80), functools.partial(H, directory="/srv")).serve_forever()
+def server(port):
+    return http.server.ThreadingHTTPServer(("", port), functools.partial(H, directory="/srv"))
+tls = server(443)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain("/srv/c.pem", "/srv/k.pem")
+tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+threading.Thread(target=tls.serve_forever, daemon=True).start()
+server(80).serve_forever()
 """
 LATENCY = r"""
 import json, sys, time, urllib.request
@@ -85,8 +95,8 @@ def docker(*args: str) -> str:
     return run(["docker", *args], capture_output=True, text=True, check=True).stdout
 
 
-def curl(ws: str) -> float:
-    seconds, size = docker("exec", ws, *CURL, "%{time_total} %{size_download}", BIG).split()
+def curl(ws: str, url: str = BIG) -> float:
+    seconds, size = docker("exec", ws, *CURL, "%{time_total} %{size_download}", "-k", url).split()
     assert int(float(size)) == SIZE, f"{ws}: {size} bytes"
     return SIZE / float(seconds) / MB
 
@@ -179,9 +189,13 @@ def measure(files: Path, out: Path) -> tuple[dict, dict, dict]:
         time.sleep(1)
         curl(closed), curl(opened)  # warm-up
         rates: dict[str, list[float]] = {"direct": [], "proxy": []}
+        tls: dict[str, list[float]] = {"direct": [], "proxy": []}
         for _ in range(RUNS):  # alternating sides
             rates["direct"].append(curl(opened))
             rates["proxy"].append(curl(closed))
+            tls["direct"].append(curl(opened, BIG_TLS))
+            tls["proxy"].append(curl(closed, BIG_TLS))
+        rates = {"http": rates, "https": tls}
         lat = {}
         for side, ws in (("direct", opened), ("proxy", closed)):
             lat[side] = json.loads(docker("exec", ws, "python3", "-c", LATENCY, SMALL, REQUESTS))
@@ -197,16 +211,22 @@ def main() -> None:
         (files := Path(tmp) / "files").mkdir()
         (files / "big.bin").write_bytes(os.urandom(SIZE))
         (files / "small.txt").write_text("ok\n")
+        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+             "/CN=files.test", "-keyout", files / "k.pem", "-out", files / "c.pem"],
+            check=True, capture_output=True)  # fmt: skip
+        (files / "k.pem").chmod(0o644)
         rates, lat, rel = measure(files, out)
     ms = lambda s: f"{s * 1000:.0f} ms" if s is not None else "never (10 s)"  # noqa: E731
-    d, p = statistics.median(rates["direct"]), statistics.median(rates["proxy"])
+
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"\nEgress proxy ({when}; {os.cpu_count()} cores)\n")
     print("| metric | direct | via proxy | ratio/added | target |\n|---|---|---|---|---|")
-    print(f"| throughput, 200 MB (median of {RUNS}) | {d:.0f} MB/s | {p:.0f} MB/s "
-          f"| {p / d:.2f} | ≥ 0.8 |")  # fmt: skip
+    for scheme, r in rates.items():
+        d, p = statistics.median(r["direct"]), statistics.median(r["proxy"])
+        print(f"| throughput {scheme}, 200 MB (median of {RUNS}) | {d:.0f} MB/s | {p:.0f} MB/s "
+              f"| {p / d:.2f} | ≥ 0.8 |")  # fmt: skip
     for q, target in ((50, "< 2 ms"), (99, "")):
-        a, b = (statistics.quantiles(lat[s], n=100, method="inclusive")[q - 1] for s in rates)
+        a, b = (statistics.quantiles(lat[s], n=100, method="inclusive")[q - 1] for s in lat)
         print(f"| latency p{q} ({REQUESTS} GETs) | {a:.2f} ms | {b:.2f} ms | +{b - a:.2f} ms "
               f"| {target} |")  # fmt: skip
     dl = rel["download"]

@@ -203,3 +203,17 @@ def test_data_science_preset_comes_from_the_image_pip_configuration():
 def exec_in_image(script: str) -> str:
     return docker("run", "--rm", "--network", "none", "--entrypoint", "sh",
                   "benchhub/jupyterlab:latest", "-c", script)  # fmt: skip
+
+
+def test_each_workspace_gets_its_own_list_and_a_stop_takes_it_away(hub, workspaces):
+    closed, _ = workspaces
+    hub.start_workspace("rita", "second", {"access_mode": "restricted", "whitelist": "other.test"})
+    second = hub.container_name("rita", "second")
+    assert code(second, "http://other.test/") == "200"  # its own list, loaded while running
+    assert code(second, "http://allowed.test/") == "403"  # not the neighbour's
+    assert code(closed, "http://other.test/") == "403"
+    address = exec_in(second, "hostname -i").stdout.split()[0]
+    hub.stop_workspace("rita", "second")
+    conf = (hub.egress_dir / "squid" / "squid.conf").read_text()
+    assert address not in conf and "other.test" not in conf  # its rules are gone
+    assert code(closed, "http://allowed.test/") == "200"  # the others' are untouched
