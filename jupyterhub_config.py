@@ -101,7 +101,8 @@ c.JupyterHub.services = [
     },
 ]  # fmt: skip
 c.JupyterHub.load_roles = [
-    {"name": "egress-service", "services": ["egress"], "scopes": ["read:users", "read:servers"]},
+    {"name": "egress-service", "services": ["egress"],
+     "scopes": ["list:users", "read:users", "read:servers"]},
     {"name": "user", "scopes": ["self", "access:services!service=egress"]},
 ]
 

@@ -288,6 +288,11 @@ class BenchSpawner(DockerSpawner):
 
     # ---- progress events -----------------------------------------------------------------------
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._events: list[dict] = []  # progress events of the current start
+        self._event_added = asyncio.Event()
+
     def _emit(self, progress: int, message: str) -> None:
         self._events.append({"progress": progress, "message": message})
         self._event_added.set()
@@ -295,9 +300,8 @@ class BenchSpawner(DockerSpawner):
     async def progress(self):
         sent = 0
         while True:
-            events = getattr(self, "_events", [])
-            while sent < len(events):
-                yield events[sent]
+            while sent < len(self._events):
+                yield self._events[sent]
                 sent += 1
             self._event_added.clear()
             await self._event_added.wait()
@@ -315,8 +319,7 @@ class BenchSpawner(DockerSpawner):
     # ---- lifecycle -----------------------------------------------------------------------------
 
     async def start(self):
-        self._events = []
-        self._event_added = asyncio.Event()
+        self._events.clear()
         t0 = time.monotonic()
         try:
             validate_workspace_name(self.name)

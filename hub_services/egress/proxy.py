@@ -95,6 +95,16 @@ class EgressState:
             self._write(self.workspaces_dir / f"{key.replace('/', '--')}.json", json.dumps(record))
             self._render()
 
+    def adopt(
+        self, key: str, container: str, address: str, whitelist: list[str], subnet: str, now: float
+    ) -> None:
+        """Take in a running workspace whose record was lost (its address is kept)."""
+        with self.locked():
+            book = self._book(subnet)
+            book.adopt(key, address, now)
+            self._write(self.dir / "addresses.json", json.dumps(book.to_dict()))
+        self.register(key, container, address, whitelist)
+
     def forget(self, key: str, now: float) -> bool:
         """Drop a stopped workspace's list and quarantine its address; False if it had none."""
         with self.locked():

@@ -1,7 +1,9 @@
 """The egress hub service: keeps the proxy honest and shows users what it refused.
 
 Started by the hub (``c.JupyterHub.services``), authenticated with HubOAuth, holding only
-``read:users`` and ``read:servers``. Every ``interval`` seconds it reconciles: a registered
+``list:users``, ``read:users`` and ``read:servers``. Every ``interval`` seconds it reconciles:
+a running restricted workspace without a record is adopted (its address from Docker, its
+whitelist from the hub's stored options), a registered
 workspace whose container no longer runs is dropped (its address quarantined), the proxy is
 started if workspaces need it, and squid reloads when its configuration changed. Endpoints
 (under the service prefix):
@@ -27,6 +29,7 @@ from docker.errors import NotFound
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
 from tornado import ioloop, web
+from tornado.httpclient import AsyncHTTPClient
 
 from .policy import FORBIDDEN_DESTINATIONS, parse_access_log, summarise
 from .proxy import EgressProxy, EgressState
@@ -49,6 +52,9 @@ class EgressService:
         self.proxy = proxy
         self.restricted_network = restricted_network
         self.restart_after = restart_after
+        self.hub = HubWorkspaces(
+            os.environ.get("JUPYTERHUB_API_URL", ""), os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        )
         self.start_grace = 300.0  # longer than any workspace start (Spawner.start_timeout)
         self._down_since: float | None = None
         self.client = docker.APIClient(version="auto", timeout=30)
@@ -60,8 +66,38 @@ class EgressService:
             return False
         return bool(info["State"]["Running"])
 
+    async def adopt_running(self) -> None:
+        """Register running restricted workspaces that have no record (e.g. state lost), with
+        the whitelist from the hub's stored options. A workspace whose options cannot be read
+        stays without outside access (fail closed) until the next pass."""
+        net = await self._network()
+        if net is None:
+            return
+        registered = await asyncio.to_thread(self.state.registered)
+        found = await asyncio.to_thread(
+            self.client.containers,
+            filters={"network": net.name, "label": "org.benchhub.workspace", "status": "running"},
+        )
+        missing = [c for c in found if _key(c) not in registered]
+        if not missing:
+            return
+        options = await self.hub.workspace_options()
+        for c in missing:
+            opts = options.get(_key(c))
+            if opts is None:
+                log.warning("no options for running workspace %s: left without access", _key(c))
+                continue
+            address = c["NetworkSettings"]["Networks"][net.name]["IPAddress"]
+            name = c["Names"][0].lstrip("/")
+            whitelist = opts.get("whitelist") or []
+            await asyncio.to_thread(
+                self.state.adopt, _key(c), name, address, whitelist, net.subnet, time.time()
+            )
+            log.info("adopted running workspace %s at %s", _key(c), address)
+
     async def reconcile(self) -> None:
         before = await asyncio.to_thread(self._conf_text)
+        await self.adopt_running()
         for key, record in (await asyncio.to_thread(self.state.registered)).items():
             # a record is written before its container exists: leave starting ones alone
             starting = time.time() - record.get("registered_at", 0) < self.start_grace
@@ -121,6 +157,35 @@ class EgressService:
             "address": record["address"],
             "refusals": summarise(found, record["address"]),
         }
+
+
+def _key(container: dict) -> str:
+    labels = container["Labels"]
+    return f"{labels['org.benchhub.user']}/{labels['org.benchhub.workspace']}"
+
+
+class HubWorkspaces:
+    """The hub's stored options of every active workspace, read with the service's token."""
+
+    def __init__(self, api_url: str, token: str):
+        self.api_url = api_url.rstrip("/")
+        self.token = token
+
+    async def workspace_options(self) -> dict[str, dict]:
+        client = AsyncHTTPClient()
+        options, offset = {}, 0
+        while True:
+            url = f"{self.api_url}/users?state=active&offset={offset}&limit=200"
+            resp = await client.fetch(
+                url, headers={"Authorization": f"token {self.token}"}, request_timeout=30
+            )
+            users = json.loads(resp.body)
+            for user in users:
+                for name, server in user.get("servers", {}).items():
+                    options[f"{user['name']}/{name}"] = server.get("user_options") or {}
+            if len(users) < 200:
+                return options
+            offset += 200
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):
