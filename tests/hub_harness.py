@@ -49,6 +49,7 @@ class HubProcess:
         self.storage_root = workdir / "workspaces"
         self.log_path = workdir / "hub.log"
         self.proc: subprocess.Popen | None = None
+        self.process_groups: list[int] = []  # every hub started, with whatever it left behind
         self.config_path = workdir / "test_config.py"
         self.config_path.write_text(self._config(extra_config))
 
@@ -96,6 +97,7 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
             cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
+        self.process_groups.append(self.proc.pid)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -120,6 +122,11 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
+        for group in self.process_groups:  # e.g. a killed hub's orphans
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         pid_file = self.workdir / "state" / "jupyterhub-proxy.pid"
         if pid_file.exists():  # an orphaned proxy from a kill()
             try:

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import html
 import json
 import logging
 import os
+import signal
 import time
 
 import docker
@@ -258,6 +260,18 @@ def make_app(service: EgressService, prefix: str) -> web.Application:
     )
 
 
+def die_with_parent() -> None:
+    """Exit when the hub that started this service dies (even by SIGKILL): the next hub starts
+    its own, and two services must not reconcile the same proxy. Linux prctl(PR_SET_PDEATHSIG)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        log.warning("cannot ask to be stopped with the hub", exc_info=True)
+    if os.getppid() == 1:  # the hub died before the request took effect
+        raise SystemExit("the hub that started the egress service is gone")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config-dir", required=True)
@@ -273,6 +287,7 @@ def main(argv=None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="[%(levelname)1.1s %(asctime)s egress] %(message)s"
     )
+    die_with_parent()
     state = EgressState(args.config_dir, json.loads(args.forbidden))
     proxy = EgressProxy(state, args.container, args.image, args.outside_network, args.mtu)
     service = EgressService(state, proxy, args.restricted_network, args.restart_after)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import requests
 from conftest import _cleanup, docker, exec_in
 from hub_harness import HubProcess
@@ -25,6 +27,9 @@ def test_hub_sigkill_and_restart_readopts_workspaces(tmp_path):
         docker("rm", "-f", two)  # a workspace lost while the hub is down
         hub.start()
 
+        services = subprocess.run(["pgrep", "-f", f"hub_services.egress --config-dir {hub.egress_dir}"],
+                                  capture_output=True, text=True).stdout.split()  # fmt: skip
+        assert len(services) == 1  # the killed hub's egress service died with it
         ws = hub.workspaces("ivy")
         assert ws["one"]["status"] == "running"
         assert docker("inspect", "-f", "{{.Id}}", one).strip() == one_id  # the same container
