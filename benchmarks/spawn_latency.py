@@ -86,7 +86,10 @@ def stop_and_delete(hub: HubProcess, user: str, name: str) -> None:
 
 def run_spawner(label: str, extra_config: str, options: dict | None) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"bench-{label}-") as tmp:
-        hub = HubProcess(Path(tmp), prefix=f"benchlat-{label}", extra_config=extra_config)
+        hub = HubProcess(
+            Path(tmp), prefix=f"benchlat-{label}", extra_config=extra_config,
+            env_overrides={"BENCHHUB_EGRESS_INTERVAL": "10"},  # the production default
+        )  # fmt: skip
         hub.log_path = REPO / ".cache" / "bench" / f"{label}-hub.log"
         hub.log_path.parent.mkdir(parents=True, exist_ok=True)
         hub.log_path.unlink(missing_ok=True)

@@ -39,8 +39,15 @@ def free_port() -> int:
 class HubProcess:
     """One hub; ``start()``/``kill()``/``stop()`` may be called repeatedly (state persists)."""
 
-    def __init__(self, workdir: Path, prefix: str = "benchtest", extra_config: str = ""):
+    def __init__(
+        self,
+        workdir: Path,
+        prefix: str = "benchtest",
+        extra_config: str = "",
+        env_overrides: dict[str, str] | None = None,
+    ):
         self.workdir = workdir
+        self.env_overrides = env_overrides or {}
         self.prefix = prefix
         self.port, self.hub_port, self.api_port = free_port(), free_port(), free_port()
         self.egress_port = free_port()
@@ -88,6 +95,7 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
             "BENCHHUB_EGRESS_INTERVAL": "2",
             # test servers live on private Docker addresses; production forbids those ranges
             "BENCHHUB_EGRESS_FORBIDDEN": "[]",
+            **self.env_overrides,
         }
 
     def start(self, timeout: float = 60) -> None:
