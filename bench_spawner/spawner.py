@@ -275,7 +275,7 @@ class BenchSpawner(DockerSpawner):
         image = self.image_templates[self.default_image_template]["image"]
         if image not in BenchSpawner._tool_settings:
             try:
-                settings = await asyncio.to_thread(probe_image, docker.from_env(), image)
+                settings = await asyncio.to_thread(lambda: probe_image(docker.from_env(), image))
             except Exception:
                 self.log.warning("could not read index settings of %s", image, exc_info=True)
                 return {}

@@ -163,10 +163,15 @@ class EgressProxy:
         self.image = image
         self.outside_network = outside_network
         self.mtu = mtu
-        self._client = docker.APIClient(version="auto", timeout=60)
+        self._client: docker.APIClient | None = None  # made in a thread: it asks the engine
 
     async def _docker(self, method: str, *args, **kwargs):
-        return await asyncio.to_thread(getattr(self._client, method), *args, **kwargs)
+        def call():
+            if self._client is None:
+                self._client = docker.APIClient(version="auto", timeout=60)
+            return getattr(self._client, method)(*args, **kwargs)
+
+        return await asyncio.to_thread(call)
 
     async def reload(self) -> None:
         """Ask squid to re-read squid.conf (SIGHUP); a stopped proxy reads it when started."""
@@ -195,7 +200,8 @@ class EgressProxy:
         except NotFound:
             pass
         await self._ensure_network(self.outside_network, internal=False)
-        host_config = self._client.create_host_config(
+        host_config = await self._docker(
+            "create_host_config",
             binds={
                 # the directory, not the file: an atomic replace makes a new file, which a
                 # file bind mount would never show
