@@ -1,0 +1,1 @@
+"""Workspace lifecycle: automatic shutdown, 30-day security restart and reminders."""
