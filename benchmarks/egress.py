@@ -34,7 +34,7 @@ import docker as docker_sdk
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from conftest import _cleanup  # noqa: E402
+from docker_cli import cleanup  # noqa: E402
 from hub_harness import HubProcess  # noqa: E402
 
 from hub_services.egress.proxy import EgressState  # noqa: E402
@@ -174,7 +174,7 @@ def measure(files: Path, out: Path) -> tuple[dict, dict, dict]:
     hub = Hub(files.parent, prefix=PREFIX)
     hub.log_path = out / "egress-hub.log"
     hub.log_path.unlink(missing_ok=True)
-    _cleanup(PREFIX, hub.storage_root)
+    cleanup(PREFIX, hub.storage_root)
     hub.start()
     try:
         hub.ensure_user("bench")
@@ -202,7 +202,7 @@ def measure(files: Path, out: Path) -> tuple[dict, dict, dict]:
         return rates, lat, reload(hub, closed)
     finally:
         hub.stop()
-        _cleanup(PREFIX, hub.storage_root)
+        cleanup(PREFIX, hub.storage_root)
 
 
 def main() -> None:

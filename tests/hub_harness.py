@@ -20,6 +20,7 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
+TEST_PREFIX = "benchtest"  # names of everything the suite creates in Docker
 TOKEN = "benchhub-test-token-5f0c1a2b3c4d5e6f"
 PASSWORD = "test-password-123"
 TEST_MODELS = {
@@ -42,7 +43,7 @@ class HubProcess:
     def __init__(
         self,
         workdir: Path,
-        prefix: str = "benchtest",
+        prefix: str = TEST_PREFIX,
         extra_config: str = "",
         env_overrides: dict[str, str] | None = None,
     ):

@@ -10,7 +10,7 @@ import json
 import time
 
 import pytest
-from conftest import docker
+from docker_cli import docker
 from hub_harness import PASSWORD
 from playwright.sync_api import Page, expect, sync_playwright
 

@@ -15,7 +15,8 @@ import time
 
 import pytest
 import requests
-from conftest import PREFIX, docker, exec_in
+from docker_cli import docker, exec_in
+from hub_harness import TEST_PREFIX as PREFIX
 
 NAMES = ["allowed.test", "sub.allowed.test", "other.test", "allowed.test.evil.test",
          "paths.test", "wild.test", "a.wild.test"]  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import requests
-from conftest import _cleanup, docker, exec_in
+from docker_cli import cleanup, docker, exec_in
 from hub_harness import HubProcess
 
 PREFIX = "benchrestart"
@@ -13,7 +13,7 @@ PREFIX = "benchrestart"
 
 def test_hub_sigkill_and_restart_readopts_workspaces(tmp_path):
     hub = HubProcess(tmp_path, prefix=PREFIX)
-    _cleanup(PREFIX, hub.storage_root)
+    cleanup(PREFIX, hub.storage_root)
     try:
         hub.start()
         hub.ensure_user("ivy")
@@ -46,7 +46,7 @@ def test_hub_sigkill_and_restart_readopts_workspaces(tmp_path):
         hub.stop_workspace("ivy", "one")
     finally:
         hub.stop()
-        _cleanup(PREFIX, hub.storage_root)
+        cleanup(PREFIX, hub.storage_root)
 
 
 def hub_token(hub: HubProcess, user: str) -> str:

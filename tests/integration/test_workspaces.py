@@ -6,7 +6,7 @@ import json
 import subprocess
 import time
 
-from conftest import docker, exec_in
+from docker_cli import docker, exec_in
 
 GIB = 1024**3
 
@@ -202,3 +202,13 @@ def test_missing_image_shows_errored_with_reason(hub):
     assert ws["status"] == "errored"
     assert ws["reason"].startswith("image missing: benchhub/not-built:0")
     assert docker("ps", "-aq", "--filter", "name=^benchtest-jack--") == ""
+
+
+def test_resource_models_api_shows_availability_on_this_host(hub):
+    hub.ensure_user("kim")
+    token = hub.api("POST", "/users/kim/tokens", {"expires_in": 600}).json()["token"]
+    r = hub.api("GET", "/bench/resource-models", token=token)
+    assert r.status_code == 200, r.text
+    models = {m["name"]: m for m in r.json()["resource_models"]}
+    assert models["test-small"]["unavailable_reason"] is None
+    assert "CPU" in models["standard-xlarge"]["unavailable_reason"]

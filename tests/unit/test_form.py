@@ -3,11 +3,9 @@
 import re
 from html.parser import HTMLParser
 
-import pytest
-
 from bench_spawner.form import render_options_form
-from bench_spawner.options import OptionsSchema, options_from_form
-from bench_spawner.resource_models import DEFAULT_RESOURCE_MODELS, HostCapacity, load_catalog
+from bench_spawner.options import options_from_form
+from bench_spawner.resource_models import DEFAULT_RESOURCE_MODELS, HostCapacity
 
 BIG_HOST = HostCapacity(cpus=128, memory_gb=1024, gpus=8)
 SMALL_HOST = HostCapacity(cpus=2, memory_gb=23.4, gpus=0)
@@ -31,15 +29,6 @@ class Elements(HTMLParser):
 
     def tag_names(self):
         return [tag for tag, _ in self.tags]
-
-
-@pytest.fixture
-def schema():
-    return OptionsSchema(
-        resource_models=load_catalog(DEFAULT_RESOURCE_MODELS),
-        image_templates={"jupyterlab": "JupyterLab 4", "rstudio": "RStudio Server"},
-        default_image="jupyterlab",
-    )
 
 
 def test_form_has_every_field_with_its_stable_id(schema):

@@ -24,15 +24,6 @@ ALLOWED_OPTIONS = (
 )
 
 
-@pytest.fixture
-def schema():
-    return OptionsSchema(
-        resource_models=load_catalog(DEFAULT_RESOURCE_MODELS),
-        image_templates={"jupyterlab": "JupyterLab 4", "rstudio": "RStudio Server"},
-        default_image="jupyterlab",
-    )
-
-
 def refusal(schema, raw, host=None):
     """The FieldErrors raised for ``raw``."""
     with pytest.raises(OptionsError) as caught:

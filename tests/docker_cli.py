@@ -1,0 +1,46 @@
+"""Docker CLI helpers for tests and benchmarks: run, exec, and clean up after a test hub."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+from hub_services.egress import firewall
+
+
+def docker(*args: str, check: bool = True) -> str:
+    """Run the docker CLI; return stdout."""
+    out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=300)
+    if check and out.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {out.stderr}")
+    return out.stdout
+
+
+def exec_in(container: str, script: str, user: str | None = None) -> subprocess.CompletedProcess:
+    """Run a shell script inside a workspace container (as its own user unless given)."""
+    argv = ["docker", "exec"] + (["-u", user] if user else []) + [container, "sh", "-c", script]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300)
+
+
+def cleanup(prefix: str, storage_root: Path) -> None:
+    """Remove what a test hub with this prefix left: containers, networks, firewall, mounts."""
+    ids = docker("ps", "-aq", "--filter", f"name=^{prefix}-", check=False).split()
+    if ids:
+        docker("rm", "-f", *ids, check=False)
+    restricted = docker("network", "ls", "-q", "--no-trunc", "--filter",
+                        f"name=^{prefix}-restricted$", check=False).split()  # fmt: skip
+    for net_id in restricted:
+        asyncio.run(firewall.remove(net_id))
+    for net in (f"{prefix}-open", f"{prefix}-restricted", f"{prefix}-egress-out"):
+        docker("network", "rm", net, check=False)
+    if storage_root.exists():
+        mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True)
+        for target in mounts.stdout.split():
+            if target.startswith(str(storage_root)):
+                subprocess.run(["umount", "-l", target], check=False)
+        for image in storage_root.rglob("data.ext4"):
+            loops = subprocess.run(["losetup", "-j", str(image), "-O", "NAME", "-n"],
+                                   capture_output=True, text=True).stdout.split()  # fmt: skip
+            for loop in loops:
+                subprocess.run(["losetup", "-d", loop], check=False)
