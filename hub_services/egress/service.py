@@ -59,6 +59,8 @@ class EgressService:
         )
         self.start_grace = 300.0  # longer than any workspace start (Spawner.start_timeout)
         self._down_since: float | None = None
+        self._loaded_conf = ""  # the squid.conf text this service last reloaded squid with
+        self._confirm_reload = False
         self.client = docker.APIClient(version="auto", timeout=30)
 
     async def _running(self, container: str) -> bool:
@@ -98,7 +100,6 @@ class EgressService:
             log.info("adopted running workspace %s at %s", _key(c), address)
 
     async def reconcile(self) -> None:
-        before = await asyncio.to_thread(self._conf_text)
         await self.adopt_running()
         for key, record in (await asyncio.to_thread(self.state.registered)).items():
             # a record is written before its container exists: leave starting ones alone
@@ -113,8 +114,15 @@ class EgressService:
                 await self.proxy.ensure(net.name, net.proxy_address)
                 self._down_since = None
         await asyncio.to_thread(self.state.render)
-        if await asyncio.to_thread(self._conf_text) != before:
+        # Reload when the file differs from what this service last had squid load (the spawner
+        # changes it too), and once more on the next pass: a SIGHUP that lands while squid is
+        # still reconfiguring from an earlier one can be folded into it, leaving an older file
+        # loaded until the next reload.
+        conf = await asyncio.to_thread(self._conf_text)
+        if conf != self._loaded_conf or self._confirm_reload:
             await self.proxy.reload()
+            self._confirm_reload = conf != self._loaded_conf
+            self._loaded_conf = conf
 
     async def _proxy_down_long(self) -> bool:
         """Down for ``restart_after`` seconds (an operator's restart is not fought over)."""
