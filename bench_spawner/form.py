@@ -88,6 +88,8 @@ def render_options_form(
         "max_description_chars": schema.max_description_chars,
         "shutdown_hours": spec.auto_shutdown_hours,
         "max_shutdown_hours": schema.max_auto_shutdown_hours,
+        "shutdown_mode": spec.shutdown_mode,
+        "reminder_hours": ", ".join(map(str, spec.reminder_hours)),
         "presets": {name: "\n".join(lines) for name, lines in (whitelist_presets or {}).items()},
     }
     return _environment().get_template(TEMPLATE_NAME).render(context)

@@ -10,6 +10,7 @@ canonical form by :meth:`WorkspaceSpec.to_user_options`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from numbers import Real
 
 from hub_services.egress.policy import normalise
@@ -25,6 +26,8 @@ from .whitelist import parse_whitelist
 
 __all__ = [
     "ACCESS_MODES",
+    "LIFECYCLE_OPTIONS",
+    "SHUTDOWN_MODES",
     "NAME_RULE",
     "OPTION_NAMES",
     "FieldError",
@@ -36,15 +39,24 @@ __all__ = [
 ]
 
 ACCESS_MODES = ("open", "restricted")
+SHUTDOWN_MODES = ("after_start", "idle")
 OPTION_NAMES = (
     "access_mode",
     "auto_shutdown_hours",
     "description",
     "image",
+    "keep_until",
+    "reminder_hours",
     "resource_model",
+    "shutdown_mode",
     "storage_gb",
     "whitelist",
 )
+# The run-time policy: the only options that may change while the workspace runs (as in ICA
+# Bench); the lifecycle service reads them on its next pass. Everything else applies at start.
+LIFECYCLE_OPTIONS = ("auto_shutdown_hours", "keep_until", "reminder_hours", "shutdown_mode")
+MAX_REMINDERS = 5
+_KEEP_UNTIL_EXAMPLE = "2026-01-31T18:00:00+00:00"
 # Sent by browsers with every JupyterHub form post; not a workspace option.
 _FORM_ONLY_KEYS = ("_xsrf",)
 _TEXTAREA_KEYS = ("description", "whitelist")
@@ -88,7 +100,9 @@ def validate_workspace_name(name: str) -> None:
 @dataclass(frozen=True)
 class WorkspaceSpec:
     """A checked set of workspace options. ``whitelist`` holds normalised entries;
-    ``auto_shutdown_hours`` 0 means no automatic shutdown."""
+    ``auto_shutdown_hours`` 0 means no automatic shutdown, ``shutdown_mode`` says whether the
+    hours count from start or from the last activity; ``keep_until`` ("" or UTC ISO 8601)
+    postpones the automatic shutdown; ``reminder_hours`` are lead times, longest first."""
 
     image: str
     resource_model: str
@@ -97,12 +111,16 @@ class WorkspaceSpec:
     whitelist: tuple[str, ...]
     description: str
     auto_shutdown_hours: int
+    shutdown_mode: str = "after_start"
+    keep_until: str = ""
+    reminder_hours: tuple[int, ...] = (24, 1)
 
     def to_user_options(self) -> dict:
-        """The canonical JSON-able form (whitelist as a list); ``parse`` of it gives back
-        an equal spec."""
+        """The canonical JSON-able form (lists for tuples); ``parse`` of it gives back an
+        equal spec."""
         options = asdict(self)
         options["whitelist"] = list(self.whitelist)
+        options["reminder_hours"] = list(self.reminder_hours)
         return options
 
 
@@ -180,6 +198,8 @@ class OptionsSchema:
     default_storage_gb: int = 10
     default_auto_shutdown_hours: int = 0
     max_auto_shutdown_hours: int = 8760
+    default_shutdown_mode: str = "after_start"
+    default_reminder_hours: tuple[int, ...] = (24, 1)
     max_description_chars: int = 1000
 
     def __post_init__(self) -> None:
@@ -205,6 +225,15 @@ class OptionsSchema:
                 "default_auto_shutdown_hours must be from 0 to max_auto_shutdown_hours "
                 f"({self.max_auto_shutdown_hours}), got {self.default_auto_shutdown_hours}"
             )
+        if self.default_shutdown_mode not in SHUTDOWN_MODES:
+            problems.append(
+                f"default_shutdown_mode must be one of {', '.join(SHUTDOWN_MODES)}, "
+                f"got {self.default_shutdown_mode!r}"
+            )
+        reminder_errors: list[FieldError] = []
+        _check_reminders(list(self.default_reminder_hours), self.max_auto_shutdown_hours,
+                         reminder_errors)  # fmt: skip
+        problems.extend(f"default_{e.field}: {e.message}" for e in reminder_errors)
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -218,6 +247,9 @@ class OptionsSchema:
             "whitelist": [],
             "description": "",
             "auto_shutdown_hours": self.default_auto_shutdown_hours,
+            "shutdown_mode": self.default_shutdown_mode,
+            "keep_until": "",
+            "reminder_hours": list(self.default_reminder_hours),
         }
 
     def parse(self, raw: dict | None, host: HostCapacity | None = None) -> WorkspaceSpec:
@@ -245,6 +277,11 @@ class OptionsSchema:
             "access_mode": self._check_access_mode(values["access_mode"], errors),
             "description": self._check_description(values["description"], errors),
             "auto_shutdown_hours": self._check_shutdown(values["auto_shutdown_hours"], errors),
+            "shutdown_mode": _check_shutdown_mode(values["shutdown_mode"], errors),
+            "keep_until": _check_keep_until(values["keep_until"], errors),
+            "reminder_hours": _check_reminders(
+                values["reminder_hours"], self.max_auto_shutdown_hours, errors
+            ),
         }
         whitelist, whitelist_errors = _parse_whitelist(values["whitelist"], values["access_mode"])
         errors.extend(whitelist_errors)
@@ -325,6 +362,54 @@ class OptionsSchema:
                 f"storage can only grow (stop the workspace and choose ≥ {old.storage_gb})"
             )
             raise OptionsError([FieldError("storage_gb", message)])
+
+
+def _check_shutdown_mode(value: object, errors: list[FieldError]) -> str:
+    if not isinstance(value, str) or value not in SHUTDOWN_MODES:
+        message = (
+            f"{_show(value)} is not a shutdown mode; allowed: {', '.join(SHUTDOWN_MODES)} "
+            "(hours counted from start, or from the last activity)"
+        )
+        errors.append(FieldError("shutdown_mode", message))
+    return value
+
+
+def _check_keep_until(value: object, errors: list[FieldError]) -> str:
+    """``keep_until`` as canonical UTC ISO text ("" for none)."""
+    if value is None or value == "":
+        return ""
+    message = (
+        f"must be an ISO 8601 time with a timezone, e.g. {_KEEP_UNTIL_EXAMPLE}, "
+        f"or empty for none; got {_show(value)}"
+    )
+    try:
+        parsed = datetime.fromisoformat(value.strip()) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.utcoffset() is None:
+        errors.append(FieldError("keep_until", message))
+        return value
+    return parsed.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _check_reminders(value: object, max_hours: int, errors: list[FieldError]) -> tuple:
+    """``reminder_hours``: up to MAX_REMINDERS whole hours from 1 to ``max_hours`` (a list or
+    comma-separated text; [] for no reminders), returned unique and longest first."""
+    if isinstance(value, str):
+        value = [part for part in value.replace(" ", "").split(",") if part]
+    hours = [_whole_number(v) for v in value] if isinstance(value, list) else [None]
+    if (
+        None in hours
+        or len(hours) > MAX_REMINDERS
+        or not all(1 <= h <= max_hours for h in hours)
+    ):
+        message = (
+            f"must be a list of at most {MAX_REMINDERS} whole numbers of hours from 1 to "
+            f"{max_hours} (how long before a shutdown or restart to remind), got {_show(value)}"
+        )
+        errors.append(FieldError("reminder_hours", message))
+        return ()
+    return tuple(sorted(set(hours), reverse=True))
 
 
 def options_from_form(formdata: dict[str, list[str]]) -> dict:

@@ -83,25 +83,36 @@ class Policy:
             raise ValueError("; ".join(problems))
 
     @classmethod
-    def from_options(cls, user_options: dict | None, defaults: Policy) -> Policy:
+    def from_options(
+        cls, user_options: dict | None, defaults: Policy, hour: timedelta = timedelta(hours=1)
+    ) -> Policy:
         """The policy of a workspace from its ``user_options``; other settings from ``defaults``.
 
         Reads ``auto_shutdown_hours`` (whole hours, 0 = no automatic shutdown; absent = the
         defaults' shutdown setting), optional ``shutdown_mode`` (one of
         :data:`SHUTDOWN_MODES`; when absent a non-zero setting uses the defaults' mode, or
         ``after_start`` if that is ``none``) and optional ``keep_until`` (ISO 8601 text with a
-        timezone). Other keys are ignored; ``None`` options mean all defaults.
+        timezone) and optional ``reminder_hours`` (a list of whole hours). ``hour`` is how long
+        an option's hour lasts (tests and demos shorten it). Other keys are ignored; ``None``
+        options mean all defaults.
         Raises :class:`PolicyUnreadable` with the field and the reason on malformed input.
         """
         if user_options is None:
             user_options = {}
         if not isinstance(user_options, dict):
             raise PolicyUnreadable(f"workspace options must be a mapping, got {user_options!r}")
-        mode, after = _shutdown_setting(user_options, defaults)
+        mode, after = _shutdown_setting(user_options, defaults, hour)
         keep_until = _keep_until(user_options.get("keep_until"))
+        reminders = defaults.reminders
+        if "reminder_hours" in user_options:
+            reminders = _reminders(user_options["reminder_hours"], hour)
         try:
             return replace(
-                defaults, shutdown_mode=mode, shutdown_after=after, keep_until=keep_until
+                defaults,
+                shutdown_mode=mode,
+                shutdown_after=after,
+                keep_until=keep_until,
+                reminders=reminders,
             )
         except ValueError as err:
             raise PolicyUnreadable(str(err)) from err
@@ -141,7 +152,20 @@ def _policy_problems(policy: Policy) -> list[str]:
     return problems
 
 
-def _shutdown_setting(options: dict, defaults: Policy) -> tuple[str, timedelta | None]:
+def _reminders(value: object, hour: timedelta) -> tuple[timedelta, ...]:
+    """``reminder_hours`` (a list of whole hours >= 1) as lead times, else PolicyUnreadable."""
+    if not isinstance(value, list) or not all(
+        isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in value
+    ):
+        raise PolicyUnreadable(
+            f"reminder_hours must be a list of whole numbers of hours >= 1, got {value!r}"
+        )
+    return tuple(h * hour for h in value)
+
+
+def _shutdown_setting(
+    options: dict, defaults: Policy, hour: timedelta
+) -> tuple[str, timedelta | None]:
     """``(shutdown_mode, shutdown_after)`` from the options, see :meth:`Policy.from_options`."""
     mode = options.get("shutdown_mode")
     if mode is not None and mode not in SHUTDOWN_MODES:
@@ -151,12 +175,12 @@ def _shutdown_setting(options: dict, defaults: Policy) -> tuple[str, timedelta |
     after = defaults.shutdown_after if defaults.shutdown_mode != "none" else None
     if "auto_shutdown_hours" in options:
         hours = _whole_hours(options["auto_shutdown_hours"])
-        after = timedelta(hours=hours) if hours else None
+        after = hours * hour if hours else None
     if mode is None:
         fallback = defaults.shutdown_mode if defaults.shutdown_mode != "none" else "after_start"
         mode = fallback if after is not None else "none"
-    if mode == "none":
-        return mode, None
+    if mode == "none" or ("auto_shutdown_hours" in options and after is None):
+        return "none", None  # 0 hours switches the automatic shutdown off in every mode
     if after is None:
         raise PolicyUnreadable(
             f"shutdown_mode {mode!r} needs auto_shutdown_hours of at least 1, got 0 or none"

@@ -41,6 +41,8 @@ def test_form_has_every_field_with_its_stable_id(schema):
         "bench-whitelist": ("whitelist", None),
         "bench-description": ("description", None),
         "bench-shutdown": ("auto_shutdown_hours", "number"),
+        "bench-shutdown-mode": ("shutdown_mode", None),
+        "bench-reminders": ("reminder_hours", "text"),
     }
     for element_id, (name, input_type) in expected.items():
         attrs = page.by_id(element_id)
@@ -155,5 +157,7 @@ def test_rendered_defaults_submit_back_to_the_same_spec(schema):
         "whitelist": [""],
         "description": [""],
         "auto_shutdown_hours": [page.by_id("bench-shutdown")["value"]],
+        "shutdown_mode": ["after_start"],
+        "reminder_hours": [page.by_id("bench-reminders")["value"]],
     }
     assert schema.parse(options_from_form(formdata), SMALL_HOST) == schema.parse(None)

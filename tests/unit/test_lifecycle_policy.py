@@ -357,6 +357,7 @@ def test_ids_name_the_same_instant_the_same_way_in_any_timezone():
         ({"auto_shutdown_hours": "8"}, "after_start", 8 * H),
         ({"auto_shutdown_hours": 2, "shutdown_mode": "idle"}, "idle", 2 * H),
         ({"auto_shutdown_hours": 5, "shutdown_mode": "none"}, "none", None),
+        ({"auto_shutdown_hours": 0, "shutdown_mode": "idle"}, "none", None),
         ({}, "none", None),
         (None, "none", None),
     ],
@@ -399,7 +400,7 @@ def test_keep_until_is_read_as_a_utc_time(text, expected):
         ({"auto_shutdown_hours": "a day"}, "auto_shutdown_hours"),
         ({"auto_shutdown_hours": None}, "auto_shutdown_hours"),
         ({"auto_shutdown_hours": 4, "shutdown_mode": "sometimes"}, "shutdown_mode"),
-        ({"auto_shutdown_hours": 0, "shutdown_mode": "idle"}, "shutdown_mode 'idle' needs"),
+        ({"shutdown_mode": "idle"}, "shutdown_mode 'idle' needs"),
         ({"auto_shutdown_hours": 4, "keep_until": "tomorrow"}, "keep_until"),
         ({"auto_shutdown_hours": 4, "keep_until": "2025-03-02T18:00:00"}, "with a timezone"),
         ({"auto_shutdown_hours": 4, "keep_until": 1740938400}, "keep_until"),
@@ -507,3 +508,14 @@ def test_nothing_done_or_sent_is_ever_returned_again(policy, activity, now):
 def test_a_due_stop_stays_due_as_time_passes(policy, activity, now, later):
     if decide(policy, activity, now).action == "stop":
         assert decide(policy, activity, now + later).action == "stop"
+
+
+def test_reminder_hours_and_a_shorter_hour_come_from_the_options():
+    minute = timedelta(minutes=1)
+    options = {"auto_shutdown_hours": 3, "shutdown_mode": "idle", "reminder_hours": [2, 1]}
+    policy = Policy.from_options(options, DEFAULTS, hour=minute)
+    assert policy.shutdown_after == 3 * minute
+    assert policy.reminders == (2 * minute, minute)
+    assert Policy.from_options({"reminder_hours": []}, DEFAULTS).reminders == ()
+    with pytest.raises(PolicyUnreadable, match="reminder_hours"):
+        Policy.from_options({"reminder_hours": [0]}, DEFAULTS)

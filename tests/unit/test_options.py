@@ -20,7 +20,8 @@ from bench_spawner.resource_models import (
 
 MODEL_NAMES = ", ".join(DEFAULT_RESOURCE_MODELS)
 ALLOWED_OPTIONS = (
-    "access_mode, auto_shutdown_hours, description, image, resource_model, storage_gb, whitelist"
+    "access_mode, auto_shutdown_hours, description, image, keep_until, reminder_hours, "
+    "resource_model, shutdown_mode, storage_gb, whitelist"
 )
 
 
@@ -393,3 +394,39 @@ def test_form_round_trip(schema):
         auto_shutdown_hours=8,
     )
     assert schema.parse(spec.to_user_options()) == spec
+
+
+# --- the run-time policy options (editable while running) --------------------------------
+
+
+def test_lifecycle_options_default_and_normalise(schema):
+    spec = schema.parse({})
+    assert spec.shutdown_mode == "after_start" and spec.keep_until == ""
+    assert spec.reminder_hours == (24, 1)
+    spec = schema.parse(
+        {"shutdown_mode": "idle", "keep_until": "2026-03-02T19:30:00+01:00",
+         "reminder_hours": "1, 48,1"}
+    )  # fmt: skip
+    assert spec.shutdown_mode == "idle"
+    assert spec.keep_until == "2026-03-02T18:30:00+00:00"
+    assert spec.reminder_hours == (48, 1)
+    assert schema.parse({"reminder_hours": []}).reminder_hours == ()
+
+
+@pytest.mark.parametrize(
+    "raw, field, fragment",
+    [
+        ({"shutdown_mode": "sometimes"}, "shutdown_mode", "allowed: after_start, idle"),
+        ({"shutdown_mode": 1}, "shutdown_mode", "allowed: after_start, idle"),
+        ({"keep_until": "tomorrow"}, "keep_until", "ISO 8601 time with a timezone"),
+        ({"keep_until": "2026-03-02T18:00:00"}, "keep_until", "with a timezone"),
+        ({"keep_until": 1740938400}, "keep_until", "ISO 8601"),
+        ({"reminder_hours": [0]}, "reminder_hours", "from 1 to 8760"),
+        ({"reminder_hours": [1, 2, 3, 4, 5, 6]}, "reminder_hours", "at most 5"),
+        ({"reminder_hours": "soon"}, "reminder_hours", "whole numbers of hours"),
+        ({"reminder_hours": 24}, "reminder_hours", "list"),
+    ],
+)
+def test_bad_lifecycle_options_name_the_field(schema, raw, field, fragment):
+    error = only_error(schema, raw)
+    assert error.field == field and fragment in error.message
