@@ -1,0 +1,265 @@
+"""The lifecycle service's activity endpoints: who did what to which workspace, and when.
+
+Mounted under the service prefix by :func:`activity_handlers`:
+
+- ``GET api/activity`` — JSON ``{"entries": [...], "total": N, "offset": O, "limit": L}``,
+  newest first, filtered by the query parameters ``user``, ``workspace``, ``action``,
+  ``since`` (inclusive), ``until`` (exclusive; both ISO 8601 with a timezone), ``offset`` and
+  ``limit`` (1 to 1000, default 100). An empty parameter is no filter. A bad value is a 400
+  and a refused one a 403, as ``{"status": ..., "message": "<field>: ..."}``;
+- ``GET activity`` — the same query as an HTML page: a filter form, the table and paging links.
+
+Callers authenticate with the hub (``HubOAuthenticated``). An admin user sees everyone's
+activity; anyone else (users and services alike) only entries whose ``user`` is their own name:
+asking for another user's is a 403.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from urllib.parse import urlencode
+
+import jinja2
+from jupyterhub.services.auth import HubOAuthenticated
+from jupyterhub.utils import url_path_join
+from tornado import web
+
+from bench_spawner.activity_journal import ACTIONS
+
+from .activity_log import MAX_LIMIT, ActivityLog
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "PARAMETERS",
+    "ActivityQuery",
+    "QueryRefused",
+    "activity_handlers",
+    "is_admin",
+    "parse_query",
+    "scope_to_caller",
+]
+
+DEFAULT_LIMIT = 100
+PARAMETERS = ("user", "workspace", "action", "since", "until", "offset", "limit")
+# HubAuth accepts an API token as ?token=...; it is not a filter but must not be refused
+_AUTH_PARAMETERS = ("token",)
+_TIME_EXAMPLE = "2025-03-01T08:00:00Z"
+_templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+class QueryRefused(Exception):
+    """A query the caller got wrong (400) or may not make (403); ``message`` says which
+    field and what is allowed."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ActivityQuery:
+    """A validated activity query: the keyword arguments of :meth:`ActivityLog.query`."""
+
+    user: str | None = None
+    workspace: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    offset: int = 0
+    limit: int = DEFAULT_LIMIT
+
+    def url_arguments(self, offset: int) -> dict[str, str]:
+        """The query as URL parameters (set filters only) at another ``offset``."""
+        values = {**asdict(self), "offset": offset}
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else str(value)
+            for name, value in values.items()
+            if value is not None
+        }
+
+
+def parse_query(arguments: dict[str, list[str]]) -> ActivityQuery:
+    """The query in URL ``arguments`` (name → values), or :class:`QueryRefused` (400) with
+    ``"<field>: <what is allowed>, got <value>"``. Empty values are absent filters; unknown
+    names and repeated parameters are refused."""
+    values = {}
+    for name, given in arguments.items():
+        if name in _AUTH_PARAMETERS:
+            continue
+        if name not in PARAMETERS:
+            allowed = ", ".join(PARAMETERS)
+            raise QueryRefused(400, f"{name}: not a parameter (use {allowed}), got {given!r}")
+        if len(given) > 1:
+            raise QueryRefused(400, f"{name}: give it at most once, got {given!r}")
+        if given and given[0] != "":
+            values[name] = given[0]
+    query = ActivityQuery(
+        user=values.get("user"),
+        workspace=values.get("workspace"),
+        action=_action(values.get("action")),
+        since=_time("since", values.get("since")),
+        until=_time("until", values.get("until")),
+        offset=_whole("offset", values.get("offset"), 0, None, 0),
+        limit=_whole("limit", values.get("limit"), 1, MAX_LIMIT, DEFAULT_LIMIT),
+    )
+    if query.since and query.until and query.until <= query.since:
+        raise QueryRefused(
+            400, f"until: a time later than since ({values['since']}), got {values['until']!r}"
+        )
+    return query
+
+
+def _action(value: str | None) -> str | None:
+    if value is not None and value not in ACTIONS:
+        raise QueryRefused(400, f"action: one of {', '.join(ACTIONS)}, got {value!r}")
+    return value
+
+
+def _time(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    message = f"{name}: an ISO 8601 time with a timezone, e.g. {_TIME_EXAMPLE}, got {value!r}"
+    try:
+        parsed = datetime.fromisoformat(value)
+        if parsed.utcoffset() is None:
+            raise ValueError("no timezone")
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: out of range once in UTC
+        raise QueryRefused(400, message) from None
+
+
+def _whole(name: str, value: str | None, low: int, high: int | None, default: int) -> int:
+    if value is None:
+        return default
+    allowed = f"a whole number from {low} to {high}" if high else f"a whole number >= {low}"
+    number = int(value) if value.isascii() and value.isdigit() and len(value) <= 12 else -1
+    if number < low or high and number > high:
+        raise QueryRefused(400, f"{name}: {allowed}, got {value!r}")
+    return number
+
+
+def is_admin(caller: dict) -> bool:
+    """Only a hub user with the admin flag is an admin here, never a service."""
+    return caller.get("kind", "user") == "user" and caller.get("admin") is True
+
+
+def scope_to_caller(query: ActivityQuery, caller: dict) -> ActivityQuery:
+    """``query`` as ``caller`` (the hub's user or service model) may run it: an admin's as
+    is, anyone else's restricted to their own name; another user's → QueryRefused (403)."""
+    if is_admin(caller):
+        return query
+    if query.user not in (None, caller["name"]):
+        raise QueryRefused(
+            403,
+            f"user: only your own activity ({caller['name']}) unless you are an admin, "
+            f"got {query.user!r}",
+        )
+    return replace(query, user=caller["name"])
+
+
+class _ActivityHandler(HubOAuthenticated, web.RequestHandler):
+    def initialize(self, activity_log: ActivityLog, run_blocking) -> None:
+        self.activity_log = activity_log
+        self.run_blocking = run_blocking
+
+    def _arguments(self) -> dict[str, list[str]]:
+        return {name: self.get_query_arguments(name) for name in self.request.query_arguments}
+
+    async def _run(self, query: ActivityQuery) -> tuple[list[dict], int]:
+        """The page of entries ``query`` selects (in the service's executor) and the total."""
+        return await self.run_blocking(partial(self.activity_log.query, **asdict(query)))
+
+
+class ActivityApiHandler(_ActivityHandler):
+    """``GET api/activity``: see the module docstring."""
+
+    def get_login_url(self) -> str:
+        # an API client gets a 403, not a redirect into the OAuth login
+        raise web.HTTPError(403, "authenticate with a hub API token or the service's cookie")
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(error, "log_message", None) or self._reason
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+    @web.authenticated
+    async def get(self) -> None:
+        try:
+            query = scope_to_caller(parse_query(self._arguments()), self.current_user)
+        except QueryRefused as refused:
+            raise web.HTTPError(refused.status, refused.message) from None
+        entries, total = await self._run(query)
+        self.write({
+            "entries": [{**entry, "at": entry["at"].isoformat()} for entry in entries],
+            "total": total,
+            "offset": query.offset,
+            "limit": query.limit,
+        })  # fmt: skip
+
+
+class ActivityPageHandler(_ActivityHandler):
+    """``GET activity``: the filter form, one page of the table and links to the others."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        caller = self.current_user
+        form = {name: self.get_query_argument(name, "") for name in PARAMETERS}
+        context = {
+            "entries": [],
+            "total": 0,
+            "error": None,
+            "first": 0,
+            "newer": None,
+            "older": None,
+        }
+        try:
+            asked = parse_query(self._arguments())
+            entries, total = await self._run(scope_to_caller(asked, caller))
+        except QueryRefused as refused:
+            self.set_status(refused.status)
+            context["error"] = refused.message
+        else:
+            context.update(entries=entries, total=total, **self._paging(asked, total))
+        self.write(
+            _templates.get_template("activity.html").render(
+                caller=caller["name"],
+                admin=is_admin(caller),
+                actions=ACTIONS,
+                form=form,
+                **context,
+            )
+        )
+
+    def _paging(self, query: ActivityQuery, total: int) -> dict:
+        """Links to the newer and older pages (None at either end)."""
+        base = self.request.path
+
+        def link(offset: int) -> str:
+            return f"{base}?{urlencode(query.url_arguments(offset))}"
+
+        newer = link(max(query.offset - query.limit, 0)) if query.offset > 0 else None
+        older = link(query.offset + query.limit) if query.offset + query.limit < total else None
+        return {"newer": newer, "older": older, "first": query.offset + 1}
+
+
+def activity_handlers(prefix: str, log: ActivityLog, run_blocking) -> list[tuple]:
+    """The tornado routes of the activity API and page under the service ``prefix``.
+
+    ``run_blocking(fn, *args)`` returns an awaitable of ``fn(*args)`` run off the event loop
+    (the service's executor); every store call goes through it.
+    """
+    kwargs = {"activity_log": log, "run_blocking": run_blocking}
+    return [
+        (url_path_join(prefix, "api/activity"), ActivityApiHandler, kwargs),
+        (url_path_join(prefix, "activity"), ActivityPageHandler, kwargs),
+    ]
