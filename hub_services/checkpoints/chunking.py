@@ -57,11 +57,16 @@ class ChunkingParams:
     level: int = 3
 
     def __post_init__(self) -> None:
-        if not 64 <= self.min_size <= self.avg_size <= self.max_size <= MAX_CHUNK_BYTES:
+        ordered = self.min_size <= self.avg_size <= self.max_size
+        # FastCDC's own bounds: min 64 B-1 MiB, avg 256 B-4 MiB, max 1 KiB-16 MiB.
+        bounded = (64 <= self.min_size <= 1 << 20 and 256 <= self.avg_size <= 4 << 20
+                   and 1024 <= self.max_size <= MAX_CHUNK_BYTES)  # fmt: skip
+        if not (ordered and bounded):
             raise ValueError(
-                "chunk sizes must satisfy 64 <= min_size <= avg_size <= max_size <= 16 MiB, "
-                f"got min_size={self.min_size}, avg_size={self.avg_size}, "
-                f"max_size={self.max_size} (e.g. 262144, 1048576, 4194304)"
+                "chunk sizes must satisfy min_size <= avg_size <= max_size with min_size "
+                "64 B-1 MiB, avg_size 256 B-4 MiB, max_size 1 KiB-16 MiB; got "
+                f"min_size={self.min_size}, avg_size={self.avg_size}, max_size={self.max_size} "
+                "(e.g. 262144, 1048576, 4194304)"
             )
         if not 1 <= self.level <= 22:
             raise ValueError(f"zstd level must be 1-22 (e.g. 3), got {self.level}")

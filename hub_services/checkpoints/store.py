@@ -19,8 +19,10 @@ its executor helper, never on the event loop.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import threading
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -110,8 +112,9 @@ class CheckpointStore(LoggingConfigurable):
     ).tag(config=True)  # fmt: skip
 
     upload_threads = Integer(
-        4, help="Chunks stored in parallel by one checkpoint (each waits on fsync or an S3 "
-        "request), e.g. 4; memory use is up to 2 x this x chunk_max_size.",
+        4, help="Chunks stored (or fetched, on restore) in parallel by one operation: each "
+        "waits on fsync or an S3 request. E.g. 4; memory use is up to 2 x this x "
+        "chunk_max_size.",
     ).tag(config=True)  # fmt: skip
 
     @default("backend")
@@ -257,12 +260,17 @@ class CheckpointStore(LoggingConfigurable):
         ``upper_dir``; :class:`CheckpointCorrupt` (or any error) leaves ``upper_dir`` empty.
         """
         manifest = self.load(workspace_id, checkpoint_id)
+        wanted = [(entry.path, key) for entry in manifest.entries for key in entry.chunks]
+        chunks = self._fetch_in_order(manifest, wanted)
 
-        def read_file(entry: Entry):
-            for key in entry.chunks:
-                yield self._fetch(manifest, entry.path, key)
+        def read_file(entry: Entry):  # called in entry order, each file read to its end
+            for _ in entry.chunks:
+                yield next(chunks)
 
-        restore_tree(upper_dir, manifest.entries, read_file)
+        try:
+            restore_tree(upper_dir, manifest.entries, read_file)
+        finally:
+            chunks.close()
         self.log.info("restored %s/%s into %s", workspace_id, checkpoint_id, upper_dir)
         return manifest
 
@@ -272,9 +280,27 @@ class CheckpointStore(LoggingConfigurable):
         Raises :class:`CheckpointCorrupt` naming the first path a bad chunk breaks.
         """
         manifest = self.load(workspace_id, checkpoint_id)
-        for key, path in manifest.chunk_paths().items():
-            self._fetch(manifest, path, key)
+        wanted = [(path, key) for key, path in manifest.chunk_paths().items()]
+        for _ in self._fetch_in_order(manifest, wanted):
+            pass
         return {"chunks": len(manifest.chunks), "bytes": manifest.totals.get("referenced_bytes")}
+
+    def _fetch_in_order(self, manifest: Manifest, wanted: list[tuple[str, str]]):
+        """Yield the verified bytes of each ``(path, key)`` in order, fetching up to
+        ``2 x upload_threads`` ahead (S3 latency would otherwise dominate a restore)."""
+        pool = ThreadPoolExecutor(self.upload_threads, thread_name_prefix="checkpoint-fetch")
+        ahead = deque()
+        pending = iter(wanted)
+        try:
+            for path, key in itertools.islice(pending, 2 * self.upload_threads):
+                ahead.append(pool.submit(self._fetch, manifest, path, key))
+            while ahead:
+                data = ahead.popleft().result()
+                for path, key in itertools.islice(pending, 1):
+                    ahead.append(pool.submit(self._fetch, manifest, path, key))
+                yield data
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _fetch(self, manifest: Manifest, path: str, key: str) -> bytes:
         def corrupt(reason: str) -> CheckpointCorrupt:
