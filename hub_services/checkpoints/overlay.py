@@ -190,8 +190,8 @@ def restore_tree(upper_dir: str, entries: Iterable[Entry], read_file: ChunkReade
     staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=layer_dir)
     try:
         root_fd = os.open(staging, _DIR_FLAGS)
+        writer = _TreeWriter(root_fd)
         try:
-            writer = _TreeWriter(root_fd)
             count = 0
             for entry in entries:
                 writer.add(entry, read_file)
@@ -201,6 +201,7 @@ def restore_tree(upper_dir: str, entries: Iterable[Entry], read_file: ChunkReade
             os.fchown(root_fd, target.st_uid, target.st_gid)
             os.fchmod(root_fd, stat.S_IMODE(target.st_mode))
         finally:
+            writer.close()
             os.close(root_fd)
         _syncfs(staging)  # the data is durable before the container can see it
         _require_empty(upper_dir)
@@ -267,6 +268,10 @@ class _TreeWriter:
             raise
         self._cached = (path, fd)
         return fd
+
+    def close(self) -> None:
+        """Close the descriptor the writer holds (not ``root_fd``)."""
+        self._close_cached()
 
     def _close_cached(self) -> None:
         if self._cached:
