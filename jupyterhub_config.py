@@ -100,11 +100,54 @@ c.JupyterHub.services = [
         ],
     },
 ]  # fmt: skip
+
+# --- the lifecycle service: automatic shutdown, 30-day restart, reminders, activity log ---------
+# Times are seconds; BENCHHUB_LIFECYCLE_HOUR shortens the "hour" of the workspace options for
+# demos and tests. Reminders are mailed when BENCHHUB_SMTP_HOST is set (the home page shows them).
+lifecycle_port = int(os.environ.get("BENCHHUB_LIFECYCLE_PORT", "10102"))
+activity_journal = state_dir / "activity.jsonl"
+lifecycle_db = os.environ.get("BENCHHUB_LIFECYCLE_DB", f"sqlite:///{state_dir}/lifecycle.sqlite")
+c.BenchSpawner.activity_journal = str(activity_journal)
+lifecycle_command = [
+    sys.executable, "-m", "hub_services.lifecycle",
+    f"--db-url={lifecycle_db}",
+    f"--journal={activity_journal}",
+    f"--interval={os.environ.get('BENCHHUB_LIFECYCLE_INTERVAL', '60')}",
+    f"--hour={os.environ.get('BENCHHUB_LIFECYCLE_HOUR', '3600')}",
+    f"--restart-every={os.environ.get('BENCHHUB_LIFECYCLE_RESTART_EVERY', str(30 * 86400))}",
+    f"--not-accessed-limit={os.environ.get('BENCHHUB_LIFECYCLE_NOT_ACCESSED', str(7 * 86400))}",
+    f"--idle-window={os.environ.get('BENCHHUB_LIFECYCLE_IDLE_WINDOW', '300')}",
+    f"--idle-cpu-share={os.environ.get('BENCHHUB_LIFECYCLE_IDLE_CPU_SHARE', '0.05')}",
+    f"--hub-url={c.JupyterHub.bind_url}",
+]  # fmt: skip
+if os.environ.get("BENCHHUB_SMTP_HOST"):
+    lifecycle_command += [
+        "--smtp",
+        f"--smtp-host={os.environ['BENCHHUB_SMTP_HOST']}",
+        f"--smtp-port={os.environ.get('BENCHHUB_SMTP_PORT', '25')}",
+        f"--smtp-sender={os.environ.get('BENCHHUB_SMTP_SENDER', 'benchhub@localhost')}",
+        f"--smtp-to={os.environ.get('BENCHHUB_SMTP_TO', '{user}@localhost')}",
+    ]
+c.JupyterHub.services.append(
+    {
+        "name": "lifecycle",
+        "display": True,
+        "url": f"http://127.0.0.1:{lifecycle_port}",
+        "oauth_no_confirm": True,
+        "command": lifecycle_command,
+    }
+)
+
 c.JupyterHub.load_roles = [
     {"name": "egress-service", "services": ["egress"],
      "scopes": ["list:users", "read:users", "read:servers"]},
-    {"name": "user", "scopes": ["self", "access:services!service=egress"]},
-]
+    # stop and start workspaces (servers), read their options and activity, ask their Jupyter
+    # server about kernels and terminals (access:servers)
+    {"name": "lifecycle-service", "services": ["lifecycle"],
+     "scopes": ["list:users", "read:users", "read:servers", "servers", "access:servers"]},
+    {"name": "user",
+     "scopes": ["self", "access:services!service=egress", "access:services!service=lifecycle"]},
+]  # fmt: skip
 
 # BenchHub's refinements of JupyterHub's server API and spawn page (names, validation, delete).
 register_handlers()

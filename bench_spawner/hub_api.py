@@ -5,6 +5,10 @@
 - ``user_options`` are validated by the workspace schema *before* JupyterHub stores them, so a
   bad request is a 400 naming the field and nothing is created or changed.
 - Deleting (``remove: true``) a workspace that is running is refused: stop it first.
+- ``PATCH`` of ``user_options`` merges the keys given into the stored options; while the
+  workspace runs only the run-time policy (shutdown timer, keep-until, reminders) may change.
+- Who asked for a start, stop, edit or delete (and a ``reason`` a service gives in a stop's
+  body) goes to the workspace's activity journal.
 - ``GET /hub/api/bench/workspaces/<user>`` lists a user's workspaces with status and reason.
 
 JupyterHub matches routes in order and appends ``extra_handlers`` after its own, so a refined
@@ -51,7 +55,33 @@ def _is_workspace_spawner(spawner) -> bool:
     return hasattr(spawner, "validate_options")
 
 
-class WorkspaceServerAPIHandler(WorkspaceNameRule, UserServerAPIHandler):
+MAX_REASON_CHARS = 500
+
+
+def actor_name(current, owner: str) -> str:
+    """Who acts on ``owner``'s workspace: the owner's name, ``admin:<name>`` for an admin
+    acting on someone else's, ``service:<name>`` for a hub service (e.g. the lifecycle policy)."""
+    if current is None:
+        return "hub"
+    if getattr(current, "kind", "user") == "service":
+        return f"service:{current.name}"
+    if current.name != owner and getattr(current, "admin", False):
+        return f"admin:{current.name}"
+    return current.name
+
+
+class RecordsActor:
+    """Mixin: remember who (and why) for the spawner's activity journal entries."""
+
+    def _note_actor(self, user_name: str, server_name: str, reason: object = "") -> None:
+        from .spawner import BenchSpawner  # the spawner module imports docker: load lazily
+
+        reason = reason.strip()[:MAX_REASON_CHARS] if isinstance(reason, str) else ""
+        actor = actor_name(self.current_user, user_name)
+        BenchSpawner.requested_by[(user_name, server_name)] = (actor, reason)
+
+
+class WorkspaceServerAPIHandler(RecordsActor, WorkspaceNameRule, UserServerAPIHandler):
     """JupyterHub's ``/users/:name/servers/:server`` with workspace validation."""
 
     async def _validated(self, user_name, server_name):
@@ -81,6 +111,7 @@ class WorkspaceServerAPIHandler(WorkspaceNameRule, UserServerAPIHandler):
 
     async def post(self, user_name, server_name=""):
         await self._validated(user_name, server_name)
+        self._note_actor(user_name, server_name)
         await super().post(user_name, server_name)
 
     async def put(self, user_name, server_name=""):
@@ -89,18 +120,44 @@ class WorkspaceServerAPIHandler(WorkspaceNameRule, UserServerAPIHandler):
 
     async def patch(self, user_name, server_name=""):
         body = self.get_json_body() or {}
-        if isinstance(body, dict) and body.get("name") is not None:
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "the body must be a JSON object")
+        if body.get("name") is not None:
             try:
                 validate_workspace_name(body["name"])
             except OptionsError as e:
                 raise web.HTTPError(400, str(e)) from None
         user = self.find_user(user_name)
-        if user is not None and server_name in user.spawners and user.spawners[server_name].active:
-            raise web.HTTPError(
-                400, f"workspace '{server_name}' is running: stop it before editing it"
-            )
-        await self._validated(user_name, server_name)
-        await super().patch(user_name, server_name)
+        spawner = (
+            user.spawners[server_name] if user and server_name in user.orm_spawners else None
+        )
+        if spawner is None or "user_options" not in body or not _is_workspace_spawner(spawner):
+            if spawner is not None and spawner.active:
+                raise web.HTTPError(
+                    400, f"workspace '{server_name}' is running: stop it before renaming it"
+                )
+            await self._validated(user_name, server_name)
+            return await super().patch(user_name, server_name)
+        options, changed = await spawner.edit_options(body["user_options"])
+        self._note_actor(user_name, server_name)
+        if spawner.active:
+            if set(body) - {"user_options"}:
+                raise web.HTTPError(
+                    400, f"workspace '{server_name}' is running: stop it before renaming it"
+                )
+            spawner.orm_spawner.user_options = options
+            spawner.user_options = options
+            self.db.commit()
+            self.set_header("Content-Type", "application/json")
+            self.write(self.server_model(spawner.orm_spawner, user=user))
+        else:
+            # JupyterHub's own PATCH stores what it is given: give it the merged options
+            self.request.body = json.dumps({**body, "user_options": options}).encode()
+            await super().patch(user_name, server_name)
+        if changed:
+            new = {key: options[key] for key in changed}
+            await spawner.record_activity("edited", f"edited {', '.join(changed)}", new)
+        spawner._take_request()
 
     async def delete(self, user_name, server_name=""):
         user = self.find_user(user_name)
@@ -111,11 +168,18 @@ class WorkspaceServerAPIHandler(WorkspaceNameRule, UserServerAPIHandler):
                 raise web.HTTPError(
                     400, f"workspace '{server_name}' is running: stop it first, then delete it"
                 )
+        if user is not None:
+            self._note_actor(user_name, server_name, isinstance(body, dict) and body.get("reason"))
         await super().delete(user_name, server_name)
 
 
-class WorkspaceSpawnHandler(WorkspaceNameRule, SpawnHandler):
-    """The spawn page, with BenchHub's workspace-name rule."""
+class WorkspaceSpawnHandler(RecordsActor, WorkspaceNameRule, SpawnHandler):
+    """The spawn page, with BenchHub's workspace-name rule; records who started."""
+
+    @web.authenticated
+    async def post(self, user_name=None, server_name="", display_name=""):
+        self._note_actor(user_name or self.current_user.name, server_name or "")
+        await super().post(user_name, server_name, display_name)
 
 
 class WorkspacesAPIHandler(APIHandler):

@@ -33,10 +33,12 @@ from hub_services.egress.presets import data_science_preset, probe_image
 from hub_services.egress.proxy import EgressProxy, EgressState
 from hub_services.egress.workspace import RestrictedAccess, WorkspaceNetwork
 
+from .activity_journal import ActivityJournal
 from .container import ContainerPlan, create_kwargs, host_config_kwargs
 from .form import render_options_form
 from .networks import host_mtu, network_create_kwargs
 from .options import (
+    LIFECYCLE_OPTIONS,
     OptionsError,
     OptionsSchema,
     WorkspaceSpec,
@@ -153,6 +155,19 @@ class BenchSpawner(DockerSpawner):
         """,
     ).tag(config=True)
 
+    activity_journal = Unicode(
+        "",
+        help="""File the hub appends workspace activity to, one JSON line per action (created,
+        started, stopped, errored, edited, deleted); the lifecycle service copies it into its
+        activity log. "" = keep no activity log. Example: /var/lib/benchhub/hub/activity.jsonl
+        """,
+    ).tag(config=True)
+
+    # (user, workspace) -> (actor, reason) of the request being served, set by BenchHub's
+    # request handlers (bench_spawner.hub_api) and taken by the next start, stop or delete. A
+    # class-level map because JupyterHub may replace the Spawner object during the request.
+    requested_by: dict[tuple[str, str], tuple[str, str]] = {}
+
     @default("storage_class")
     def _default_storage_class(self):
         return LoopbackVolume if os.geteuid() == 0 else DirectoryVolume
@@ -224,6 +239,50 @@ class BenchSpawner(DockerSpawner):
             )
         except OptionsError:
             return None
+
+    async def edit_options(self, changes: dict) -> tuple[dict, list[str]]:
+        """Merge ``changes`` into the stored options: ``(canonical options, changed names)``.
+
+        Keys given replace the stored ones, others are kept. The result is validated like a
+        start (400 naming each bad field). While the workspace runs only the run-time policy
+        (:data:`~bench_spawner.options.LIFECYCLE_OPTIONS`) may change: anything else is a 409
+        that says to stop first. Nothing is stored here: the caller stores and records.
+        """
+        if not isinstance(changes, dict):
+            raise web.HTTPError(400, "user_options must be a JSON object of option: value")
+        before = self.current_spec() or self.schema.parse(None)
+        merged = {**before.to_user_options(), **changes}
+        after = (await self.validate_options(merged)).to_user_options()
+        old = before.to_user_options()
+        changed = sorted(key for key in after if after[key] != old.get(key))
+        frozen = [key for key in changed if key not in LIFECYCLE_OPTIONS]
+        if self.active and frozen:
+            raise web.HTTPError(
+                409,
+                f"workspace '{self.name}' is running: {', '.join(frozen)} can change only while "
+                f"it is stopped (stop it, edit, start it); while it runs you may change "
+                f"{', '.join(LIFECYCLE_OPTIONS)}",
+            )
+        return after, changed
+
+    async def record_activity(self, action: str, description: str, fields=None) -> None:
+        """Append an entry to the activity journal (if configured) for this workspace, with the
+        actor of the current request (``requested_by``) or ``hub``."""
+        if not self.activity_journal:
+            return
+        actor, _ = BenchSpawner.requested_by.get((self.user.name, self.name), ("hub", ""))
+        journal = ActivityJournal(self.activity_journal)
+        await asyncio.to_thread(
+            journal.record, action, self.user.name, self.name, actor, description, fields
+        )
+
+    def _take_request(self) -> tuple[str, str]:
+        """``(actor, reason)`` of the request that caused this action, forgetting it."""
+        return BenchSpawner.requested_by.pop((self.user.name, self.name), ("hub", ""))
+
+    def _by(self, verb: str) -> str:
+        actor, reason = BenchSpawner.requested_by.get((self.user.name, self.name), ("hub", ""))
+        return f"{verb} by {actor}" + (f": {reason}" if reason else "")
 
     async def validate_options(self, raw: dict | None) -> WorkspaceSpec:
         """Parse options for a start or an edit; HTTP 400 naming each bad field.
@@ -328,6 +387,10 @@ class BenchSpawner(DockerSpawner):
         spec = await self.validate_options(self.user_options)
         model = self.schema.resource_models[spec.resource_model]
         self.image = self.image_templates[spec.image]["image"]
+        if not await asyncio.to_thread(self.volume.dir.exists):
+            await self.record_activity(
+                "created", self._by("created"), {"options": spec.to_user_options()}
+            )
         try:
             await self._require_image()
             source = await self._step(
@@ -349,9 +412,15 @@ class BenchSpawner(DockerSpawner):
                 describe_failure(e) if not isinstance(e, asyncio.CancelledError) else "cancelled"
             )
             await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("errored", reason))
+            await self.record_activity("errored", f"start failed: {reason}")
+            self._take_request()
             await self._release()
             raise
         await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("running"))
+        await self.record_activity(
+            "started", self._by("started"), {"resource_model": spec.resource_model}
+        )
+        self._take_request()
         self._emit(100, f"Workspace ready in {time.monotonic() - t0:.1f} s")
         return f"http://{ip}:{port}"
 
@@ -474,11 +543,13 @@ class BenchSpawner(DockerSpawner):
         reason = exit_reason(obj["State"], memory / 1024**3 if memory else None)
         self.log.warning("%s stopped on its own: %s", self._log_name, reason)
         await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("errored", reason))
+        await self.record_activity("errored", reason)
 
     async def _record_vanished(self) -> None:
         reason = "container vanished (removed outside BenchHub, e.g. while the hub was down)"
         self.log.warning("%s: %s", self._log_name, reason)
         await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("errored", reason))
+        await self.record_activity("errored", reason)
 
     async def stop(self, now=False):
         expected = bool(self.object_id)
@@ -488,8 +559,10 @@ class BenchSpawner(DockerSpawner):
         elif obj is not None and obj["State"]["Running"]:
             await self.stop_object()
             await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("stopped"))
+            await self.record_activity("stopped", self._by("stopped"))
         elif obj is not None:
             await self._record_exit(obj)
+        self._take_request()
         await self._release()
         self.clear_state()
 
@@ -513,6 +586,8 @@ class BenchSpawner(DockerSpawner):
         """Remove everything the workspace had: container, volume, host directory."""
         await self._discard_container()
         await self.volume.delete()
+        await self.record_activity("deleted", self._by("deleted"))
+        self._take_request()
 
     async def rename(self, old_name, new_name):
         """Move the (stopped) workspace's host directory with it."""

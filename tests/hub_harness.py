@@ -51,7 +51,7 @@ class HubProcess:
         self.env_overrides = env_overrides or {}
         self.prefix = prefix
         self.port, self.hub_port, self.api_port = free_port(), free_port(), free_port()
-        self.egress_port = free_port()
+        self.egress_port, self.lifecycle_port = free_port(), free_port()
         self.egress_dir = workdir / "egress"
         self.url = f"http://127.0.0.1:{self.port}"
         self.storage_root = workdir / "workspaces"
@@ -96,6 +96,8 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
             "BENCHHUB_EGRESS_INTERVAL": "2",
             # test servers live on private Docker addresses; production forbids those ranges
             "BENCHHUB_EGRESS_FORBIDDEN": "[]",
+            "BENCHHUB_LIFECYCLE_PORT": str(self.lifecycle_port),
+            "BENCHHUB_LIFECYCLE_INTERVAL": "2",
             **self.env_overrides,
         }
 
@@ -193,6 +195,13 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
                 return ws
             time.sleep(0.1)
         raise AssertionError(f"{user}/{name} did not stop: {ws}")
+
+    def service_api(self, service: str, path: str, token: str = TOKEN, **params):
+        """GET a hub service's API (through the proxy), e.g. ("lifecycle", "api/workspaces")."""
+        return requests.get(
+            f"{self.url}/services/{service}/{path}", params=params,
+            headers={"Authorization": f"token {token}"}, timeout=30,
+        )  # fmt: skip
 
     def container_name(self, user: str, name: str) -> str:
         return f"{self.prefix}-{user}--{name}"

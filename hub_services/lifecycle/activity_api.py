@@ -30,6 +30,7 @@ from tornado import web
 
 from bench_spawner.activity_journal import ACTIONS
 
+from .access import sees_everyone
 from .activity_log import MAX_LIMIT, ActivityLog
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "ActivityQuery",
     "QueryRefused",
     "activity_handlers",
-    "is_admin",
     "parse_query",
     "scope_to_caller",
 ]
@@ -147,15 +147,11 @@ def _whole(name: str, value: str | None, low: int, high: int | None, default: in
     return number
 
 
-def is_admin(caller: dict) -> bool:
-    """Only a hub user with the admin flag is an admin here, never a service."""
-    return caller.get("kind", "user") == "user" and caller.get("admin") is True
-
-
 def scope_to_caller(query: ActivityQuery, caller: dict) -> ActivityQuery:
-    """``query`` as ``caller`` (the hub's user or service model) may run it: an admin's as
-    is, anyone else's restricted to their own name; another user's → QueryRefused (403)."""
-    if is_admin(caller):
+    """``query`` as ``caller`` (the hub's user or service model) may run it: as is for an
+    admin or a caller whose role reads every server (:func:`.access.sees_everyone`), anyone
+    else's restricted to their own name; another user's → QueryRefused (403)."""
+    if sees_everyone(caller):
         return query
     if query.user not in (None, caller["name"]):
         raise QueryRefused(
@@ -233,7 +229,7 @@ class ActivityPageHandler(_ActivityHandler):
         self.write(
             _templates.get_template("activity.html").render(
                 caller=caller["name"],
-                admin=is_admin(caller),
+                admin=sees_everyone(caller),
                 actions=ACTIONS,
                 form=form,
                 **context,

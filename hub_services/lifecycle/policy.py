@@ -10,8 +10,10 @@ clock through :func:`utcnow` (the module's one time seam), observes the activity
 Events, all computed from the activity (never from ``now``, so a due event stays due):
 
 * shutdown, ``after_start``: at ``started + shutdown_after - carried_over``;
-* shutdown, ``idle``: at ``max(started, last_request, last_terminal_input) + shutdown_after``,
-  only while no kernel is busy and the measured CPU share is known and below the threshold;
+* shutdown, ``idle``: at ``max(started, last_request, last_terminal_input, last_busy) +
+  shutdown_after``, only while no kernel is busy and the measured CPU share is known and below
+  the threshold (``last_busy``: the last time the workspace was seen busy, so an idle period
+  counts from the end of a computation, not from its start);
 * shutdown, not accessed: at ``last_access + not_accessed_limit``;
 * restart: at ``started + restart_every`` (the 30-day security restart).
 
@@ -32,6 +34,7 @@ __all__ = [
     "PolicyUnreadable",
     "carry_over",
     "decide",
+    "next_trigger",
     "utcnow",
 ]
 
@@ -235,6 +238,7 @@ class Activity:
     carried_over: timedelta = _ZERO
     last_request: datetime | None = None
     last_terminal_input: datetime | None = None
+    last_busy: datetime | None = None
     kernels_busy: bool = False
     cpu_share: float | None = None
     last_access: datetime | None = None
@@ -302,7 +306,8 @@ def _shutdown_event(policy: Policy, activity: Activity) -> _Event | None:
         reason = f"automatic shutdown: ran {_span(after)} since start"
         rule = "shutdown"
     elif policy.shutdown_mode == "idle" and _is_idle(policy, activity):
-        signals = (activity.started, activity.last_request, activity.last_terminal_input)
+        signals = (activity.started, activity.last_request, activity.last_terminal_input,
+                   activity.last_busy)  # fmt: skip
         at = max(moment for moment in signals if moment is not None) + after
         reason = f"idle for {_span(after)}"
         rule = "idle"
@@ -350,11 +355,34 @@ def _reminder(policy: Policy, activity: Activity, event: _Event, now: datetime) 
     if not leads:
         return None
     lead = min(leads)
-    reminder_id = f"remind:{event.kind}:{_stamp(event.at)}:{int(lead.total_seconds())}s"
+    reminder_id = _reminder_id(event, lead)
     if reminder_id in activity.reminders_sent:
         return None
     reason = f"{event.kind} in {_span(event.at - now)} ({event.reason})"
     return _about("remind", reason, reminder_id, event, now)
+
+
+def _reminder_id(event: _Event, lead: timedelta) -> str:
+    return f"remind:{event.kind}:{_stamp(event.at)}:{int(lead.total_seconds())}s"
+
+
+def next_trigger(policy: Policy, activity: Activity) -> datetime | None:
+    """The earliest time at which :func:`decide` would stop, restart or remind if
+    ``activity`` stayed as it is (None: never). Before it, ``decide`` says "none".
+
+    Lets the service skip work that cannot change the decision (asking a server about its
+    kernels) until shortly before it could. A reminder lead counts only if neither it nor a
+    shorter lead was sent for the event (``decide`` skips such stale leads)."""
+    moments = []
+    for event in _events(policy, activity):
+        if event.event_id in activity.actions_done:
+            continue
+        moments.append(event.at)
+        sent = [lead for lead in policy.reminders
+                if _reminder_id(event, lead) in activity.reminders_sent]  # fmt: skip
+        moments += [event.at - lead for lead in policy.reminders
+                    if not sent or lead < min(sent)]  # fmt: skip
+    return min(moments, default=None)
 
 
 def decide(policy: Policy, activity: Activity, now: datetime) -> Decision:

@@ -7,6 +7,7 @@ then stops the workspace from the home page; a bad storage value is refused on t
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -95,11 +96,35 @@ def test_spawn_from_form_into_lab_then_stop(hub, page):
     assert options["access_mode"] == "open"
     assert options["description"] == "opened from the browser test"
 
-    # stop from the home page
+    # the home page shows the next shutdown or restart from the lifecycle service (fetched
+    # with the browser's hub login), and "keep until" extends the running workspace
     page.goto(f"{hub.url}/hub/home")
     status = page.locator(f"#status-{ws}")
     expect(status).to_have_attribute("data-status", "running")
     expect(status).to_have_text("running")
+    next_event = page.locator(f"#next-{ws} .bench-next-text")
+    deadline = time.monotonic() + 30
+    while "in" not in next_event.inner_text() and time.monotonic() < deadline:
+        time.sleep(1)  # the service's first pass over the new workspace
+        page.reload()
+    expect(next_event).to_have_text(re.compile(r"^(shutdown|restart) in \d"))
+    page.fill(f"#keep-{ws}", "2031-01-02T03:04")
+    page.click(f"#next-{ws} .bench-keep-btn")
+    expect(next_event).to_have_text("kept until 2031-01-02T03:04")
+    keep_until = hub.workspaces(user)[ws]["user_options"]["keep_until"]
+    assert keep_until.startswith("2031-01-0"), keep_until  # the browser's timezone applied
+
+    # the activity log page lists what happened, with who did it
+    page.goto(f"{hub.url}/services/lifecycle/activity?workspace={ws}")
+    deadline = time.monotonic() + 30
+    while "edited keep_until" not in page.inner_text("body") and time.monotonic() < deadline:
+        time.sleep(1)  # copied from the hub's journal on the service's next pass
+        page.reload()
+    expect(page.locator("body")).to_contain_text("edited keep_until")
+    expect(page.locator("body")).to_contain_text(f"started by {user}")
+
+    # stop from the home page
+    page.goto(f"{hub.url}/hub/home")
     page.click(f"#stop-{ws}")
     expect(page.locator(f"#start-{ws}")).to_be_visible(timeout=60_000)  # the stop returned
     deadline = time.monotonic() + 60

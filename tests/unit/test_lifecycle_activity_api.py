@@ -28,7 +28,8 @@ T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 ADMIN = {"kind": "user", "name": "root", "admin": True}
 ALICE = {"kind": "user", "name": "alice", "admin": False}
-SERVICE = {"kind": "service", "name": "reporter", "admin": True}
+SERVICE = {"kind": "service", "name": "reporter", "admin": True, "scopes": ["read:users"]}
+MONITOR = {"kind": "service", "name": "monitor", "scopes": ["list:users", "read:servers"]}
 
 
 class StubbedHubAuth:
@@ -138,11 +139,13 @@ async def test_a_user_asking_for_someone_elses_activity_is_refused(server):
     })  # fmt: skip
 
 
-async def test_a_service_is_never_an_admin_here(server):
+async def test_a_service_sees_only_its_own_unless_its_role_reads_every_server(server):
     code, body = await api(server, SERVICE, user="alice")
     assert code == 403 and body["message"].startswith("user: only your own activity (reporter)")
     code, body = await api(server, SERVICE)
     assert code == 200 and body["entries"] == [] and body["total"] == 0
+    code, body = await api(server, MONITOR, user="alice")
+    assert code == 200 and body["entries"] and {e["user"] for e in body["entries"]} == {"alice"}
 
 
 async def test_an_unauthenticated_api_call_is_a_json_403_not_a_login_redirect(server):

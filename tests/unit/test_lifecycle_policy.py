@@ -17,6 +17,7 @@ from hub_services.lifecycle.policy import (
     PolicyUnreadable,
     carry_over,
     decide,
+    next_trigger,
 )
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
@@ -108,6 +109,14 @@ def test_idle_shutdown_counts_from_the_latest_signal():
     assert decide(idle(2 * H), activity, T0 + 4 * H - S).action == "none"
     decision = decide(idle(2 * H), activity, T0 + 4 * H)
     assert (decision.action, decision.next_event_at) == ("stop", T0 + 4 * H)
+
+
+def test_an_idle_period_counts_from_the_end_of_the_last_computation():
+    """A kernel busy until T0+5h (last seen busy then) makes a 2 h idle rule stop at T0+7h,
+    not right away when the computation ends."""
+    policy, activity = idle(2 * H), quiet(last_busy=T0 + 5 * H)
+    assert decide(policy, activity, T0 + 7 * H - S).action == "none"
+    assert decide(policy, activity, T0 + 7 * H).action == "stop"
 
 
 def test_a_three_hour_cpu_bound_kernel_without_a_browser_is_not_idle():
@@ -465,6 +474,7 @@ def activities(draw) -> Activity:
         carried_over=draw(st.just(timedelta(0)) | durations),
         last_request=draw(st.none() | moments),
         last_terminal_input=draw(st.none() | moments),
+        last_busy=draw(st.none() | moments),
         kernels_busy=draw(st.booleans()),
         cpu_share=draw(st.none() | st.floats(min_value=0.0, max_value=1.0)),
         last_access=draw(st.none() | moments),
@@ -508,6 +518,27 @@ def test_nothing_done_or_sent_is_ever_returned_again(policy, activity, now):
 def test_a_due_stop_stays_due_as_time_passes(policy, activity, now, later):
     if decide(policy, activity, now).action == "stop":
         assert decide(policy, activity, now + later).action == "stop"
+
+
+@settings(max_examples=600, deadline=None)
+@given(policies(), activities(), moments)
+def test_nothing_happens_before_the_next_trigger(policy, activity, now):
+    """The service skips asking servers until shortly before next_trigger: safe only if
+    decide() cannot act or remind any earlier."""
+    trigger = next_trigger(policy, activity)
+    if trigger is None or now < trigger:
+        assert decide(policy, activity, now).action == "none"
+
+
+def test_next_trigger_moves_to_the_next_reminder_once_one_is_sent():
+    policy = Policy("idle", 8 * H, reminders=(24 * H, H))
+    activity = quiet()
+    assert next_trigger(policy, activity) == T0 + 8 * H - 24 * H  # the 24 h one: already due
+    first = decide(policy, activity, T0)
+    assert first.action == "remind"
+    sent = replace(activity, reminders_sent=frozenset({first.event_id}))
+    assert next_trigger(policy, sent) == T0 + 7 * H
+    assert next_trigger(after_start(H), quiet()) == T0 + H
 
 
 def test_reminder_hours_and_a_shorter_hour_come_from_the_options():

@@ -1,0 +1,99 @@
+"""``python -m hub_services.lifecycle``: the lifecycle hub service process.
+
+Started by the hub (``c.JupyterHub.services``), it listens on the service URL the hub gives it,
+authenticates people with HubOAuth and calls the hub with its own token (role
+``lifecycle-service``: list/read users and servers, stop/start servers, access the servers to
+ask about kernels). Settings are the traits of :class:`LifecycleService` and
+:class:`SMTPReminder`, from the command line (``--interval=60``) or a config file
+(``--config=lifecycle_config.py``, ``c.LifecycleService.reminder_hook = ...``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+from urllib.parse import urlparse
+
+from traitlets import Bool, Unicode
+from traitlets.config import Application
+
+from hub_services.egress.service import die_with_parent
+
+from .activity_log import ActivityLog
+from .cycles import CycleStore
+from .reminders import SMTPReminder
+from .service import LifecycleService
+from .web import make_app
+
+__all__ = ["LifecycleApp", "main"]
+
+
+class LifecycleApp(Application):
+    name = "benchhub-lifecycle"
+    description = __doc__.splitlines()[0]
+    classes = [LifecycleService, SMTPReminder]
+
+    db_url = Unicode(
+        "sqlite:///lifecycle.sqlite",
+        help="""The service's own database (activity log and per-workspace memory):
+        SQLite by default, or a PostgreSQL URL, e.g. postgresql://bench@db/benchhub.""",
+    ).tag(config=True)
+    config_file = Unicode("", help="Python config file to load, e.g. lifecycle_config.py").tag(
+        config=True
+    )
+    smtp_reminders = Bool(
+        False, help="Mail reminders with SMTPReminder (configure SMTPReminder.host etc.)."
+    ).tag(config=True)
+
+    aliases = {
+        "config": "LifecycleApp.config_file",
+        "db-url": "LifecycleApp.db_url",
+        "journal": "LifecycleService.journal",
+        "interval": "LifecycleService.interval",
+        "hour": "LifecycleService.hour",
+        "restart-every": "LifecycleService.restart_every",
+        "not-accessed-limit": "LifecycleService.not_accessed_limit",
+        "idle-cpu-share": "LifecycleService.idle_cpu_share",
+        "idle-window": "LifecycleService.idle_window",
+        "hub-url": "LifecycleService.hub_url",
+        "smtp-host": "SMTPReminder.host",
+        "smtp-port": "SMTPReminder.port",
+        "smtp-sender": "SMTPReminder.sender",
+        "smtp-to": "SMTPReminder.to_template",
+        "log-level": "Application.log_level",
+    }
+    flags = {
+        "smtp": ({"LifecycleApp": {"smtp_reminders": True}}, "Mail reminders over SMTP."),
+    }
+
+    def initialize(self, argv=None):
+        self.parse_command_line(argv)
+        if self.config_file:
+            self.load_config_file(self.config_file)
+            self.parse_command_line(argv)  # the command line wins over the file
+
+    async def serve(self) -> None:
+        store_args = {"activity_log": ActivityLog(self.db_url), "cycles": CycleStore(self.db_url)}
+        service = LifecycleService(parent=self, log=self.log, **store_args)
+        if self.smtp_reminders and service.reminder_hook is None:
+            service.reminder_hook = SMTPReminder(parent=self, log=self.log)
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/lifecycle/")
+        url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102"))
+        app = make_app(service, prefix, secrets.token_bytes(32))
+        app.listen(url.port, url.hostname)
+        self.log.info("lifecycle service on %s:%s, prefix %s", url.hostname, url.port, prefix)
+        stopped = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stopped.set)
+        loop_task = asyncio.ensure_future(service.loop())
+        await stopped.wait()
+        loop_task.cancel()
+
+
+def main(argv=None) -> None:
+    die_with_parent()
+    app = LifecycleApp()
+    app.initialize(argv)
+    asyncio.run(app.serve())
