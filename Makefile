@@ -7,6 +7,7 @@ PY        := $(VENV)/bin/python
 NODE_DIR  := .cache/node
 CHP       := $(NODE_DIR)/node_modules/.bin/configurable-http-proxy
 export PYTHON := $(abspath $(PY))
+export BENCH_CLUSTER_IMAGE ?= benchhub/cluster:latest
 export PATH := $(abspath $(VENV))/bin:$(abspath $(NODE_DIR))/node_modules/.bin:$(PATH)
 
 .PHONY: run test bench host images deps lint unit integration browser clean
@@ -25,6 +26,7 @@ test: host-test deps images
 bench: host deps images
 	$(PY) -m benchmarks.spawn_latency
 	$(PY) -m benchmarks.egress
+	$(PY) -m benchmarks.lifecycle_pass
 
 host:
 	@bash scripts/host-setup.sh

@@ -8,7 +8,10 @@
 - ``PATCH`` of ``user_options`` merges the keys given into the stored options; while the
   workspace runs only the run-time policy (shutdown timer, keep-until, reminders) may change.
 - Who asked for a start, stop, edit or delete (and a ``reason`` a service gives in a stop's
-  body) goes to the workspace's activity journal.
+  body) goes to the workspace's activity journal, and so does an admin (anyone but the owner)
+  entering a workspace (completing the OAuth login to its server) and leaving it (logging out
+  of the hub, or the workspace being stopped). Who is inside is kept in the hub's memory: a
+  hub restart forgets it, so no "exited" entry is written for visits open at that moment.
 - ``GET /hub/api/bench/workspaces/<user>`` lists a user's workspaces with status and reason.
 
 JupyterHub matches routes in order and appends ``extra_handlers`` after its own, so a refined
@@ -21,12 +24,15 @@ from __future__ import annotations
 import json
 
 from jupyterhub import apihandlers, handlers
+from jupyterhub.apihandlers.auth import OAuthAuthorizeHandler
 from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.apihandlers.users import UserServerAPIHandler
+from jupyterhub.handlers.login import LogoutHandler
 from jupyterhub.handlers.pages import SpawnHandler
 from jupyterhub.scopes import needs_scope
 from tornado import web
 
+from .activity_journal import ActivityJournal
 from .options import OptionsError, validate_workspace_name
 from .resource_models import unavailable_reason
 
@@ -171,6 +177,74 @@ class WorkspaceServerAPIHandler(RecordsActor, WorkspaceNameRule, UserServerAPIHa
         if user is not None:
             self._note_actor(user_name, server_name, isinstance(body, dict) and body.get("reason"))
         await super().delete(user_name, server_name)
+        _record_exits(user_name, server_name, self.users, "the workspace was stopped")
+
+
+# (owner, workspace) -> names of people other than the owner who entered it (hub memory)
+VISITORS: dict[tuple[str, str], set[str]] = {}
+
+
+def _record_visit(spawner, visitor: str, action: str, why: str) -> None:
+    """Journal an admin entering or leaving someone else's workspace (blocking, one fsync)."""
+    if not _is_workspace_spawner(spawner) or not spawner.activity_journal:
+        return
+    verb = "entered" if action == "admin-entered" else "left"
+    ActivityJournal(spawner.activity_journal).record(
+        action, spawner.user.name, spawner.name, f"admin:{visitor}", f"{visitor} {verb} ({why})"
+    )
+
+
+def _record_exits(owner: str, workspace: str, users, why: str, visitor: str | None = None):
+    """Journal the exit of ``visitor`` (or every visitor) of ``owner``'s ``workspace``."""
+    names = VISITORS.get((owner, workspace), set())
+    leaving = {visitor} & names if visitor else set(names)
+    names -= leaving
+    user = users[owner] if owner in users else None
+    spawner = user.spawners[workspace] if user and workspace in user.orm_spawners else None
+    for name in sorted(leaving):
+        if spawner is not None:
+            _record_visit(spawner, name, "admin-exited", why)
+
+
+class WorkspaceOAuthAuthorizeHandler(OAuthAuthorizeHandler):
+    """JupyterHub's OAuth authorization, noting who other than the owner enters a workspace."""
+
+    def _complete_login(self, uri, headers, scopes, credentials):
+        """Authorized without asking (JupyterHub only skips asking for one's own server)."""
+        super()._complete_login(uri, headers, scopes, credentials)
+        self._note_entry(credentials["client_id"])
+
+    @web.authenticated
+    def post(self):
+        """The visitor pressed "Authorize" on JupyterHub's confirmation page."""
+        super().post()
+        if self.get_status() in (301, 302, 303):
+            self._note_entry(self.get_argument("client_id", ""))
+
+    def _note_entry(self, client_id: str) -> None:
+        client = self.oauth_provider.fetch_by_client_id(client_id) if client_id else None
+        orm_spawner = getattr(client, "spawner", None)
+        visitor = self.current_user.name
+        if orm_spawner is None or orm_spawner.user.name == visitor:
+            return
+        owner, workspace = orm_spawner.user.name, orm_spawner.name
+        if visitor in VISITORS.setdefault((owner, workspace), set()):
+            return  # already inside (a second tab or a renewed login)
+        VISITORS[(owner, workspace)].add(visitor)
+        _record_visit(self.users[orm_spawner.user].spawners[workspace], visitor,
+                      "admin-entered", "opened it from the hub")  # fmt: skip
+
+
+class WorkspaceLogoutHandler(LogoutHandler):
+    """JupyterHub's logout; a visitor logging out has left the workspaces they entered."""
+
+    async def handle_logout(self):
+        await super().handle_logout()
+        user = self.current_user
+        if user is None:
+            return
+        for owner, workspace in [key for key, names in VISITORS.items() if user.name in names]:
+            _record_exits(owner, workspace, self.users, "logged out of the hub", user.name)
 
 
 class WorkspaceSpawnHandler(RecordsActor, WorkspaceNameRule, SpawnHandler):
@@ -223,11 +297,13 @@ class ResourceModelsAPIHandler(APIHandler):
 
 
 API_HANDLERS = [
+    (r"/api/oauth2/authorize", WorkspaceOAuthAuthorizeHandler),
     (r"/api/users/([^/]+)/servers/([^/]*)", WorkspaceServerAPIHandler),
     (r"/api/bench/workspaces/([^/]+)", WorkspacesAPIHandler),
     (r"/api/bench/resource-models", ResourceModelsAPIHandler),
 ]
 PAGE_HANDLERS = [
+    (r"/logout", WorkspaceLogoutHandler),
     (r"/spawn/([^/]+)", WorkspaceSpawnHandler),
     (r"/spawn/([^/]+)/([^/]+)", WorkspaceSpawnHandler),
 ]

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build BenchHub's container images locally (no registry is used; nothing is pulled).
-# Usage: images/build.sh [all|base|jupyterlab|egress]   (default: all)
+# Usage: images/build.sh [all|base|jupyterlab|egress|cluster]   (default: all)
 # Env:   BENCH_BASE_IMAGE        (default benchhub/base:bookworm)
 #        BENCH_JUPYTERLAB_IMAGE  (default benchhub/jupyterlab:latest)
+#        BENCH_EGRESS_IMAGE      (default benchhub/egress:latest)
+#        BENCH_CLUSTER_IMAGE     (default benchhub/cluster:latest; Son of Grid Engine manager and members)
 #        BENCH_CA_BUNDLE         (default /etc/ssl/certs/ca-certificates.crt if present; empty = none)
 #        BENCH_JUPYTERHUB_VERSION (default: version of jupyterhub in ${PYTHON:-python3})
 #        PIP_INDEX_URL           (passed through as a build-arg when set)
@@ -13,6 +15,7 @@ target=${1:-all}
 BASE_IMAGE=${BENCH_BASE_IMAGE:-benchhub/base:bookworm}
 LAB_IMAGE=${BENCH_JUPYTERLAB_IMAGE:-benchhub/jupyterlab:latest}
 EGRESS_IMAGE=${BENCH_EGRESS_IMAGE:-benchhub/egress:latest}
+CLUSTER_IMAGE=${BENCH_CLUSTER_IMAGE:-benchhub/cluster:latest}
 if [[ -z "${BENCH_CA_BUNDLE+set}" && -f /etc/ssl/certs/ca-certificates.crt ]]; then
   CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 else
@@ -77,6 +80,11 @@ build_jupyterlab() {
   cached_build jupyterlab "$LAB_IMAGE" "${args[@]}"
 }
 
+build_cluster() {
+  have_image "$BASE_IMAGE" || die "cluster: base image $BASE_IMAGE missing (run: $0 base)"
+  cached_build cluster "$CLUSTER_IMAGE" --build-arg "BASE=$BASE_IMAGE"
+}
+
 build_egress() {
   have_image "$BASE_IMAGE" || die "egress: base image $BASE_IMAGE missing (run: $0 base)"
   cached_build egress "$EGRESS_IMAGE" --build-arg "BASE=$BASE_IMAGE"
@@ -117,7 +125,7 @@ timed() {
 
 docker info >/dev/null 2>&1 || die "docker is not usable (run scripts/host-setup.sh)"
 case "$target" in
-  all) timed base; timed jupyterlab; timed egress ;;
-  base|jupyterlab|egress) timed "$target" ;;
-  *) die "usage: $0 [all|base|jupyterlab|egress]" ;;
+  all) timed base; timed jupyterlab; timed egress; timed cluster ;;
+  base|jupyterlab|egress|cluster) timed "$target" ;;
+  *) die "usage: $0 [all|base|jupyterlab|egress|cluster]" ;;
 esac

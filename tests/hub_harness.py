@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 TEST_PREFIX = "benchtest"  # names of everything the suite creates in Docker
 TOKEN = "benchhub-test-token-5f0c1a2b3c4d5e6f"
 PASSWORD = "test-password-123"
+ADMIN_PASSWORD = "test-admin-password-456-0123456789abc"  # "admin"; >= 32 chars
 TEST_MODELS = {
     "test-small": {"cpus": 0.5, "memory_gb": 0.5},
     "test-medium": {"cpus": 1, "memory_gb": 1},
@@ -88,6 +89,7 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
             "BENCHHUB_STATE_DIR": str(self.workdir / "state"),
             "BENCHHUB_STORAGE_ROOT": str(self.storage_root),
             "BENCHHUB_PASSWORD": PASSWORD,
+            "BENCHHUB_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "BENCHHUB_PREFIX": self.prefix,
             # one subnet per prefix, so the suite's hubs never overlap each other or a real one
             "BENCHHUB_RESTRICTED_SUBNET": f"10.{200 + sum(map(ord, self.prefix)) % 50}.0.0/24",

@@ -3,6 +3,7 @@
 - ``GET api/workspaces[?user=NAME]`` — each running workspace's next event (shutdown or
   restart), the time remaining, the reason, whether a reminder is due, the policy and the
   activity figures behind it. People see their own workspaces; admins any user's, or all.
+- ``GET api/workspaces.js`` — the same for the hub's home page, as a script (see below).
 - ``GET api/health`` — when the last pass ran and what it saw.
 - ``GET api/activity``, ``GET activity`` — the activity log (:mod:`.activity_api`).
 - ``GET /`` — a page with the user's workspaces, their next event and a link to the log.
@@ -58,6 +59,20 @@ class ScheduleHandler(_Handler):
         self.write({"workspaces": self.visible()})
 
 
+class ScheduleScriptHandler(_Handler):
+    """``api/workspaces.js``: the caller's schedule for the hub's home page, as a script that
+    calls ``window.benchShowSchedule(data)``. A page script on the hub can load it with the
+    browser's login (a same-origin script GET needs no XSRF token, unlike ``fetch``); other
+    sites cannot, because the service's cookie is SameSite=Lax."""
+
+    @web.authenticated
+    def get(self):
+        data = json.dumps({"workspaces": self.visible()}).replace("<", "\\u003c")
+        self.set_header("Content-Type", "application/javascript; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.write(f"window.benchShowSchedule && window.benchShowSchedule({data});\n")
+
+
 class HealthHandler(_Handler):
     @web.authenticated
     def get(self):
@@ -106,6 +121,7 @@ def make_app(service: LifecycleService, prefix: str, cookie_secret: bytes) -> we
         [
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
             (url_path_join(prefix, "api/workspaces"), ScheduleHandler),
+            (url_path_join(prefix, r"api/workspaces\.js"), ScheduleScriptHandler),
             (url_path_join(prefix, "api/health"), HealthHandler),
             *activity_handlers(prefix, service.activity_log, run_blocking),
             (prefix, PageHandler),

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from docker_cli import docker
-from hub_harness import PASSWORD
+from hub_harness import ADMIN_PASSWORD, PASSWORD
 from playwright.sync_api import Page, expect, sync_playwright
 
 GIB = 1024**3
@@ -39,10 +39,10 @@ def page(request, tmp_path):
             browser.close()
 
 
-def login(page: Page, hub, user: str) -> None:
+def login(page: Page, hub, user: str, password: str = PASSWORD) -> None:
     page.goto(f"{hub.url}/hub/login?next=%2Fhub%2Fhome")
     page.fill("#username_input", user)
-    page.fill("#password_input", PASSWORD)
+    page.fill("#password_input", password)
     page.click("#login_submit")
     page.wait_for_url(f"{hub.url}/hub/home")
 
@@ -156,3 +156,25 @@ def test_invalid_storage_is_refused_on_the_form(hub, page):
     assert f"/hub/spawn/{user}/{ws}" in page.url
     assert container_ids(container) == []
     assert hub.workspaces(user).get(ws, {}).get("status") != "running"
+
+
+def test_an_admin_entering_and_leaving_someone_elses_workspace_is_logged(hub, page):
+    owner, ws = "visited", "lab2"
+    hub.ensure_user(owner)
+    hub.start_workspace(owner, ws)
+    login(page, hub, "admin", ADMIN_PASSWORD)
+    page.goto(f"{hub.url}/user/{owner}/{ws}/lab")
+    page.click("button:has-text('Authorize')")  # JupyterHub asks before opening another's
+    expect(page.locator("#main.jp-LabShell")).to_be_visible(timeout=120_000)
+    page.goto(f"{hub.url}/hub/logout")
+    page.wait_for_url("**/hub/login**")
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # copied into the log on the service's next pass
+        entries = hub.service_api("lifecycle", "api/activity", user=owner, workspace=ws).json()
+        actions = [(e["action"], e["actor"]) for e in entries["entries"]]
+        if ("admin-exited", "admin:admin") in actions:
+            break
+        time.sleep(1)
+    assert actions[:2] == [("admin-exited", "admin:admin"), ("admin-entered", "admin:admin")]
+    hub.stop_workspace(owner, ws)

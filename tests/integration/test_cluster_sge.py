@@ -5,7 +5,8 @@ What a user of a workspace cluster notices: members join within seconds, an arra
 all run as the user and write to the shared /data, qacct reports them, a trivial job finishes
 in about a second, and a job larger than any member waits while the auto scaler calls it
 unsatisfiable instead of adding members. Join time and job latency are printed (run with -s).
-The image is $BENCH_CLUSTER_IMAGE (default benchhub/cluster:dev); the tests skip without it.
+The image is $BENCH_CLUSTER_IMAGE (default benchhub/cluster:latest, built by images/build.sh);
+the tests skip without it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from hub_services.clusters import sge
 from hub_services.clusters.scaler import Member, decide
 from hub_services.clusters.settings import ClusterSchema
 
-IMAGE = os.environ.get("BENCH_CLUSTER_IMAGE", "benchhub/cluster:dev")
+IMAGE = os.environ.get("BENCH_CLUSTER_IMAGE", "benchhub/cluster:latest")
 PREFIX = "clustertest"
 NETWORK = f"{PREFIX}-net"
 SUBNET, MANAGER_IP = "10.230.7.0/24", "10.230.7.2"
