@@ -205,5 +205,17 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
             headers={"Authorization": f"token {token}"}, timeout=30,
         )  # fmt: skip
 
+    def wait_for_activity(self, user: str, workspace: str, action: str, timeout: float = 30):
+        """The newest activity-log entry of ``action`` for a workspace (the lifecycle service
+        copies the hub's journal on each pass), or AssertionError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.service_api("lifecycle", "api/activity", user=user, workspace=workspace,
+                                 action=action)  # fmt: skip
+            if r.ok and r.json()["entries"]:
+                return r.json()["entries"][0]
+            time.sleep(0.5)
+        raise AssertionError(f"no {action!r} entry for {user}/{workspace} after {timeout} s")
+
     def container_name(self, user: str, name: str) -> str:
         return f"{self.prefix}-{user}--{name}"

@@ -43,6 +43,7 @@ def test_hub_sigkill_and_restart_readopts_workspaces(tmp_path):
         assert r.status_code == 200, r.text
         gone = hub.wait_for_stopped("ivy", "two")
         assert gone["status"] == "errored" and "vanished" in gone["reason"]
+        assert "vanished" in hub.wait_for_activity("ivy", "two", "errored")["description"]
         hub.stop_workspace("ivy", "one")
     finally:
         hub.stop()

@@ -140,6 +140,8 @@ def test_oom_kill_shows_errored_with_reason(hub):
         time.sleep(0.5)
     assert docker("ps", "-aq", "--filter", f"name=^{name}$") == ""  # cleaned up after noting why
     assert hub.workspaces("frank")["oom"]["reason"] == "out of memory: limit 0.5 GB"  # kept
+    entry = hub.wait_for_activity("frank", "oom", "errored")  # and in the activity log
+    assert entry["description"] == "out of memory: limit 0.5 GB" and entry["actor"] == "hub"
 
 
 def test_restricted_has_no_route_out_but_reaches_the_hub(hub):
