@@ -81,7 +81,7 @@ def test_storage_grows_while_stopped_and_never_shrinks(hub):
     name = hub.container_name("dave", "grow")
     exec_in(name, "echo kept > /data/kept")
     r = hub.api("PATCH", "/users/dave/servers/grow", {"user_options": {"storage_gb": 2}})
-    assert r.status_code == 400 and "running" in r.json()["message"]
+    assert r.status_code == 409 and "running" in r.json()["message"]  # stop first
     hub.stop_workspace("dave", "grow")
 
     r = hub.api("PATCH", "/users/dave/servers/grow", {"user_options": {"storage_gb": 2}})
