@@ -151,3 +151,69 @@ c.JupyterHub.load_roles = [
 
 # BenchHub's refinements of JupyterHub's server API and spawn page (names, validation, delete).
 register_handlers()
+
+# --- checkpoints: on every stop and every 5 minutes while running; restored on start -------------
+# A checkpoint is what a workspace changed in its container's filesystem (packages, home
+# directory, configuration; not /data). The store is a local directory (BENCHHUB_CHECKPOINT_DIR)
+# unless BENCHHUB_CHECKPOINT_S3_BUCKET is set: then an S3 bucket (any S3-compatible service via
+# BENCHHUB_CHECKPOINT_S3_ENDPOINT; credentials from the AWS_* variables or boto3's usual chain).
+# Give each hub its own directory or bucket prefix: the service deletes the checkpoints of
+# workspaces it cannot find under its storage root.
+checkpoint_dir = os.environ.get("BENCHHUB_CHECKPOINT_DIR", str(state_dir / "checkpoints"))
+checkpoint_s3 = {
+    key: os.environ.get(f"BENCHHUB_CHECKPOINT_S3_{key.upper()}", "")
+    for key in ("bucket", "prefix", "endpoint")
+}
+if checkpoint_s3["bucket"]:
+    c.CheckpointStore.backend_class = "hub_services.checkpoints.backends.S3Backend"
+    c.S3Backend.bucket = checkpoint_s3["bucket"]
+    c.S3Backend.prefix = checkpoint_s3["prefix"]
+    c.S3Backend.endpoint_url = checkpoint_s3["endpoint"] or None
+else:
+    c.LocalDirectoryBackend.root = checkpoint_dir
+checkpoint_keep = int(os.environ.get("BENCHHUB_CHECKPOINT_KEEP", "30"))
+c.BenchSpawner.checkpoint_keep_automatic = checkpoint_keep
+# c.BenchSpawner.checkpoints_enabled = False   # on by default when the hub runs as root
+# c.BenchSpawner.checkpoint_exclude = ["/data", "/scratch"]
+# --- end of checkpoints --------------------------------------------------------------------
+
+# --- clusters: Grid Engine clusters attached to workspaces (hub_services/clusters) -------------
+# A workspace's owner (or an admin) starts a static or autoscaled cluster from the Services menu or
+# POST /services/clusters/api/clusters/<user>/<workspace>; see docs/clusters.md. Each cluster gets
+# its own subnet of BENCHHUB_CLUSTER_SUBNETS (must not overlap the site's networks). Times are
+# seconds; BENCHHUB_CLUSTER_MIN_LIFETIME and _STABILISATION shorten the auto scaler's pacing for
+# demos and tests (ICA Bench: members live at least 300 s).
+clusters_port = int(os.environ.get("BENCHHUB_CLUSTERS_PORT", "10103"))
+clusters_state = os.environ.get("BENCHHUB_CLUSTER_STATE_DIR", str(state_dir / "clusters"))
+clusters_scratch = os.environ.get(
+    "BENCHHUB_CLUSTER_SCRATCH_ROOT", "/var/lib/benchhub/cluster-scratch"
+)
+c.JupyterHub.services.append(
+    {
+        "name": "clusters",
+        "display": True,
+        "url": f"http://127.0.0.1:{clusters_port}",
+        "oauth_no_confirm": True,
+        "command": [
+            sys.executable, "-m", "hub_services.clusters",
+            f"--prefix={prefix}",
+            f"--state-dir={clusters_state}",
+            f"--scratch-root={clusters_scratch}",
+            f"--image={os.environ.get('BENCH_CLUSTER_IMAGE', 'benchhub/cluster:latest')}",
+            f"--subnet-pool={os.environ.get('BENCHHUB_CLUSTER_SUBNETS', '10.231.0.0/16')}",
+            f"--interval={os.environ.get('BENCHHUB_CLUSTER_INTERVAL', '5')}",
+            f"--stabilisation={os.environ.get('BENCHHUB_CLUSTER_STABILISATION', '60')}",
+            f"--min-lifetime={os.environ.get('BENCHHUB_CLUSTER_MIN_LIFETIME', '300')}",
+            f"--mtu={host_mtu()}",
+        ],
+    }
+)  # fmt: skip
+# which workspaces run (list users, read their servers) and the resource-model catalog
+c.JupyterHub.load_roles.append(
+    {"name": "clusters-service", "services": ["clusters"],
+     "scopes": ["list:users", "read:users", "read:servers"]}
+)  # fmt: skip
+for role in c.JupyterHub.load_roles:  # every user may open the clusters service
+    if role["name"] == "user":
+        role["scopes"].append("access:services!service=clusters")
+# --- end of clusters ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ canonical form by :meth:`WorkspaceSpec.to_user_options`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from numbers import Real
@@ -30,6 +31,8 @@ __all__ = [
     "SHUTDOWN_MODES",
     "NAME_RULE",
     "OPTION_NAMES",
+    "RESTORE_LATEST",
+    "RESTORE_NONE",
     "FieldError",
     "OptionsError",
     "OptionsSchema",
@@ -48,6 +51,7 @@ OPTION_NAMES = (
     "keep_until",
     "reminder_hours",
     "resource_model",
+    "restore_checkpoint",
     "shutdown_mode",
     "storage_gb",
     "whitelist",
@@ -56,6 +60,10 @@ OPTION_NAMES = (
 # Bench); the lifecycle service reads them on its next pass. Everything else applies at start.
 LIFECYCLE_OPTIONS = ("auto_shutdown_hours", "keep_until", "reminder_hours", "shutdown_mode")
 MAX_REMINDERS = 5
+# restore_checkpoint: "" = the latest checkpoint, "none" = the image as built, else a checkpoint
+# id or name of this workspace (whether it exists is checked at start, against the store)
+RESTORE_LATEST, RESTORE_NONE = "", "none"
+_CHECKPOINT_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}")
 _KEEP_UNTIL_EXAMPLE = "2026-01-31T18:00:00+00:00"
 # Sent by browsers with every JupyterHub form post; not a workspace option.
 _FORM_ONLY_KEYS = ("_xsrf",)
@@ -102,7 +110,10 @@ class WorkspaceSpec:
     """A checked set of workspace options. ``whitelist`` holds normalised entries;
     ``auto_shutdown_hours`` 0 means no automatic shutdown, ``shutdown_mode`` says whether the
     hours count from start or from the last activity; ``keep_until`` ("" or UTC ISO 8601)
-    postpones the automatic shutdown; ``reminder_hours`` are lead times, longest first."""
+    postpones the automatic shutdown; ``reminder_hours`` are lead times, longest first.
+    ``restore_checkpoint`` chooses what the next start restores: ``""`` the latest checkpoint,
+    ``"none"`` the image as built, or a checkpoint id or name; a start that used it resets it
+    to ``""``."""
 
     image: str
     resource_model: str
@@ -114,6 +125,7 @@ class WorkspaceSpec:
     shutdown_mode: str = "after_start"
     keep_until: str = ""
     reminder_hours: tuple[int, ...] = (24, 1)
+    restore_checkpoint: str = RESTORE_LATEST
 
     def to_user_options(self) -> dict:
         """The canonical JSON-able form (lists for tuples); ``parse`` of it gives back an
@@ -250,6 +262,7 @@ class OptionsSchema:
             "shutdown_mode": self.default_shutdown_mode,
             "keep_until": "",
             "reminder_hours": list(self.default_reminder_hours),
+            "restore_checkpoint": RESTORE_LATEST,
         }
 
     def parse(self, raw: dict | None, host: HostCapacity | None = None) -> WorkspaceSpec:
@@ -282,6 +295,7 @@ class OptionsSchema:
             "reminder_hours": _check_reminders(
                 values["reminder_hours"], self.max_auto_shutdown_hours, errors
             ),
+            "restore_checkpoint": _check_restore_checkpoint(values["restore_checkpoint"], errors),
         }
         whitelist, whitelist_errors = _parse_whitelist(values["whitelist"], values["access_mode"])
         errors.extend(whitelist_errors)
@@ -390,6 +404,25 @@ def _check_keep_until(value: object, errors: list[FieldError]) -> str:
         errors.append(FieldError("keep_until", message))
         return value
     return parsed.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _check_restore_checkpoint(value: object, errors: list[FieldError]) -> str:
+    """``restore_checkpoint``: "" (latest), "none", or the shape of a checkpoint id or name
+    (whitespace becomes ``_``, as in checkpoint names)."""
+    if value is None:
+        return RESTORE_LATEST
+    # names are stored with runs of whitespace as one "_" (as checkpoint names are)
+    text = "_".join(value.split()) if isinstance(value, str) else None
+    known = text in (RESTORE_LATEST, RESTORE_NONE)
+    if text is None or not (known or _CHECKPOINT_REF.fullmatch(text)):
+        message = (
+            f"must be empty (the latest checkpoint), 'none' (the image as built) or a "
+            f"checkpoint id or name of this workspace, e.g. '20250101T120000123Z-a1b2c3' or "
+            f"'before_upgrade'; got {_show(value)}"
+        )
+        errors.append(FieldError("restore_checkpoint", message))
+        return value
+    return text
 
 
 def _check_reminders(value: object, max_hours: int, errors: list[FieldError]) -> tuple:

@@ -9,6 +9,7 @@ content-addressed chunks shared by every checkpoint that has the same bytes::
      "workspace": "alice--analysis", "checkpoint": "20250101T120000123Z-a1b2c3",
      "created": "2025-01-01T12:00:00.123000+00:00", "kind": "automatic" | "named",
      "name": null | "before_upgrade", "parent": null | "<checkpoint id>",
+     "reason": null | "on stop" | "periodic" | ...,               # what took it
      "origin": null | {"workspace": ..., "checkpoint": ...},      # set by a clone
      "source": null | "<st_dev>:<st_ino> of the upper directory",  # fast-path identity
      "chunking": {...ChunkingParams.describe()},
@@ -246,6 +247,7 @@ class Manifest:
     parent: str | None = None
     origin: Mapping[str, str] | None = None
     source: str | None = None
+    reason: str | None = None
     chunking: Mapping = field(default_factory=dict)
     totals: Mapping[str, int] = field(default_factory=dict)
 
@@ -255,7 +257,7 @@ class Manifest:
             "workspace": self.workspace_id, "checkpoint": self.checkpoint_id,
             "created": self.created, "kind": self.kind, "name": self.name,
             "parent": self.parent, "origin": dict(self.origin) if self.origin else None,
-            "totals": dict(self.totals),
+            "reason": self.reason, "totals": dict(self.totals),
         }  # fmt: skip
 
     def to_json(self) -> dict:
@@ -286,8 +288,8 @@ class Manifest:
                 workspace_id=data["workspace"], checkpoint_id=data["checkpoint"],
                 created=data["created"], kind=data["kind"], name=data.get("name"),
                 parent=data.get("parent"), origin=data.get("origin"),
-                source=data.get("source"), chunking=dict(data.get("chunking") or {}),
-                totals=dict(data.get("totals") or {}),
+                source=data.get("source"), reason=data.get("reason"),
+                chunking=dict(data.get("chunking") or {}), totals=dict(data.get("totals") or {}),
                 chunks={k: (int(v[0]), int(v[1])) for k, v in dict(data["chunks"]).items()},
                 entries=tuple(Entry.from_json(e) for e in data["entries"]),
             )  # fmt: skip
@@ -311,6 +313,8 @@ class Manifest:
             raise ManifestInvalid("kind must be 'named' with a name or 'automatic' without")
         if self.name is not None and not _NAME.fullmatch(self.name):
             raise ManifestInvalid(f"checkpoint name {self.name!r} is not a normalised name")
+        if self.reason is not None and (not isinstance(self.reason, str) or len(self.reason) > 200):
+            raise ManifestInvalid("reason must be text of at most 200 characters")
         if not all(is_chunk_key(k) and min(v) >= 0 for k, v in self.chunks.items()):
             raise ManifestInvalid("the chunk table has a malformed key or size")
         _check_tree(self.entries, self.chunks)
@@ -359,6 +363,7 @@ def build_manifest(
     name: str | None = None,
     parent: str | None = None,
     source: str | None = None,
+    reason: str | None = None,
     chunking: Mapping | None = None,
     new_chunks: int = 0,
     new_stored_bytes: int = 0,
@@ -387,7 +392,7 @@ def build_manifest(
         checkpoint_id=checkpoint_id or make_checkpoint_id(created),
         created=created.astimezone(UTC).isoformat(),
         kind="named" if name else "automatic",
-        name=name, parent=parent, source=source, chunking=dict(chunking or {}),
+        name=name, parent=parent, source=source, reason=reason, chunking=dict(chunking or {}),
         totals=totals, chunks=table, entries=entries,
     )  # fmt: skip
     manifest.validate()

@@ -178,9 +178,23 @@ class CheckpointStore(LoggingConfigurable):
         return sorted(manifests, key=lambda m: (m.created, m.checkpoint_id))
 
     def latest(self, workspace_id: str) -> Manifest | None:
-        """The newest checkpoint of the workspace (the natural ``parent``), or None."""
-        manifests = self.list(workspace_id)
-        return manifests[-1] if manifests else None
+        """The newest readable checkpoint of the workspace (the natural ``parent``), or None.
+
+        Checkpoint ids begin with their creation time, so only the newest manifest is read
+        (unless it is unreadable), not every one as :meth:`list` does."""
+        check_id("workspace id", workspace_id)
+        ids = []
+        for info in self.backend.list(f"manifests/{workspace_id}/"):
+            parsed = parse_manifest_object(info.key)
+            if parsed is not None and parsed[0] == workspace_id:
+                ids.append(parsed[1])
+        for checkpoint_id in sorted(ids, reverse=True):
+            try:
+                return self.load(workspace_id, checkpoint_id)
+            except (CheckpointNotFound, ManifestInvalid, ValueError) as e:
+                self.log.warning("checkpoint %s/%s is unreadable: %s", workspace_id,
+                                 checkpoint_id, e)  # fmt: skip
+        return None
 
     # ---- creating ----------------------------------------------------------------------
 
@@ -191,6 +205,7 @@ class CheckpointStore(LoggingConfigurable):
         exclude=(),
         name: str | None = None,
         parent: str | None = None,
+        reason: str | None = None,
     ) -> Manifest:
         """Checkpoint ``upper_dir`` for ``workspace_id`` and publish its manifest.
 
@@ -198,6 +213,7 @@ class CheckpointStore(LoggingConfigurable):
         with everything below them, on top of :attr:`always_exclude`. ``name`` makes a named
         checkpoint (raises :class:`CheckpointNameTaken` if another has it). ``parent`` is the
         previous checkpoint's id: recorded as lineage, and its unchanged files are not read.
+        ``reason`` says what took it (``"on stop"``, ``"periodic"``), shown in listings.
         """
         check_id("workspace id", workspace_id)
         name = normalise_name(name) if name is not None else None
@@ -208,14 +224,14 @@ class CheckpointStore(LoggingConfigurable):
             previous = self.load(workspace_id, parent) if parent else None
             created = utcnow()
             manifest = self._capture(workspace_id, upper_dir, excludes, previous, created, lease,
-                                     name)  # fmt: skip
+                                     name, reason)  # fmt: skip
             lease.check()
             self._publish(manifest)
         self.log.info("checkpoint %s/%s: %s", workspace_id, manifest.checkpoint_id,
                       manifest.totals)  # fmt: skip
         return manifest
 
-    def _capture(self, workspace_id, upper_dir, excludes, previous, created, lease, name):
+    def _capture(self, workspace_id, upper_dir, excludes, previous, created, lease, name, reason):
         source = _source_identity(upper_dir)
         reusable = {}
         if previous is not None and previous.source == source:
@@ -237,7 +253,7 @@ class CheckpointStore(LoggingConfigurable):
             sink.finish()
         return build_manifest(
             workspace_id, entries, sink.table, created=created, name=name,
-            parent=previous.checkpoint_id if previous else None, source=source,
+            parent=previous.checkpoint_id if previous else None, source=source, reason=reason,
             chunking=self.chunking.describe(), new_chunks=sink.new_chunks,
             new_stored_bytes=sink.new_bytes,
         )  # fmt: skip

@@ -21,7 +21,7 @@ from bench_spawner.resource_models import (
 MODEL_NAMES = ", ".join(DEFAULT_RESOURCE_MODELS)
 ALLOWED_OPTIONS = (
     "access_mode, auto_shutdown_hours, description, image, keep_until, reminder_hours, "
-    "resource_model, shutdown_mode, storage_gb, whitelist"
+    "resource_model, restore_checkpoint, shutdown_mode, storage_gb, whitelist"
 )
 
 
@@ -430,3 +430,24 @@ def test_lifecycle_options_default_and_normalise(schema):
 def test_bad_lifecycle_options_name_the_field(schema, raw, field, fragment):
     error = only_error(schema, raw)
     assert error.field == field and fragment in error.message
+
+
+# --- restore_checkpoint: what the next start restores ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, stored",
+    [(None, ""), ("", ""), ("none", "none"), (" before upgrade ", "before_upgrade"),
+     ("20250101T120000123Z-a1b2c3", "20250101T120000123Z-a1b2c3")],
+)  # fmt: skip
+def test_restore_checkpoint_is_latest_none_or_a_checkpoint(schema, value, stored):
+    assert schema.parse({"restore_checkpoint": value}).restore_checkpoint == stored
+
+
+@pytest.mark.parametrize("value", ["../etc", "a/b", 7, ["x"], "-dash-first", "x" * 201])
+def test_bad_restore_checkpoint_says_what_is_allowed(schema, value):
+    with pytest.raises(OptionsError) as err:
+        schema.parse({"restore_checkpoint": value})
+    (error,) = err.value.errors
+    assert error.field == "restore_checkpoint"
+    assert "'none'" in error.message and "latest" in error.message
