@@ -51,6 +51,7 @@ __all__ = [
     "parse_pending",
     "parse_task_count",
     "queue",
+    "reschedule_argv",
     "scheduler",
     "smp_pe",
     "undrain_argv",
@@ -143,14 +144,16 @@ def queue() -> str:
     Members are limited by their consumables alone: no load thresholds (containers see the
     whole machine's load average) and no slot limit below what the consumables allow. Scripts
     run with their ``#!`` interpreter (``unix_behavior``), else bash; a job's ``$TMPDIR`` is
-    under the member's ``/scratch``.
+    under the member's ``/scratch``. Jobs are rerunnable (``rerun TRUE``): when a member is
+    lost (its container died, a preemptible member was reclaimed) the controller reschedules
+    its jobs (:func:`reschedule_argv`) and they run again on another member.
     """
     return _table([
         ("qname", QUEUE), ("hostlist", HOSTGROUP), ("seq_no", 0), ("load_thresholds", "NONE"),
         ("suspend_thresholds", "NONE"), ("nsuspend", 1), ("suspend_interval", "00:05:00"),
         ("priority", 0), ("min_cpu_interval", "00:05:00"), ("processors", "UNDEFINED"),
         ("qtype", "BATCH INTERACTIVE"), ("ckpt_list", "NONE"), ("pe_list", PARALLEL_ENVIRONMENT),
-        ("rerun", "FALSE"), ("slots", 9999), ("tmpdir", "/scratch"), ("shell", "/bin/bash"),
+        ("rerun", "TRUE"), ("slots", 9999), ("tmpdir", "/scratch"), ("shell", "/bin/bash"),
         ("prolog", "NONE"), ("epilog", "NONE"), ("shell_start_mode", "unix_behavior"),
         ("starter_method", "NONE"), ("suspend_method", "NONE"), ("resume_method", "NONE"),
         ("terminate_method", "NONE"), ("notify", "00:00:60"), ("owner_list", "NONE"),
@@ -240,6 +243,13 @@ def drain_argv(host: str) -> tuple[str, ...]:
 def undrain_argv(host: str) -> tuple[str, ...]:
     """Send jobs to ``host`` again."""
     return ("qmod", "-e", f"{QUEUE}@{host}")
+
+
+def reschedule_argv(host: str) -> tuple[str, ...]:
+    """Put the jobs that ran on ``host`` back to pending (state ``Rq``). ``-f`` because the
+    host is gone: its execution daemon cannot confirm. Jobs submitted with ``-r n`` are not
+    rescheduled; Grid Engine reports them as failed instead."""
+    return ("qmod", "-f", "-rq", f"{QUEUE}@{host}")
 
 
 def parse_task_count(tasks: str | None) -> int:

@@ -72,8 +72,10 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
 
 
 def members_now() -> dict[str, sge.HostState]:
+    """The execution hosts but the manager (a disabled placeholder without capacity)."""
     qhost = qexec(*sge.HOSTS_ARGV).stdout
-    return sge.parse_members(qhost, qexec(*sge.QUEUES_ARGV).stdout)
+    hosts = sge.parse_members(qhost, qexec(*sge.QUEUES_ARGV).stdout)
+    return {name: host for name, host in hosts.items() if name != MANAGER}
 
 
 def remove_everything() -> None:
