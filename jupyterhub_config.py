@@ -175,6 +175,48 @@ checkpoint_keep = int(os.environ.get("BENCHHUB_CHECKPOINT_KEEP", "30"))
 c.BenchSpawner.checkpoint_keep_automatic = checkpoint_keep
 # c.BenchSpawner.checkpoints_enabled = False   # on by default when the hub runs as root
 # c.BenchSpawner.checkpoint_exclude = ["/data", "/scratch"]
+# The service takes a checkpoint of each running workspace every BENCHHUB_CHECKPOINT_INTERVAL
+# seconds, serves the API and the page (Services menu), and deletes deleted workspaces'
+# checkpoints (after BENCHHUB_CHECKPOINT_ORPHAN_GRACE seconds) and unreferenced chunks.
+checkpoints_port = int(os.environ.get("BENCHHUB_CHECKPOINTS_PORT", "10103"))
+checkpoints_command = [
+    sys.executable, "-m", "hub_services.checkpoints",
+    f"--interval={os.environ.get('BENCHHUB_CHECKPOINT_INTERVAL', '300')}",
+    f"--tick={os.environ.get('BENCHHUB_CHECKPOINT_TICK', '10')}",
+    f"--gc-interval={os.environ.get('BENCHHUB_CHECKPOINT_GC_INTERVAL', str(6 * 3600))}",
+    f"--orphan-grace={os.environ.get('BENCHHUB_CHECKPOINT_ORPHAN_GRACE', '86400')}",
+    f"--keep={checkpoint_keep}",
+    f"--prefix={prefix}",
+    f"--storage-root={c.BenchSpawner.storage_root}",
+]  # fmt: skip
+if checkpoint_s3["bucket"]:
+    checkpoints_command += [
+        "--backend=hub_services.checkpoints.backends.S3Backend",
+        f"--s3-bucket={checkpoint_s3['bucket']}",
+        f"--s3-prefix={checkpoint_s3['prefix']}",
+    ] + ([f"--s3-endpoint={checkpoint_s3['endpoint']}"] if checkpoint_s3["endpoint"] else [])
+else:
+    checkpoints_command.append(f"--store-dir={checkpoint_dir}")
+c.JupyterHub.services.append(
+    {
+        "name": "checkpoints",
+        "display": True,
+        "url": f"http://127.0.0.1:{checkpoints_port}",
+        "oauth_no_confirm": True,
+        "command": checkpoints_command,
+        # hub services get a clean environment: pass S3 credentials on explicitly
+        "environment": {k: v for k, v in os.environ.items() if k.startswith("AWS_")},
+    }
+)
+# read workspaces' options, create and start a workspace for "start as new", set the option
+# that chooses the checkpoint a stopped workspace's next start restores
+c.JupyterHub.load_roles.append(
+    {"name": "checkpoints-service", "services": ["checkpoints"],
+     "scopes": ["read:users", "read:servers", "start:servers"]}
+)  # fmt: skip
+for role in c.JupyterHub.load_roles:  # every user may open the checkpoints page
+    if role["name"] == "user":
+        role["scopes"].append("access:services!service=checkpoints")
 # --- end of checkpoints --------------------------------------------------------------------
 
 # --- clusters: Grid Engine clusters attached to workspaces (hub_services/clusters) -------------
@@ -205,6 +247,7 @@ c.JupyterHub.services.append(
             f"--stabilisation={os.environ.get('BENCHHUB_CLUSTER_STABILISATION', '60')}",
             f"--min-lifetime={os.environ.get('BENCHHUB_CLUSTER_MIN_LIFETIME', '300')}",
             f"--mtu={host_mtu()}",
+            "--log-level=INFO",
         ],
     }
 )  # fmt: skip

@@ -28,12 +28,13 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, Dict, Float, Integer, List, Type, Unicode, default, validate
 
-from hub_services.checkpoints.containers import excluded_paths_of, upper_dir_of
+from hub_services.checkpoints.containers import excluded_paths_of, image_of, upper_dir_of
 from hub_services.checkpoints.errors import CheckpointCorrupt, CheckpointNotFound
 from hub_services.checkpoints.store import CheckpointStore
 from hub_services.checkpoints.workspace import (
     WorkspaceCheckpoints,
     damaged_message,
+    image_mismatch,
     label,
     unknown_message,
 )
@@ -644,7 +645,8 @@ class BenchSpawner(DockerSpawner):
         ops, t0 = self._checkpoints(), time.monotonic()
         await asyncio.to_thread(ops.ensure, self.user.name, self.name, self.storage_root)
         excluded = excluded_paths_of(obj, self.checkpoint_exclude)
-        manifest = await asyncio.to_thread(ops.take, upper_dir_of(obj), excluded, reason)
+        manifest = await asyncio.to_thread(ops.take, upper_dir_of(obj), excluded, reason,
+                                           None, image_of(obj))  # fmt: skip
         self.log.info("%s: checkpoint %s (%s) in %.2f s: %d new bytes stored", self._log_name,
                       manifest.checkpoint_id, reason, time.monotonic() - t0,
                       manifest.totals["new_stored_bytes"])  # fmt: skip
@@ -705,17 +707,21 @@ class BenchSpawner(DockerSpawner):
 
     async def _choose_checkpoint(self, spec: WorkspaceSpec):
         """The checkpoint this start restores (spec.restore_checkpoint), or None; 400 if the
-        option names no checkpoint of this workspace."""
+        option names no checkpoint of this workspace, or one taken on another image."""
         if not self.checkpoints_enabled:
             return None
         ops = self._checkpoints()
         state = await asyncio.to_thread(ops.ensure, self.user.name, self.name, self.storage_root)
         try:
-            return await asyncio.to_thread(ops.choose, spec.restore_checkpoint)
+            manifest = await asyncio.to_thread(ops.choose, spec.restore_checkpoint)
         except CheckpointNotFound:
             there = await asyncio.to_thread(self.checkpoint_store.list, state.workspace_id)
             message = unknown_message(self.name, spec.restore_checkpoint, there)
             raise web.HTTPError(400, message) from None
+        mismatch = manifest and image_mismatch(manifest, self.image)
+        if mismatch:
+            raise web.HTTPError(400, mismatch)
+        return manifest
 
     async def _restore_checkpoint(self, manifest) -> None:
         """Fill the new container's upper dir from ``manifest`` (None: start from the image);

@@ -18,7 +18,14 @@ from pathlib import Path
 
 from .errors import CheckpointError
 
-__all__ = ["DATA_MOUNT", "excluded_paths_of", "host_dir_of", "upper_dir_of", "workspace_of"]
+__all__ = [
+    "DATA_MOUNT",
+    "excluded_paths_of",
+    "host_dir_of",
+    "image_of",
+    "upper_dir_of",
+    "workspace_of",
+]
 
 DATA_MOUNT = "/data"
 USER_LABEL = "org.benchhub.user"
@@ -57,6 +64,12 @@ def host_dir_of(inspect: dict) -> Path | None:
         if mount.get("Destination") == DATA_MOUNT and mount.get("Type") == "bind":
             return Path(mount["Source"]).parent
     return None
+
+
+def image_of(inspect: dict) -> dict:
+    """``{"name", "id"}`` of the image the container runs: a checkpoint's files belong on
+    top of it and nothing else."""
+    return {"name": (inspect.get("Config") or {}).get("Image", ""), "id": inspect.get("Image", "")}
 
 
 def workspace_of(container: dict) -> tuple[str, str] | None:

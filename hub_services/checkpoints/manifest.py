@@ -10,6 +10,7 @@ content-addressed chunks shared by every checkpoint that has the same bytes::
      "created": "2025-01-01T12:00:00.123000+00:00", "kind": "automatic" | "named",
      "name": null | "before_upgrade", "parent": null | "<checkpoint id>",
      "reason": null | "on stop" | "periodic" | ...,               # what took it
+     "image": null | {"name": "benchhub/jupyterlab:latest", "id": "sha256:…"},  # its base
      "origin": null | {"workspace": ..., "checkpoint": ...},      # set by a clone
      "source": null | "<st_dev>:<st_ino> of the upper directory",  # fast-path identity
      "chunking": {...ChunkingParams.describe()},
@@ -248,6 +249,7 @@ class Manifest:
     origin: Mapping[str, str] | None = None
     source: str | None = None
     reason: str | None = None
+    image: Mapping[str, str] | None = None
     chunking: Mapping = field(default_factory=dict)
     totals: Mapping[str, int] = field(default_factory=dict)
 
@@ -257,7 +259,8 @@ class Manifest:
             "workspace": self.workspace_id, "checkpoint": self.checkpoint_id,
             "created": self.created, "kind": self.kind, "name": self.name,
             "parent": self.parent, "origin": dict(self.origin) if self.origin else None,
-            "reason": self.reason, "totals": dict(self.totals),
+            "reason": self.reason, "image": dict(self.image) if self.image else None,
+            "totals": dict(self.totals),
         }  # fmt: skip
 
     def to_json(self) -> dict:
@@ -288,7 +291,7 @@ class Manifest:
                 workspace_id=data["workspace"], checkpoint_id=data["checkpoint"],
                 created=data["created"], kind=data["kind"], name=data.get("name"),
                 parent=data.get("parent"), origin=data.get("origin"),
-                source=data.get("source"), reason=data.get("reason"),
+                source=data.get("source"), reason=data.get("reason"), image=data.get("image"),
                 chunking=dict(data.get("chunking") or {}), totals=dict(data.get("totals") or {}),
                 chunks={k: (int(v[0]), int(v[1])) for k, v in dict(data["chunks"]).items()},
                 entries=tuple(Entry.from_json(e) for e in data["entries"]),
@@ -315,6 +318,11 @@ class Manifest:
             raise ManifestInvalid(f"checkpoint name {self.name!r} is not a normalised name")
         if self.reason is not None and (not isinstance(self.reason, str) or len(self.reason) > 200):
             raise ManifestInvalid("reason must be text of at most 200 characters")
+        if self.image is not None and not (
+            isinstance(self.image, Mapping)
+            and all(isinstance(v, str) and len(v) < 500 for v in self.image.values())
+        ):
+            raise ManifestInvalid("image must map 'name' and 'id' to text")
         if not all(is_chunk_key(k) and min(v) >= 0 for k, v in self.chunks.items()):
             raise ManifestInvalid("the chunk table has a malformed key or size")
         _check_tree(self.entries, self.chunks)
@@ -364,6 +372,7 @@ def build_manifest(
     parent: str | None = None,
     source: str | None = None,
     reason: str | None = None,
+    image: Mapping[str, str] | None = None,
     chunking: Mapping | None = None,
     new_chunks: int = 0,
     new_stored_bytes: int = 0,
@@ -393,6 +402,7 @@ def build_manifest(
         created=created.astimezone(UTC).isoformat(),
         kind="named" if name else "automatic",
         name=name, parent=parent, source=source, reason=reason, chunking=dict(chunking or {}),
+        image=dict(image) if image else None,
         totals=totals, chunks=table, entries=entries,
     )  # fmt: skip
     manifest.validate()

@@ -206,6 +206,7 @@ class CheckpointStore(LoggingConfigurable):
         name: str | None = None,
         parent: str | None = None,
         reason: str | None = None,
+        image: dict | None = None,
     ) -> Manifest:
         """Checkpoint ``upper_dir`` for ``workspace_id`` and publish its manifest.
 
@@ -213,7 +214,8 @@ class CheckpointStore(LoggingConfigurable):
         with everything below them, on top of :attr:`always_exclude`. ``name`` makes a named
         checkpoint (raises :class:`CheckpointNameTaken` if another has it). ``parent`` is the
         previous checkpoint's id: recorded as lineage, and its unchanged files are not read.
-        ``reason`` says what took it (``"on stop"``, ``"periodic"``), shown in listings.
+        ``reason`` says what took it (``"on stop"``, ``"periodic"``), shown in listings;
+        ``image`` (``{"name", "id"}``) the image the container ran, which a restore needs.
         """
         check_id("workspace id", workspace_id)
         name = normalise_name(name) if name is not None else None
@@ -224,14 +226,15 @@ class CheckpointStore(LoggingConfigurable):
             previous = self.load(workspace_id, parent) if parent else None
             created = utcnow()
             manifest = self._capture(workspace_id, upper_dir, excludes, previous, created, lease,
-                                     name, reason)  # fmt: skip
+                                     name, reason, image)  # fmt: skip
             lease.check()
             self._publish(manifest)
         self.log.info("checkpoint %s/%s: %s", workspace_id, manifest.checkpoint_id,
                       manifest.totals)  # fmt: skip
         return manifest
 
-    def _capture(self, workspace_id, upper_dir, excludes, previous, created, lease, name, reason):
+    def _capture(self, workspace_id, upper_dir, excludes, previous, created, lease, name, reason,
+                 image):  # fmt: skip
         source = _source_identity(upper_dir)
         reusable = {}
         if previous is not None and previous.source == source:
@@ -254,7 +257,7 @@ class CheckpointStore(LoggingConfigurable):
         return build_manifest(
             workspace_id, entries, sink.table, created=created, name=name,
             parent=previous.checkpoint_id if previous else None, source=source, reason=reason,
-            chunking=self.chunking.describe(), new_chunks=sink.new_chunks,
+            image=image, chunking=self.chunking.describe(), new_chunks=sink.new_chunks,
             new_stored_bytes=sink.new_bytes,
         )  # fmt: skip
 

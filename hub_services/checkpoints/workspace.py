@@ -261,7 +261,8 @@ class WorkspaceCheckpoints:
 
     # ---- taking -------------------------------------------------------------------------------
 
-    def take(self, upper_dir: str, excludes, reason: str, name: str | None = None) -> Manifest:
+    def take(self, upper_dir: str, excludes, reason: str, name: str | None = None,
+             image: dict | None = None) -> Manifest:  # fmt: skip
         """Checkpoint ``upper_dir`` (parent: the record's ``last``), make it ``last``, and
         prune automatic checkpoints beyond ``keep_automatic``. Raises what the store raises;
         the record is changed only after the manifest is published."""
@@ -273,7 +274,8 @@ class WorkspaceCheckpoints:
             if parent and not self._exists(state.workspace_id, parent):
                 parent = None  # pruned or damaged: a full checkpoint, which is always correct
             manifest = self.store.create(state.workspace_id, upper_dir, exclude=excludes,
-                                         name=name, parent=parent, reason=reason)  # fmt: skip
+                                         name=name, parent=parent, reason=reason,
+                                         image=image)  # fmt: skip
             last = {"checkpoint": manifest.checkpoint_id, "at": manifest.created, "reason": reason}
             self._update(last=last)
         try:
@@ -358,19 +360,34 @@ def label(manifest: Manifest) -> str:
 
 
 def damaged_message(error: CheckpointCorrupt, good: Manifest | None) -> str:
-    """Why a start from a damaged checkpoint was refused, and what to start from instead."""
+    """Why a start from a damaged checkpoint was refused, and what to start from instead
+    (short enough for a status line: the offer comes before the details end)."""
+    problem = f"/{error.path}: {error.reason}"
+    problem = problem if len(problem) <= 120 else problem[:119] + "…"
     if good is not None:
         offer = (
-            f"the previous good checkpoint is {label(good)}, taken {good.created[:19]} UTC: "
-            f"start with the option restore_checkpoint set to "
-            f"'{good.name or good.checkpoint_id}' to use it"
+            f"start it from the previous good checkpoint {label(good)}, taken "
+            f"{good.created[:19].replace('T', ' ')} UTC, with the option restore_checkpoint "
+            f"'{good.name or good.checkpoint_id}' (or 'none' for the image as built)"
         )
     else:
-        offer = "no earlier checkpoint is intact"
+        offer = "no earlier checkpoint is intact: start with restore_checkpoint 'none'"
     return (
-        f"checkpoint {error.checkpoint_id} is damaged (chunk of /{error.path} is "
-        f"{error.reason}), so the workspace was not started from it; {offer}, or set "
-        "restore_checkpoint to 'none' to start from the image as built"
+        f"checkpoint {error.checkpoint_id} is damaged ({problem}), so the workspace was not "
+        f"started from it; {offer}"
+    )
+
+
+def image_mismatch(manifest: Manifest, image: str) -> str | None:
+    """Why ``manifest`` cannot be restored into a container of ``image`` (None if it can):
+    its files are changes to the image it was taken on, and would corrupt another."""
+    taken_on = (manifest.image or {}).get("name")
+    if not taken_on or taken_on == image:
+        return None
+    return (
+        f"image: checkpoint {label(manifest)} holds changes to {taken_on}, not to {image}; "
+        "start with the image template it was taken on, or set restore_checkpoint to 'none' "
+        f"to start {image} without the checkpoint (it stays available)"
     )
 
 

@@ -10,17 +10,24 @@ against a real S3 HTTP endpoint (moto's server).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
+import os
+import signal
 import subprocess
+import threading
 import time
 import zipfile
 from pathlib import Path
 
+import boto3
 import pytest
+import requests
 from docker_cli import cleanup, docker, exec_in
-from hub_harness import HubProcess
+from hub_harness import PASSWORD, TOKEN, HubProcess, free_port
+from moto.server import ThreadedMotoServer
 
 PREFIX = "benchckpt"
 
@@ -77,7 +84,10 @@ def pip_install_demo(hub: HubProcess, user: str, name: str, tmp_path: Path) -> N
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     workdir = tmp_path_factory.mktemp(PREFIX)
-    h = HubProcess(workdir, prefix=PREFIX)
+    h = HubProcess(workdir, prefix=PREFIX, env_overrides={
+        "BENCHHUB_CHECKPOINTS_PORT": str(free_port()),
+        "BENCHHUB_CHECKPOINT_ORPHAN_GRACE": "0",
+    })  # fmt: skip
     cleanup(PREFIX, h.storage_root)
     h.start()
     yield h
@@ -162,3 +172,292 @@ def test_a_failed_checkpoint_on_stop_keeps_the_container_until_a_start_saves_it(
     assert not docker("ps", "-aq", "--filter", f"name=^{kept[0]}$").strip()
     (manifest,) = checkpoints_on_disk(hub, "bob", "fragile")
     assert manifest["reason"] == "on stop (saved at the next start)"
+
+
+def api(hub: HubProcess, method: str, path: str, body=None, token: str = TOKEN):
+    """Call the checkpoints service's API through the proxy."""
+    return requests.request(
+        method, f"{hub.url}/services/checkpoints/api/{path.lstrip('/')}", json=body,
+        headers={"Authorization": f"token {token}"}, timeout=120,
+    )  # fmt: skip
+
+
+def user_token(hub: HubProcess, user: str) -> str:
+    hub.ensure_user(user)
+    r = hub.api("POST", f"/users/{user}/tokens", {"expires_in": 900})
+    assert r.ok, r.text
+    return r.json()["token"]
+
+
+def write(hub, user, name, script: str, as_user: str | None = None) -> str:
+    done = exec_in(hub.container_name(user, name), f"set -e\n{script}", user=as_user)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_start_as_new_from_an_older_checkpoint_has_that_state_and_not_later_changes(hub):
+    token = user_token(hub, "cyd")
+    hub.start_workspace("cyd", "source", {"description": "the original"})
+    write(hub, "cyd", "source", "echo v1 > ~/version.txt; echo early > ~/early.txt")
+    hub.stop_workspace("cyd", "source")
+    hub.start_workspace("cyd", "source")
+    write(hub, "cyd", "source", "echo v2 > ~/version.txt; rm ~/early.txt; touch ~/late.txt")
+    hub.stop_workspace("cyd", "source")
+
+    listed = api(hub, "GET", "workspaces/cyd/source/checkpoints", token=token)
+    assert listed.ok, listed.text
+    newer, older = listed.json()["checkpoints"]
+    assert newer["parent"] == older["id"] and newer["current"] and not older["current"]
+    assert newer["reason"] == older["reason"] == "on stop"
+    assert older["size_bytes"] > 0 and older["stored_bytes"] > 0 and older["files"] >= 2
+
+    # names: spaces become underscores, a clash is a 409, a bad name a 400
+    path = f"workspaces/cyd/source/checkpoints/{older['id']}"
+    r = api(hub, "PATCH", path, {"name": "first version"}, token=token)
+    assert r.ok and r.json()["name"] == "first_version" and r.json()["kind"] == "named", r.text
+    clash = api(hub, "PATCH", f"workspaces/cyd/source/checkpoints/{newer['id']}",
+                {"name": "first_version"}, token=token)  # fmt: skip
+    assert clash.status_code == 409 and "first_version" in clash.json()["message"]
+    bad = api(hub, "PATCH", path, {"name": "../etc"}, token=token)
+    assert bad.status_code == 400 and "must be" in bad.json()["message"]
+
+    # another user may not look, let alone copy
+    eve = user_token(hub, "eve")
+    assert api(hub, "GET", "workspaces/cyd/source/checkpoints", token=eve).status_code == 403
+    assert api(hub, "POST", f"{path}/start-as-new", {"name": "mine"}, token=eve).status_code == 403
+
+    # the image template is fixed; an existing name is a 409
+    refused = api(hub, "POST", f"{path}/start-as-new",
+                  {"name": "copy", "user_options": {"image": "missing"}}, token=token)  # fmt: skip
+    assert refused.status_code == 400 and refused.json()["message"].startswith("image:")
+    taken = api(hub, "POST", f"{path}/start-as-new", {"name": "source"}, token=token)
+    assert taken.status_code == 409
+    r = api(hub, "POST", f"{path}/start-as-new",
+            {"name": "copy", "user_options": {"resource_model": "test-medium"}}, token=token)
+    assert r.status_code == 201, r.text
+    hub.wait_for("cyd", "copy", "running")
+    state = write(hub, "cyd", "copy", "cat ~/version.txt; ls ~ | grep -E 'early|late' || true")
+    assert state.split() == ["v1", "early.txt"]
+    options = hub.workspaces("cyd")["copy"]["user_options"]
+    assert options["resource_model"] == "test-medium"
+    assert "first_version" in options["description"]
+
+    # the copy's history starts at the origin checkpoint; later changes stay apart
+    write(hub, "cyd", "copy", "echo copy-only > ~/version.txt")
+    hub.stop_workspace("cyd", "copy")
+    copy = api(hub, "GET", "workspaces/cyd/copy/checkpoints", token=token).json()
+    assert copy["origin"]["checkpoint"] == older["id"]
+    assert copy["checkpoints"][-1]["origin"] == {"workspace": workspace_id(hub, "cyd", "source"),
+                                                 "checkpoint": older["id"]}  # fmt: skip
+    hub.start_workspace("cyd", "source")
+    assert write(hub, "cyd", "source", "cat ~/version.txt") == "v2\n"
+    hub.stop_workspace("cyd", "source")
+
+    # deleting the origin deletes its checkpoints at the next cleanup, not the chunks the
+    # copy shares: the copy still restores
+    source_id = workspace_id(hub, "cyd", "source")
+    assert hub.api("DELETE", "/users/cyd/servers/source", {"remove": True}).status_code == 204
+    assert api(hub, "POST", "gc", token=token).status_code == 403  # admins only
+    report = api(hub, "POST", "gc").json()
+    assert report["deleted_workspaces"] == [source_id], report
+    hub.start_workspace("cyd", "copy")
+    assert write(hub, "cyd", "copy", "cat ~/version.txt; cat ~/early.txt") == "copy-only\nearly\n"
+    hub.stop_workspace("cyd", "copy")
+
+
+def test_the_page_is_in_the_services_menu_and_lists_a_users_checkpoints(hub):
+    browser = requests.Session()
+    browser.get(f"{hub.url}/hub/login")  # sets the _xsrf cookie the form posts back
+    form = {"username": "cyd", "password": PASSWORD, "_xsrf": browser.cookies["_xsrf"]}
+    assert browser.post(f"{hub.url}/hub/login", data=form).ok
+    home = browser.get(f"{hub.url}/hub/home").text
+    assert "/services/checkpoints/" in home  # the Services menu entry
+    page = browser.get(f"{hub.url}/services/checkpoints/")  # OAuth without a confirm page
+    assert page.ok and "Checkpoints of cyd" in page.text
+    assert "first_version" in page.text and "start as new" in page.text
+
+
+def service_pid(hub: HubProcess) -> int | None:
+    """The pid of ``hub``'s checkpoints service process."""
+    mine = f"--storage-root={hub.storage_root}".encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"hub_services.checkpoints" in cmdline and mine in cmdline:
+            return int(pid)
+    return None
+
+
+def wait(predicate, timeout: float, what: str, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"not after {timeout} s: {what}")
+
+
+def test_kill_9_during_a_checkpoint_lists_nothing_partial_and_the_previous_one_restores(hub):
+    token = user_token(hub, "kim")
+    hub.start_workspace("kim", "big")
+    write(hub, "kim", "big", "echo before > ~/state.txt")
+    r = api(hub, "POST", "workspaces/kim/big/checkpoints", {"name": "baseline"}, token=token)
+    assert r.status_code == 201, r.text
+    baseline = r.json()
+    write(hub, "kim", "big", "echo after > ~/state.txt; head -c 400000000 /dev/urandom > ~/big")
+
+    store = hub.workdir / "state" / "checkpoints"
+    chunks_before = sum(1 for _ in (store / "chunks").rglob("*"))
+
+    def take_checkpoint():
+        with contextlib.suppress(requests.RequestException):  # its process is killed
+            api(hub, "POST", "workspaces/kim/big/checkpoints", {}, token=token)
+
+    taking = threading.Thread(target=take_checkpoint)
+    taking.start()
+    wait(lambda: sum(1 for _ in (store / "chunks").rglob("*")) > chunks_before + 20, 60,
+         "the checkpoint is storing chunks of ~/big")  # fmt: skip
+    pid = service_pid(hub)
+    os.kill(pid, signal.SIGKILL)
+    taking.join(60)
+
+    wait(lambda: service_pid(hub) not in (None, pid), 60, "the hub starts the service again", 1)
+    listed = wait(lambda: api(hub, "GET", "workspaces/kim/big/checkpoints", token=token), 30,
+                  "the service answers again", 0.5).json()  # fmt: skip
+    assert [c["id"] for c in listed["checkpoints"]] == [baseline["id"]], "a partial one listed"
+    assert [m["checkpoint"] for m in checkpoints_on_disk(hub, "kim", "big")] == [baseline["id"]]
+
+    # the previous checkpoint restores: choose it for the next start from the service
+    write(hub, "kim", "big", "rm ~/big")
+    hub.stop_workspace("kim", "big")
+    r = api(hub, "POST", f"workspaces/kim/big/checkpoints/{baseline['id']}/restore-at-next-start",
+            token=token)  # fmt: skip
+    assert r.ok, r.text
+    hub.start_workspace("kim", "big")
+    assert write(hub, "kim", "big", "cat ~/state.txt; ls ~") == "before\nstate.txt\n"
+    assert hub.workspaces("kim")["big"]["user_options"]["restore_checkpoint"] == ""  # once
+    hub.stop_workspace("kim", "big")
+
+
+def test_a_damaged_chunk_stops_the_start_and_the_message_offers_the_previous_good_one(hub):
+    token = user_token(hub, "dan")
+    hub.start_workspace("dan", "lab")
+    write(hub, "dan", "lab", "echo one > ~/one.txt")
+    hub.stop_workspace("dan", "lab")
+    hub.start_workspace("dan", "lab")
+    write(hub, "dan", "lab", "head -c 3000000 /dev/urandom > ~/two.bin")
+    hub.stop_workspace("dan", "lab")
+    good, bad = checkpoints_on_disk(hub, "dan", "lab")
+    (two,) = [e for e in bad["entries"] if e["path"] == "home/jovyan/two.bin"]
+    key = two["chunks"][0]
+    (hub.workdir / "state" / "checkpoints" / "chunks" / key[:2] / key[2:]).write_bytes(b"rot")
+
+    hub.api("POST", "/users/dan/servers/lab")  # refused: see the status
+    status = hub.wait_for_stopped("dan", "lab")
+    assert status["status"] == "errored", status
+    assert f"checkpoint {bad['checkpoint']} is damaged" in status["reason"]
+    assert "/home/jovyan/two.bin" in status["reason"]
+    assert f"restore_checkpoint '{good['checkpoint']}'" in status["reason"], status["reason"]
+
+    checks = {c["checkpoint"]: api(hub, "POST", f"workspaces/dan/lab/checkpoints/"
+                                   f"{c['checkpoint']}/verify", token=token).json()
+              for c in (good, bad)}  # fmt: skip
+    assert checks[good["checkpoint"]]["ok"] is True
+    assert checks[bad["checkpoint"]]["ok"] is False
+    assert "two.bin" in checks[bad["checkpoint"]]["problem"]
+
+    hub.start_workspace("dan", "lab", {"restore_checkpoint": good["checkpoint"]})
+    assert write(hub, "dan", "lab", "cat ~/one.txt; ls ~") == "one\none.txt\n"
+    hub.stop_workspace("dan", "lab")
+
+
+# ---- the S3 store, against a real S3 HTTP endpoint ----------------------------------------------
+
+S3_PREFIX = "benchckpts3"
+BUCKET = "benchhub-checkpoints"
+# the service gives up on S3 quickly here, so the outage below shows within seconds
+FAST_S3_FAILURE = """
+for service in c.JupyterHub.services:
+    if service["name"] == "checkpoints":
+        service["command"] += ["--S3Backend.operation_attempts=1", "--S3Backend.max_attempts=1",
+                               "--S3Backend.connect_timeout=2"]
+"""
+
+
+@pytest.fixture(scope="module")
+def moto():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                 aws_access_key_id="testing", aws_secret_access_key="testing",
+                 ).create_bucket(Bucket=BUCKET)  # fmt: skip
+    state = {"server": server, "endpoint": endpoint, "port": port}
+    yield state
+    state["server"].stop()
+
+
+@pytest.fixture(scope="module")
+def s3_hub(tmp_path_factory, moto):
+    workdir = tmp_path_factory.mktemp(S3_PREFIX)
+    h = HubProcess(workdir, prefix=S3_PREFIX, extra_config=FAST_S3_FAILURE, env_overrides={
+        "BENCHHUB_CHECKPOINTS_PORT": str(free_port()),
+        "BENCHHUB_CHECKPOINT_S3_BUCKET": BUCKET,
+        "BENCHHUB_CHECKPOINT_S3_PREFIX": "site-a",
+        "BENCHHUB_CHECKPOINT_S3_ENDPOINT": moto["endpoint"],
+        "BENCHHUB_CHECKPOINT_INTERVAL": "4",
+        "BENCHHUB_CHECKPOINT_TICK": "1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    })  # fmt: skip
+    cleanup(S3_PREFIX, h.storage_root)
+    h.start()
+    yield h
+    h.stop()
+    cleanup(S3_PREFIX, h.storage_root)
+
+
+def test_s3_store_round_trip_and_periodic_checkpoints_survive_an_outage(s3_hub, moto):
+    hub = s3_hub
+    token = user_token(hub, "sam")
+    hub.start_workspace("sam", "cloud")
+    write(hub, "sam", "cloud", WORK)
+    write(hub, "sam", "cloud", "rm /etc/debian_version", as_user="0")
+    before = write(hub, "sam", "cloud", CHECK)
+
+    def checkpoints():
+        return api(hub, "GET", "workspaces/sam/cloud/checkpoints", token=token).json()
+
+    wait(lambda: any(c["reason"] == "periodic" for c in checkpoints()["checkpoints"]), 30,
+         "a periodic checkpoint in the bucket", 0.5)  # fmt: skip
+
+    def record():
+        (row,) = api(hub, "GET", "workspaces", token=token).json()["workspaces"]
+        return row
+
+    moto["server"].stop()  # S3 goes away: periodic checkpoints fail, the workspace runs on
+    try:
+        error = wait(lambda: record()["periodic_error"], 30, "the failure is shown", 0.5)
+        assert error["message"].startswith("periodic checkpoint failed: "), error
+        assert hub.workspaces("sam")["cloud"]["status"] == "running"
+        assert write(hub, "sam", "cloud", "echo still working") == "still working\n"
+    finally:
+        moto["server"] = ThreadedMotoServer(ip_address="127.0.0.1", port=moto["port"],
+                                            verbose=False)  # fmt: skip
+        moto["server"].start()
+    wait(lambda: record()["periodic_error"] is None, 30, "the next one works again", 0.5)
+
+    hub.stop_workspace("sam", "cloud")
+    hub.start_workspace("sam", "cloud")
+    assert write(hub, "sam", "cloud", CHECK) == before
+    keys = [o["Key"] for o in boto3.client(
+        "s3", endpoint_url=moto["endpoint"], region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    ).list_objects_v2(Bucket=BUCKET, Prefix="site-a/manifests/")["Contents"]]  # fmt: skip
+    assert any(k.startswith(f"site-a/manifests/{workspace_id(hub, 'sam', 'cloud')}/") for k in keys)
+    hub.stop_workspace("sam", "cloud")

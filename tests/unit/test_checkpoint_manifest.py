@@ -159,3 +159,17 @@ def test_names_ids_and_excludes_are_normalised_or_refused():
     with pytest.raises(ValueError, match="absolute"):
         normalise_excludes(["data"])
     assert is_excluded("data/project/x", ["data"]) and not is_excluded("database", ["data"])
+
+
+def test_reason_and_base_image_are_kept_and_checked():
+    created = datetime(2025, 1, 1, tzinfo=UTC)
+    image = {"name": "benchhub/jupyterlab:latest", "id": "sha256:" + "a" * 64}
+    manifest = build_manifest("alice--lab", [], {}, created=created, reason="on stop",
+                              image=image)  # fmt: skip
+    again = Manifest.from_bytes(manifest.to_bytes())
+    assert (again.reason, dict(again.image)) == ("on stop", image)
+    assert again.summary()["image"] == image and again.summary()["reason"] == "on stop"
+    with pytest.raises(ManifestInvalid, match="image"):
+        manifest.with_changes(image={"name": 7})
+    with pytest.raises(ManifestInvalid, match="reason"):
+        manifest.with_changes(reason="x" * 201)

@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,12 +22,13 @@ from hub_services.checkpoints.containers import (
     workspace_of,
 )
 from hub_services.checkpoints.errors import CheckpointCorrupt, CheckpointError, CheckpointNotFound
-from hub_services.checkpoints.manifest import check_id
+from hub_services.checkpoints.manifest import build_manifest, check_id
 from hub_services.checkpoints.store import CheckpointStore
 from hub_services.checkpoints.workspace import (
     WorkspaceCheckpoints,
     damaged_message,
     find_workspaces,
+    image_mismatch,
     new_workspace_id,
     pending_clone_ids,
     read_state,
@@ -210,3 +212,13 @@ def test_the_lock_makes_a_second_checkpoint_wait_for_the_first(store, host_dir, 
     worker.join(10)
     assert order[0] == "periodic finished" and order[1].reason == "on stop"
     assert json.loads((host_dir / "checkpoints.json").read_text())["last"]["reason"] == "on stop"
+
+
+def test_a_checkpoint_is_restored_only_onto_the_image_it_was_taken_on():
+    taken = build_manifest("alice.lab.aaaaaa", [], {}, created=datetime.now(UTC),
+                           image={"name": "benchhub/jupyterlab:latest", "id": "sha256:1"})
+    assert image_mismatch(taken, "benchhub/jupyterlab:latest") is None
+    refusal = image_mismatch(taken, "benchhub/rstudio:latest")
+    assert refusal.startswith("image: ") and "restore_checkpoint to 'none'" in refusal
+    older = build_manifest("alice.lab.aaaaaa", [], {}, created=datetime.now(UTC))
+    assert image_mismatch(older, "benchhub/rstudio:latest") is None  # not recorded: allowed

@@ -1,0 +1,88 @@
+"""``python -m hub_services.checkpoints``: the checkpoints hub service process.
+
+Started by the hub (``c.JupyterHub.services``), it listens on the service URL the hub gives
+it, authenticates people with HubOAuth and calls the hub with its own token (role
+``checkpoints-service``: read users and servers, create and start servers for start-as-new).
+Settings are the traits of :class:`CheckpointService`, :class:`CheckpointStore` and its
+backends, from the command line (``--interval=300``, ``--store-dir=...``,
+``--s3-bucket=...``) or a config file (``--config=checkpoints_config.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+from urllib.parse import urlparse
+
+from traitlets import Unicode
+from traitlets.config import Application
+
+from hub_services.egress.service import die_with_parent
+
+from .backends import LocalDirectoryBackend, S3Backend
+from .service import CheckpointService
+from .store import CheckpointStore
+from .web import make_app
+
+__all__ = ["CheckpointsApp", "main"]
+
+
+class CheckpointsApp(Application):
+    name = "benchhub-checkpoints"
+    description = __doc__.splitlines()[0]
+    classes = [CheckpointService, CheckpointStore, LocalDirectoryBackend, S3Backend]
+
+    config_file = Unicode("", help="Python config file to load, e.g. checkpoints_config.py").tag(
+        config=True
+    )
+
+    aliases = {
+        "config": "CheckpointsApp.config_file",
+        "interval": "CheckpointService.interval",
+        "tick": "CheckpointService.tick",
+        "prefix": "CheckpointService.prefix",
+        "storage-root": "CheckpointService.storage_root",
+        "keep": "CheckpointService.keep_automatic",
+        "gc-interval": "CheckpointService.gc_interval",
+        "orphan-grace": "CheckpointService.orphan_grace",
+        "backend": "CheckpointStore.backend_class",
+        "store-dir": "LocalDirectoryBackend.root",
+        "s3-bucket": "S3Backend.bucket",
+        "s3-prefix": "S3Backend.prefix",
+        "s3-endpoint": "S3Backend.endpoint_url",
+        "log-level": "Application.log_level",
+    }
+
+    def initialize(self, argv=None):
+        self.parse_command_line(argv)
+        if self.config_file:
+            self.load_config_file(self.config_file)
+            self.parse_command_line(argv)  # the command line wins over the file
+        logging.basicConfig(  # the library's module loggers ("benchhub.checkpoints")
+            level=self.log_level, format="[%(levelname)1.1s %(asctime)s checkpoints] %(message)s"
+        )
+
+    async def serve(self) -> None:
+        service = CheckpointService(parent=self, log=self.log)
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/checkpoints/")
+        url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10103"))
+        app = make_app(service, prefix, secrets.token_bytes(32))
+        app.listen(url.port, url.hostname)
+        self.log.info("checkpoints service on %s:%s, prefix %s, store %s", url.hostname,
+                      url.port, prefix, type(service.store.backend).__name__)  # fmt: skip
+        stopped = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stopped.set)
+        loop_task = asyncio.ensure_future(service.loop())
+        await stopped.wait()
+        loop_task.cancel()
+
+
+def main(argv=None) -> None:
+    die_with_parent()
+    app = CheckpointsApp()
+    app.initialize(argv)
+    asyncio.run(app.serve())

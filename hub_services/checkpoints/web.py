@@ -1,0 +1,218 @@
+"""The checkpoints service's HTTP surface (under its prefix; HubOAuth for people and tokens).
+
+Everything about a workspace is for its owner or an admin (403 otherwise). JSON errors are
+``{"status": 4xx, "message": "<what and how to fix it>"}``.
+
+- ``GET api/workspaces[?user=NAME]`` — a user's workspaces with checkpoint status.
+- ``GET api/workspaces/<user>/<ws>/checkpoints`` — newest first: id, name, kind, reason,
+  created, sizes (``size_bytes`` of files, ``stored_bytes`` compressed, ``new_stored_bytes``
+  this checkpoint added), lineage (``parent``, ``origin``); and the workspace's record
+  (``periodic_error``, ``unsaved``, ``origin``).
+- ``POST api/workspaces/<user>/<ws>/checkpoints`` ``{"name"?}`` — checkpoint a running
+  workspace now (201; 409 if it is stopped).
+- ``PATCH …/checkpoints/<id>`` ``{"name"}`` — name or rename (400 bad name, 409 taken).
+- ``POST …/checkpoints/<id>/verify`` — read every chunk: ``{"ok", "problem"?}``.
+- ``POST …/checkpoints/<id>/start-as-new`` ``{"name", "user_options"?}`` — a new workspace
+  of the same user from this checkpoint (201; 409 name in use; 400 image change).
+- ``POST …/checkpoints/<id>/restore-at-next-start`` — the stopped workspace's next start
+  restores this checkpoint (sets its ``restore_checkpoint`` option).
+- ``POST api/gc`` (admins) — delete deleted workspaces' checkpoints and unreferenced chunks.
+- ``GET api/health`` — the last pass and cleanup.
+- ``GET /[?user=NAME]`` — the page (Services menu): workspaces, checkpoints, actions.
+"""
+
+from __future__ import annotations
+
+import json
+
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.utils import url_path_join
+from tornado import web
+from tornado.httpclient import HTTPClientError
+
+from bench_spawner.options import OptionsError, validate_workspace_name
+
+from .errors import CheckpointNameTaken, CheckpointNotFound, InvalidCheckpointName
+from .page import render_page
+from .service import CheckpointService, NotRunning, OptionRefused
+
+__all__ = ["is_admin", "make_app", "may_act_for"]
+
+_ADMIN_SCOPES = ("admin:servers", "admin:users")
+
+
+def is_admin(caller: dict) -> bool:
+    """A hub admin, or a token (e.g. a service's) with admin scopes."""
+    if caller.get("kind", "user") == "user" and caller.get("admin") is True:
+        return True
+    return any(scope in (caller.get("scopes") or ()) for scope in _ADMIN_SCOPES)
+
+
+def may_act_for(caller: dict, user: str) -> bool:
+    """Whether ``caller`` (the hub's model of a user or service) may see and change
+    ``user``'s checkpoints: the user themselves or an admin."""
+    own = caller.get("kind", "user") == "user" and caller.get("name") == user
+    return own or is_admin(caller)
+
+
+_STATUS = ((CheckpointNotFound, 404), (CheckpointNameTaken, 409), (InvalidCheckpointName, 400),
+           (NotRunning, 409), (OptionRefused, 400), (FileExistsError, 409),
+           (OptionsError, 400))  # fmt: skip
+
+
+class _Handler(HubOAuthenticated, web.RequestHandler):
+    @property
+    def service(self) -> CheckpointService:
+        return self.settings["checkpoints"]
+
+    def owner(self, user: str | None) -> str:
+        """The user whose checkpoints are asked for (the caller by default); 403 if the
+        caller may not act for them."""
+        caller = self.current_user
+        user = user or caller["name"]
+        if not may_act_for(caller, user):
+            raise web.HTTPError(403, f"only {user} or an admin may see or change their "
+                                     "workspaces' checkpoints")  # fmt: skip
+        return user
+
+    def body(self) -> dict:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise web.HTTPError(400, "the body must be a JSON object")
+        return data
+
+    async def answer(self, coro, status: int = 200) -> None:
+        """Await the operation and write its JSON; map known errors to 4xx (see module)."""
+        try:
+            result = await coro
+        except HTTPClientError as e:  # the hub refused: pass its status and sentence on
+            raise web.HTTPError(e.code, _hub_message(e)) from None
+        except Exception as e:
+            for kind, code in _STATUS:
+                if isinstance(e, kind):
+                    raise web.HTTPError(code, str(e)) from None
+            raise
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(result))
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(error, "log_message", None) or self._reason
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+
+def _hub_message(error: HTTPClientError) -> str:
+    try:
+        return json.loads(error.response.body)["message"]
+    except (AttributeError, ValueError, KeyError, TypeError):
+        return f"the hub refused: {error}"
+
+
+class WorkspacesHandler(_Handler):
+    @web.authenticated
+    async def get(self):
+        user = self.owner(self.get_query_argument("user", None))
+        await self.answer(_wrap(self.service.workspaces(user), "workspaces"))
+
+
+async def _wrap(coro, key: str) -> dict:
+    return {key: await coro}
+
+
+class CheckpointsHandler(_Handler):
+    @web.authenticated
+    async def get(self, user, name):
+        await self.answer(self.service.list(self.owner(user), name))
+
+    @web.authenticated
+    async def post(self, user, name):
+        body = self.body()
+        await self.answer(self.service.take_now(self.owner(user), name, body.get("name")), 201)
+
+
+class CheckpointHandler(_Handler):
+    @web.authenticated
+    async def patch(self, user, name, checkpoint):
+        new_name = self.body().get("name")
+        if not isinstance(new_name, str):
+            raise web.HTTPError(400, 'name: give the new name as {"name": "before upgrade"}')
+        await self.answer(self.service.rename(self.owner(user), name, checkpoint, new_name))
+
+
+class VerifyHandler(_Handler):
+    @web.authenticated
+    async def post(self, user, name, checkpoint):
+        await self.answer(self.service.verify(self.owner(user), name, checkpoint))
+
+
+class StartAsNewHandler(_Handler):
+    @web.authenticated
+    async def post(self, user, name, checkpoint):
+        user = self.owner(user)
+        body = self.body()
+        new_name, changes = body.get("name"), body.get("user_options") or {}
+        if not isinstance(new_name, str) or not isinstance(changes, dict):
+            raise web.HTTPError(400, 'give {"name": "<new workspace>", "user_options": {...}}')
+        try:
+            validate_workspace_name(new_name)
+        except OptionsError as e:
+            raise web.HTTPError(400, str(e)) from None
+        await self.answer(
+            self.service.start_as_new(user, name, checkpoint, new_name, changes), 201
+        )
+
+
+class RestoreNextHandler(_Handler):
+    @web.authenticated
+    async def post(self, user, name, checkpoint):
+        await self.answer(self.service.restore_at_next_start(self.owner(user), name, checkpoint))
+
+
+class CollectHandler(_Handler):
+    @web.authenticated
+    async def post(self):
+        if not is_admin(self.current_user):
+            raise web.HTTPError(403, "only admins may run the cleanup")
+        await self.answer(self.service.collect())
+
+
+class HealthHandler(_Handler):
+    @web.authenticated
+    def get(self):
+        self.write(self.service.health())
+
+
+class PageHandler(_Handler):
+    @web.authenticated
+    async def get(self):
+        user = self.owner(self.get_query_argument("user", None))
+        details = []
+        for row in await self.service.workspaces(user):
+            details.append(await self.service.list(user, row["workspace"]))
+        self.write(render_page(user, details, self.settings["prefix"], self.xsrf_token))
+
+
+def make_app(service: CheckpointService, prefix: str, cookie_secret: bytes) -> web.Application:
+    ws = url_path_join(prefix, r"api/workspaces/([^/]+)/([^/]+)/checkpoints")
+    return web.Application(
+        [
+            (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
+            (url_path_join(prefix, "api/workspaces"), WorkspacesHandler),
+            (ws, CheckpointsHandler),
+            (ws + r"/([^/]+)", CheckpointHandler),
+            (ws + r"/([^/]+)/verify", VerifyHandler),
+            (ws + r"/([^/]+)/start-as-new", StartAsNewHandler),
+            (ws + r"/([^/]+)/restore-at-next-start", RestoreNextHandler),
+            (url_path_join(prefix, "api/gc"), CollectHandler),
+            (url_path_join(prefix, "api/health"), HealthHandler),
+            (prefix, PageHandler),
+        ],
+        checkpoints=service,
+        prefix=prefix,
+        cookie_secret=cookie_secret,
+    )
