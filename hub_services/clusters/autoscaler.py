@@ -1,0 +1,245 @@
+"""One pass of the auto scaler over one cluster: observe, decide, act once, log.
+
+:meth:`ClusterScaler.step` reads Grid Engine (``qhost``/``qstat`` XML in the manager) and
+Docker (is each member's container still running), then:
+
+1. a member whose container is gone or stopped (killed, out of memory, a preemptible member
+   reclaimed), or that did not join within ``join_timeout``, is *lost*: its jobs are
+   rescheduled (they become pending again, state ``Rq``), it leaves Grid Engine and its
+   container, scratch and address go (the address into quarantine);
+2. :func:`.scaler.decide` chooses one action from the pending requests and the members;
+3. the action is carried out: ``scale_up`` starts members (``parallel_starts`` at a time),
+   ``drain`` disables a member's queue, ``remove`` takes out a drained idle member.
+
+Static clusters go through the same pass with ``min_members == max_members``: a lost member
+is replaced because the cluster is below its minimum. What happened goes to the cluster's
+scaler log; jobs no member can ever run are logged once each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from bench_spawner.resource_models import ResourceModel
+
+from . import sge
+from .addresses import AddressesExhausted, member_addresses
+from .containers import ClusterNames, Mount
+from .nodes import ClusterNodes, node_exit_reason
+from .scaler import Decision, Member, ScalingPolicy, decide
+from .scaler_log import ScalerLog
+from .state import ClusterRecord, MemberRecord, parse_time, utcnow
+
+__all__ = ["ClusterScaler"]
+
+GIB = 1024**3
+
+
+class ClusterScaler:
+    """Runs :meth:`step`; ``save`` persists the records (awaited after every change)."""
+
+    def __init__(
+        self,
+        nodes: ClusterNodes,
+        save: Callable[[], Awaitable[None]],
+        parallel_starts: int = 4,
+        join_timeout: float = 120,
+        address_quarantine: float = 900,
+        log: logging.Logger | None = None,
+    ):
+        self.nodes = nodes
+        self.save = save
+        self.parallel_starts = max(1, parallel_starts)
+        self.join_timeout = join_timeout
+        self.address_quarantine = address_quarantine
+        self.log = log or logging.getLogger("benchhub.clusters")
+        self._notes: dict[str, str] = {}  # key -> last "at maximum" sentence logged
+
+    async def step(
+        self, names: ClusterNames, rec: ClusterRecord, model: ResourceModel,
+        policy: ScalingPolicy, mounts: list[Mount], scaler_log: ScalerLog,
+    ) -> dict:  # fmt: skip
+        """One pass; returns the cluster's observed view for the API (see :func:`_view`)."""
+        now = utcnow()
+        lines: list[str] = []
+        hosts, pending = await self.nodes.observe(names)
+        lost = await self._lost(rec, hosts, now)
+        for name, reason in lost.items():
+            lines.append(await self._lose(names, rec, name, reason, now))
+        members = self._members(rec, hosts)
+        requests = [job.request() for job in pending if job.waiting]
+        decision = decide(policy, requests, members, now, parse_time(rec.last_operation_at))
+        lines += await self._act(decision, names, rec, model, policy, mounts, now)
+        lines += self._report(rec, decision, policy, members, pending)
+        if lost or decision.action != "none":
+            await self.save()
+        await asyncio.to_thread(scaler_log.append, now, lines)
+        return _view(rec, hosts, pending, decision, now)
+
+    # ---- lost members ----------------------------------------------------------------------
+
+    async def _lost(self, rec: ClusterRecord, hosts: dict, now: datetime) -> dict[str, str]:
+        """``{member: why it is lost}``; also records members that joined."""
+        found = await asyncio.gather(*(self.nodes.engine.inspect(n) for n in rec.members))
+        lost = {}
+        memory = int(rec.model["memory_gb"] * GIB)
+        for member, container in zip(list(rec.members.values()), found, strict=True):
+            host = hosts.get(member.name)
+            if container is None or not container["State"]["Running"]:
+                state = container["State"] if container else None
+                lost[member.name] = node_exit_reason(state, memory)
+            elif host is not None and host.reporting:
+                member.joined = True
+            elif not member.joined:
+                age = (now - parse_time(member.started_at)).total_seconds()
+                if age > self.join_timeout:
+                    lost[member.name] = f"it did not join the manager within {age:.0f} s"
+        return lost
+
+    async def _lose(self, names, rec: ClusterRecord, name: str, reason: str, now) -> str:
+        member = rec.members[name]
+        jobs = await self.nodes.reschedule(names, name)
+        warning = await self.nodes.remove_member(names, rec, member)
+        self._release(rec, name, now)
+        if warning:
+            self.log.warning("%s: %s", rec.key, warning)
+        jobs_text = f"{jobs} running job{'s' if jobs != 1 else ''} rescheduled"
+        return f"member {name} lost: {reason}; {jobs_text}"
+
+    def _release(self, rec: ClusterRecord, name: str, now: datetime) -> None:
+        book = member_addresses(rec.subnet, self.address_quarantine, rec.addresses)
+        book.release(name, now.timestamp())
+        rec.addresses = book.to_dict()
+        rec.members.pop(name, None)
+
+    @staticmethod
+    def _members(rec: ClusterRecord, hosts: dict[str, sge.HostState]) -> list[Member]:
+        members = []
+        for m in rec.members.values():
+            host = hosts.get(m.name)
+            members.append(Member(
+                m.name, parse_time(m.started_at),
+                running_jobs=host.running_jobs if host else 0,
+                draining=m.draining or bool(host and host.disabled),
+                preemptible=m.preemptible,
+                joined=bool(host and host.reporting),
+                free=host.free if host else None,
+            ))  # fmt: skip
+        return members
+
+    # ---- acting ----------------------------------------------------------------------------
+
+    async def _act(self, decision: Decision, names, rec, model, policy, mounts, now) -> list:
+        if decision.action == "scale_up":
+            return await self._scale_up(decision, names, rec, model, policy, mounts, now)
+        if decision.action == "drain":
+            await self.nodes.drain(names, decision.member)
+            rec.members[decision.member].draining = True
+            rec.last_operation_at = now.isoformat()
+            return [f"drain {decision.member}: {decision.reason}"]
+        if decision.action == "remove":
+            member = rec.members[decision.member]
+            warning = await self.nodes.remove_member(names, rec, member)
+            self._release(rec, member.name, now)
+            return [f"remove {member.name}: {decision.reason}"] + ([warning] if warning else [])
+        return []
+
+    async def _scale_up(self, decision, names, rec, model, policy, mounts, now) -> list[str]:
+        book = member_addresses(rec.subnet, self.address_quarantine, rec.addresses)
+        scratch_gb = int(rec.settings.get("scratch_gb", 0))
+        new, lines = [], []
+        for _ in range(decision.count):
+            name = names.member(rec.next_member)
+            try:
+                address = book.assign(name, now.timestamp())
+            except AddressesExhausted as e:
+                lines.append(f"cannot add more members now: {e}")
+                break
+            rec.next_member += 1
+            new.append(MemberRecord(name, address, now.isoformat(), scratch=scratch_gb > 0,
+                                    preemptible=bool(rec.settings.get("preemptible"))))
+        rec.addresses = book.to_dict()
+        rec.members.update({m.name: m for m in new})
+        rec.last_operation_at = now.isoformat()
+        await self.save()  # a crash from here on finds the members in the record: adopted or lost
+        total = len([m for m in rec.members.values() if not m.draining])
+        lines.insert(0, f"scale up by {len(new)} to {total} members: {decision.reason}")
+        slots = asyncio.Semaphore(self.parallel_starts)
+
+        async def start(member: MemberRecord) -> None:
+            async with slots:
+                await self.nodes.start_member(names, rec, member, model, policy.capacity,
+                                              mounts, scratch_gb)  # fmt: skip
+                member.started_at = utcnow().isoformat()
+
+        results = await asyncio.gather(*(start(m) for m in new), return_exceptions=True)
+        for member, result in zip(new, results, strict=True):
+            if isinstance(result, BaseException):
+                self.log.error("%s: member %s failed to start", rec.key, member.name,
+                               exc_info=result)  # fmt: skip
+                await self.nodes.remove_member(names, rec, member)
+                self._release(rec, member.name, utcnow())
+                lines.append(f"member {member.name} failed to start: {result}")
+        return lines
+
+    # ---- reporting -------------------------------------------------------------------------
+
+    def _report(self, rec, decision: Decision, policy, members, pending) -> list[str]:
+        lines = []
+        waiting = {job.job_id for job in pending}
+        for item in decision.unsatisfiable:
+            if item.job_id not in rec.reported:
+                lines.append(f"never scheduled: {item.reason}")
+        rec.reported = sorted({u.job_id for u in decision.unsatisfiable} & waiting)
+        active = [m for m in members if not m.draining]
+        note = ""  # a static cluster does not scale: being at its size is no news
+        if decision.action == "none" and decision.members_needed and (
+            policy.min_members < len(active) >= policy.max_members
+        ):
+            note = decision.reason
+        if note and note != self._notes.get(rec.key):
+            lines.append(f"at the maximum: {note}")
+        self._notes[rec.key] = note
+        return lines
+
+    def forget(self, key: str) -> None:
+        self._notes.pop(key, None)
+
+
+def _member_state(member: MemberRecord, host: sge.HostState | None) -> str:
+    if host is None or not host.reporting:
+        return "starting" if not member.joined else "unreachable"
+    if member.draining or host.disabled:
+        return "draining"
+    return "busy" if host.running_jobs else "idle"
+
+
+def _view(rec: ClusterRecord, hosts, pending, decision: Decision, now: datetime) -> dict:
+    """What ``GET`` shows besides the record: members and their state, pending jobs (with the
+    complex defaults applied), jobs that no member can ever run, and the last decision."""
+    members = []
+    for m in rec.members.values():
+        host = hosts.get(m.name)
+        free = host.free if host else None
+        members.append({
+            "name": m.name, "address": m.address, "state": _member_state(m, host),
+            "running_jobs": host.running_jobs if host else 0, "started_at": m.started_at,
+            "preemptible": m.preemptible, "scratch": m.scratch,
+            "free": {"cores": free.cores, "memory_bytes": free.memory} if free else None,
+        })  # fmt: skip
+    return {
+        "observed_at": now.isoformat(),
+        "members": members,
+        "pending": [
+            {"job_id": j.job_id, "name": j.name, "owner": j.owner, "state": j.state,
+             "tasks": j.tasks, "slots": j.slots, "static_cores": j.static_cores,
+             "static_mem_bytes": j.static_mem}
+            for j in pending
+        ],  # fmt: skip
+        "unsatisfiable": [{"job_id": u.job_id, "reason": u.reason} for u in decision.unsatisfiable],
+        "decision": {"action": decision.action, "reason": decision.reason,
+                     "members_needed": decision.members_needed},  # fmt: skip
+    }

@@ -1,0 +1,127 @@
+"""The Docker Engine as the clusters service uses it: docker-py behind one executor.
+
+Every blocking docker-py call goes through :meth:`DockerEngine.call` (``await
+engine.call("inspect_container", name)``), on a pool of ``threads`` worker threads, with the
+client's own socket timeout and an outer one. The client is made in a worker thread, never on
+the event loop. :meth:`DockerEngine.exec` runs a command in a container and returns its exit
+code and output; :meth:`DockerEngine.watch` follows container ``die``/``destroy`` events on
+a thread of its own and calls back, so the service reacts to a stopped workspace or a killed
+member at once instead of at its next pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import docker
+from docker.errors import APIError, NotFound
+
+__all__ = ["DockerEngine", "ExecResult"]
+
+log = logging.getLogger("benchhub.clusters")
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class DockerEngine:
+    """docker-py with ``threads`` workers; ``timeout`` seconds per API call."""
+
+    def __init__(self, threads: int = 8, timeout: float = 30):
+        self.timeout = timeout
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="clusters-docker")
+        self._local = threading.local()
+        self._watching = False
+
+    def _client(self) -> docker.APIClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = docker.APIClient(version="auto", timeout=self.timeout)
+        return client
+
+    async def call(self, method: str, *args, **kwargs):
+        """``docker.APIClient.<method>(*args, **kwargs)`` on a worker thread."""
+
+        def run():
+            return getattr(self._client(), method)(*args, **kwargs)
+
+        future = asyncio.get_running_loop().run_in_executor(self._pool, run)
+        return await asyncio.wait_for(future, self.timeout + 10)
+
+    async def inspect(self, container: str) -> dict | None:
+        """``docker inspect`` of a container, None when there is none."""
+        try:
+            return await self.call("inspect_container", container)
+        except NotFound:
+            return None
+
+    async def remove(self, container: str) -> None:
+        """Remove a container and its anonymous volumes, killing it if it runs. One that is
+        already gone (or being removed) is success."""
+        try:
+            await self.call("remove_container", container, v=True, force=True)
+        except NotFound:
+            pass
+        except APIError as e:
+            if e.status_code != 409:  # removal already in progress
+                raise
+
+    async def stop(self, container: str, grace: int) -> None:
+        """SIGTERM, SIGKILL after ``grace`` s; a container already stopped or gone is fine."""
+        try:
+            await self.call("stop", container, timeout=grace)
+        except NotFound:
+            pass
+
+    async def exec(
+        self, container: str, argv: list[str] | tuple[str, ...], environment: dict | None = None,
+        user: str = "",
+    ) -> ExecResult:  # fmt: skip
+        """Run ``argv`` in a running container; its exit code and stdout+stderr as text."""
+
+        def run() -> ExecResult:
+            client = self._client()
+            created = client.exec_create(container, list(argv), environment=environment,
+                                         user=user, stdout=True, stderr=True)  # fmt: skip
+            output = client.exec_start(created["Id"])
+            code = client.exec_inspect(created["Id"]).get("ExitCode")
+            return ExecResult(code if code is not None else -1, output.decode(errors="replace"))
+
+        future = asyncio.get_running_loop().run_in_executor(self._pool, run)
+        return await asyncio.wait_for(future, self.timeout + 10)
+
+    def watch(self, on_event: Callable[[dict], None]) -> None:
+        """Call ``on_event(event)`` (on the watching thread) for every container ``die`` or
+        ``destroy`` event, from now until the process ends. Reconnects after an error."""
+        if self._watching:
+            return
+        self._watching = True
+
+        def follow() -> None:
+            while True:
+                try:
+                    client = docker.APIClient(version="auto", timeout=None)
+                    filters = {"type": "container", "event": ["die", "destroy"]}
+                    for event in client.events(decode=True, filters=filters):
+                        on_event(event)
+                except Exception:
+                    log.warning("docker event stream failed; reconnecting", exc_info=True)
+                time.sleep(2)
+
+        threading.Thread(target=follow, name="clusters-docker-events", daemon=True).start()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

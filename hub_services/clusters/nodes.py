@@ -1,0 +1,312 @@
+"""A cluster's Docker objects, created and removed: network, manager, members, scratch.
+
+:class:`ClusterNodes` carries out what :mod:`.containers` and :mod:`.sge` build, through the
+one :class:`~.engine.DockerEngine`. Every method is safe to repeat: creating what exists
+reuses it, removing what is gone succeeds. Grid Engine is changed only through the manager
+(``docker exec MANAGER bench-sge …``, ``qmod``), never by editing files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from docker.errors import APIError, NotFound
+from jupyterhub.utils import exponential_backoff
+
+from bench_spawner.resource_models import ResourceModel
+from bench_spawner.storage import StorageError, WorkspaceVolume
+
+from . import sge
+from .addresses import manager_address
+from .containers import (
+    CONFIG_DIR,
+    PUBLISH_DIR,
+    SCRATCH,
+    ClusterNames,
+    Mount,
+    NodePlan,
+    create_kwargs,
+    host_config_kwargs,
+    labels,
+    network_kwargs,
+    networking_kwargs,
+)
+from .engine import DockerEngine
+from .scaler import Capacity
+from .state import ClusterRecord, MemberRecord
+
+__all__ = ["ClusterNodes", "NodeError", "node_exit_reason"]
+
+GIB = 1024**3
+READY_LINE = "bench-cluster: manager ready"
+_ADD_MEMBER = 'printf "%s\\n" "$BENCH_SGE_HOST_CONFIG" | bench-sge add-member "$0" "$1"'
+
+
+class NodeError(RuntimeError):
+    """A cluster node could not be created or changed; the message says which and why."""
+
+
+def node_exit_reason(state: dict | None, memory: int | None = None) -> str:
+    """Why a cluster container is not running, from ``docker inspect``'s State (None: gone)."""
+    if state is None:
+        return "its container was removed outside BenchHub"
+    limit = f" (limit {memory / GIB:g} GB)" if memory else ""
+    code = state.get("ExitCode")
+    if state.get("OOMKilled"):
+        return f"killed: out of memory{limit}"
+    if state.get("Error"):
+        return f"container error: {state['Error']}"
+    if code == 137:
+        return "killed (SIGKILL): the container was killed, reclaimed or ran out of memory"
+    if code and code > 128:
+        return f"killed by signal {code - 128}"
+    return f"its container exited with code {code}"
+
+
+class ClusterNodes:
+    """Creates and removes clusters' containers with ``image`` (benchhub/cluster).
+
+    ``config_dir`` holds :func:`sge.config_bundle` (mounted read-only in every manager);
+    ``scratch(cluster_id, member)`` gives the volume behind a member's ``/scratch``.
+    """
+
+    def __init__(
+        self,
+        engine: DockerEngine,
+        image: str,
+        config_dir: str,
+        scratch: Callable[[str, str], WorkspaceVolume],
+        mtu: int,
+        manager_model: ResourceModel,
+        manager_timeout: float = 60,
+        log: logging.Logger | None = None,
+    ):
+        self.engine = engine
+        self.image = image
+        self.config_dir = config_dir
+        self.scratch = scratch
+        self.mtu = mtu
+        self.manager_model = manager_model
+        self.manager_timeout = manager_timeout
+        self.log = log or logging.getLogger("benchhub.clusters")
+
+    @staticmethod
+    def names(prefix: str, rec: ClusterRecord) -> ClusterNames:
+        return ClusterNames(prefix, rec.cluster_id)
+
+    # ---- network and manager ---------------------------------------------------------------
+
+    async def create_network(self, names: ClusterNames, rec: ClusterRecord) -> None:
+        try:
+            await self.engine.call("inspect_network", names.network)
+            return
+        except NotFound:
+            pass
+        label_map = labels(names.prefix, rec.cluster_id, rec.user, rec.workspace, None)
+        kwargs = network_kwargs(names.network, rec.subnet, rec.internal, self.mtu, label_map)
+        await self.engine.call("create_network", **kwargs)
+
+    async def start_manager(
+        self, names: ClusterNames, rec: ClusterRecord, model: ResourceModel, mounts: list[Mount]
+    ) -> None:
+        """Run the manager (a dedicated one sized like a member, else ``manager_model``) and
+        wait until it has applied the configuration. A leftover stopped manager (a start
+        interrupted by a crash) is replaced."""
+        found = await self.engine.inspect(names.manager)
+        if found is not None and found["State"]["Running"]:
+            return await self.wait_for_manager(names)
+        if found is not None:
+            await self.engine.remove(names.manager)
+        size = model if rec.settings.get("dedicated_manager") else self.manager_model
+        plan = NodePlan(
+            name=names.manager, role="manager", image=self.image, command=["manager"],
+            network=names.network, address=manager_address(rec.subnet), cpus=size.cpus,
+            memory=int(size.memory_gb * GIB),
+            mounts=[*mounts, Mount(self.config_dir, CONFIG_DIR, read_only=True)],
+            labels=labels(names.prefix, rec.cluster_id, rec.user, rec.workspace, "manager"),
+            environment={"BENCH_SGE_PUBLISH": PUBLISH_DIR},
+        )  # fmt: skip
+        await self._run(plan)
+        await self.wait_for_manager(names)
+
+    async def wait_for_manager(self, names: ClusterNames) -> None:
+        """Until the manager logs that it is ready; :class:`NodeError` if it stops first."""
+
+        async def ready() -> bool:
+            found = await self.engine.inspect(names.manager)
+            if found is None or not found["State"]["Running"]:
+                tail = await self._last_log_line(names.manager)
+                state = found["State"] if found else None
+                raise NodeError(f"the manager stopped while starting: {node_exit_reason(state)}"
+                                + (f"; last log line: {tail}" if tail else ""))  # fmt: skip
+            logs = await self.engine.call("logs", names.manager, tail=20)
+            return READY_LINE in logs.decode(errors="replace")
+
+        await exponential_backoff(
+            ready, f"the manager {names.manager} was not ready in {self.manager_timeout:g} s",
+            start_wait=0.2, max_wait=1, timeout=self.manager_timeout,
+        )  # fmt: skip
+
+    async def _last_log_line(self, container: str) -> str:
+        try:
+            logs = await self.engine.call("logs", container, tail=3)
+        except (NotFound, APIError):
+            return ""
+        lines = logs.decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else ""
+
+    async def _run(self, plan: NodePlan) -> None:
+        client_kwargs = create_kwargs(plan)
+        host_config = await self.engine.call("create_host_config", **host_config_kwargs(plan))
+        endpoint = await self.engine.call("create_endpoint_config",
+                                          **networking_kwargs(plan)[plan.network])  # fmt: skip
+        networking = await self.engine.call("create_networking_config", {plan.network: endpoint})
+        await self.engine.call("create_container", host_config=host_config,
+                               networking_config=networking, **client_kwargs)  # fmt: skip
+        try:
+            await self.engine.call("start", plan.name)
+        except APIError:
+            await self.engine.remove(plan.name)
+            raise
+
+    async def manager_exec(self, names: ClusterNames, argv, environment=None, what: str = ""):
+        """Run ``argv`` in the manager; :class:`NodeError` with its output when it fails."""
+        result = await self.engine.exec(names.manager, argv, environment)
+        if not result.ok:
+            last = result.output.strip().splitlines()[-1:] or ["no output"]
+            raise NodeError(f"{what or ' '.join(argv)} failed ({result.exit_code}): {last[0]}")
+        return result.output
+
+    # ---- the workspace ---------------------------------------------------------------------
+
+    async def attach_workspace(self, names: ClusterNames, rec: ClusterRecord, workspace: dict):
+        """Let the workspace submit: its host name becomes a submit host known at its cluster
+        address, then it joins the cluster network with that address."""
+        hostname = workspace["Config"]["Hostname"]
+        await self.manager_exec(names, ["bench-sge", "add-submit-host", hostname,
+                                        rec.workspace_address], what="registering the workspace")
+        networks = workspace.get("NetworkSettings", {}).get("Networks") or {}
+        if names.network in networks:
+            return
+        try:
+            await self.engine.call("connect_container_to_network", workspace["Id"], names.network,
+                                   ipv4_address=rec.workspace_address)  # fmt: skip
+        except APIError as e:
+            if "already exists" not in str(e):
+                raise
+
+    async def detach_workspace(self, names: ClusterNames, rec: ClusterRecord) -> None:
+        try:
+            await self.engine.call("disconnect_container_from_network", rec.workspace_container,
+                                   names.network, force=True)  # fmt: skip
+        except (NotFound, APIError):
+            pass  # the workspace or the network is gone, or it was not attached
+
+    # ---- members ---------------------------------------------------------------------------
+
+    async def start_member(
+        self, names: ClusterNames, rec: ClusterRecord, member: MemberRecord,
+        model: ResourceModel, capacity: Capacity, mounts: list[Mount], scratch_gb: int,
+    ) -> None:  # fmt: skip
+        """Register ``member`` with the manager (its capacity and address), then run its
+        container with a fresh ``/scratch`` of ``scratch_gb`` GB (0: in the container)."""
+        config = sge.exec_host_config(member.name, capacity)
+        await self.manager_exec(names, ["sh", "-c", _ADD_MEMBER, member.name, member.address],
+                                {"BENCH_SGE_HOST_CONFIG": config},
+                                what=f"adding member {member.name}")  # fmt: skip
+        extra = []
+        if scratch_gb:
+            volume = self.scratch(rec.cluster_id, member.name)
+            extra.append(Mount(str(await volume.attach(scratch_gb)), SCRATCH))
+        plan = NodePlan(
+            name=member.name, role="member", image=self.image,
+            command=["member", names.manager], network=names.network, address=member.address,
+            cpus=model.cpus, memory=int(model.memory_gb * GIB), mounts=[*mounts, *extra],
+            labels=labels(names.prefix, rec.cluster_id, rec.user, rec.workspace, "member"),
+            preemptible=member.preemptible, gpus=model.gpus,
+        )  # fmt: skip
+        await self._run(plan)
+
+    async def remove_member(self, names: ClusterNames, rec: ClusterRecord,
+                            member: MemberRecord) -> str | None:  # fmt: skip
+        """Take ``member`` out of Grid Engine and remove its container and scratch. Returns
+        a warning when Grid Engine refused (the container is removed all the same)."""
+        warning = None
+        result = await self.engine.exec(names.manager, ["bench-sge", "remove-member",
+                                                        member.name])  # fmt: skip
+        if not result.ok:
+            warning = result.output.strip().splitlines()[-1:] or ["no output"]
+            warning = f"Grid Engine kept {member.name}: {warning[0]}"
+        await self.engine.remove(member.name)
+        if member.scratch:
+            await self.delete_scratch(rec, member.name)
+        return warning
+
+    async def delete_scratch(self, rec: ClusterRecord, member: str) -> None:
+        """Delete a member's scratch volume (after its container is gone). The loop device
+        may vanish by itself while it is being detached (autoclear), so one failure is
+        retried; a second is logged, not raised: removing the member goes on."""
+        volume = self.scratch(rec.cluster_id, member)
+        for attempt in (1, 2):
+            try:
+                return await volume.delete()
+            except StorageError as e:
+                if attempt == 2:
+                    self.log.warning("%s: scratch of %s not deleted: %s", rec.key, member, e)
+                await asyncio.sleep(0.2)
+
+    async def reschedule(self, names: ClusterNames, host: str) -> int:
+        """Put the jobs of a lost member back to pending; how many were rescheduled."""
+        result = await self.engine.exec(names.manager, sge.reschedule_argv(host))
+        return sum(1 for line in result.output.splitlines() if "rescheduling of job" in line)
+
+    async def drain(self, names: ClusterNames, host: str) -> None:
+        await self.manager_exec(names, sge.drain_argv(host), what=f"draining {host}")
+
+    async def observe(self, names: ClusterNames) -> tuple[dict[str, sge.HostState], list]:
+        """Grid Engine's view: ``({host: HostState}, [PendingJob])`` (three qstat/qhost runs
+        in the manager, at once)."""
+        hosts, queues, pending = await asyncio.gather(
+            self.manager_exec(names, sge.HOSTS_ARGV),
+            self.engine.exec(names.manager, sge.QUEUES_ARGV),
+            self.manager_exec(names, sge.PENDING_ARGV),
+        )
+        if not queues.ok:
+            # qstat -q all.q exits 1 without output while the queue has no instance (no member)
+            if queues.output.strip():
+                raise NodeError(f"qstat -f failed ({queues.exit_code}): {queues.output.strip()}")
+            return sge.parse_members(hosts, "<job_info/>"), sge.parse_pending(pending)
+        return sge.parse_members(hosts, queues.output), sge.parse_pending(pending)
+
+    # ---- all of it -------------------------------------------------------------------------
+
+    async def remove_all(self, names: ClusterNames, rec: ClusterRecord) -> None:
+        """Remove every container and the network of the cluster, and the members' scratch.
+        The manager gets one second to take its client files away from /data."""
+        await asyncio.gather(*(self.engine.remove(name) for name in rec.members))
+        await self.engine.stop(names.manager, grace=1)
+        await self.engine.remove(names.manager)
+        await self.detach_workspace(names, rec)
+        await self.remove_network(names.network)
+        for member in rec.members.values():
+            if member.scratch:
+                await self.delete_scratch(rec, member.name)
+
+    async def remove_network(self, network: str) -> None:
+        """Disconnect whatever is still attached (e.g. the workspace) and remove it."""
+        try:
+            found = await self.engine.call("inspect_network", network)
+        except NotFound:
+            return
+        for container in found.get("Containers") or {}:
+            try:
+                await self.engine.call("disconnect_container_from_network", container, network,
+                                       force=True)  # fmt: skip
+            except (NotFound, APIError):
+                pass
+        try:
+            await self.engine.call("remove_network", network)
+        except NotFound:
+            pass

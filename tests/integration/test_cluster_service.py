@@ -1,0 +1,357 @@
+"""Workspace clusters for real: the clusters hub service on a real hub, real Grid Engine
+containers, jobs submitted from inside the workspace as its user.
+
+Hub "benchclus" runs the service with its pacing shortened by configuration: a pass every
+second (and at once on Docker events), 2 s of stabilisation between scale operations and a
+minimum member lifetime of 8 s (ICA Bench: 300 s). Members are "standard-small" (2 CPUs, 8 GB;
+without a dedicated manager one core is reserved, so each offers 1 core and 7.2 GiB to jobs).
+The tests run in order on one workspace, alice/lab; bob is another user.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import requests
+from docker_cli import cleanup, docker, exec_in
+from hub_harness import TOKEN, HubProcess, free_port
+
+PREFIX = "benchclus"
+IMAGE = os.environ.get("BENCH_CLUSTER_IMAGE", "benchhub/cluster:latest")
+WORKSPACE_IMAGE = "benchhub/jupyterlab:latest"  # the hub harness's workspace image
+MIN_LIFETIME_S = 8
+MEMBER = "standard-small"
+JOB = """#!/bin/bash
+echo "task=$SGE_TASK_ID host=$(hostname) uid=$(id -u) tmp=$TMPDIR"
+"""
+
+
+def _image_present(image: str) -> bool:
+    probe = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
+    return probe.returncode == 0
+
+
+pytestmark = pytest.mark.skipif(
+    not _image_present(IMAGE), reason=f"{IMAGE} is absent; build it with images/build.sh cluster"
+)
+
+
+def _remove_cluster_leftovers(scratch: Path) -> None:
+    for net in docker("network", "ls", "-q", "--filter", f"name=^{PREFIX}-cluster-",
+                      check=False).split():  # fmt: skip
+        docker("network", "rm", net, check=False)
+    mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True)
+    for target in mounts.stdout.split():
+        if target.startswith(str(scratch)):
+            subprocess.run(["umount", "-l", target], check=False)
+    for image in scratch.rglob("data.ext4") if scratch.exists() else []:
+        loops = subprocess.run(["losetup", "-j", str(image), "-O", "NAME", "-n"],
+                               capture_output=True, text=True).stdout.split()  # fmt: skip
+        for loop in loops:
+            subprocess.run(["losetup", "-d", loop], check=False)
+
+
+class Clusters:
+    """The hub, its clusters service's API and the workspace under test."""
+
+    def __init__(self, hub: HubProcess, scratch: Path):
+        self.hub = hub
+        self.scratch = scratch
+        self.tokens: dict[str, str] = {}
+        self.workspace = hub.container_name("alice", "lab")
+        self.data = hub.storage_root / "alice" / "lab" / "mnt"
+
+    def token(self, user: str) -> str:
+        if user not in self.tokens:
+            r = self.hub.api("POST", f"/users/{user}/tokens", {"expires_in": 3600})
+            assert r.status_code == 201, r.text
+            self.tokens[user] = r.json()["token"]
+        return self.tokens[user]
+
+    def api(self, method: str, path: str = "alice/lab", body=None, user: str = "alice"):
+        return requests.request(
+            method, f"{self.hub.url}/services/clusters/api/clusters/{path}", json=body,
+            headers={"Authorization": f"token {self.token(user)}"}, timeout=30,
+        )  # fmt: skip
+
+    def status(self) -> dict | None:
+        r = self.api("GET")
+        if r.status_code == 404:
+            return None
+        assert r.ok, r.text
+        return r.json()
+
+    def submit(self, *args: str) -> str:
+        """qsub in the workspace as its user, from /data; the job id."""
+        out = self.sh(f"cd /data && qsub -terse {' '.join(args)}")
+        return out.strip().split(".")[0]
+
+    def script(self, name: str, text: str) -> None:
+        """An executable script in the workspace's /data (and /data/out for outputs)."""
+        for path in (self.data / "out", self.data / name):
+            if path.name == "out":
+                path.mkdir(exist_ok=True)
+            else:
+                path.write_text(text)
+                path.chmod(0o755)
+            os.chown(path, 1000, 100)
+
+    def sh(self, script: str, check: bool = True) -> str:
+        result = exec_in(self.workspace, script, user="1000")
+        if check:
+            assert result.returncode == 0, f"{script}: {result.stdout}{result.stderr}"
+        return result.stdout
+
+    def running_on(self, job_id: str) -> str | None:
+        """The member running ``job_id`` (from qstat in the workspace), or None."""
+        root = ET.fromstring(self.sh("qstat -xml -s r"))
+        for job in root.iter("job_list"):
+            if job.findtext("JB_job_number") == job_id:
+                return (job.findtext("queue_name") or "").partition("@")[2] or None
+        return None
+
+    def qacct_tasks(self, job_id: str) -> list[str]:
+        report = self.sh(f"qacct -j {job_id}", check=False)
+        return sorted(line.split()[1] for line in report.splitlines() if line.startswith("taskid"))
+
+    def containers(self, cluster_id: str) -> dict[str, str]:
+        """``{name: id}`` of the cluster's running containers."""
+        out = docker("ps", "--no-trunc", "--format", "{{.Names}} {{.ID}}", "--filter",
+                     f"label=org.benchhub.cluster.id={cluster_id}")  # fmt: skip
+        return dict(line.split() for line in out.splitlines())
+
+    def scaler_log(self) -> str:
+        path = self.data / "logs" / "sge-scaler.log"
+        return path.read_text() if path.exists() else ""
+
+    def service_pid(self) -> int | None:
+        """The pid of this hub's clusters service (its state directory is unique), or None
+        while it is not running."""
+        state = f"--state-dir={self.hub.workdir / 'state' / 'clusters'}".encode()
+        for proc in Path("/proc").iterdir():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"hub_services.clusters" in argv and state in argv:
+                return int(proc.name)
+        return None
+
+
+def wait_for(predicate, timeout: float, what: str, step: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"not after {timeout} s: {what}")
+
+
+def members_in(state: str):
+    """A predicate: the cluster's members when every one is in ``state`` (None otherwise)."""
+
+    def check(clusters: Clusters, count: int):
+        status = clusters.status()
+        members = status["members"] if status else []
+        ok = len(members) == count and all(m["state"] == state for m in members)
+        return members if ok else None
+
+    return check
+
+
+@pytest.fixture(scope="module")
+def clusters(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp(PREFIX)
+    scratch = workdir / "scratch"
+    hub = HubProcess(workdir, prefix=PREFIX, env_overrides={
+        "BENCHHUB_CLUSTERS_PORT": str(free_port()),
+        "BENCHHUB_CLUSTER_SUBNETS": "10.233.0.0/20",
+        "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
+        "BENCHHUB_CLUSTER_INTERVAL": "1",
+        "BENCHHUB_CLUSTER_STABILISATION": "2",
+        "BENCHHUB_CLUSTER_MIN_LIFETIME": str(MIN_LIFETIME_S),
+    })  # fmt: skip
+    probe = subprocess.run(["docker", "run", "--rm", "--entrypoint", "test", WORKSPACE_IMAGE,
+                            "-x", "/usr/bin/qsub"], capture_output=True)  # fmt: skip
+    if probe.returncode != 0:
+        pytest.fail(f"{WORKSPACE_IMAGE} has no Grid Engine client; rebuild it: "
+                    "images/build.sh jupyterlab")  # fmt: skip
+    cleanup(PREFIX, hub.storage_root)
+    _remove_cluster_leftovers(scratch)
+    hub.start()
+    for user in ("alice", "bob"):
+        hub.ensure_user(user)
+    hub.start_workspace("alice", "lab", {"resource_model": "test-small"})
+    yield Clusters(hub, scratch)
+    hub.stop()
+    cleanup(PREFIX, hub.storage_root)
+    _remove_cluster_leftovers(scratch)
+
+
+@pytest.fixture(autouse=True)
+def _logs_on_failure(request):
+    yield
+    failed = getattr(request.node, "rep_call", None)
+    if not (failed and failed.failed) or "clusters" not in request.fixturenames:
+        return
+    clusters = request.getfixturevalue("clusters")
+    print(f"\n----- hub log (tail) -----\n{clusters.hub.log_tail(80)}")
+    print(f"----- scaler log -----\n{clusters.scaler_log()}")
+    for name in docker("ps", "-a", "--format", "{{.Names}}", "--filter",
+                       f"name=^{PREFIX}-cluster-", check=False).split():  # fmt: skip
+        logs = docker("logs", "--tail", "20", name, check=False)
+        print(f"----- docker logs {name} -----\n{logs}")
+
+
+def test_others_get_403_and_bad_settings_a_400_naming_the_field(clusters):
+    static = {"type": "static", "members": 2, "resource_model": MEMBER}
+    for method in ("GET", "POST", "DELETE"):
+        r = clusters.api(method, body=static, user="bob")
+        assert r.status_code == 403, (method, r.text)
+        assert "only alice or an admin" in r.json()["message"]
+    refused = {
+        "members": {"type": "static", "members": 0},
+        "max_members": {"type": "dynamic", "min_members": 3, "max_members": 51},
+        "colour": {"type": "static", "members": 1, "colour": "blue"},
+        "web_access": {**static, "web_access": True},
+        "resource_model": {**static, "resource_model": "standard-xlarge"},  # 16 CPUs; host: 2
+    }
+    for field, body in refused.items():
+        r = clusters.api("POST", body=body)
+        assert r.status_code == 400, (field, r.text)
+        assert r.json()["message"].startswith(field) or f"; {field}" in r.json()["message"], r.text
+    assert "this host has" in clusters.api("POST", body=refused["resource_model"]).json()["message"]
+    r = clusters.api("POST", "alice/absent", body=static)
+    assert r.status_code == 409 and "not running" in r.json()["message"]
+    assert clusters.status() is None  # nothing was created
+    assert clusters.api("GET", user="bob").status_code == 403
+
+
+def test_static_cluster_runs_an_array_job_from_the_workspace_and_qacct_reports_it(clusters):
+    r = clusters.api("POST", body={"type": "static", "members": 2, "resource_model": MEMBER,
+                                   "scratch_gb": 1})  # fmt: skip
+    assert r.status_code == 202, r.text
+    started = time.monotonic()
+    members = wait_for(lambda: members_in("idle")(clusters, 2), 60, "2 members are idle")
+    print(f"MEASURED static cluster of 2 ready in {time.monotonic() - started:.1f} s")
+    names = {m["name"] for m in members}
+    assert all(m["free"] == {"cores": 1, "memory_bytes": 7372 * 1024**2} for m in members)
+    assert names <= set(clusters.sh("qhost").split())  # the workspace's client sees them
+    clusters.script("job.sh", JOB)
+    job = clusters.submit("-cwd", "-o", "/data/out", "-e", "/data/out", "-t", "1-4", "job.sh")
+    tasks = wait_for(lambda: clusters.qacct_tasks(job) == ["1", "2", "3", "4"], 60,
+                     f"qacct in the workspace reports the 4 tasks of job {job}")  # fmt: skip
+    assert tasks
+    outputs = [clusters.data / "out" / f"job.sh.o{job}.{task}" for task in range(1, 5)]
+    lines = [dict(kv.split("=", 1) for kv in p.read_text().split()) for p in outputs]
+    assert {line["host"] for line in lines} <= names
+    assert {line["uid"] for line in lines} == {"1000"}
+    assert {p.stat().st_uid for p in outputs} == {1000}
+    assert all(line["tmp"].startswith("/scratch/") for line in lines)
+    report = clusters.sh(f"qacct -j {job}")
+    assert {line.split()[1] for line in report.splitlines() if line.startswith("owner")} == {
+        "jovyan"}  # fmt: skip
+
+
+def test_consumables_refuse_to_oversubscribe_and_a_never_fitting_job_is_reported(clusters):
+    sleepers = [clusters.submit("-l", "static_cores=1", "-o", "/dev/null", "-e", "/dev/null",
+                                "-b", "y", "sleep", "60") for _ in range(3)]  # fmt: skip
+    huge = clusters.submit("-l", "static_mem=20G", "-b", "y", "true")
+
+    def settled():
+        status = clusters.status()
+        running = sum(m["running_jobs"] for m in status["members"])
+        waiting = {p["job_id"] for p in status["pending"]}
+        return running == 2 and len(waiting & set(sleepers)) == 1 and status
+
+    status = wait_for(settled, 30, "2 jobs run (one core each member) and the third waits")
+    assert [u["job_id"] for u in status["unsatisfiable"]] == [huge]
+    assert "20 GiB per task, more than one member offers (1 core, 7.2 GiB)" in (
+        status["unsatisfiable"][0]["reason"])  # fmt: skip
+    wait_for(lambda: f"never scheduled: job {huge} asks" in clusters.scaler_log(), 10,
+             "the scaler log names the never-fitting job")  # fmt: skip
+    clusters.sh(f"qdel {' '.join(sleepers)} {huge}")
+    wait_for(lambda: not clusters.status()["pending"], 30, "the queue is empty")
+
+
+def test_a_killed_member_is_replaced_and_its_job_runs_again(clusters):
+    clusters.script("survivor.sh", "#!/bin/sh\nsleep 4\nhostname > /data/out/survivor\n")
+    job = clusters.submit("-o", "/dev/null", "-e", "/dev/null", "survivor.sh")
+
+    victim = wait_for(lambda: clusters.running_on(job), 30, f"job {job} runs")
+    docker("kill", victim)
+    wait_for(lambda: f"member {victim} lost: killed" in clusters.scaler_log(), 20,
+             f"the scaler log reports {victim} lost")  # fmt: skip
+    assert "1 running job rescheduled" in clusters.scaler_log()
+    members = wait_for(lambda: members_in("idle")(clusters, 2), 60, "2 idle members again")
+    assert victim not in {m["name"] for m in members}
+    survivor = clusters.data / "out" / "survivor"
+    wait_for(survivor.exists, 30, f"job {job} ran again to its end")
+    assert survivor.read_text().strip() in {m["name"] for m in members}
+
+
+def test_restarting_the_service_re_adopts_the_running_cluster(clusters):
+    before = clusters.status()
+    containers = clusters.containers(before["cluster_id"])
+    assert len(containers) == 3  # manager and 2 members
+    pid = clusters.service_pid()
+    assert pid is not None, "the clusters service is not running"
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: clusters.service_pid() not in (None, pid), 30, "the hub restarted it")
+    wait_for(lambda: clusters.api("GET").ok, 30, "the restarted service answers")
+    after = wait_for(lambda: members_in("idle")(clusters, 2), 30, "it sees both members idle")
+    assert {m["name"] for m in after} == {m["name"] for m in before["members"]}
+    assert clusters.containers(before["cluster_id"]) == containers  # adopted, not recreated
+    job = clusters.submit("-sync", "y", "-o", "/dev/null", "-e", "/dev/null", "-b", "y", "true")
+    wait_for(lambda: clusters.qacct_tasks(job), 10, f"qacct reports job {job}")
+
+
+def test_dynamic_cluster_scales_from_zero_for_pending_work_and_back(clusters):
+    old = clusters.status()["cluster_id"]
+    assert clusters.api("DELETE").status_code == 202
+    wait_for(lambda: clusters.status() is None and not clusters.containers(old), 30,
+             "the static cluster is gone")  # fmt: skip
+    assert not docker("network", "ls", "-q", "--filter", f"name={PREFIX}-cluster-{old}").strip()
+    assert not list(clusters.scratch.rglob("data.ext4"))  # the members' scratch went with them
+    assert "unable to read qmaster name" in exec_in(clusters.workspace, "qstat", "1000").stderr
+    r = clusters.api("POST", body={"type": "dynamic", "min_members": 0, "max_members": 3,
+                                   "resource_model": MEMBER})  # fmt: skip
+    assert r.status_code == 202, r.text
+    wait_for(lambda: clusters.status()["status"] == "running", 60, "the manager runs")
+    assert clusters.status()["members"] == []
+    submitted = time.monotonic()
+    job = clusters.submit("-o", "/dev/null", "-e", "/dev/null", "-t", "1-3", "-b", "y",
+                          "sleep", "6")  # fmt: skip
+    wait_for(lambda: len(clusters.status()["members"]) == 3, 30, "3 members for 3 tasks")
+    wait_for(lambda: clusters.qacct_tasks(job) == ["1", "2", "3"], 60, "the 3 tasks ran")
+    done = time.monotonic()
+    print(f"MEASURED dynamic 0 -> 3 members and 3 x 6 s tasks done in {done - submitted:.1f} s")
+    wait_for(lambda: clusters.status()["members"] == [], 60, "back to 0 members")
+    print(f"MEASURED last task end -> 0 members: {time.monotonic() - done:.1f} s"
+          f" (minimum lifetime {MIN_LIFETIME_S} s)")
+    log = clusters.scaler_log()
+    assert "scale up by 3 to 3 members: 3 pending tasks need 3 more members" in log
+    assert log.count(" drain ") == 3 and log.count(" remove ") == 3
+
+
+def test_stopping_the_workspace_removes_its_cluster(clusters):
+    cluster_id = clusters.status()["cluster_id"]
+    clusters.submit("-o", "/dev/null", "-e", "/dev/null", "-b", "y", "sleep", "300")
+    wait_for(lambda: members_in("busy")(clusters, 1), 30, "a member runs the long job")
+    started = time.monotonic()
+    clusters.hub.stop_workspace("alice", "lab")
+    print(f"MEASURED workspace stop with a cluster: {time.monotonic() - started:.1f} s")
+    wait_for(lambda: not clusters.containers(cluster_id), 20, "the cluster's containers are gone")
+    assert clusters.status() is None
+    assert not docker("network", "ls", "-q", "--filter", f"name={PREFIX}-cluster-").strip()
+    assert not list(clusters.scratch.rglob("data.ext4"))
+    r = requests.get(f"{clusters.hub.url}/services/clusters/api/health",
+                     headers={"Authorization": f"token {TOKEN}"}, timeout=10)  # fmt: skip
+    assert r.ok and r.json()["clusters"] == 0
