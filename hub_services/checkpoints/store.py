@@ -240,20 +240,22 @@ class CheckpointStore(LoggingConfigurable):
         if previous is not None and previous.source == source:
             reusable = {e.path: e for e in previous.entries if e.type == "file"}
         stable_before = int(created.timestamp() * _NS) - int(self.racy_window * _NS)
-        entries = []
+        entries = []  # (entry, chunk-key futures or None)
         with _ChunkSink(self.backend, self.chunking, lease, self.upload_threads) as sink:
             for scanned in scan_upper(upper_dir, excludes):
-                entry = scanned.entry
+                entry, keys = scanned.entry, None
                 if entry.type == "file":
                     old = reusable.get(entry.path)
                     if old is not None and _unchanged(old, entry):
                         sink.reuse(old.chunks, previous.chunks)
                         entry = replace(entry, chunks=old.chunks)
                     else:
-                        entry = _read_file(scanned, sink, stable_before)
-                entries.append(entry)
+                        entry, keys = _read_file(scanned, sink, stable_before)
+                entries.append((entry, keys))
                 lease.refresh()
             sink.finish()
+        entries = [entry if keys is None else replace(entry, chunks=tuple(k.result() for k in keys))
+                   for entry, keys in entries]  # fmt: skip
         return build_manifest(
             workspace_id, entries, sink.table, created=created, name=name,
             parent=previous.checkpoint_id if previous else None, source=source, reason=reason,
@@ -395,9 +397,11 @@ class CheckpointStore(LoggingConfigurable):
 
 
 class _ChunkSink:
-    """Stores a checkpoint's chunks once each, ``threads`` at a time (fsync and S3 latency
-    dominate), and keeps the chunk table and new-byte totals. Use as a context manager; an
-    upload's error surfaces from :meth:`add` or :meth:`finish`."""
+    """Stores a checkpoint's chunks once each, ``threads`` at a time, and keeps the chunk
+    table and new-byte totals. Hashing, compression and the store's fsync or S3 request all
+    run in the worker threads (they release the GIL), so the reading thread only reads and
+    cuts. Use as a context manager; a worker's error surfaces from :meth:`add` or
+    :meth:`finish`."""
 
     def __init__(self, backend, params: ChunkingParams, lease: WriterLease, threads: int):
         self.backend = backend
@@ -407,7 +411,9 @@ class _ChunkSink:
         self.new_chunks = 0
         self.new_bytes = 0
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="checkpoint-upload")
-        self._pending: dict[str, Future] = {}
+        self._pending: deque[Future] = deque()
+        self._claimed: set[str] = set()  # keys a worker stores (or stored) in this checkpoint
+        self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(2 * threads)  # bounds chunk copies in memory
 
     def __enter__(self) -> _ChunkSink:
@@ -416,41 +422,48 @@ class _ChunkSink:
     def __exit__(self, *exc) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def add(self, data: memoryview) -> str:
-        """Queue one chunk (copied: the view dies with the next chunk); returns its key."""
-        key = chunk_key(data)
-        if key not in self.table and key not in self._pending:
-            self._slots.acquire()
-            future = self._pool.submit(self._store, key, bytes(data))
-            future.add_done_callback(lambda _: self._slots.release())
-            self._pending[key] = future
+    def add(self, data: memoryview) -> Future:
+        """Queue one chunk (copied: the view dies with the next chunk); a future of its key."""
+        self._slots.acquire()
+        future = self._pool.submit(self._store, bytes(data))
+        future.add_done_callback(lambda _: self._slots.release())
+        self._pending.append(future)
         self._collect(wait=False)
         self.lease.refresh()
-        return key
+        return future
 
-    def _store(self, key: str, data: bytes) -> tuple[int, int, bool]:
+    def _store(self, data: bytes) -> str:
+        key = chunk_key(data)
+        with self._lock:
+            if key in self._claimed:  # the same bytes again in this checkpoint
+                return key
+            self._claimed.add(key)
         info = self.backend.touch(chunk_object(key))  # re-use refreshes (grace rule)
         if info is not None:
-            return len(data), info.size, False
-        blob = compress(data, self.params.level)
-        return len(data), len(blob), self.backend.put(chunk_object(key), blob)
+            stored, new = info.size, False
+        else:
+            blob = compress(data, self.params.level)
+            stored, new = len(blob), self.backend.put(chunk_object(key), blob)
+        with self._lock:
+            self.table[key] = (len(data), stored)
+            self.new_chunks += new
+            self.new_bytes += stored if new else 0
+        return key
 
     def _collect(self, wait: bool) -> None:
-        for key, future in list(self._pending.items()):
-            if wait or future.done():
-                raw, stored, new = future.result()
-                self.table[key] = (raw, stored)
-                self.new_chunks += new
-                self.new_bytes += stored if new else 0
-                del self._pending[key]
+        """Drop finished work from the queue, raising the first error."""
+        while self._pending and (wait or self._pending[0].done()):
+            self._pending.popleft().result()
 
     def finish(self) -> None:
-        """Wait until every queued chunk is stored (raises the first upload error)."""
+        """Wait until every queued chunk is stored (raises the first error)."""
         self._collect(wait=True)
 
     def reuse(self, keys, table) -> None:
-        for key in keys:
-            self.table.setdefault(key, table[key])
+        with self._lock:
+            for key in keys:
+                self.table.setdefault(key, table[key])
+                self._claimed.add(key)
 
 
 def _source_identity(upper_dir: str) -> str:
@@ -463,8 +476,9 @@ def _unchanged(old: Entry, new: Entry) -> bool:
         new.size, new.mtime_ns, new.ino, new.ctime_ns)  # fmt: skip
 
 
-def _read_file(scanned: Scanned, sink: _ChunkSink, stable_before: int) -> Entry:
-    """Chunk and store one file; keep its inode/ctime only if it was stable while read."""
+def _read_file(scanned: Scanned, sink: _ChunkSink, stable_before: int):
+    """Chunk one file into the sink: ``(entry without chunks, futures of its chunk keys)``;
+    the entry keeps its inode/ctime only if the file was stable while read."""
     keys, size = [], 0
     with io.FileIO(scanned.fd, "rb", closefd=False) as stream:
         for data in iter_chunks(stream, sink.params):
@@ -476,4 +490,4 @@ def _read_file(scanned: Scanned, sink: _ChunkSink, stable_before: int) -> Entry:
         before.st_size, before.st_mtime_ns, before.st_ctime_ns)  # fmt: skip
     stable = same and size == before.st_size and before.st_ctime_ns < stable_before
     fields = {} if stable else {"ino": None, "ctime_ns": None}
-    return replace(scanned.entry, chunks=tuple(keys), size=size, **fields)
+    return replace(scanned.entry, size=size, **fields), keys
