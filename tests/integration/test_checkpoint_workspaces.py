@@ -128,6 +128,14 @@ def test_stop_then_start_keeps_installs_and_files_and_deletions_stay_deleted(hub
     assert f"Restoring checkpoint {manifest['checkpoint']}" in hub.log_path.read_text()
     print(f"stop with checkpoint: {stop_took:.1f} s")
 
+    # a renamed workspace keeps its checkpoints (its record moves with its directory)
+    hub.stop_workspace("ada", "lab")
+    r = hub.api("PATCH", "/users/ada/servers/lab", {"name": "lab2"})
+    assert r.ok, r.text
+    hub.start_workspace("ada", "lab2")
+    assert exec_in(hub.container_name("ada", "lab2"), CHECK).stdout.splitlines() == before
+    hub.stop_workspace("ada", "lab2")
+
 
 def workspace_id(hub: HubProcess, user: str, name: str) -> str:
     record = json.loads((hub.storage_root / user / name / "checkpoints.json").read_text())
