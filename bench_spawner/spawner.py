@@ -680,8 +680,10 @@ class BenchSpawner(DockerSpawner):
     async def _save_unsaved_checkpoint(self) -> None:
         """Save the checkpoint a failed stop left in a kept container, then remove it; if it
         still fails the start fails, and the container stays."""
+        if not self.checkpoints_enabled:
+            return
         ops = self._checkpoints()
-        state = await asyncio.to_thread(ops.state) if self.checkpoints_enabled else None
+        state = await asyncio.to_thread(ops.state)
         if state is None or not state.unsaved:
             return
         kept = state.unsaved["container"]

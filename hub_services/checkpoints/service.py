@@ -68,6 +68,15 @@ class NotRunning(CheckpointError):
     """The workspace has no running container (a checkpoint-now needs one)."""
 
 
+class WorkspaceUnknown(CheckpointNotFound):
+    """No workspace of that user and name has a checkpoint record (the API's 404)."""
+
+    def __init__(self, user: str, name: str):
+        CheckpointError.__init__(self, f"{user} has no workspace '{name}' with checkpoints "
+                                       "(it never ran, or it was deleted)")  # fmt: skip
+        self.workspace_id, self.checkpoint_id = f"{user}/{name}", None
+
+
 class OptionRefused(ValueError):
     """A start-as-new asked to change what stays fixed (the 400's sentence)."""
 
@@ -232,7 +241,7 @@ class CheckpointService(LoggingConfigurable):
     def _host_dir(self, user: str, name: str) -> Path:
         host_dir = find_workspaces(self.storage_root).get((user, name))
         if host_dir is None:
-            raise CheckpointNotFound(f"{user}/{name}", "(any)")
+            raise WorkspaceUnknown(user, name)
         return host_dir
 
     async def workspaces(self, user: str) -> list[dict]:

@@ -315,7 +315,7 @@ def test_kill_9_during_a_checkpoint_lists_nothing_partial_and_the_previous_one_r
     r = api(hub, "POST", "workspaces/kim/big/checkpoints", {"name": "baseline"}, token=token)
     assert r.status_code == 201, r.text
     baseline = r.json()
-    write(hub, "kim", "big", "echo after > ~/state.txt; head -c 400000000 /dev/urandom > ~/big")
+    write(hub, "kim", "big", "echo after > ~/state.txt; head -c 250000000 /dev/urandom > ~/big")
 
     store = hub.workdir / "state" / "checkpoints"
     chunks_before = sum(1 for _ in (store / "chunks").rglob("*"))

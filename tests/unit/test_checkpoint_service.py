@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hub_services.checkpoints.backends import LocalDirectoryBackend, manifest_object
+from hub_services.checkpoints.errors import CheckpointNotFound
 from hub_services.checkpoints.manifest import build_manifest
 from hub_services.checkpoints.page import human_bytes, render_page
 from hub_services.checkpoints.service import CheckpointService, _epoch, summary
@@ -126,3 +127,8 @@ def test_the_page_escapes_what_users_wrote_and_offers_actions(tmp_path):
 def test_sizes_read_like_a_person_would_write_them():
     assert [human_bytes(n) for n in (None, 512, 1536, 3 * 1024**3)] == [
         "—", "512 B", "1.5 KiB", "3.0 GiB"]  # fmt: skip
+
+
+def test_an_unknown_workspace_is_a_404_sentence(service):
+    with pytest.raises(CheckpointNotFound, match="ann has no workspace 'nope' with checkpoints"):
+        service._host_dir("ann", "nope")
