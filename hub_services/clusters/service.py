@@ -34,9 +34,9 @@ from hub_services.hub_client import HubClient
 
 from .addresses import SubnetsExhausted
 from .controller import ClusterController, ClusterExists, WorkspaceNotRunning
-from .settings import ClusterSchema
+from .settings import ClusterSchema, ClusterSettings
 
-__all__ = ["ApiError", "ResourceCatalog", "may_see", "make_app"]
+__all__ = ["ApiError", "ResourceCatalog", "check_request", "may_see", "make_app"]
 
 _WRITE_SCOPES = ("admin:servers", "servers")
 _READ_SCOPES = (*_WRITE_SCOPES, "read:servers")
@@ -53,6 +53,44 @@ def may_see(caller: dict, owner: str, change: bool = False) -> bool:
     scopes = set(caller.get("scopes") or [])
     wanted = _WRITE_SCOPES if change else _READ_SCOPES
     return any(s in scopes or f"{s}!user={owner}" in scopes for s in wanted)
+
+
+class ApiError(web.HTTPError):
+    """An HTTP error whose ``message`` (and ``extra`` fields) go to the client as JSON."""
+
+    def __init__(self, status: int, message: str, **extra):
+        super().__init__(status)
+        self.message = message
+        self.extra = extra
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status_code}: {self.message}"
+
+
+def check_request(
+    raw: object, models: dict[str, ResourceModel], unavailable: dict[str, str], default: str
+) -> tuple[ClusterSettings, ResourceModel]:
+    """A start request's settings and the members' model, or :class:`ApiError` 400 naming
+    every field that is wrong: the schema's checks, then what this service cannot do (web
+    access, a model this host cannot run). ``default`` is the model when none is named (the
+    catalog's first when ``default`` is not in it)."""
+    schema = ClusterSchema(models, default if default in models else next(iter(models)))
+    try:
+        settings = schema.parse(raw)
+    except OptionsError as e:
+        errors = [{"field": f.field, "message": f.message} for f in e.errors]
+        raise ApiError(400, str(e), errors=errors) from None
+    problems = []
+    if settings.web_access:
+        problems.append(("web_access", "the cluster's web UI (Spark) is not available yet; "
+                                       "set web_access to false"))  # fmt: skip
+    if settings.resource_model in unavailable:
+        problems.append(("resource_model", f"{settings.resource_model} "
+                         f"{unavailable[settings.resource_model]}; choose a smaller model"))
+    if problems:
+        errors = [{"field": field, "message": message} for field, message in problems]
+        raise ApiError(400, "; ".join(f"{f}: {m}" for f, m in problems), errors=errors)
+    return settings, models[settings.resource_model]
 
 
 class ResourceCatalog:
@@ -101,18 +139,6 @@ class _Handler(HubOAuthenticated, web.RequestHandler):
         self.finish(json.dumps(body))
 
 
-class ApiError(web.HTTPError):
-    """An HTTP error whose ``message`` (and ``extra`` fields) go to the client as JSON."""
-
-    def __init__(self, status: int, message: str, **extra):
-        super().__init__(status)
-        self.message = message
-        self.extra = extra
-
-    def __str__(self) -> str:
-        return f"HTTP {self.status_code}: {self.message}"
-
-
 
 class ClusterHandler(_Handler):
     """``api/clusters/<user>/<workspace>``."""
@@ -144,23 +170,7 @@ class ClusterHandler(_Handler):
 
     async def _settings(self, raw):
         models, unavailable = await self.settings["catalog"].get()
-        default = self.settings["default_resource_model"]
-        schema = ClusterSchema(models, default if default in models else next(iter(models)))
-        try:
-            settings = schema.parse(raw)
-        except OptionsError as e:
-            errors = [{"field": f.field, "message": f.message} for f in e.errors]
-            raise ApiError(400, str(e), errors=errors) from None
-        problems = []
-        if settings.web_access:
-            problems.append("web_access: the cluster's web UI (Spark) is not available yet; "
-                            "set web_access to false")  # fmt: skip
-        if settings.resource_model in unavailable:
-            problems.append(f"resource_model: {settings.resource_model} "
-                            f"{unavailable[settings.resource_model]}; choose a smaller model")
-        if problems:
-            raise ApiError(400, "; ".join(problems))
-        return settings, models[settings.resource_model]
+        return check_request(raw, models, unavailable, self.settings["default_resource_model"])
 
     @web.authenticated
     async def delete(self, user: str, workspace: str):

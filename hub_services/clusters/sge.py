@@ -166,16 +166,18 @@ def queue() -> str:
 def scheduler() -> str:
     """The scheduler configuration (``qconf -Msconf``).
 
-    A scheduling run every second (the default 15 s makes every job wait), no load
-    adjustments, and members sorted by free ``static_cores`` so jobs pack onto the fullest
-    member and idle members can be drained. ``schedd_job_info`` lets ``qstat -j`` say why a
+    A scheduling run every second (the default 15 s makes every job wait), and one a second
+    after a job ends or is submitted (``flush_*_sec 1``: without it a freed slot waited about
+    2 s for its next job; 1 s is Grid Engine's smallest step), no load adjustments, and
+    members sorted by free ``static_cores`` so jobs pack onto the fullest member and idle
+    members can be drained. ``schedd_job_info`` lets ``qstat -j`` say why a
     job waits.
     """
     return _table([
         ("algorithm", "default"), ("schedule_interval", "0:0:1"), ("maxujobs", 0),
         ("queue_sort_method", "load"), ("job_load_adjustments", "NONE"),
         ("load_adjustment_decay_time", "0:0:0"), ("load_formula", "static_cores"),
-        ("schedd_job_info", "true"), ("flush_submit_sec", 0), ("flush_finish_sec", 0),
+        ("schedd_job_info", "true"), ("flush_submit_sec", 1), ("flush_finish_sec", 1),
         ("params", "none"), ("reprioritize_interval", "0:0:0"), ("halftime", 168),
         ("usage_weight_list", "cpu=1.000000,mem=0.000000,io=0.000000"),
         ("compensation_factor", "5.000000"), ("weight_user", "0.250000"),

@@ -1,0 +1,171 @@
+"""The auto scaler's bookkeeping around the pure decision, against a fake Grid Engine: lost
+members are rescheduled, removed and replaced under new names and addresses, a member that
+fails to start leaves nothing behind, and each never-fitting job is logged once."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bench_spawner.resource_models import ResourceModel
+from hub_services.clusters import autoscaler, sge
+from hub_services.clusters.addresses import member_addresses
+from hub_services.clusters.autoscaler import ClusterScaler
+from hub_services.clusters.containers import ClusterNames
+from hub_services.clusters.scaler import Capacity, ScalingPolicy
+from hub_services.clusters.state import ClusterRecord
+
+GIB = 1024**3
+MODEL = ResourceModel("standard-small", 2, 8)
+CAPACITY = Capacity(1, 7 * GIB)
+NAMES = ClusterNames("bench", "k3x9q2")
+T0 = datetime(2026, 1, 31, 18, 0, tzinfo=UTC)
+
+
+class FakeNodes:
+    """Containers and Grid Engine hosts in memory; ``fail_next`` makes starts fail."""
+
+    def __init__(self):
+        self.engine = self
+        self.running: dict[str, bool] = {}
+        self.hosts: dict[str, sge.HostState] = {}
+        self.pending: list[sge.PendingJob] = []
+        self.jobs_on: dict[str, int] = {}
+        self.fail_next = 0
+        self.removed: list[str] = []
+
+    async def inspect(self, name):
+        if name not in self.running:
+            return None
+        return {"State": {"Running": self.running[name], "ExitCode": 137, "OOMKilled": False}}
+
+    async def observe(self, names):
+        return dict(self.hosts), list(self.pending)
+
+    async def reschedule(self, names, host):
+        return self.jobs_on.pop(host, 0)
+
+    async def remove_member(self, names, rec, member):
+        self.running.pop(member.name, None)
+        self.hosts.pop(member.name, None)
+        self.removed.append(member.name)
+
+    async def drain(self, names, host):
+        pass
+
+    async def start_member(self, names, rec, member, model, capacity, mounts, scratch_gb):
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("no space left on device")
+        self.running[member.name] = True
+        self.hosts[member.name] = sge.HostState(member.name, True, False, "", 0, capacity)
+
+
+class FakeLog:
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def append(self, at, lines):
+        self.lines += lines
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    now = {"t": T0}
+    monkeypatch.setattr(autoscaler, "utcnow", lambda: now["t"])
+    return now
+
+
+def cluster(members: int) -> tuple[ClusterRecord, ScalingPolicy]:
+    rec = ClusterRecord(
+        user="alice", workspace="lab", cluster_id="k3x9q2",
+        settings={"type": "static", "members": members, "resource_model": MODEL.name},
+        subnet="10.231.0.64/26", workspace_container="ws", workspace_address="10.231.0.80",
+        internal=False, model=vars(MODEL), data_dir="/nowhere", created_at=T0.isoformat(),
+        status="running",
+        addresses=member_addresses("10.231.0.64/26", 900).to_dict(),
+    )  # fmt: skip
+    policy = ScalingPolicy(members, members, CAPACITY, stabilisation=timedelta(0),
+                           min_lifetime=timedelta(0))  # fmt: skip
+    return rec, policy
+
+
+async def save():
+    pass
+
+
+async def step(scaler, rec, policy, log):
+    return await scaler.step(NAMES, rec, MODEL, policy, [], log)
+
+
+async def test_a_lost_member_is_rescheduled_removed_and_replaced_under_a_new_name(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    scaler = ClusterScaler(nodes, save, address_quarantine=900)
+    rec, policy = cluster(2)
+    await step(scaler, rec, policy, log)
+    first = dict((m.name, m.address) for m in rec.members.values())
+    assert sorted(first) == [NAMES.member(1), NAMES.member(2)]
+    clock["t"] += timedelta(seconds=5)
+    await step(scaler, rec, policy, log)
+    assert all(m.joined for m in rec.members.values())
+
+    nodes.running[NAMES.member(1)] = False  # killed
+    nodes.jobs_on[NAMES.member(1)] = 2
+    view = await step(scaler, rec, policy, log)
+    assert nodes.removed == [NAMES.member(1)]
+    assert any(line.startswith(f"member {NAMES.member(1)} lost: killed (SIGKILL)") and
+               line.endswith("2 running jobs rescheduled") for line in log.lines)  # fmt: skip
+    assert log.lines[-1] == "scale up by 1 to 2 members: 1 members is below the minimum of 2"
+    assert sorted(rec.members) == [NAMES.member(2), NAMES.member(3)]
+    assert rec.members[NAMES.member(3)].address not in first.values()  # in quarantine
+    assert [m["name"] for m in view["members"]] == [NAMES.member(2), NAMES.member(3)]
+
+
+async def test_a_member_that_fails_to_start_leaves_nothing_behind(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    nodes.fail_next = 1
+    scaler = ClusterScaler(nodes, save)
+    rec, policy = cluster(2)
+    await step(scaler, rec, policy, log)
+    assert list(rec.members) == [NAMES.member(2)]
+    assert nodes.removed == [NAMES.member(1)]
+    assert f"member {NAMES.member(1)} failed to start: no space left on device" in log.lines
+    assert set(rec.addresses["held"]) == {NAMES.member(2)}  # its address was released
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)
+    assert sorted(rec.members) == [NAMES.member(2), NAMES.member(3)]
+
+
+async def test_a_member_that_never_joins_is_replaced(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    scaler = ClusterScaler(nodes, save, join_timeout=60)
+    rec, policy = cluster(1)
+    await step(scaler, rec, policy, log)
+    nodes.hosts[NAMES.member(1)] = sge.HostState(NAMES.member(1), False, False, "u", 0, None)
+    clock["t"] += timedelta(seconds=30)
+    await step(scaler, rec, policy, log)
+    assert list(rec.members) == [NAMES.member(1)]  # still within its time to join
+    clock["t"] += timedelta(seconds=40)
+    await step(scaler, rec, policy, log)
+    assert f"member {NAMES.member(1)} lost: it did not join the manager within 70 s; " \
+           "0 running jobs rescheduled" in log.lines
+    assert list(rec.members) == [NAMES.member(2)]
+
+
+async def test_a_never_fitting_job_is_logged_once_while_it_waits(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    scaler = ClusterScaler(nodes, save)
+    rec, policy = cluster(1)
+    huge = sge.PendingJob("7", "big", "jovyan", "qw", 1, 1, 1, 100 * GIB)
+    nodes.pending = [huge]
+    for _ in range(3):
+        view = await step(scaler, rec, policy, log)
+        clock["t"] += timedelta(seconds=1)
+    assert [line for line in log.lines if "never scheduled" in line] == [
+        "never scheduled: job 7 asks for 1 core, 100 GiB per task, more than one member "
+        "offers (1 core, 7 GiB); it waits until the cluster uses a larger member resource model"
+    ]
+    assert view["unsatisfiable"][0]["job_id"] == "7"
+    assert view["pending"][0]["static_mem_bytes"] == 100 * GIB
+    nodes.pending = []  # deleted: a new job 7 (a new cluster) would be logged again
+    await step(scaler, rec, policy, log)
+    assert rec.reported == []
