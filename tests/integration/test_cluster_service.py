@@ -234,6 +234,16 @@ def test_others_get_403_and_bad_settings_a_400_naming_the_field(clusters):
     assert clusters.api("GET", user="bob").status_code == 403
 
 
+def test_the_page_is_in_the_services_menu_and_offers_a_cluster_for_running_workspaces(clusters):
+    services = clusters.hub.api("GET", "/services").json()
+    assert services["clusters"]["display"] is True  # listed in the hub's Services menu
+    page = requests.get(f"{clusters.hub.url}/services/clusters/", timeout=30,
+                        headers={"Authorization": f"token {clusters.token('alice')}"})
+    assert page.ok and "<h2>lab</h2>" in page.text and "Start cluster" in page.text
+    assert "standard-xlarge (16 CPU, 64 GB)</option>" in page.text  # offered, but disabled
+    assert "value='standard-xlarge' disabled" in page.text
+
+
 def test_static_cluster_runs_an_array_job_from_the_workspace_and_qacct_reports_it(clusters):
     r = clusters.api("POST", body={"type": "static", "members": 2, "resource_model": MEMBER,
                                    "scratch_gb": 1})  # fmt: skip
@@ -339,6 +349,27 @@ def test_dynamic_cluster_scales_from_zero_for_pending_work_and_back(clusters):
     log = clusters.scaler_log()
     assert "scale up by 3 to 3 members: 3 pending tasks need 3 more members" in log
     assert log.count(" drain ") == 3 and log.count(" remove ") == 3
+
+
+def test_a_restricted_workspaces_cluster_has_no_route_out_and_takes_its_jobs(clusters):
+    hub = clusters.hub
+    hub.start_workspace("alice", "closed", {"resource_model": "test-small",
+                                            "access_mode": "restricted", "whitelist": "a.test"})
+    closed = hub.container_name("alice", "closed")
+    r = clusters.api("POST", "alice/closed", {"type": "static", "members": 1,
+                                              "resource_model": MEMBER})  # fmt: skip
+    assert r.status_code == 202, r.text
+    network = r.json()["network"]
+    wait_for(lambda: [m["state"] for m in clusters.api("GET", "alice/closed").json()["members"]]
+             == ["idle"], 60, "the member is idle")  # fmt: skip
+    assert docker("network", "inspect", "-f", "{{.Internal}}", network).strip() == "true"
+    attached = docker("inspect", "-f", "{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} "
+                      "{{end}}", closed).split()  # fmt: skip
+    assert sorted(attached) == sorted([f"{PREFIX}-restricted", network])
+    submit = exec_in(closed, "cd /data && qsub -sync y -b y true", user="1000")
+    assert submit.returncode == 0 and "exited with exit code 0" in submit.stdout, submit.stderr
+    hub.stop_workspace("alice", "closed")
+    wait_for(lambda: clusters.api("GET", "alice/closed").status_code == 404, 20, "it is gone")
 
 
 def test_stopping_the_workspace_removes_its_cluster(clusters):
