@@ -225,7 +225,7 @@ for role in c.JupyterHub.load_roles:  # every user may open the checkpoints page
 # its own subnet of BENCHHUB_CLUSTER_SUBNETS (must not overlap the site's networks). Times are
 # seconds; BENCHHUB_CLUSTER_MIN_LIFETIME and _STABILISATION shorten the auto scaler's pacing for
 # demos and tests (ICA Bench: members live at least 300 s).
-clusters_port = int(os.environ.get("BENCHHUB_CLUSTERS_PORT", "10103"))
+clusters_port = int(os.environ.get("BENCHHUB_CLUSTERS_PORT", "10104"))
 clusters_state = os.environ.get("BENCHHUB_CLUSTER_STATE_DIR", str(state_dir / "clusters"))
 clusters_scratch = os.environ.get(
     "BENCHHUB_CLUSTER_SCRATCH_ROOT", "/var/lib/benchhub/cluster-scratch"
