@@ -329,7 +329,8 @@ class ClusterController(LoggingConfigurable):
                 await self.nodes.start_manager(names, rec, ResourceModel(**rec.model),
                                                data_mounts(workspace))  # fmt: skip
                 await self.nodes.attach_workspace(names, rec, workspace)
-                rec.status, rec.reason = "running", ""
+                if rec.status == "starting":  # not if a stop came in meanwhile
+                    rec.status, rec.reason = "running", ""
                 settings = settings_of(rec)
                 line = (f"cluster {rec.cluster_id} started: {settings.type}, "
                         f"{settings.min_members}-{settings.max_members} members of "
@@ -339,7 +340,8 @@ class ClusterController(LoggingConfigurable):
                 raise
             except Exception as e:
                 self.log.error("%s: cluster start failed", rec.key, exc_info=True)
-                rec.status, rec.reason = "errored", f"start failed: {e}"
+                if rec.status == "starting":
+                    rec.status, rec.reason = "errored", f"start failed: {e}"
                 await self._remove_quietly(names, rec)
             await self.save()
         self._wake.set()  # the first scaler pass (a static cluster's members) at once

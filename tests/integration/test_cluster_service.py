@@ -11,6 +11,7 @@ The tests run in order on one workspace, alice/lab; bob is another user.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 from docker_cli import cleanup, docker, exec_in
-from hub_harness import TOKEN, HubProcess, free_port
+from hub_harness import PASSWORD, TOKEN, HubProcess, free_port
 
 PREFIX = "benchclus"
 IMAGE = os.environ.get("BENCH_CLUSTER_IMAGE", "benchhub/cluster:latest")
@@ -234,14 +235,25 @@ def test_others_get_403_and_bad_settings_a_400_naming_the_field(clusters):
     assert clusters.api("GET", user="bob").status_code == 403
 
 
-def test_the_page_is_in_the_services_menu_and_offers_a_cluster_for_running_workspaces(clusters):
-    services = clusters.hub.api("GET", "/services").json()
-    assert services["clusters"]["display"] is True  # listed in the hub's Services menu
-    page = requests.get(f"{clusters.hub.url}/services/clusters/", timeout=30,
-                        headers={"Authorization": f"token {clusters.token('alice')}"})
+def test_the_page_in_the_services_menu_starts_and_stops_a_cluster_as_its_script_does(clusters):
+    url = clusters.hub.url
+    browser = requests.Session()
+    browser.get(f"{url}/hub/login")  # sets the _xsrf cookie the form posts back
+    form = {"username": "alice", "password": PASSWORD, "_xsrf": browser.cookies["_xsrf"]}
+    assert browser.post(f"{url}/hub/login", data=form).ok
+    assert "/services/clusters/" in browser.get(f"{url}/hub/home").text  # the Services menu
+    page = browser.get(f"{url}/services/clusters/")  # OAuth without a confirm page
     assert page.ok and "<h2>lab</h2>" in page.text and "Start cluster" in page.text
-    assert "standard-xlarge (16 CPU, 64 GB)</option>" in page.text  # offered, but disabled
-    assert "value='standard-xlarge' disabled" in page.text
+    assert "value='standard-xlarge' disabled" in page.text  # this host cannot run it
+    xsrf = re.search(r'const XSRF = "([^"]+)"', page.text).group(1)
+    api = f"{url}/services/clusters/api/clusters/alice/lab"
+    body = {"type": "static", "members": 1, "resource_model": MEMBER}
+    assert browser.post(api, json=body).status_code == 403  # a cookie without the XSRF token
+    r = browser.post(api, json=body, headers={"X-XSRFToken": xsrf})
+    assert r.status_code == 202, r.text
+    assert "Stop cluster" in browser.get(f"{url}/services/clusters/").text
+    assert browser.delete(api, headers={"X-XSRFToken": xsrf}).status_code == 202
+    wait_for(lambda: clusters.status() is None, 30, "the cluster is gone")
 
 
 def test_static_cluster_runs_an_array_job_from_the_workspace_and_qacct_reports_it(clusters):
