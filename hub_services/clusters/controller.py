@@ -44,7 +44,7 @@ from .scaler_log import ScalerLog
 from .settings import ClusterSettings
 from .state import ClusterRecord, ClusterStore, atomic_write, utcnow
 
-__all__ = ["ClusterController", "ClusterExists", "WorkspaceNotRunning"]
+__all__ = ["ClusterController", "ClusterExists", "ClusterImageMissing", "WorkspaceNotRunning"]
 
 GIB = 1024**3
 
@@ -55,6 +55,10 @@ class WorkspaceNotRunning(Exception):
 
 class ClusterExists(Exception):
     """The workspace already has a cluster."""
+
+
+class ClusterImageMissing(Exception):
+    """The manager/member image is not on this host (the message says how to build it)."""
 
 
 def settings_of(rec: ClusterRecord) -> ClusterSettings:
@@ -206,6 +210,13 @@ class ClusterController(LoggingConfigurable):
                     f"{key} already has a cluster ({self.records[key].status}); stop it first "
                     "(DELETE) to start one with other settings"
                 )
+            try:
+                await self.engine.call("inspect_image", self.image)
+            except NotFound:
+                raise ClusterImageMissing(
+                    f"the cluster image {self.image} is not on this host; build it with "
+                    "images/build.sh cluster (make images)"
+                ) from None
             container = await self.workspace_container(user, workspace)
             mounts = data_mounts(container) if container else []
             if not mounts:
@@ -330,7 +341,7 @@ class ClusterController(LoggingConfigurable):
                                                data_mounts(workspace))  # fmt: skip
                 await self.nodes.attach_workspace(names, rec, workspace)
                 if rec.status == "starting":  # not if a stop came in meanwhile
-                    rec.status, rec.reason = "running", ""
+                    rec.status, rec.reason = "running", await self._client_note(rec)
                 settings = settings_of(rec)
                 line = (f"cluster {rec.cluster_id} started: {settings.type}, "
                         f"{settings.min_members}-{settings.max_members} members of "
@@ -345,6 +356,15 @@ class ClusterController(LoggingConfigurable):
                 await self._remove_quietly(names, rec)
             await self.save()
         self._wake.set()  # the first scaler pass (a static cluster's members) at once
+
+    async def _client_note(self, rec: ClusterRecord) -> str:
+        """Why jobs cannot be submitted from the workspace, or "" (they can)."""
+        found = await self.engine.exec(rec.workspace_container, ["sh", "-c", "command -v qsub"])
+        if found.ok:
+            return ""
+        return ("the workspace image has no Grid Engine client (qsub): use a BenchHub image, or "
+                "install gridengine-client and link $SGE_ROOT/default/common to "
+                "/data/.sge/common")  # fmt: skip
 
     async def _remove_quietly(self, names: ClusterNames, rec: ClusterRecord) -> None:
         try:

@@ -3,7 +3,8 @@
 - ``POST   api/clusters/<user>/<workspace>`` — start a cluster for a running workspace. The
   body is the cluster settings (:class:`~.settings.ClusterSchema`); a bad one is a 400 whose
   message names each field and what is allowed, and nothing is created. 409 when the
-  workspace does not run or already has a cluster. 202 with the cluster's status.
+  workspace does not run or already has a cluster, 503 when this host cannot (no subnet
+  left, no cluster image). 202 with the cluster's status.
 - ``GET    api/clusters/<user>/<workspace>`` — status: manager, members and their state,
   pending jobs, jobs no member can ever run (and why), the scaler's last decision, the tail
   of ``/data/logs/sge-scaler.log``. 404 when the workspace has no cluster.
@@ -33,7 +34,12 @@ from bench_spawner.resource_models import ResourceModel
 from hub_services.hub_client import HubClient
 
 from .addresses import SubnetsExhausted
-from .controller import ClusterController, ClusterExists, WorkspaceNotRunning
+from .controller import (
+    ClusterController,
+    ClusterExists,
+    ClusterImageMissing,
+    WorkspaceNotRunning,
+)
 from .settings import ClusterSchema, ClusterSettings
 
 __all__ = ["ApiError", "ResourceCatalog", "check_request", "may_see", "make_app"]
@@ -163,7 +169,7 @@ class ClusterHandler(_Handler):
             await self.controller.start_cluster(user, workspace, settings, model)
         except (WorkspaceNotRunning, ClusterExists) as e:
             raise ApiError(409, str(e)) from None
-        except SubnetsExhausted as e:
+        except (SubnetsExhausted, ClusterImageMissing) as e:
             raise ApiError(503, str(e)) from None
         self.set_status(202)
         self.write(self.controller.status(user, workspace))

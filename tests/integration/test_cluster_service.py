@@ -264,6 +264,7 @@ def test_static_cluster_runs_an_array_job_from_the_workspace_and_qacct_reports_i
     members = wait_for(lambda: members_in("idle")(clusters, 2), 60, "2 members are idle")
     print(f"MEASURED static cluster of 2 ready in {time.monotonic() - started:.1f} s")
     names = {m["name"] for m in members}
+    assert (clusters.status()["status"], clusters.status()["reason"]) == ("running", "")
     assert all(m["free"] == {"cores": 1, "memory_bytes": 7372 * 1024**2} for m in members)
     assert names <= set(clusters.sh("qhost").split())  # the workspace's client sees them
     clusters.script("job.sh", JOB)
