@@ -27,6 +27,7 @@ bench: host deps images
 	$(PY) -m benchmarks.spawn_latency
 	$(PY) -m benchmarks.egress
 	$(PY) -m benchmarks.lifecycle_pass
+	$(PY) -m benchmarks.checkpoints
 
 host:
 	@bash scripts/host-setup.sh

@@ -26,24 +26,16 @@ from jupyterhub.spawner import SpawnException
 from jupyterhub.utils import exponential_backoff, url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Bool, Dict, Float, Integer, List, Type, Unicode, default, validate
+from traitlets import Dict, Float, Integer, List, Type, Unicode, default
 
-from hub_services.checkpoints.containers import excluded_paths_of, image_of, upper_dir_of
-from hub_services.checkpoints.errors import CheckpointCorrupt, CheckpointNotFound
-from hub_services.checkpoints.store import CheckpointStore
-from hub_services.checkpoints.workspace import (
-    WorkspaceCheckpoints,
-    damaged_message,
-    image_mismatch,
-    label,
-    unknown_message,
-)
+from hub_services.checkpoints.workspace import label
 from hub_services.egress.policy import FORBIDDEN_DESTINATIONS
 from hub_services.egress.presets import data_science_preset, probe_image
 from hub_services.egress.proxy import EgressProxy, EgressState
 from hub_services.egress.workspace import RestrictedAccess, WorkspaceNetwork
 
 from .activity_journal import ActivityJournal
+from .checkpointing import WorkspaceCheckpointing
 from .container import ContainerPlan, create_kwargs, host_config_kwargs
 from .form import render_options_form
 from .networks import host_mtu, network_create_kwargs
@@ -69,7 +61,7 @@ from .workspace_status import (
 STATE_VERSION = 1
 
 
-class BenchSpawner(DockerSpawner):
+class BenchSpawner(WorkspaceCheckpointing, DockerSpawner):
     """Spawn each JupyterHub named server as a BenchHub workspace container."""
 
     resource_models = Dict(
@@ -172,42 +164,6 @@ class BenchSpawner(DockerSpawner):
         activity log. "" = keep no activity log. Example: /var/lib/benchhub/hub/activity.jsonl
         """,
     ).tag(config=True)
-
-    checkpoints_enabled = Bool(
-        help="""Checkpoint each workspace's container filesystem on stop and restore the latest
-        checkpoint on start (needs root: the hub reads and writes overlay2 upper directories).
-        Default: on when the hub runs as root. The store is configured with
-        c.CheckpointStore.backend_class (LocalDirectoryBackend or S3Backend),
-        c.LocalDirectoryBackend.root, c.S3Backend.bucket/prefix/endpoint_url.
-        """,
-    ).tag(config=True)
-    checkpoint_store_class = Type(
-        CheckpointStore, klass=CheckpointStore,
-        help="The checkpoint store (a CheckpointStore subclass), e.g. one that injects faults.",
-    ).tag(config=True)  # fmt: skip
-    checkpoint_keep_automatic = Integer(
-        30,
-        help="""Automatic checkpoints (on stop, periodic) kept per workspace, newest first;
-        named ones are always kept. At least 1, e.g. 30.""",
-    ).tag(config=True)
-    checkpoint_exclude = List(
-        Unicode(), ["/data"],
-        help="""Container paths left out of checkpoints on top of every mount point, e.g.
-        ["/data", "/scratch"]. /data and its mounts are persistent on their own.""",
-    ).tag(config=True)  # fmt: skip
-
-    @default("checkpoints_enabled")
-    def _default_checkpoints_enabled(self):
-        return os.geteuid() == 0
-
-    @validate("checkpoint_keep_automatic")
-    def _keep_at_least_one(self, proposal):
-        if proposal["value"] < 1:
-            raise ValueError(
-                "checkpoint_keep_automatic must be at least 1 (the newest checkpoint is the "
-                f"next one's parent), e.g. 30; got {proposal['value']}"
-            )
-        return proposal["value"]
 
     # (user, workspace) -> (actor, reason) of the request being served, set by BenchHub's
     # request handlers (bench_spawner.hub_api) and taken by the next start, stop or delete. A
@@ -588,8 +544,11 @@ class BenchSpawner(DockerSpawner):
         if obj["State"]["Running"]:
             return None
         # JupyterHub does not call stop() for a server that poll() reports dead: note why it
-        # died, then release the container and the volume here.
+        # died, save what it changed since the last periodic checkpoint (a failure keeps the
+        # container aside and says so), then release the container and the volume here.
         await self._record_exit(obj)
+        with contextlib.suppress(Exception):  # logged and shown by _checkpoint_on_stop
+            await self._checkpoint_on_stop(obj)
         await self._release()
         return obj["State"].get("ExitCode", 0)
 
@@ -623,136 +582,6 @@ class BenchSpawner(DockerSpawner):
         self._take_request()
         await self._release()
         self.clear_state()
-
-    # ---- checkpoints (hub_services.checkpoints; the hub service takes the periodic ones) -----
-
-    _checkpoint_stores: dict[type, CheckpointStore] = {}
-
-    @property
-    def checkpoint_store(self) -> CheckpointStore:
-        """The store (one per class for the hub process: it holds the backend's client)."""
-        cls = self.checkpoint_store_class
-        if cls not in BenchSpawner._checkpoint_stores:
-            BenchSpawner._checkpoint_stores[cls] = cls(parent=self, log=self.log)
-        return BenchSpawner._checkpoint_stores[cls]
-
-    def _checkpoints(self) -> WorkspaceCheckpoints:
-        store, keep = self.checkpoint_store, self.checkpoint_keep_automatic
-        return WorkspaceCheckpoints(store, self.volume.dir, keep)
-
-    async def _checkpoint(self, obj: dict, reason: str) -> None:
-        """Checkpoint the (stopped) container ``obj`` of this workspace; durable on return."""
-        ops, t0 = self._checkpoints(), time.monotonic()
-        await asyncio.to_thread(ops.ensure, self.user.name, self.name, self.storage_root)
-        excluded = excluded_paths_of(obj, self.checkpoint_exclude)
-        manifest = await asyncio.to_thread(ops.take, upper_dir_of(obj), excluded, reason,
-                                           None, image_of(obj))  # fmt: skip
-        self.log.info("%s: checkpoint %s (%s) in %.2f s: %d new bytes stored", self._log_name,
-                      manifest.checkpoint_id, reason, time.monotonic() - t0,
-                      manifest.totals["new_stored_bytes"])  # fmt: skip
-
-    async def _checkpoint_on_stop(self, obj: dict) -> None:
-        """Take the stop's checkpoint. If it fails, nothing is lost: the stopped container is
-        kept under another name (so no start or cleanup removes it), the workspace shows
-        errored with the reason, and the error is raised; the next start saves it first."""
-        if not self.checkpoints_enabled:
-            return
-        try:
-            await self._checkpoint(obj, "on stop")
-        except Exception as e:
-            message = f"checkpoint on stop failed: {describe_failure(e)}"
-            self.log.error("%s: %s", self._log_name, message, exc_info=True)
-            kept = f"{self.object_name}.unsaved-{int(time.time())}"
-            try:
-                await self.docker("rename", obj["Id"], kept)
-                await asyncio.to_thread(self._checkpoints().mark_unsaved, kept, message)
-            except Exception:
-                self.log.error("%s: could not set aside %s", self._log_name, kept, exc_info=True)
-            shown = f"{message}; the stopped container is kept and the next start saves it"
-            await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("errored", shown))
-            await self.record_activity("errored", message)
-            self._take_request()
-            self.object_id = ""
-            await self.volume.detach()
-            await self.restricted_access.release(self.egress_key)
-            raise
-
-    async def _save_unsaved_checkpoint(self) -> None:
-        """Save the checkpoint a failed stop left in a kept container, then remove it; if it
-        still fails the start fails, and the container stays."""
-        if not self.checkpoints_enabled:
-            return
-        ops = self._checkpoints()
-        state = await asyncio.to_thread(ops.state)
-        if state is None or not state.unsaved:
-            return
-        kept = state.unsaved["container"]
-        try:
-            obj = await self.docker("inspect_container", kept)
-        except NotFound:
-            self.log.warning("%s: kept container %s is gone; its unsaved changes are lost",
-                             self._log_name, kept)  # fmt: skip
-            await asyncio.to_thread(ops.clear_unsaved)
-            return
-        self._emit(20, "Saving the checkpoint the last stop could not save…")
-        try:
-            await self._checkpoint(obj, "on stop (saved at the next start)")
-        except Exception as e:
-            raise SpawnException(
-                f"the last stop's checkpoint still cannot be saved ({describe_failure(e)}); "
-                f"the stopped container {kept} is kept so nothing is lost: fix the checkpoint "
-                "store (see the hub log) and start again",
-                reason="checkpoint",
-            ) from e
-        await asyncio.to_thread(ops.clear_unsaved)
-        await self.docker("remove_container", kept, v=True, force=True)
-
-    async def _choose_checkpoint(self, spec: WorkspaceSpec):
-        """The checkpoint this start restores (spec.restore_checkpoint), or None; 400 if the
-        option names no checkpoint of this workspace, or one taken on another image."""
-        if not self.checkpoints_enabled:
-            return None
-        ops = self._checkpoints()
-        state = await asyncio.to_thread(ops.ensure, self.user.name, self.name, self.storage_root)
-        try:
-            manifest = await asyncio.to_thread(ops.choose, spec.restore_checkpoint)
-        except CheckpointNotFound:
-            there = await asyncio.to_thread(self.checkpoint_store.list, state.workspace_id)
-            message = unknown_message(self.name, spec.restore_checkpoint, there)
-            raise web.HTTPError(400, message) from None
-        mismatch = manifest and image_mismatch(manifest, self.image)
-        if mismatch:
-            raise web.HTTPError(400, mismatch)
-        return manifest
-
-    async def _restore_checkpoint(self, manifest) -> None:
-        """Fill the new container's upper dir from ``manifest`` (None: start from the image);
-        a damaged checkpoint fails the start, naming the previous good one."""
-        if not self.checkpoints_enabled:
-            return
-        ops = self._checkpoints()
-        obj = await self.docker("inspect_container", self.object_id) if manifest else None
-        try:
-            await asyncio.to_thread(ops.restore, manifest, obj and upper_dir_of(obj))
-        except CheckpointCorrupt as e:
-            good = await asyncio.to_thread(ops.previous_good, e.checkpoint_id)
-            raise SpawnException(damaged_message(e, good), reason="checkpoint") from e
-
-    def _forget_restore_choice(self, spec: WorkspaceSpec) -> None:
-        """restore_checkpoint applies to one start: the next one restores the latest again."""
-        if spec.restore_checkpoint:
-            options = {**(self.orm_spawner.user_options or {}), "restore_checkpoint": ""}
-            self.orm_spawner.user_options = options
-            self.user_options = options
-
-    async def checkpoint_status(self) -> dict:
-        """``{"workspace_id", "last", "periodic_error", "unsaved"}`` of the workspace's
-        checkpoint record ({} without one), e.g. for its status line."""
-        state = await asyncio.to_thread(self._checkpoints().state)
-        if state is None:
-            return {}
-        fields = ("workspace_id", "last", "periodic_error", "unsaved")
-        return {key: getattr(state, key) for key in fields}
 
     async def _release(self) -> None:
         """Give back what a run held: container, volume mount, egress list and address."""
@@ -789,16 +618,22 @@ class BenchSpawner(DockerSpawner):
             await asyncio.to_thread(os.replace, self.volume.dir, new)
 
     async def workspace_status(self) -> dict:
-        """{status, reason, since} as shown on the home page and by the workspaces API."""
+        """{status, reason, since, checkpoint} as shown on the home page and by the workspaces
+        API; ``checkpoint`` is the last checkpoint and a failing periodic one (or {})."""
         live = live_status(self.pending, self.ready)
         outcome = await asyncio.to_thread(read_outcome, self.volume.dir)
+        checkpoint = await self.checkpoint_status() if self.checkpoints_enabled else {}
         if live:
             reason = ""
             spec = self.current_spec()
             if live == "running" and spec and spec.access_mode == "restricted":
                 if not await self.restricted_access.proxy.healthy():
                     reason = "egress proxy is down: no outside access until it is back"
-            return {"status": live, "reason": reason, "since": outcome.at if outcome else None}
+            failing = checkpoint.get("periodic_error")
+            if live == "running" and failing and not reason:
+                reason = f"the last periodic checkpoint failed: {failing['message']}"
+            since = outcome.at if outcome else None
+            return {"status": live, "reason": reason, "since": since, "checkpoint": checkpoint}
         if outcome and outcome.status == "errored":
             return {"status": "errored", "reason": outcome.reason, "since": outcome.at}
         return {"status": "stopped", "reason": "", "since": outcome.at if outcome else None}
