@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from docker_cli import cleanup, docker, exec_in  # noqa: E402
-from hub_harness import HubProcess, free_port  # noqa: E402
+from hub_harness import HubProcess  # noqa: E402
 
 from hub_services.clusters import sge  # noqa: E402
 
@@ -144,7 +144,6 @@ def throughput(bench: Bench) -> float:
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="benchclusb-"))
     hub = HubProcess(workdir, prefix=PREFIX, env_overrides={
-        "BENCHHUB_CLUSTERS_PORT": str(free_port()),
         "BENCHHUB_CLUSTER_SUBNETS": "10.234.0.0/20",
         "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(workdir / "scratch"),
         "BENCHHUB_CLUSTER_INTERVAL": "1",

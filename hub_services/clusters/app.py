@@ -72,7 +72,7 @@ class ClustersApp(Application):
         controller = ClusterController(parent=self, log=self.log)
         await controller.setup()
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/clusters/")
-        url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10103"))
+        url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10104"))
         app = make_app(controller, prefix, secrets.token_bytes(32), self.default_resource_model)
         app.listen(url.port, url.hostname)
         self.log.info("clusters service on %s:%s, prefix %s, %d clusters adopted", url.hostname,

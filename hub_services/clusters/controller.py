@@ -25,7 +25,7 @@ from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
 
-from docker.errors import NotFound
+from docker.errors import APIError, NotFound
 from traitlets import Float, Instance, Integer, Type, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
@@ -201,8 +201,9 @@ class ClusterController(LoggingConfigurable):
     async def start_cluster(
         self, user: str, workspace: str, settings: ClusterSettings, model: ResourceModel
     ) -> ClusterRecord:
-        """Record a cluster for a running workspace and start bringing it up (in the
-        background). Raises :class:`WorkspaceNotRunning` or :class:`ClusterExists`."""
+        """Record a cluster for a running workspace, create its network and start bringing it
+        up (in the background). Raises :class:`WorkspaceNotRunning`, :class:`ClusterExists`,
+        :class:`ClusterImageMissing` or :class:`SubnetsExhausted`."""
         key = f"{user}/{workspace}"
         async with self._locks[key]:
             if key in self.records:
@@ -223,6 +224,17 @@ class ClusterController(LoggingConfigurable):
                 raise WorkspaceNotRunning(
                     f"workspace {key} is not running; start it first, then its cluster"
                 )
+            rec = await self._new_cluster(user, workspace, settings, model, container, mounts)
+            self.records[key] = rec
+            await self.save()
+        self._launch(key, self._bring_up(rec))
+        return rec
+
+    async def _new_cluster(self, user, workspace, settings, model, container, mounts):
+        """A record with a subnet whose network exists. Another hub on this engine may take
+        a subnet between our look at Docker's networks and our create: then the next one."""
+        internal = await self._is_restricted(container)
+        for attempt in range(3):
             now = utcnow()
             cluster_id = secrets.token_hex(3)
             subnet = self.pool.allocate(cluster_id, now.timestamp(), await self._docker_subnets())
@@ -232,14 +244,19 @@ class ClusterController(LoggingConfigurable):
                 settings=settings.to_options(), subnet=subnet,
                 workspace_container=container["Id"],
                 workspace_address=book.assign("workspace", now.timestamp()),
-                internal=await self._is_restricted(container), model=vars(model),
-                data_dir=mounts[0].source, created_at=now.isoformat(),
-                reason="starting the manager", addresses=book.to_dict(),
+                internal=internal, model=vars(model), data_dir=mounts[0].source,
+                created_at=now.isoformat(), reason="starting the manager",
+                addresses=book.to_dict(),
             )  # fmt: skip
-            self.records[key] = rec
-            await self.save()
-        self._launch(key, self._bring_up(rec))
-        return rec
+            try:
+                await self.nodes.create_network(self.names(rec), rec)
+                return rec
+            except APIError as e:
+                self.pool.release(cluster_id, now.timestamp())
+                if "overlap" not in str(e).lower() or attempt == 2:
+                    raise
+                self.log.warning("subnet %s was taken meanwhile (%s); trying another", subnet, e)
+        raise AssertionError("unreachable")
 
     async def stop_cluster(self, user: str, workspace: str) -> bool:
         """Start removing the workspace's cluster; False when it has none."""

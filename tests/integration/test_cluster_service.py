@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 from docker_cli import cleanup, docker, exec_in
-from hub_harness import PASSWORD, TOKEN, HubProcess, free_port
+from hub_harness import PASSWORD, TOKEN, HubProcess
 
 PREFIX = "benchclus"
 IMAGE = os.environ.get("BENCH_CLUSTER_IMAGE", "benchhub/cluster:latest")
@@ -172,7 +172,6 @@ def clusters(tmp_path_factory):
     workdir = tmp_path_factory.mktemp(PREFIX)
     scratch = workdir / "scratch"
     hub = HubProcess(workdir, prefix=PREFIX, env_overrides={
-        "BENCHHUB_CLUSTERS_PORT": str(free_port()),
         "BENCHHUB_CLUSTER_SUBNETS": "10.233.0.0/20",
         "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
         "BENCHHUB_CLUSTER_INTERVAL": "1",
@@ -292,7 +291,8 @@ def test_consumables_refuse_to_oversubscribe_and_a_never_fitting_job_is_reported
         status = clusters.status()
         running = sum(m["running_jobs"] for m in status["members"])
         waiting = {p["job_id"] for p in status["pending"]}
-        return running == 2 and len(waiting & set(sleepers)) == 1 and status
+        # (a view observed after both submissions: the huge job is pending in it)
+        return running == 2 and len(waiting & set(sleepers)) == 1 and huge in waiting and status
 
     status = wait_for(settled, 30, "2 jobs run (one core each member) and the third waits")
     assert [u["job_id"] for u in status["unsatisfiable"]] == [huge]
