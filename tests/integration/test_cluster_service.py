@@ -327,7 +327,8 @@ def test_restarting_the_service_re_adopts_the_running_cluster(clusters):
     pid = clusters.service_pid()
     assert pid is not None, "the clusters service is not running"
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: clusters.service_pid() not in (None, pid), 30, "the hub restarted it")
+    # the hub notices a dead managed service when it polls it: every 30 s (with jitter)
+    wait_for(lambda: clusters.service_pid() not in (None, pid), 75, "the hub restarted it")
     wait_for(lambda: clusters.api("GET").ok, 30, "the restarted service answers")
     after = wait_for(lambda: members_in("idle")(clusters, 2), 30, "it sees both members idle")
     assert {m["name"] for m in after} == {m["name"] for m in before["members"]}
