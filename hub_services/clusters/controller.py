@@ -516,5 +516,6 @@ class ClusterController(LoggingConfigurable):
 
     def health(self) -> dict:
         at = self.last_pass_at.isoformat() if self.last_pass_at else None
+        # counts only: any logged-in user may ask, and keys would name others' workspaces
         return {"last_pass_at": at, "last_error": self.last_error, "clusters": len(self.records),
-                "in_flight": sorted(self._tasks)}  # fmt: skip
+                "operations_in_flight": len(self._tasks)}  # fmt: skip
