@@ -28,6 +28,7 @@ bench: host deps images
 	$(PY) -m benchmarks.egress
 	$(PY) -m benchmarks.lifecycle_pass
 	$(PY) -m benchmarks.checkpoints
+	$(PY) -m benchmarks.clusters
 
 host:
 	@bash scripts/host-setup.sh

@@ -584,10 +584,28 @@ class BenchSpawner(WorkspaceCheckpointing, DockerSpawner):
         self.clear_state()
 
     async def _release(self) -> None:
-        """Give back what a run held: container, volume mount, egress list and address."""
+        """Give back what a run held: container, its clusters, volume mount, egress list and
+        address."""
         await self._discard_container()
+        await self._stop_clusters()
         await self.volume.detach()
         await self.restricted_access.release(self.egress_key)
+
+    async def _stop_clusters(self) -> None:
+        """Remove the Grid Engine cluster containers that share this workspace's /data (they
+        die with it): the manager first, so it takes its address out of /data/.sge. The
+        clusters service then removes their network, scratch volumes and record. Done here so
+        the volume can be detached even while that service is down."""
+        label = "org.benchhub.cluster"
+        filters = {"label": [f"{label}.prefix={self.prefix}", f"{label}.user={self.user.name}",
+                             f"{label}.workspace={self.name}"]}  # fmt: skip
+        found = await self.docker("containers", all=True, filters=filters)
+        found.sort(key=lambda c: c["Labels"].get(f"{label}.role") != "manager")
+        for container in found:
+            self.log.info("%s: removing cluster container %s", self._log_name, container["Id"][:12])
+            with contextlib.suppress(NotFound):
+                await self.docker("stop", container["Id"], timeout=1)
+                await self.docker("remove_container", container["Id"], v=True, force=True)
 
     async def _discard_container(self) -> None:
         try:

@@ -148,13 +148,24 @@ class LoopbackVolume(WorkspaceVolume):
             await run("mount", "-t", "ext4", "-o", "nodev,nosuid", device, str(self.mount_path))
         return self.mount_path
 
-    async def detach(self) -> None:
+    async def detach(self, attempts: int = 25) -> None:
+        """Unmount and free the loop device. If another container still bind-mounts /data,
+        the device stays busy: ``losetup -d`` then marks it to be freed by the kernel when the
+        last user goes, and after ``attempts`` tries (0.2 s apart) this logs who holds it and
+        returns; the next attach reuses that device, so the filesystem is never mounted twice."""
         if await self._mounted_source():
             await run("umount", str(self.mount_path))
         device = await self._loop_device()
-        while device:
+        for _ in range(attempts):
+            if not device:
+                return
             await run("losetup", "-d", device)
             device = await self._loop_device()
+            if device:
+                await asyncio.sleep(0.2)
+        if device:
+            log.warning("%s of %s is still in use (another container mounts it?); the kernel "
+                        "frees it when the last user goes", device, self.image_path)  # fmt: skip
 
     async def leftovers(self) -> list[str]:
         found = await super().leftovers()
@@ -178,6 +189,11 @@ class LoopbackVolume(WorkspaceVolume):
 
     async def _grow(self, size_gb: int) -> None:
         await self.detach()
+        if await self._loop_device():
+            raise StorageError(
+                f"cannot grow {self.image_path}: it is still in use by another container; "
+                "stop what mounts this workspace's /data and start again"
+            )
         await asyncio.to_thread(set_file_size, self.image_path, size_gb * GIB)
         await run("e2fsck", "-f", "-p", str(self.image_path), limit_s=600)
         await run("resize2fs", str(self.image_path), limit_s=600)
