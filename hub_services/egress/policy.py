@@ -243,7 +243,7 @@ def render_squid_conf(
     *,
     http_port: int = 3128,
     access_log: str = "/var/log/squid/access.log",
-    pid_filename: str = "/run/squid/squid.pid",
+    pid_filename: str = "none",
     forbidden_destinations: Sequence[str] = FORBIDDEN_DESTINATIONS,
 ) -> str:
     """A complete squid.conf that lets each workspace address reach only its whitelist.
@@ -258,7 +258,10 @@ def render_squid_conf(
     Raises ValueError for duplicate keys or addresses, bad settings, or an entry too long for
     a squid line (:data:`MAX_LINE_CHARS`). Pure and deterministic.
     """
-    _check_settings(http_port, {"access_log": access_log, "pid_filename": pid_filename})
+    files = {"access_log": access_log}
+    if pid_filename != "none":
+        files["pid_filename"] = pid_filename
+    _check_settings(http_port, files)
     forbidden = _forbidden_networks(forbidden_destinations)
     guard = " !forbidden_dst" if forbidden else ""
     lines = _preamble(http_port, access_log, pid_filename)

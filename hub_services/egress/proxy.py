@@ -140,7 +140,10 @@ class EgressState:
             workspaces,
             http_port=SQUID_PORT,
             access_log="/var/log/bench-egress/access.log",
-            pid_filename="/run/squid/squid.pid",
+            # no PID file: it survives a `docker restart` in the container's layer and squid
+            # then refuses to start ("already running" when its new PID matches the old one);
+            # reloads are a SIGHUP through Docker, which needs no PID file
+            pid_filename="none",
             forbidden_destinations=self.forbidden_destinations,
         )
         self._write(self.conf_path, conf)
