@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
-import signal
-from urllib.parse import urlparse
 
 from traitlets import Unicode
 from traitlets.config import Application
 
 from hub_services.egress.service import die_with_parent
+from hub_services.service_process import serve_until_stopped, service_prefix
 
 from .backends import LocalDirectoryBackend, S3Backend
 from .service import CheckpointService
@@ -67,18 +65,10 @@ class CheckpointsApp(Application):
 
     async def serve(self) -> None:
         service = CheckpointService(parent=self, log=self.log)
-        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/checkpoints/")
-        url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10103"))
+        prefix = service_prefix("checkpoints")
         app = make_app(service, prefix, secrets.token_bytes(32))
-        app.listen(url.port, url.hostname)
-        self.log.info("checkpoints service on %s:%s, prefix %s, store %s", url.hostname,
-                      url.port, prefix, type(service.store.backend).__name__)  # fmt: skip
-        stopped = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(sig, stopped.set)
-        loop_task = asyncio.ensure_future(service.loop())
-        await stopped.wait()
-        loop_task.cancel()
+        self.log.info("checkpoints service, prefix %s", prefix)
+        await serve_until_stopped(app, "http://127.0.0.1:10103", service.loop(), self.log)
 
 
 def main(argv=None) -> None:

@@ -11,15 +11,13 @@ traits of :class:`~.controller.ClusterController`, from the command line
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import signal
-from urllib.parse import urlparse
 
 from traitlets import Unicode
 from traitlets.config import Application
 
 from hub_services.egress.service import die_with_parent
+from hub_services.service_process import serve_until_stopped, service_prefix
 
 from .controller import ClusterController
 from .service import make_app
@@ -71,18 +69,10 @@ class ClustersApp(Application):
     async def serve(self) -> None:
         controller = ClusterController(parent=self, log=self.log)
         await controller.setup()
-        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/clusters/")
-        url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10104"))
+        prefix = service_prefix("clusters")
         app = make_app(controller, prefix, secrets.token_bytes(32), self.default_resource_model)
-        app.listen(url.port, url.hostname)
-        self.log.info("clusters service on %s:%s, prefix %s, %d clusters adopted", url.hostname,
-                      url.port, prefix, len(controller.records))  # fmt: skip
-        stopped = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(sig, stopped.set)
-        loop_task = asyncio.ensure_future(controller.loop())
-        await stopped.wait()
-        loop_task.cancel()
+        self.log.info("clusters service, prefix %s", prefix)
+        await serve_until_stopped(app, "http://127.0.0.1:10104", controller.loop(), self.log)
         controller.engine.close()
 
 

@@ -11,15 +11,13 @@ ask about kernels). Settings are the traits of :class:`LifecycleService` and
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import signal
-from urllib.parse import urlparse
 
 from traitlets import Bool, Unicode
 from traitlets.config import Application
 
 from hub_services.egress.service import die_with_parent
+from hub_services.service_process import serve_until_stopped, service_prefix
 
 from .activity_log import ActivityLog
 from .cycles import CycleStore
@@ -79,17 +77,10 @@ class LifecycleApp(Application):
         service = LifecycleService(parent=self, log=self.log, **store_args)
         if self.smtp_reminders and service.reminder_hook is None:
             service.reminder_hook = SMTPReminder(parent=self, log=self.log)
-        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/lifecycle/")
-        url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10102"))
+        prefix = service_prefix("lifecycle")
         app = make_app(service, prefix, secrets.token_bytes(32))
-        app.listen(url.port, url.hostname)
-        self.log.info("lifecycle service on %s:%s, prefix %s", url.hostname, url.port, prefix)
-        stopped = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(sig, stopped.set)
-        loop_task = asyncio.ensure_future(service.loop())
-        await stopped.wait()
-        loop_task.cancel()
+        self.log.info("lifecycle service, prefix %s", prefix)
+        await serve_until_stopped(app, "http://127.0.0.1:10102", service.loop(), self.log)
 
 
 def main(argv=None) -> None:
