@@ -7,6 +7,7 @@
 #        BENCH_CLUSTER_IMAGE     (default benchhub/cluster:latest; Son of Grid Engine manager and members)
 #        BENCH_CA_BUNDLE         (default /etc/ssl/certs/ca-certificates.crt if present; empty = none)
 #        BENCH_JUPYTERHUB_VERSION (default: version of jupyterhub in ${PYTHON:-python3})
+#        BENCH_PYSPARK_VERSION   (default 4.0.1; the same in the workspace and cluster images)
 #        PIP_INDEX_URL           (passed through as a build-arg when set)
 set -euo pipefail
 
@@ -16,6 +17,8 @@ BASE_IMAGE=${BENCH_BASE_IMAGE:-benchhub/base:bookworm}
 LAB_IMAGE=${BENCH_JUPYTERLAB_IMAGE:-benchhub/jupyterlab:latest}
 EGRESS_IMAGE=${BENCH_EGRESS_IMAGE:-benchhub/egress:latest}
 CLUSTER_IMAGE=${BENCH_CLUSTER_IMAGE:-benchhub/cluster:latest}
+# Drivers (workspace kernels) and executors (cluster members) must run the same Spark.
+PYSPARK_VERSION=${BENCH_PYSPARK_VERSION:-4.0.1}
 if [[ -z "${BENCH_CA_BUNDLE+set}" && -f /etc/ssl/certs/ca-certificates.crt ]]; then
   CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 else
@@ -70,19 +73,28 @@ build_jupyterlab() {
   version=${BENCH_JUPYTERHUB_VERSION:-$("${PYTHON:-python3}" -c 'import jupyterhub;print(jupyterhub.__version__)' 2>/dev/null || true)}
   [[ -n "$version" ]] || die "jupyterlab: set BENCH_JUPYTERHUB_VERSION (jupyterhub not importable by ${PYTHON:-python3})"
   [[ -z "$CA_BUNDLE" || -r "$CA_BUNDLE" ]] || die "jupyterlab: CA bundle $CA_BUNDLE not readable"
-  local args=(--build-arg "BASE=$BASE_IMAGE" --build-arg "JUPYTERHUB_VERSION=$version")
-  if [[ -n "${PIP_INDEX_URL:-}" ]]; then
-    [[ "$PIP_INDEX_URL" != *://*@* ]] \
-      || die "jupyterlab: PIP_INDEX_URL contains credentials; build-args are recorded in the image history"
-    args+=(--build-arg "PIP_INDEX_URL=$PIP_INDEX_URL")
-  fi
-
-  cached_build jupyterlab "$LAB_IMAGE" "${args[@]}"
+  pip_args jupyterlab
+  cached_build jupyterlab "$LAB_IMAGE" --build-arg "BASE=$BASE_IMAGE" \
+    --build-arg "JUPYTERHUB_VERSION=$version" "${PIP_ARGS[@]}"
 }
 
 build_cluster() {
   have_image "$BASE_IMAGE" || die "cluster: base image $BASE_IMAGE missing (run: $0 base)"
-  cached_build cluster "$CLUSTER_IMAGE" --build-arg "BASE=$BASE_IMAGE"
+  [[ -z "$CA_BUNDLE" || -r "$CA_BUNDLE" ]] || die "cluster: CA bundle $CA_BUNDLE not readable"
+  pip_args cluster
+  cached_build cluster "$CLUSTER_IMAGE" --build-arg "BASE=$BASE_IMAGE" "${PIP_ARGS[@]}"
+}
+
+# pip_args NAME: sets PIP_ARGS, the build-args of an image that pip-installs: the pyspark
+# version, and the package index when PIP_INDEX_URL is set (refused with credentials:
+# build-args are recorded in the image history).
+pip_args() {
+  PIP_ARGS=(--build-arg "PYSPARK_VERSION=$PYSPARK_VERSION")
+  if [[ -n "${PIP_INDEX_URL:-}" ]]; then
+    [[ "$PIP_INDEX_URL" != *://*@* ]] \
+      || die "$1: PIP_INDEX_URL contains credentials; build-args are recorded in the image history"
+    PIP_ARGS+=(--build-arg "PIP_INDEX_URL=$PIP_INDEX_URL")
+  fi
 }
 
 build_egress() {

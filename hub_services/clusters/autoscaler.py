@@ -1,13 +1,16 @@
 """One pass of the auto scaler over one cluster: observe, decide, act once, log.
 
-:meth:`ClusterScaler.step` reads Grid Engine (``qhost``/``qstat`` XML in the manager) and
-Docker (is each member's container still running), then:
+:meth:`ClusterScaler.step` reads Grid Engine (``qhost``/``qstat`` XML in the manager), Spark
+(the master's workers, the drivers' dynamic-allocation wishes: :mod:`.spark`) and Docker (is
+each member's container still running), then:
 
 1. a member whose container is gone or stopped (killed, out of memory, a preemptible member
    reclaimed), or that did not join within ``join_timeout``, is *lost*: its jobs are
    rescheduled (they become pending again, state ``Rq``), it leaves Grid Engine and its
    container, scratch and address go (the address into quarantine);
-2. :func:`.scaler.decide` chooses one action from the pending requests and the members;
+2. :func:`.scaler.decide` chooses one action from the pending requests (Grid Engine jobs
+   and executors Spark applications want) and the members (a member running executors is
+   busy, and what they hold is not free);
 3. the action is carried out: ``scale_up`` starts members (``parallel_starts`` at a time),
    ``drain`` disables a member's queue, ``remove`` takes out a drained idle member.
 
@@ -25,11 +28,11 @@ from datetime import datetime
 
 from bench_spawner.resource_models import ResourceModel
 
-from . import sge
+from . import sge, spark
 from .addresses import AddressesExhausted, member_addresses
 from .containers import ClusterNames, Mount
 from .nodes import ClusterNodes, node_exit_reason
-from .scaler import Decision, Member, ScalingPolicy, decide
+from .scaler import Capacity, Decision, Member, ScalingPolicy, decide
 from .scaler_log import ScalerLog
 from .state import ClusterRecord, MemberRecord, parse_time, utcnow
 
@@ -65,19 +68,21 @@ class ClusterScaler:
         """One pass; returns the cluster's observed view for the API (see :func:`_view`)."""
         now = utcnow()
         lines: list[str] = []
-        hosts, pending = await self.nodes.observe(names)
+        (hosts, pending), sparks = await asyncio.gather(
+            self.nodes.observe(names), self.nodes.observe_spark(names, rec, policy.capacity)
+        )
         lost = await self._lost(rec, hosts, now)
         for name, reason in lost.items():
             lines.append(await self._lose(names, rec, name, reason, now))
-        members = self._members(rec, hosts)
-        requests = [job.request() for job in pending if job.waiting]
+        members = self._members(rec, hosts, sparks.workers)
+        requests = [job.request() for job in pending if job.waiting] + sparks.requests
         decision = decide(policy, requests, members, now, parse_time(rec.last_operation_at))
         lines += await self._act(decision, names, rec, model, policy, mounts, now)
-        lines += self._report(rec, decision, policy, members, pending)
+        lines += self._report(rec, decision, policy, members, requests)
         if lost or decision.action != "none":
             await self.save()
         await asyncio.to_thread(scaler_log.append, now, lines)
-        return _view(rec, hosts, pending, decision, now)
+        return _view(rec, hosts, pending, sparks, decision, now)
 
     # ---- lost members ----------------------------------------------------------------------
 
@@ -116,17 +121,25 @@ class ClusterScaler:
         rec.members.pop(name, None)
 
     @staticmethod
-    def _members(rec: ClusterRecord, hosts: dict[str, sge.HostState]) -> list[Member]:
+    def _members(rec: ClusterRecord, hosts: dict[str, sge.HostState],
+                 workers: dict[str, spark.WorkerUse]) -> list[Member]:  # fmt: skip
+        """The scaler's members: Grid Engine's jobs and free consumables, with a member's
+        Spark executors counted as one more running job and taken off what is free."""
         members = []
         for m in rec.members.values():
             host = hosts.get(m.name)
+            use = workers.get(m.name)
+            free = host.free if host else None
+            if free is not None and use is not None:
+                free = Capacity(max(0, free.cores - use.cores), max(0, free.memory - use.memory))
+            executors = 1 if use is not None and use.cores else 0
             members.append(Member(
                 m.name, parse_time(m.started_at),
-                running_jobs=host.running_jobs if host else 0,
+                running_jobs=(host.running_jobs if host else 0) + executors,
                 draining=m.draining or bool(host and host.disabled),
                 preemptible=m.preemptible,
                 joined=bool(host and host.reporting),
-                free=host.free if host else None,
+                free=free,
             ))  # fmt: skip
         return members
 
@@ -187,9 +200,9 @@ class ClusterScaler:
 
     # ---- reporting -------------------------------------------------------------------------
 
-    def _report(self, rec, decision: Decision, policy, members, pending) -> list[str]:
+    def _report(self, rec, decision: Decision, policy, members, requests) -> list[str]:
         lines = []
-        waiting = {job.job_id for job in pending}
+        waiting = {request.job_id for request in requests}
         for item in decision.unsatisfiable:
             if item.job_id not in rec.reported:
                 lines.append(f"never scheduled: {item.reason}")
@@ -209,26 +222,32 @@ class ClusterScaler:
         self._notes.pop(key, None)
 
 
-def _member_state(member: MemberRecord, host: sge.HostState | None) -> str:
+def _member_state(member: MemberRecord, host: sge.HostState | None,
+                  use: spark.WorkerUse | None) -> str:  # fmt: skip
     if host is None or not host.reporting:
         return "starting" if not member.joined else "unreachable"
     if member.draining or host.disabled:
         return "draining"
-    return "busy" if host.running_jobs else "idle"
+    return "busy" if host.running_jobs or (use and use.cores) else "idle"
 
 
-def _view(rec: ClusterRecord, hosts, pending, decision: Decision, now: datetime) -> dict:
+def _view(rec: ClusterRecord, hosts, pending, sparks: spark.SparkView, decision: Decision,
+          now: datetime) -> dict:  # fmt: skip
     """What ``GET`` shows besides the record: members and their state, pending jobs (with the
-    complex defaults applied), jobs that no member can ever run, and the last decision."""
+    complex defaults applied), jobs that no member can ever run, Spark's workers and
+    applications, and the last decision."""
     members = []
     for m in rec.members.values():
         host = hosts.get(m.name)
+        use = sparks.workers.get(m.name)
         free = host.free if host else None
         members.append({
-            "name": m.name, "address": m.address, "state": _member_state(m, host),
+            "name": m.name, "address": m.address, "state": _member_state(m, host, use),
             "running_jobs": host.running_jobs if host else 0, "started_at": m.started_at,
             "preemptible": m.preemptible, "scratch": m.scratch,
             "free": {"cores": free.cores, "memory_bytes": free.memory} if free else None,
+            "spark": {"cores_used": use.cores, "memory_used_bytes": use.memory,
+                      "alive": use.alive} if use else None,
         })  # fmt: skip
     return {
         "observed_at": now.isoformat(),
@@ -240,6 +259,8 @@ def _view(rec: ClusterRecord, hosts, pending, decision: Decision, now: datetime)
             for j in pending
         ],  # fmt: skip
         "unsatisfiable": [{"job_id": u.job_id, "reason": u.reason} for u in decision.unsatisfiable],
+        "spark": {"master": "alive" if sparks.master_alive else "not answering",
+                  "workers": len(sparks.workers), "applications": sparks.applications},
         "decision": {"action": decision.action, "reason": decision.reason,
                      "members_needed": decision.members_needed},  # fmt: skip
     }

@@ -157,6 +157,7 @@ class NodePlan:
     preemptible: bool = False
     gpus: int = 0
     pids_limit: int = 4096
+    aliases: tuple[str, ...] = ()  # more names on the cluster network (the manager: spark-master)
 
 
 def host_config_kwargs(plan: NodePlan) -> dict:
@@ -198,6 +199,6 @@ def create_kwargs(plan: NodePlan) -> dict:
 
 
 def networking_kwargs(plan: NodePlan) -> dict:
-    """``{network: {"ipv4_address": ...}}`` for ``create_networking_config`` /
-    ``create_endpoint_config``: every node has a fixed address that is never reused soon."""
-    return {plan.network: {"ipv4_address": plan.address}}
+    """``{network: {"ipv4_address": ..., "aliases": [...]}}`` for ``create_networking_config``
+    / ``create_endpoint_config``: every node has a fixed address that is never reused soon."""
+    return {plan.network: {"ipv4_address": plan.address, "aliases": list(plan.aliases)}}

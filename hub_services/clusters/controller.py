@@ -6,7 +6,8 @@ Docker reports a container stopping, converges every cluster:
 
 * its workspace stopped (container gone or not running, or the hub no longer lists it) or a
   user asked to stop it: everything of the cluster is removed and its subnet released;
-* it is starting (also: a start a crash interrupted): network, manager, workspace attached;
+* it is starting (also: a start a crash interrupted): network, manager (Grid Engine and the
+  Spark master), workspace attached, ``/data/.spark/cluster.json`` written (:mod:`.spark`);
 * it runs: one :class:`~.autoscaler.ClusterScaler` pass (lost members replaced, scaling);
 * a cluster object no record knows (a crash between creating and recording, a lost state
   file) is removed.
@@ -34,7 +35,7 @@ from bench_spawner.resource_models import ResourceModel
 from bench_spawner.storage import DirectoryVolume, LoopbackVolume, WorkspaceVolume
 from hub_services.hub_client import HubClient
 
-from . import sge
+from . import sge, spark
 from .addresses import SubnetPool, member_addresses
 from .autoscaler import ClusterScaler
 from .containers import LABEL, ClusterNames, data_mounts
@@ -130,6 +131,11 @@ class ClusterController(LoggingConfigurable):
     network_mtu = Integer(0, help="MTU of cluster networks; 0 = the host's default route MTU.").tag(
         config=True
     )
+    hub_base_url = Unicode(
+        help="""The hub's base URL path (JupyterHub's JUPYTERHUB_BASE_URL, e.g. /): the Spark
+        UI of a cluster with web access is at
+        <base>user/<user>/<workspace>/proxy/spark-master:8080/."""
+    ).tag(config=True)
     docker_threads = Integer(8, help="Worker threads for Docker calls.").tag(config=True)
     docker_timeout = Float(30, help="Seconds a Docker API call may take.").tag(config=True)
     hub = Instance(HubClient)
@@ -137,6 +143,10 @@ class ClusterController(LoggingConfigurable):
     @default("hub")
     def _default_hub(self):
         return HubClient()
+
+    @default("hub_base_url")
+    def _default_hub_base_url(self):
+        return os.environ.get("JUPYTERHUB_BASE_URL", "/")
 
     @default("scratch_class")
     def _default_scratch_class(self):
@@ -282,7 +292,11 @@ class ClusterController(LoggingConfigurable):
                         "running_jobs": 0, "started_at": m.started_at,
                         "preemptible": m.preemptible, "scratch": m.scratch, "free": None}
                        for m in rec.members.values()]  # fmt: skip
+        web_ui = self.spark_ui(rec) if rec.settings.get("web_access") else None
         return {
+            "spark": {"master_url": spark.MASTER_URL, "web_ui": web_ui,
+                      **(view.get("spark") or {"master": "unknown", "workers": 0,
+                                                "applications": []})},
             "user": rec.user, "workspace": rec.workspace, "cluster_id": rec.cluster_id,
             "status": rec.status, "reason": rec.reason, "settings": rec.settings,
             "resource_model": rec.model, "created_at": rec.created_at,
@@ -292,6 +306,17 @@ class ClusterController(LoggingConfigurable):
             "observed_at": view.get("observed_at"), "error": view.get("error", ""),
             "scaler_log": ScalerLog(rec.data_dir).tail(20),
         }  # fmt: skip
+
+    def spark_ui(self, rec: ClusterRecord) -> str:
+        """Where the cluster's Spark master UI is, through the hub (web access on)."""
+        return spark.ui_path(self.hub_base_url, rec.user, rec.workspace)
+
+    def _spark_file(self, rec: ClusterRecord) -> dict:
+        settings = settings_of(rec)
+        capacity = sge.member_capacity(ResourceModel(**rec.model), settings.dedicated_manager)
+        web_ui = self.spark_ui(rec) if settings.web_access else None
+        return spark.cluster_file(rec.cluster_id, settings.type, settings.max_members, capacity,
+                                  web_ui)  # fmt: skip
 
     def keys(self) -> list[str]:
         return sorted(self.records)
@@ -354,9 +379,12 @@ class ClusterController(LoggingConfigurable):
                 if workspace is None or not workspace["State"]["Running"]:
                     raise WorkspaceNotRunning("the workspace stopped while its cluster started")
                 await self.nodes.create_network(names, rec)
+                spark_ui = self.spark_ui(rec) if rec.settings.get("web_access") else None
                 await self.nodes.start_manager(names, rec, ResourceModel(**rec.model),
-                                               data_mounts(workspace))  # fmt: skip
+                                               data_mounts(workspace), spark_ui)  # fmt: skip
                 await self.nodes.attach_workspace(names, rec, workspace)
+                await asyncio.to_thread(spark.write_cluster_file, rec.data_dir,
+                                        self._spark_file(rec))  # fmt: skip
                 if rec.status == "starting":  # not if a stop came in meanwhile
                     rec.status, rec.reason = "running", await self._client_note(rec)
                 settings = settings_of(rec)
@@ -387,6 +415,7 @@ class ClusterController(LoggingConfigurable):
         try:
             await self.nodes.remove_all(names, rec)
             rec.members.clear()
+            await asyncio.to_thread(spark.remove_cluster_file, rec.data_dir, rec.cluster_id)
         except Exception:
             self.log.error("%s: removing the cluster's containers failed", rec.key, exc_info=True)
 
@@ -397,6 +426,7 @@ class ClusterController(LoggingConfigurable):
                 return
             self.log.info("%s: removing cluster %s: %s", rec.key, rec.cluster_id, reason)
             await self.nodes.remove_all(self.names(rec), rec)
+            await asyncio.to_thread(spark.remove_cluster_file, rec.data_dir, rec.cluster_id)
             self.pool.release(rec.cluster_id, utcnow().timestamp())
             del self.records[rec.key]
             self.views.pop(rec.key, None)

@@ -18,7 +18,7 @@ from jupyterhub.utils import exponential_backoff
 from bench_spawner.resource_models import ResourceModel
 from bench_spawner.storage import StorageError, WorkspaceVolume
 
-from . import sge
+from . import sge, spark
 from .addresses import manager_address
 from .containers import (
     CONFIG_DIR,
@@ -109,11 +109,13 @@ class ClusterNodes:
         await self.engine.call("create_network", **kwargs)
 
     async def start_manager(
-        self, names: ClusterNames, rec: ClusterRecord, model: ResourceModel, mounts: list[Mount]
-    ) -> None:
+        self, names: ClusterNames, rec: ClusterRecord, model: ResourceModel, mounts: list[Mount],
+        spark_ui: str | None = None,
+    ) -> None:  # fmt: skip
         """Run the manager (a dedicated one sized like a member, else ``manager_model``) and
-        wait until it has applied the configuration. A leftover stopped manager (a start
-        interrupted by a crash) is replaced."""
+        wait until it has applied the configuration and its Spark master answers (with
+        ``spark_ui``, the hub's proxy path of its web UI, served under that prefix). A
+        leftover stopped manager (a start interrupted by a crash) is replaced."""
         found = await self.engine.inspect(names.manager)
         if found is not None and found["State"]["Running"]:
             return await self.wait_for_manager(names)
@@ -126,7 +128,9 @@ class ClusterNodes:
             memory=int(size.memory_gb * GIB),
             mounts=[*mounts, Mount(self.config_dir, CONFIG_DIR, read_only=True)],
             labels=labels(names.prefix, rec.cluster_id, rec.user, rec.workspace, "manager"),
-            environment={"BENCH_SGE_PUBLISH": PUBLISH_DIR},
+            environment={"BENCH_SGE_PUBLISH": PUBLISH_DIR,
+                         **({"BENCH_SPARK_UI_URL": spark_ui.rstrip("/")} if spark_ui else {})},
+            aliases=(spark.MASTER_ALIAS,),
         )  # fmt: skip
         await self._run(plan)
         await self.wait_for_manager(names)
@@ -183,7 +187,8 @@ class ClusterNodes:
 
     async def attach_workspace(self, names: ClusterNames, rec: ClusterRecord, workspace: dict):
         """Let the workspace submit: its host name becomes a submit host known at its cluster
-        address, then it joins the cluster network with that address."""
+        address, then it joins the cluster network with that address (and the name
+        ``workspace``, where executors find the kernels' Spark drivers)."""
         hostname = workspace["Config"]["Hostname"]
         await self.manager_exec(names, ["bench-sge", "add-submit-host", hostname,
                                         rec.workspace_address], what="registering the workspace")
@@ -192,7 +197,8 @@ class ClusterNodes:
             return
         try:
             await self.engine.call("connect_container_to_network", workspace["Id"], names.network,
-                                   ipv4_address=rec.workspace_address)  # fmt: skip
+                                   ipv4_address=rec.workspace_address,
+                                   aliases=[spark.WORKSPACE_ALIAS])  # fmt: skip
         except APIError as e:
             if "already exists" not in str(e):
                 raise
@@ -211,7 +217,8 @@ class ClusterNodes:
         model: ResourceModel, capacity: Capacity, mounts: list[Mount], scratch_gb: int,
     ) -> None:  # fmt: skip
         """Register ``member`` with the manager (its capacity and address), then run its
-        container with a fresh ``/scratch`` of ``scratch_gb`` GB (0: in the container)."""
+        container with a fresh ``/scratch`` of ``scratch_gb`` GB (0: in the container). Its
+        Spark worker offers the same ``capacity`` to executors."""
         config = sge.exec_host_config(member.name, capacity)
         await self.manager_exec(names, ["sh", "-c", _ADD_MEMBER, member.name, member.address],
                                 {"BENCH_SGE_HOST_CONFIG": config},
@@ -226,6 +233,8 @@ class ClusterNodes:
             cpus=model.cpus, memory=int(model.memory_gb * GIB), mounts=[*mounts, *extra],
             labels=labels(names.prefix, rec.cluster_id, rec.user, rec.workspace, "member"),
             preemptible=member.preemptible, gpus=model.gpus,
+            environment={"BENCH_SPARK_CORES": str(capacity.cores),
+                         "BENCH_SPARK_MEMORY_MB": str(capacity.memory // 1024**2)},
         )  # fmt: skip
         await self._run(plan)
 
@@ -263,7 +272,24 @@ class ClusterNodes:
         return sum(1 for line in result.output.splitlines() if "rescheduling of job" in line)
 
     async def drain(self, names: ClusterNames, host: str) -> None:
+        """No new Grid Engine job and no new Spark executor goes to ``host``: its queue is
+        disabled and its Spark worker stopped (a worker that is already gone is no error)."""
         await self.manager_exec(names, sge.drain_argv(host), what=f"draining {host}")
+        result = await self.engine.exec(host, ["bench-cluster", "stop-worker"])
+        if not result.ok:
+            self.log.warning("%s: stopping its Spark worker failed: %s", host,
+                             result.output.strip()[-200:])  # fmt: skip
+
+    async def observe_spark(self, names: ClusterNames, rec: ClusterRecord,
+                            capacity: Capacity) -> spark.SparkView:  # fmt: skip
+        """Spark's view (master, workers, drivers' wishes), asked in the manager."""
+        argv = ["/opt/venv/bin/python", "-c", spark.OBSERVE_SCRIPT, spark.WORKSPACE_ALIAS]
+        result = await self.engine.exec(names.manager, argv)
+        if not result.ok:
+            self.log.warning("%s: asking Spark failed (%s): %s", rec.key, result.exit_code,
+                             result.output.strip()[-200:])  # fmt: skip
+            return spark.SparkView(master_alive=False)
+        return spark.parse_observation(result.output, capacity)
 
     async def observe(self, names: ClusterNames) -> tuple[dict[str, sge.HostState], list]:
         """Grid Engine's view: ``({host: HostState}, [PendingJob])`` (three qstat/qhost runs

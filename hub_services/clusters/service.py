@@ -77,8 +77,8 @@ def check_request(
     raw: object, models: dict[str, ResourceModel], unavailable: dict[str, str], default: str
 ) -> tuple[ClusterSettings, ResourceModel]:
     """A start request's settings and the members' model, or :class:`ApiError` 400 naming
-    every field that is wrong: the schema's checks, then what this service cannot do (web
-    access, a model this host cannot run). ``default`` is the model when none is named (the
+    every field that is wrong: the schema's checks, then what this service cannot do (a model
+    this host cannot run). ``default`` is the model when none is named (the
     catalog's first when ``default`` is not in it)."""
     schema = ClusterSchema(models, default if default in models else next(iter(models)))
     try:
@@ -87,9 +87,6 @@ def check_request(
         errors = [{"field": f.field, "message": f.message} for f in e.errors]
         raise ApiError(400, str(e), errors=errors) from None
     problems = []
-    if settings.web_access:
-        problems.append(("web_access", "the cluster's web UI (Spark) is not available yet; "
-                                       "set web_access to false"))  # fmt: skip
     if settings.resource_model in unavailable:
         problems.append(("resource_model", f"{settings.resource_model} "
                          f"{unavailable[settings.resource_model]}; choose a smaller model"))
@@ -237,10 +234,16 @@ class PageHandler(_Handler):
         members = ", ".join(f"{m['name']} ({m['state']})" for m in status["members"]) or "none"
         waiting = "".join(f"<li>{html.escape(u['reason'])}</li>" for u in status["unsatisfiable"])
         log = html.escape("\n".join(status["scaler_log"][-10:]))
+        web_ui = status["spark"]["web_ui"]
+        spark_line = (f'<p>Spark: {html.escape(status["spark"]["master_url"])}, '
+                      f'{status["spark"]["workers"]} workers'
+                      + (f' — <a href="{html.escape(web_ui)}" target="_blank">Spark UI</a>'
+                         if web_ui else "") + "</p>")  # fmt: skip
         return (
             f"<h2>{ws}</h2><p>Cluster <b>{html.escape(status['status'])}</b> "
             f"{html.escape(status['reason'])} — {html.escape(status['settings']['type'])}, "
             f"members: {html.escape(members)}; pending jobs: {len(status['pending'])}</p>"
+            + spark_line
             + (f"<p>Jobs that will never run:</p><ul>{waiting}</ul>" if waiting else "")
             + f"<pre>{log}</pre>"
             f"<button onclick=\"stopCluster('{ws}')\">Stop cluster</button>"
@@ -256,6 +259,7 @@ FORM = """<h2>{ws}</h2><form onsubmit="return startCluster(this, '{ws}')">
 <label>Scratch GB per member <input name="scratch_gb" type="number" min="0" value="0"></label>
 <label><input name="dedicated_manager" type="checkbox"> Dedicated manager</label>
 <label><input name="preemptible" type="checkbox"> Economy (preemptible members)</label>
+<label><input name="web_access" type="checkbox"> Web access (Spark UI)</label>
 <button>Start cluster</button></form>"""
 
 PAGE = """<!doctype html><title>Workspace clusters</title>
@@ -263,7 +267,8 @@ PAGE = """<!doctype html><title>Workspace clusters</title>
 <div class="container"><h1>Workspace clusters</h1>
 <p>A cluster is a Grid Engine manager and members attached to a running workspace: use
 <code>qsub</code>, <code>qstat</code>, <code>qacct</code> in the workspace, with
-<code>-l static_cores=N -l static_mem=XG</code>. The auto scaler logs to
+<code>-l static_cores=N -l static_mem=XG</code>, and the kernels "PySpark – Remote" and
+"PySpark – Remote - Dynamic" run Spark executors on the members. The auto scaler logs to
 <code>/data/logs/sge-scaler.log</code>.</p>
 <p id="error" style="color:#a00"></p>{rows}</div>
 <script>
@@ -280,7 +285,8 @@ async function call(method, ws, body) {{
 function startCluster(form, ws) {{
   const f = new FormData(form), t = f.get("type"), body = {{type: t,
     resource_model: f.get("resource_model"), scratch_gb: Number(f.get("scratch_gb")),
-    dedicated_manager: f.has("dedicated_manager"), preemptible: f.has("preemptible")}};
+    dedicated_manager: f.has("dedicated_manager"), preemptible: f.has("preemptible"),
+    web_access: f.has("web_access")}};
   if (t === "static") body.members = Number(f.get("members"));
   else {{ body.min_members = Number(f.get("min_members"));
          body.max_members = Number(f.get("max_members")); }}

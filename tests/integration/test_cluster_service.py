@@ -15,11 +15,16 @@ import re
 import signal
 import subprocess
 import time
-import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 import requests
+from cluster_harness import (
+    Clusters,
+    image_present,
+    members_in,
+    remove_cluster_leftovers,
+    wait_for,
+)
 from docker_cli import cleanup, docker, exec_in
 from hub_harness import PASSWORD, TOKEN, HubProcess
 
@@ -33,138 +38,9 @@ echo "task=$SGE_TASK_ID host=$(hostname) uid=$(id -u) tmp=$TMPDIR"
 """
 
 
-def _image_present(image: str) -> bool:
-    probe = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
-    return probe.returncode == 0
-
-
 pytestmark = pytest.mark.skipif(
-    not _image_present(IMAGE), reason=f"{IMAGE} is absent; build it with images/build.sh cluster"
+    not image_present(IMAGE), reason=f"{IMAGE} is absent; build it with images/build.sh cluster"
 )
-
-
-def _remove_cluster_leftovers(scratch: Path) -> None:
-    for net in docker("network", "ls", "-q", "--filter", f"name=^{PREFIX}-cluster-",
-                      check=False).split():  # fmt: skip
-        docker("network", "rm", net, check=False)
-    mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True)
-    for target in mounts.stdout.split():
-        if target.startswith(str(scratch)):
-            subprocess.run(["umount", "-l", target], check=False)
-    for image in scratch.rglob("data.ext4") if scratch.exists() else []:
-        loops = subprocess.run(["losetup", "-j", str(image), "-O", "NAME", "-n"],
-                               capture_output=True, text=True).stdout.split()  # fmt: skip
-        for loop in loops:
-            subprocess.run(["losetup", "-d", loop], check=False)
-
-
-class Clusters:
-    """The hub, its clusters service's API and the workspace under test."""
-
-    def __init__(self, hub: HubProcess, scratch: Path):
-        self.hub = hub
-        self.scratch = scratch
-        self.tokens: dict[str, str] = {}
-        self.workspace = hub.container_name("alice", "lab")
-        self.data = hub.storage_root / "alice" / "lab" / "mnt"
-
-    def token(self, user: str) -> str:
-        if user not in self.tokens:
-            r = self.hub.api("POST", f"/users/{user}/tokens", {"expires_in": 3600})
-            assert r.status_code == 201, r.text
-            self.tokens[user] = r.json()["token"]
-        return self.tokens[user]
-
-    def api(self, method: str, path: str = "alice/lab", body=None, user: str = "alice"):
-        return requests.request(
-            method, f"{self.hub.url}/services/clusters/api/clusters/{path}", json=body,
-            headers={"Authorization": f"token {self.token(user)}"}, timeout=30,
-        )  # fmt: skip
-
-    def status(self) -> dict | None:
-        r = self.api("GET")
-        if r.status_code == 404:
-            return None
-        assert r.ok, r.text
-        return r.json()
-
-    def submit(self, *args: str) -> str:
-        """qsub in the workspace as its user, from /data; the job id."""
-        out = self.sh(f"cd /data && qsub -terse {' '.join(args)}")
-        return out.strip().split(".")[0]
-
-    def script(self, name: str, text: str) -> None:
-        """An executable script in the workspace's /data (and /data/out for outputs)."""
-        for path in (self.data / "out", self.data / name):
-            if path.name == "out":
-                path.mkdir(exist_ok=True)
-            else:
-                path.write_text(text)
-                path.chmod(0o755)
-            os.chown(path, 1000, 100)
-
-    def sh(self, script: str, check: bool = True) -> str:
-        result = exec_in(self.workspace, script, user="1000")
-        if check:
-            assert result.returncode == 0, f"{script}: {result.stdout}{result.stderr}"
-        return result.stdout
-
-    def running_on(self, job_id: str) -> str | None:
-        """The member running ``job_id`` (from qstat in the workspace), or None."""
-        root = ET.fromstring(self.sh("qstat -xml -s r"))
-        for job in root.iter("job_list"):
-            if job.findtext("JB_job_number") == job_id:
-                return (job.findtext("queue_name") or "").partition("@")[2] or None
-        return None
-
-    def qacct_tasks(self, job_id: str) -> list[str]:
-        report = self.sh(f"qacct -j {job_id}", check=False)
-        return sorted(line.split()[1] for line in report.splitlines() if line.startswith("taskid"))
-
-    def containers(self, cluster_id: str) -> dict[str, str]:
-        """``{name: id}`` of the cluster's running containers."""
-        out = docker("ps", "--no-trunc", "--format", "{{.Names}} {{.ID}}", "--filter",
-                     f"label=org.benchhub.cluster.id={cluster_id}")  # fmt: skip
-        return dict(line.split() for line in out.splitlines())
-
-    def scaler_log(self) -> str:
-        path = self.data / "logs" / "sge-scaler.log"
-        return path.read_text() if path.exists() else ""
-
-    def service_pid(self) -> int | None:
-        """The pid of this hub's clusters service (its state directory is unique), or None
-        while it is not running."""
-        state = f"--state-dir={self.hub.workdir / 'state' / 'clusters'}".encode()
-        for proc in Path("/proc").iterdir():
-            try:
-                argv = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"hub_services.clusters" in argv and state in argv:
-                return int(proc.name)
-        return None
-
-
-def wait_for(predicate, timeout: float, what: str, step: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"not after {timeout} s: {what}")
-
-
-def members_in(state: str):
-    """A predicate: the cluster's members when every one is in ``state`` (None otherwise)."""
-
-    def check(clusters: Clusters, count: int):
-        status = clusters.status()
-        members = status["members"] if status else []
-        ok = len(members) == count and all(m["state"] == state for m in members)
-        return members if ok else None
-
-    return check
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +60,7 @@ def clusters(tmp_path_factory):
         pytest.fail(f"{WORKSPACE_IMAGE} has no Grid Engine client; rebuild it: "
                     "images/build.sh jupyterlab")  # fmt: skip
     cleanup(PREFIX, hub.storage_root)
-    _remove_cluster_leftovers(scratch)
+    remove_cluster_leftovers(PREFIX, scratch)
     hub.start()
     for user in ("alice", "bob"):
         hub.ensure_user(user)
@@ -192,7 +68,7 @@ def clusters(tmp_path_factory):
     yield Clusters(hub, scratch)
     hub.stop()
     cleanup(PREFIX, hub.storage_root)
-    _remove_cluster_leftovers(scratch)
+    remove_cluster_leftovers(PREFIX, scratch)
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,8 @@ from hub_services.clusters import autoscaler, sge
 from hub_services.clusters.addresses import member_addresses
 from hub_services.clusters.autoscaler import ClusterScaler
 from hub_services.clusters.containers import ClusterNames
-from hub_services.clusters.scaler import Capacity, ScalingPolicy
+from hub_services.clusters.scaler import Capacity, Request, ScalingPolicy
+from hub_services.clusters.spark import SparkView, WorkerUse
 from hub_services.clusters.state import ClusterRecord
 
 GIB = 1024**3
@@ -32,6 +33,8 @@ class FakeNodes:
         self.jobs_on: dict[str, int] = {}
         self.fail_next = 0
         self.removed: list[str] = []
+        self.spark = SparkView(master_alive=True)
+        self.drained: list[str] = []
 
     async def inspect(self, name):
         if name not in self.running:
@@ -40,6 +43,9 @@ class FakeNodes:
 
     async def observe(self, names):
         return dict(self.hosts), list(self.pending)
+
+    async def observe_spark(self, names, rec, capacity):
+        return self.spark
 
     async def reschedule(self, names, host):
         return self.jobs_on.pop(host, 0)
@@ -50,7 +56,7 @@ class FakeNodes:
         self.removed.append(member.name)
 
     async def drain(self, names, host):
-        pass
+        self.drained.append(host)
 
     async def start_member(self, names, rec, member, model, capacity, mounts, scratch_gb):
         if self.fail_next:
@@ -169,3 +175,52 @@ async def test_a_never_fitting_job_is_logged_once_while_it_waits(clock):
     nodes.pending = []  # deleted: a new job 7 (a new cluster) would be logged again
     await step(scaler, rec, policy, log)
     assert rec.reported == []
+
+
+def dynamic_cluster(low: int, high: int) -> tuple[ClusterRecord, ScalingPolicy]:
+    rec, _ = cluster(1)
+    rec.settings = {"type": "dynamic", "min_members": low, "max_members": high,
+                    "resource_model": MODEL.name}  # fmt: skip
+    policy = ScalingPolicy(low, high, CAPACITY, stabilisation=timedelta(0),
+                           min_lifetime=timedelta(0))  # fmt: skip
+    return rec, policy
+
+
+async def test_executors_a_spark_application_wants_scale_the_cluster_up(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    scaler = ClusterScaler(nodes, save)
+    rec, policy = dynamic_cluster(0, 3)
+    await step(scaler, rec, policy, log)
+    assert rec.members == {}  # nothing asked for: nothing started
+    nodes.spark = SparkView(True, requests=[Request("spark app-1", 2, Capacity(1, GIB))])
+    view = await step(scaler, rec, policy, log)
+    assert sorted(rec.members) == [NAMES.member(1), NAMES.member(2)]
+    assert log.lines[-1] == "scale up by 2 to 2 members: 2 pending tasks need 2 more members"
+    assert view["spark"] == {"master": "alive", "workers": 0, "applications": []}
+
+
+async def test_a_member_running_executors_is_busy_and_drained_only_after_they_end(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    scaler = ClusterScaler(nodes, save)
+    rec, policy = dynamic_cluster(0, 2)
+    nodes.spark = SparkView(True, requests=[Request("spark app-1", 1, Capacity(1, GIB))])
+    await step(scaler, rec, policy, log)
+    member = NAMES.member(1)
+    nodes.spark = SparkView(True, workers={member: WorkerUse(1, GIB)})  # the executor runs
+    for _ in range(3):
+        clock["t"] += timedelta(seconds=400)
+        view = await step(scaler, rec, policy, log)
+        assert nodes.drained == []
+        assert view["members"][0]["state"] == "busy"
+        assert view["members"][0]["spark"] == {"cores_used": 1, "memory_used_bytes": GIB,
+                                               "alive": True}  # fmt: skip
+    # its executor's cores are not free: a second application's executor needs a new member
+    nodes.spark = SparkView(True, workers={member: WorkerUse(1, GIB)},
+                            requests=[Request("spark app-2", 1, Capacity(1, GIB))])  # fmt: skip
+    await step(scaler, rec, policy, log)
+    assert sorted(rec.members) == [member, NAMES.member(2)]
+    idle = WorkerUse(0, 0)
+    nodes.spark = SparkView(True, workers={member: idle, NAMES.member(2): idle})
+    clock["t"] += timedelta(seconds=400)
+    await step(scaler, rec, policy, log)
+    assert len(nodes.drained) == 1  # idle now: one drain at a time

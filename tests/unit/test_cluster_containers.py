@@ -89,7 +89,8 @@ def test_a_member_is_limited_by_its_model_with_few_capabilities_and_fixed_addres
                                "/srv/project": {"bind": "/data/project", "mode": "ro"}}
     assert config["restart_policy"] == {"Name": "no"} and config["network_mode"] == plan().network
     assert "oom_score_adj" not in config and "device_requests" not in config
-    assert networking_kwargs(plan()) == {"bench-cluster-k3x9q2": {"ipv4_address": "10.231.0.17"}}
+    assert networking_kwargs(plan()) == {"bench-cluster-k3x9q2": {"ipv4_address": "10.231.0.17",
+                                                                  "aliases": []}}
 
 
 def test_the_host_name_is_the_container_name():

@@ -1,0 +1,117 @@
+"""Files the clusters service writes in a workspace's ``/data``, safely.
+
+The service runs as root on the host and writes into the directory behind a workspace's
+``/data`` (the scaler log, ``.spark/cluster.json``), where the workspace's user may have put
+symbolic links. Every path component below the data directory is opened with
+``O_NOFOLLOW`` relative to its parent's descriptor, so a link never leads the service out of
+``/data``; what it creates belongs to the workspace user (uid 1000, gid 100).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+
+from bench_spawner.storage import DATA_GID, DATA_UID
+
+__all__ = ["append_in_data", "read_in_data", "remove_in_data", "write_in_data"]
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _parts(relative: str) -> tuple[list[str], str]:
+    path = PurePosixPath(relative)
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        raise ValueError(f"{relative!r} must be a relative path inside /data")
+    return list(path.parts[:-1]), path.parts[-1]
+
+
+def _own(fd: int) -> None:
+    if os.geteuid() == 0:
+        os.fchown(fd, DATA_UID, DATA_GID)
+
+
+@contextlib.contextmanager
+def _directory(data_dir: str, parts: list[str], create: bool) -> Iterator[int]:
+    """A descriptor of ``data_dir/parts...``, each component opened without following links
+    (``create``: made, owned by the workspace user, when missing)."""
+    fd = os.open(data_dir, _DIR_FLAGS)
+    try:
+        for name in parts:
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                os.mkdir(name, 0o755, dir_fd=fd)
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                _own(child)
+            os.close(fd)
+            fd = child
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def write_in_data(data_dir: str, relative: str, text: str, mode: int = 0o644) -> None:
+    """Replace ``data_dir/relative`` with ``text``: a new file, fsynced, renamed over it."""
+    parts, name = _parts(relative)
+    with _directory(data_dir, parts, create=True) as dir_fd:
+        temp = f".{name}.{secrets.token_hex(4)}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     mode, dir_fd=dir_fd)  # fmt: skip
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fchmod(f.fileno(), mode)
+                _own(f.fileno())
+                os.fsync(f.fileno())
+            os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=dir_fd)
+            raise
+        os.fsync(dir_fd)
+
+
+def append_in_data(data_dir: str, relative: str, text: str) -> None:
+    """Append ``text`` to ``data_dir/relative`` (created when missing). A link or anything
+    but a regular file there is refused with :class:`OSError`."""
+    parts, name = _parts(relative)
+    with _directory(data_dir, parts, create=True) as dir_fd:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(name, flags | os.O_NONBLOCK, 0o644, dir_fd=dir_fd)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise OSError(f"{relative} in /data is not a regular file")
+            if info.st_uid == 0:
+                _own(f.fileno())
+            f.write(text)
+
+
+def read_in_data(data_dir: str, relative: str) -> str:
+    """The text of ``data_dir/relative``; :class:`OSError` when missing or a link."""
+    parts, name = _parts(relative)
+    with _directory(data_dir, parts, create=False) as dir_fd:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)  # fmt: skip
+        with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise OSError(f"{relative} in /data is not a regular file")
+            return f.read()
+
+
+def remove_in_data(data_dir: str, relative: str) -> None:
+    """Remove ``data_dir/relative`` if it is there."""
+    parts, name = _parts(relative)
+    try:
+        with _directory(data_dir, parts, create=False) as dir_fd:
+            os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
