@@ -29,6 +29,7 @@ bench: host deps images
 	$(PY) -m benchmarks.lifecycle_pass
 	$(PY) -m benchmarks.checkpoints
 	$(PY) -m benchmarks.clusters
+	$(PY) -m benchmarks.spark
 
 host:
 	@bash scripts/host-setup.sh

@@ -155,8 +155,10 @@ def parse_observation(text: str, capacity: Capacity) -> SparkView:
     ``spark.executor.cores`` (unset: a whole member, Spark standalone's default), its memory
     the master's ``memoryperexecutor``. Only applications the master runs count (a local
     kernel's driver UI is not one of them)."""
+    # the exec's output is stdout and stderr together: the document is the last JSON line
+    line = next((ln for ln in reversed(text.strip().splitlines()) if ln.startswith("{")), "")
     try:
-        doc = json.loads(text)
+        doc = json.loads(line)
     except ValueError:
         return SparkView(master_alive=False)
     master = doc.get("master") if isinstance(doc, dict) else None

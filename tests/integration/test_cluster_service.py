@@ -96,7 +96,7 @@ def test_others_get_403_and_bad_settings_a_400_naming_the_field(clusters):
         "members": {"type": "static", "members": 0},
         "max_members": {"type": "dynamic", "min_members": 3, "max_members": 51},
         "colour": {"type": "static", "members": 1, "colour": "blue"},
-        "web_access": {**static, "web_access": True},
+        "web_access": {**static, "web_access": "sometimes"},
         "resource_model": {**static, "resource_model": "standard-xlarge"},  # 16 CPUs; host: 2
     }
     for field, body in refused.items():

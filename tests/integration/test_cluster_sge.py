@@ -137,7 +137,8 @@ def cluster(tmp_path_factory):
                "com.docker.network.driver.mtu=1400", NETWORK)  # fmt: skip
         started = time.monotonic()
         docker("run", "-d", "--name", MANAGER, "--hostname", MANAGER, "--network", NETWORK,
-               "--ip", MANAGER_IP, "-v", f"{config}:/etc/bench-sge:ro", "-v", f"{data}:/data",
+               "--ip", MANAGER_IP, "--network-alias", "spark-master",  # its Spark master's name
+               "-v", f"{config}:/etc/bench-sge:ro", "-v", f"{data}:/data",
                IMAGE, "manager")  # fmt: skip
         wait_for(lambda: "manager ready" in logs(MANAGER), 60, "the manager is ready")
         state.measured["manager ready s"] = time.monotonic() - started

@@ -43,7 +43,7 @@ def clusters(tmp_path_factory):
     workdir = tmp_path_factory.mktemp(PREFIX)
     scratch = workdir / "scratch"
     hub = HubProcess(workdir, prefix=PREFIX, env_overrides={
-        "BENCHHUB_CLUSTER_SUBNETS": "10.234.0.0/20",
+        "BENCHHUB_CLUSTER_SUBNETS": "10.235.0.0/20",
         "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
         "BENCHHUB_CLUSTER_INTERVAL": "1",
         "BENCHHUB_CLUSTER_STABILISATION": "2",
