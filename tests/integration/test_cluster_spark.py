@@ -115,8 +115,11 @@ def test_local_kernel_runs_spark_in_the_workspace_and_remote_ones_say_a_cluster_
     assert re.search(r"^spark\.master\s+local\[\*\]$", conf, re.M), conf
     assert (clusters.data / ".spark/local/conf/spark-defaults.conf").stat().st_uid == 1000
 
-    out = run_in_kernel(clusters.workspace, "pyspark-remote", "print('SC', sc)")
-    assert _values(out) == {"SC": "None"}, out
+    code = "print('SC', sc)\nsc.parallelize([1])"
+    out = run_in_kernel(clusters.workspace, "pyspark-remote", code)
+    assert _values(out)["SC"].startswith("<no Spark: this kernel runs Spark on the workspace's "
+                                         "cluster, and none is running: start a cluster"), out
+    assert "ERROR RuntimeError this kernel runs Spark on the workspace's cluster" in out, out
     kernels = requests.get(f"{clusters.hub.url}/user/alice/lab/api/kernelspecs", timeout=30,
                            headers={"Authorization": f"token {clusters.token('alice')}"})
     names = {spec["spec"]["display_name"] for spec in kernels.json()["kernelspecs"].values()}

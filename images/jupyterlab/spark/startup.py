@@ -30,13 +30,11 @@ def _bench_spark_start():
         os.replace(partial, conf)
         print(f"Default Spark settings written to {conf}: edit them, then restart the kernel.")
     if mode != "local" and cluster is None:
-        print(
-            "This kernel runs Spark on the workspace's cluster, and none is running: start a "
-            "cluster (Services > clusters), then restart the kernel. Until then `spark` and `sc` "
-            "are None; the kernel 'PySpark – Local' needs no cluster.",
-            file=sys.stderr,
-        )
-        return None
+        why = ("this kernel runs Spark on the workspace's cluster, and none is running: start "
+               "a cluster (Services > clusters), then restart the kernel; the kernel "
+               "'PySpark – Local' needs no cluster")  # fmt: skip
+        print(why, file=sys.stderr)
+        return _BenchSparkUnavailable(why)
     from pyspark.sql import SparkSession
 
     spark = SparkSession.builder.getOrCreate()
@@ -44,6 +42,29 @@ def _bench_spark_start():
     print(f"Spark {spark.version} ready: sc.master = {sc.master}, application "
           f"{sc.applicationId} ({sc.appName}); settings: {conf}")
     return spark
+
+
+class _BenchSparkUnavailable:
+    """``spark`` and ``sc`` of a remote kernel without a cluster: it says why when shown, is
+    false, and any use raises that reason (in the notebook, where the user looks)."""
+
+    def __init__(self, why: str):
+        self._why = why
+
+    def __repr__(self) -> str:
+        return f"<no Spark: {self._why}>"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise RuntimeError(self._why)
+
+    @property
+    def sparkContext(self):  # noqa: N802 (SparkSession's name)
+        return self
 
 
 def _bench_spark_memory_limit() -> int:
@@ -95,7 +116,8 @@ def _bench_spark_defaults(mode: str, cluster: dict | None) -> str:
 
 
 spark = _bench_spark_start()
-sc = spark.sparkContext if spark is not None else None
-for _name in ("_bench_spark_start", "_bench_spark_memory_limit", "_bench_spark_defaults"):
+sc = spark.sparkContext
+for _name in ("_bench_spark_start", "_bench_spark_memory_limit", "_bench_spark_defaults",
+              "_BenchSparkUnavailable"):
     globals().pop(_name)  # the user's namespace keeps only spark and sc
 del _name
