@@ -21,7 +21,7 @@ run: host deps images
 test: host-test deps images
 	$(PY) -m ruff check bench_spawner hub_services tests benchmarks jupyterhub_config.py
 	$(PY) -m pytest -p no:cacheprovider -q tests/unit
-	$(PY) -m pytest -p no:cacheprovider -q -x tests/integration tests/browser
+	$(PY) -m pytest -p no:cacheprovider -q -x tests/integration tests/security tests/browser
 
 bench: host deps images
 	$(PY) -m benchmarks.spawn_latency

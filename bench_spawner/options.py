@@ -14,13 +14,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from numbers import Real
 
+from jupyterhub.slugs import is_valid_safe_slug
+
 from hub_services.egress.policy import normalise
 
 from .resource_models import (
     NAME_RULE,
     HostCapacity,
     ResourceModel,
-    is_valid_name,
     unavailable_reason,
 )
 from .whitelist import parse_whitelist
@@ -30,6 +31,7 @@ __all__ = [
     "LIFECYCLE_OPTIONS",
     "SHUTDOWN_MODES",
     "NAME_RULE",
+    "WORKSPACE_NAME_RULE",
     "OPTION_NAMES",
     "RESTORE_LATEST",
     "RESTORE_NONE",
@@ -96,12 +98,20 @@ class OptionsError(ValueError):
         return {"errors": [asdict(e) for e in self.errors]}
 
 
+# JupyterHub (6) creates a named server only under a "safe slug" name; BenchHub's rule is the
+# same, so a name it accepts never fails later inside JupyterHub (which answered 500).
+WORKSPACE_NAME_RULE = (
+    "1 to 30 characters: lower-case letters a-z, digits 0-9 and single hyphens, starting with "
+    "a letter and ending with a letter or digit"
+)
+
+
 def validate_workspace_name(name: str) -> None:
-    """Return None if ``name`` satisfies :data:`NAME_RULE`, else raise :class:`OptionsError`
-    with one ``FieldError("name", ...)`` stating the rule and the given name."""
-    if not is_valid_name(name):
+    """Return None if ``name`` satisfies :data:`WORKSPACE_NAME_RULE`, else raise
+    :class:`OptionsError` with one ``FieldError("name", ...)`` stating the rule and the name."""
+    if not isinstance(name, str) or not is_valid_safe_slug(name):
         raise OptionsError(
-            [FieldError("name", f"a workspace name must be {NAME_RULE}; got {name!r}")]
+            [FieldError("name", f"a workspace name must be {WORKSPACE_NAME_RULE}; got {name!r}")]
         )
 
 

@@ -3,7 +3,8 @@
 Shared by the spawner (register a restricted workspace before its server starts, forget it on
 stop) and the egress service (reconcile after a restart, health). Layout of ``config_dir``::
 
-    workspaces/<user>--<workspace>.json   one per running restricted workspace: address + list
+    workspaces/<user>%2F<workspace>.json  one per running restricted workspace: address + list
+                                         (the key URL-quoted: unambiguous for any names)
     squid/squid.conf                     rendered from all of them (atomic replace; the proxy
                                          mounts the directory, so it sees each new file)
     addresses.json                       the address book (see addresses.py)
@@ -22,6 +23,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import docker
 from docker.errors import NotFound
@@ -92,7 +94,7 @@ class EgressState:
             "registered_at": time.time(),
         }
         with self.locked():
-            self._write(self.workspaces_dir / f"{key.replace('/', '--')}.json", json.dumps(record))
+            self._write(self._record_path(key), json.dumps(record))
             self._render()
 
     def adopt(
@@ -108,16 +110,23 @@ class EgressState:
     def forget(self, key: str, now: float) -> bool:
         """Drop a stopped workspace's list and quarantine its address; False if it had none."""
         with self.locked():
-            record = self.workspaces_dir / f"{key.replace('/', '--')}.json"
-            if not record.exists():
+            paths = [p for p in self.workspaces_dir.glob("*.json") if _key_of(p) == key]
+            if not paths:
                 return False
-            record.unlink()
+            for path in paths:  # also a record named the old way ("user--workspace.json")
+                path.unlink()
             book = self._book(None)
             if book is not None:
                 book.release(key, now)
                 self._write(self.dir / "addresses.json", json.dumps(book.to_dict()))
             self._render()
             return True
+
+    def _record_path(self, key: str) -> Path:
+        """The record file of ``key`` ("user/workspace"). Quoting "/" (and "%") makes it
+        unambiguous: with "--" as the separator, user "bob--proj"'s workspace "2" and user
+        "bob"'s "proj--2" shared a file."""
+        return self.workspaces_dir / f"{quote(key, safe='')}.json"
 
     def registered(self) -> dict[str, dict]:
         return {
@@ -153,6 +162,13 @@ class EgressState:
             return (self.log_dir / "access.log").read_text(errors="replace").splitlines()
         except FileNotFoundError:
             return []
+
+
+def _key_of(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("key")
+    except (OSError, ValueError):
+        return None
 
 
 class EgressProxy:

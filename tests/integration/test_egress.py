@@ -223,12 +223,12 @@ def test_each_workspace_gets_its_own_list_and_a_stop_takes_it_away(hub, workspac
 def test_lost_egress_state_is_rebuilt_from_the_hub_and_docker(hub, workspaces):
     closed, _ = workspaces
     records = hub.egress_dir / "workspaces"
-    before = json.loads((records / "rita--closed.json").read_text())
-    (records / "rita--closed.json").unlink()  # as if the egress state were lost while it runs
+    before = json.loads((records / "rita%2Fclosed.json").read_text())
+    (records / "rita%2Fclosed.json").unlink()  # as if the egress state were lost while it runs
     deadline = time.monotonic() + 30
-    while not (records / "rita--closed.json").exists() and time.monotonic() < deadline:
+    while not (records / "rita%2Fclosed.json").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    after = json.loads((records / "rita--closed.json").read_text())  # rebuilt by the service
+    after = json.loads((records / "rita%2Fclosed.json").read_text())  # rebuilt by the service
     assert (after["address"], after["entries"]) == (before["address"], before["entries"])
     assert wait_code(closed, "http://allowed.test/", "200")
     assert code(closed, "http://other.test/") == "403"
