@@ -19,6 +19,7 @@ content-addressed chunks shared by every checkpoint that has the same bytes::
      "chunks": {"<sha256>": [raw_bytes, stored_bytes], ...},
      "entries": [{"path": "usr/lib/x", "type": "file", "mode": 420, "uid": 0, "gid": 0,
                   "mtime_ns": ..., "size": ..., "chunks": ["<sha256>", ...],
+                  "holes": [[offset, length], ...],                 # sparse files only
                   "xattrs": {"user.k": "<base64>"}, "ino": ..., "ctime_ns": ...}, ...]}
 
 Entry types: ``dir`` (``opaque`` true when it hides the image's directory), ``file``,
@@ -26,10 +27,14 @@ Entry types: ``dir`` (``opaque`` true when it hides the image's directory), ``fi
 (``target`` = link text, never followed), ``whiteout`` (the path was deleted), ``fifo``.
 ``ino``/``ctime_ns`` are present only when the file was stable while read; they let the next
 checkpoint of the same upper directory reuse the chunk list without reading the file.
+``holes`` are the ranges of a sparse file that hold no data (sorted, apart): its chunks are
+the bytes of the other ranges, one after the other, so a 10 TB file that is all hole costs
+no reading, no chunk and no disk on restore. ``size`` is the file's size, holes included.
 
 Loading validates everything a restore relies on: paths are relative, normalised, without
 ``..``, unique, and each one's parent is an earlier ``dir`` entry; hard links point back at
-files; chunk keys are well formed and sizes add up; only kept xattr namespaces appear.
+files; chunk keys are well formed and sizes (chunks plus holes) add up; only kept xattr namespaces
+appear.
 Everything here is pure.
 """
 
@@ -155,6 +160,19 @@ class Entry:
     xattrs: tuple[tuple[str, bytes], ...] = ()
     ino: int | None = None
     ctime_ns: int | None = None
+    holes: tuple[tuple[int, int], ...] = ()
+
+    def data_regions(self) -> list[tuple[int, int]]:
+        """``(offset, length)`` of the ranges of a file that are not :attr:`holes`, in order:
+        where its chunks' bytes go."""
+        regions, at = [], 0
+        for offset, length in self.holes:
+            if offset > at:
+                regions.append((at, offset - at))
+            at = offset + length
+        if self.size > at:
+            regions.append((at, self.size - at))
+        return regions
 
     def to_json(self) -> dict:
         """The entry as JSON data, leaving out fields at their defaults."""
@@ -163,6 +181,8 @@ class Entry:
         if self.type == "file":
             data["size"] = self.size
             data["chunks"] = list(self.chunks)
+            if self.holes:
+                data["holes"] = [list(hole) for hole in self.holes]
         if self.target is not None:
             data["target"] = self.target
         if self.opaque:
@@ -189,6 +209,7 @@ class Entry:
                 target=data.get("target"), chunks=tuple(data.get("chunks", ())),
                 opaque=data.get("opaque", False), xattrs=xattrs, ino=data.get("ino"),
                 ctime_ns=data.get("ctime_ns"),
+                holes=tuple(tuple(hole) for hole in data.get("holes", ())),
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as e:
             raise ManifestInvalid(f"entry {data.get('path')!r} is malformed: {e!r}") from e
@@ -211,8 +232,10 @@ class Entry:
             return "mode, uid, gid, mtime_ns and size must be integers, mode at most 0o7777"
         if not (0 <= self.uid <= _MAX_ID and 0 <= self.gid <= _MAX_ID and self.size >= 0):
             return "uid, gid and size must be non-negative 32-bit values"
-        if self.type != "file" and (self.chunks or self.size):
-            return "only files have chunks and a size"
+        if self.type != "file" and (self.chunks or self.size or self.holes):
+            return "only files have chunks, holes and a size"
+        if not _holes_in_order(self.holes, self.size):
+            return "holes must be [offset, length] pairs, sorted, apart, inside the file"
         if not all(is_chunk_key(k) for k in self.chunks):
             return "chunk keys must be sha256 hex digests"
         if (self.target is not None) != (self.type in ("symlink", "hardlink")):
@@ -342,6 +365,20 @@ class Manifest:
         return manifest
 
 
+def _holes_in_order(holes: object, size: int) -> bool:
+    """Whether ``holes`` are ``(offset, length)`` integer pairs, each at least one byte,
+    sorted, not touching or overlapping, and inside ``size``."""
+    end = -1
+    for hole in holes if isinstance(holes, tuple) else (None,):
+        if not (isinstance(hole, tuple) and len(hole) == 2 and all(type(v) is int for v in hole)):
+            return False
+        offset, length = hole
+        if offset <= end or length < 1 or offset + length > size:
+            return False
+        end = offset + length
+    return True
+
+
 def _check_tree(entries: Iterable[Entry], chunks: Mapping[str, tuple[int, int]]) -> None:
     """Paths unique, parents are earlier directories, hard links point at earlier files,
     every chunk is in the table and file sizes equal the sum of their chunks."""
@@ -357,8 +394,10 @@ def _check_tree(entries: Iterable[Entry], chunks: Mapping[str, tuple[int, int]])
             raise ManifestInvalid(f"hard link {entry.path!r} must follow its file {entry.target!r}")
         if any(k not in chunks for k in entry.chunks):
             raise ManifestInvalid(f"{entry.path!r} uses a chunk missing from the chunk table")
-        if sum(chunks[k][0] for k in entry.chunks) != entry.size:
-            raise ManifestInvalid(f"{entry.path!r}: chunk sizes do not add up to {entry.size}")
+        holes = sum(length for _, length in entry.holes)
+        if sum(chunks[k][0] for k in entry.chunks) + holes != entry.size:
+            raise ManifestInvalid(f"{entry.path!r}: chunk sizes and holes do not add up to "
+                                  f"{entry.size}")  # fmt: skip
         types[entry.path] = entry.type
 
 

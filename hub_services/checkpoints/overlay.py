@@ -5,14 +5,20 @@ directory file descriptors and yields one :class:`Scanned` per path, in an order
 directory comes before what it holds and every hard link after its first name. Overlay's
 markers become entry types: a character device 0:0 is a ``whiteout`` (deleted in the
 container), a directory with ``trusted.overlay.opaque=y`` is ``opaque`` (replaces the image's
-directory). Excluded paths (mount points) and everything below them are skipped.
+directory). Excluded paths (mount points) and everything below them are skipped. Devices and
+sockets are left out and never opened; a FIFO is recorded, never opened. A sparse file's
+holes are found with ``SEEK_DATA``/``SEEK_HOLE`` and recorded, and :func:`file_data` reads
+only its data, up to the size it had when scanned: a user's 10 TB sparse file costs what its
+data costs, not 10 TB of reading (and a file growing while read cannot hold the scan).
 
 :func:`restore_tree` builds validated entries in a private staging directory beside the
 upper directory (same filesystem), then, only if every entry was written, renames the staging
 directory over the (empty) upper directory in one ``rename(2)``: the container sees the whole
 checkpoint or nothing. Every write goes through ``openat``-style calls relative to a directory
 descriptor opened with ``O_NOFOLLOW``, so a symlink in the checkpoint is created, never
-traversed. Must run as root (ownership, whiteouts, trusted xattrs).
+traversed. A file's holes, and runs of zeros in its data, are left unwritten (holes again):
+a restore never takes more disk than the data the checkpoint holds. Must run as root
+(ownership, whiteouts, trusted xattrs).
 """
 
 from __future__ import annotations
@@ -20,19 +26,21 @@ from __future__ import annotations
 import ctypes
 import errno
 import glob
+import io
 import logging
 import os
 import posixpath
 import shutil
 import stat
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import CheckpointError, ManifestInvalid, RestoreTargetNotEmpty
 from .manifest import Entry, is_excluded, is_kept_xattr, is_safe_path
 
-__all__ = ["OPAQUE_XATTR", "Scanned", "restore_tree", "scan_upper"]
+__all__ = ["OPAQUE_XATTR", "Scanned", "file_data", "restore_tree", "scan_upper"]
 
 log = logging.getLogger("benchhub.checkpoints")
 
@@ -42,6 +50,11 @@ _UNSUPPORTED_XATTRS = ("trusted.overlay.redirect", "trusted.overlay.metacopy")
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _STAGING_PREFIX = ".benchhub-restore-"
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
+# More holes than this in one file is no file a person made (each needs data between): the
+# checkpoint fails naming it rather than write a manifest of millions of ranges.
+MAX_HOLES = 1_000_000
+# Restore skips writing all-zero runs of at least this many bytes (they stay holes).
+_ZERO_RUN = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -136,10 +149,73 @@ def _scan_file(dir_fd, name, path, st, inodes) -> Iterator[Scanned]:
     try:
         xattrs, _ = _read_xattrs(fd, path)
         entry = _base_entry(path, st, "file", size=st.st_size, xattrs=xattrs,
-                            ino=st.st_ino, ctime_ns=st.st_ctime_ns)  # fmt: skip
+                            ino=st.st_ino, ctime_ns=st.st_ctime_ns,
+                            holes=_holes(fd, st, path))  # fmt: skip
         yield Scanned(entry, fd, st)
     finally:
         os.close(fd)
+
+
+def _holes(fd: int, st: os.stat_result, path: str) -> tuple[tuple[int, int], ...]:
+    """The holes of a regular file below its size ``st.st_size``, as ``(offset, length)``;
+    () for a file with all its blocks (the usual case: no ``lseek`` at all)."""
+    size = st.st_size
+    if st.st_blocks * 512 >= size:
+        return ()
+    holes, offset = [], 0
+    while offset < size:
+        try:
+            data = min(os.lseek(fd, offset, os.SEEK_DATA), size)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # no data after offset: the rest is a hole
+                data = size
+            elif e.errno == errno.EINVAL:  # the filesystem cannot say: read it all
+                return ()
+            else:
+                raise
+        if data > offset:
+            holes.append((offset, data - offset))
+            if len(holes) > MAX_HOLES:
+                raise CheckpointError(f"/{path} has more than {MAX_HOLES} holes: not carried")
+        if data >= size:
+            break
+        # at least one byte on: the file may change while we look, and the walk must end
+        offset = max(min(os.lseek(fd, data, os.SEEK_HOLE), size), data + 1)
+    return tuple(holes)
+
+
+class _DataReader(io.RawIOBase):
+    """The data ranges of a scanned file one after the other (its holes left out), each read
+    with ``pread`` at its offset; bytes the file lost since the scan read as zeros, bytes it
+    gained are not read, so exactly ``size - holes`` bytes come out."""
+
+    def __init__(self, fd: int, regions: list[tuple[int, int]]):
+        super().__init__()
+        self._fd = fd
+        self._regions = list(reversed(regions))  # the next one last: pop() is cheap
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self._regions:
+            return 0
+        offset, length = self._regions[-1]
+        view = memoryview(buffer).cast("B")[: min(len(buffer), length)]
+        got = os.preadv(self._fd, [view], offset)
+        if got == 0:  # shrunk meanwhile: zeros, so the entry's sizes still add up
+            view[:] = bytes(len(view))
+            got = len(view)
+        if got == length:
+            self._regions.pop()
+        else:
+            self._regions[-1] = (offset + got, length - got)
+        return got
+
+
+def file_data(scanned: Scanned) -> io.BufferedReader:
+    """A stream of the scanned regular file's data (see :class:`_DataReader`)."""
+    return io.BufferedReader(_DataReader(scanned.fd, scanned.entry.data_regions()), 1 << 20)
 
 
 def _scan_special(dir_fd, name, path, st) -> Scanned | None:
@@ -323,16 +399,45 @@ class _TreeWriter:
 
 
 def _write_file(dir_fd: int, name: str, entry: Entry, data: Iterable[bytes]) -> None:
+    """Write the file's chunks into its data ranges (its holes stay holes), leaving runs of
+    zeros unwritten too, then set its size: the disk it takes is at most its non-zero data."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
     try:
+        regions = deque(entry.data_regions())
         for block in data:
-            view = memoryview(block)
-            while view:
-                view = view[os.write(fd, view) :]
+            at = 0
+            while at < len(block):
+                if not regions:
+                    raise ManifestInvalid(f"/{entry.path}: more data than its size")
+                offset, length = regions[0]
+                piece = min(length, len(block) - at)
+                _write_nonzero(fd, block, at, piece, offset)
+                regions[0] = (offset + piece, length - piece)
+                if regions[0][1] == 0:
+                    regions.popleft()
+                at += piece
+        os.ftruncate(fd, entry.size)
         _apply_metadata(fd, entry)
     finally:
         os.close(fd)
+
+
+def _write_nonzero(fd: int, block: bytes, start: int, length: int, offset: int) -> None:
+    """``pwrite`` ``block[start:start + length]`` at ``offset``, skipping all-zero runs of
+    :data:`_ZERO_RUN` bytes (the file's final size is set afterwards)."""
+    view = memoryview(block)
+    end = start + length
+    while start < end:
+        step = min(_ZERO_RUN, end - start)
+        if block.count(0, start, start + step) != step:
+            part = view[start : start + step]
+            while part:
+                written = os.pwrite(fd, part, offset)
+                part, offset = part[written:], offset + written
+        else:
+            offset += step
+        start += step
 
 
 def _apply_metadata(fd: int, entry: Entry) -> None:

@@ -4,12 +4,15 @@ The service runs as root on the host and writes into the directory behind a work
 ``/data`` (the scaler log, ``.spark/cluster.json``), where the workspace's user may have put
 symbolic links. Every path component below the data directory is opened with
 ``O_NOFOLLOW`` relative to its parent's descriptor, so a link never leads the service out of
-``/data``; what it creates belongs to the workspace user (uid 1000, gid 100).
+``/data``; what it creates belongs to the workspace user (uid 1000, gid 100). Reads are
+bounded (the user decides how big a file is): a whole file only up to a limit, a log only
+its tail.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -17,8 +20,9 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 from bench_spawner.storage import DATA_GID, DATA_UID
+from hub_services.file_tail import TAIL_BYTES, open_regular_file, tail_lines
 
-__all__ = ["append_in_data", "read_in_data", "remove_in_data", "write_in_data"]
+__all__ = ["append_in_data", "read_in_data", "remove_in_data", "tail_in_data", "write_in_data"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -84,7 +88,7 @@ def append_in_data(data_dir: str, relative: str, text: str) -> None:
     but a regular file there is refused with :class:`OSError`."""
     parts, name = _parts(relative)
     with _directory(data_dir, parts, create=True) as dir_fd:
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
         fd = os.open(name, flags | os.O_NONBLOCK, 0o644, dir_fd=dir_fd)
         with os.fdopen(fd, "a", encoding="utf-8") as f:
             info = os.fstat(f.fileno())
@@ -95,16 +99,34 @@ def append_in_data(data_dir: str, relative: str, text: str) -> None:
             f.write(text)
 
 
-def read_in_data(data_dir: str, relative: str) -> str:
-    """The text of ``data_dir/relative``; :class:`OSError` when missing or a link."""
+def read_in_data(data_dir: str, relative: str, max_bytes: int = 64 * 1024) -> str:
+    """The text of ``data_dir/relative``; :class:`OSError` when missing, a link, not a
+    regular file, or longer than ``max_bytes`` (the user decides the size: never read more)."""
     parts, name = _parts(relative)
     with _directory(data_dir, parts, create=False) as dir_fd:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                     dir_fd=dir_fd)  # fmt: skip
-        with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise OSError(f"{relative} in /data is not a regular file")
-            return f.read()
+        fd = open_regular_file(name, dir_fd=dir_fd)
+        try:
+            data = os.pread(fd, max_bytes + 1, 0)
+        finally:
+            os.close(fd)
+    if len(data) > max_bytes:
+        raise OSError(errno.EFBIG, f"{relative} in /data is larger than {max_bytes} bytes")
+    return data.decode("utf-8", errors="replace")
+
+
+def tail_in_data(
+    data_dir: str, relative: str, count: int, max_bytes: int = TAIL_BYTES
+) -> list[str]:
+    """The last ``count`` lines of ``data_dir/relative`` among its last ``max_bytes`` bytes
+    (:func:`hub_services.file_tail.tail_lines`); :class:`OSError` when missing, a link or
+    not a regular file."""
+    parts, name = _parts(relative)
+    with _directory(data_dir, parts, create=False) as dir_fd:
+        fd = open_regular_file(name, dir_fd=dir_fd)
+        try:
+            return tail_lines(fd, count, max_bytes)
+        finally:
+            os.close(fd)
 
 
 def remove_in_data(data_dir: str, relative: str) -> None:

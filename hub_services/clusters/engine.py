@@ -4,7 +4,8 @@ Every blocking docker-py call goes through :meth:`DockerEngine.call` (``await
 engine.call("inspect_container", name)``), on a pool of ``threads`` worker threads, with the
 client's own socket timeout and an outer one. The client is made in a worker thread, never on
 the event loop. :meth:`DockerEngine.exec` runs a command in a container and returns its exit
-code and output; :meth:`DockerEngine.watch` follows container ``die``/``destroy`` events on
+code and output (bounded in size and time: what runs in a container can be the user's
+doing); :meth:`DockerEngine.watch` follows container ``die``/``destroy`` events on
 a thread of its own and calls back, so the service reacts to a stopped workspace or a killed
 member at once instead of at its next pass.
 """
@@ -22,9 +23,12 @@ from dataclasses import dataclass
 import docker
 from docker.errors import APIError, NotFound
 
-__all__ = ["DockerEngine", "ExecResult"]
+__all__ = ["MAX_EXEC_OUTPUT", "DockerEngine", "ExecResult"]
 
 log = logging.getLogger("benchhub.clusters")
+
+# Output of one exec that the service reads at most (qstat's XML of thousands of jobs fits).
+MAX_EXEC_OUTPUT = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,26 @@ class ExecResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+
+def _read_bounded(stream, max_bytes: int, deadline: float) -> tuple[bytes, str]:
+    """Read ``stream`` (an exec's output chunks) up to ``max_bytes`` bytes or the
+    ``deadline`` (``time.monotonic()``), then close it. Returns the bytes and "" if the
+    stream ended by itself, else why reading stopped."""
+    received, cut = bytearray(), ""
+    try:
+        for chunk in stream:
+            if len(received) + len(chunk) > max_bytes:
+                received.extend(chunk[: max_bytes - len(received)])
+                cut = f"output cut at {max_bytes} bytes"
+                break
+            received.extend(chunk)
+            if time.monotonic() > deadline:
+                cut = "still printing when its time was up"
+                break
+    finally:
+        stream.close()
+    return bytes(received), cut
 
 
 class DockerEngine:
@@ -88,15 +112,24 @@ class DockerEngine:
 
     async def exec(
         self, container: str, argv: list[str] | tuple[str, ...], environment: dict | None = None,
-        user: str = "",
+        user: str = "", max_output: int = MAX_EXEC_OUTPUT,
     ) -> ExecResult:  # fmt: skip
-        """Run ``argv`` in a running container; its exit code and stdout+stderr as text."""
+        """Run ``argv`` in a running container; its exit code and stdout+stderr as text.
+
+        What a command prints in a cluster or workspace container can be the user's doing
+        (job names in qstat's XML, a hostile program): at most ``max_output`` bytes are
+        read, and reading ends ``timeout`` seconds after the start. A command cut short
+        either way is a failure (exit code -1) whose output ends with a line that says why;
+        the process is not waited for."""
 
         def run() -> ExecResult:
             client = self._client()
             created = client.exec_create(container, list(argv), environment=environment,
                                          user=user, stdout=True, stderr=True)  # fmt: skip
-            output = client.exec_start(created["Id"])
+            stream = client.exec_start(created["Id"], stream=True)
+            output, cut = _read_bounded(stream, max_output, time.monotonic() + self.timeout)
+            if cut:
+                return ExecResult(-1, output.decode(errors="replace") + f"\n[{cut}]")
             code = client.exec_inspect(created["Id"]).get("ExitCode")
             return ExecResult(code if code is not None else -1, output.decode(errors="replace"))
 

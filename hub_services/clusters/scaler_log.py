@@ -13,7 +13,9 @@ import logging
 import os
 from datetime import datetime
 
-from .data_files import append_in_data, read_in_data
+from hub_services.file_tail import TAIL_BYTES
+
+from .data_files import append_in_data, tail_in_data
 
 __all__ = ["LOG_IN_DATA", "ScalerLog"]
 
@@ -39,9 +41,12 @@ class ScalerLog:
         except OSError as e:
             log.warning("cannot write the scaler log in %s: %s", self.data_dir, e)
 
-    def tail(self, count: int = 20) -> list[str]:
-        """The last ``count`` lines (without newlines); [] when there is no log."""
+    def tail(self, count: int = 20, max_bytes: int = TAIL_BYTES) -> list[str]:
+        """The last ``count`` lines (without newlines) among the log's last ``max_bytes``
+        bytes; [] when there is no log (or a link, a FIFO, ... in its place). Blocking: call
+        it in a thread. The user owns the file and may make it any size: this reads at most
+        ``max_bytes`` whatever the size, and never follows a link."""
         try:
-            return read_in_data(self.data_dir, LOG_IN_DATA).splitlines()[-count:]
+            return tail_in_data(self.data_dir, LOG_IN_DATA, count, max_bytes)
         except OSError:
             return []

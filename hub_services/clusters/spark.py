@@ -10,7 +10,10 @@ drivers are the workspace's PySpark kernels (images/jupyterlab/spark/startup.py)
   the master UI only while it names one (``web_ui``).
 * :data:`OBSERVE_SCRIPT` runs in the manager (``docker exec``; its Python has only the
   standard library there) and prints the master's JSON and, for each driver UI on the
-  workspace (ports 4040-4055), the dynamic-allocation gauges and executor size.
+  workspace (ports 4040-4055), the dynamic-allocation gauges and executor size. Whatever
+  answers on those ports is the user's program: no redirect is followed, each answer is at
+  most 1 MiB (the master's 8 MiB), four applications per port, 25 s in all; the service
+  reads the exec's output bounded too (:meth:`~.engine.DockerEngine.exec`).
 * :func:`parse_observation` turns that into what the auto scaler needs: each worker's use
   (a member running executors is busy) and, for every application with dynamic allocation,
   the executors it wants and has not got, as :class:`~.scaler.Request` values.
@@ -56,26 +59,44 @@ DEFAULT_EXECUTOR_CORES = 4  # ICA Bench's example: 4 cores, 4 GB per executor
 _GAUGE = ".driver.ExecutorAllocationManager.executors."
 
 OBSERVE_SCRIPT = r"""
-import json, sys, urllib.request
-def get(url):
+import json, signal, sys, time, urllib.request
+# The driver UIs are the user's programs on the workspace: no redirect is followed (it could
+# point anywhere the manager reaches), every answer is bounded, and so is the whole run: no
+# new request after 20 s, and SIGALRM ends a run that a trickling answer still holds at 25 s.
+DEADLINE = time.monotonic() + 20
+signal.alarm(25)
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect)
+def get(url, limit=1 << 20):
+    if time.monotonic() > DEADLINE:
+        return None
     try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return json.load(r)
+        with opener.open(url, timeout=2) as r:
+            body = r.read(limit + 1)
+        return json.loads(body) if len(body) <= limit else None
     except Exception:
         return None
-out = {"master": get("http://localhost:8080/json/"), "drivers": []}
-for port in range(4040, 4056):
-    metrics = get(f"http://{sys.argv[1]}:{port}/metrics/json/")
-    if metrics is None:
+# argv: the workspace's host name [, first driver UI port, master JSON URL] (tests move both)
+first = int(sys.argv[2]) if len(sys.argv) > 2 else 4040
+master_url = sys.argv[3] if len(sys.argv) > 3 else "http://localhost:8080/json/"
+out = {"master": get(master_url, 8 << 20), "drivers": []}
+for port in range(first, first + 16):
+    try:
+        metrics = get(f"http://{sys.argv[1]}:{port}/metrics/json/")
+        if not isinstance(metrics, dict):
+            continue
+        gauges = {k: v.get("value") for k, v in (metrics.get("gauges") or {}).items()
+                  if ".ExecutorAllocationManager." in k and isinstance(v, dict)}
+        apps = get(f"http://{sys.argv[1]}:{port}/api/v1/applications") or []
+        for app in apps[:4]:
+            env = get(f"http://{sys.argv[1]}:{port}/api/v1/applications/{app['id']}/environment")
+            props = dict((env or {}).get("sparkProperties") or [])
+            out["drivers"].append({"port": port, "app": app["id"], "gauges": gauges,
+                                   "executor_cores": props.get("spark.executor.cores")})
+    except Exception:
         continue
-    gauges = {k: v.get("value") for k, v in (metrics.get("gauges") or {}).items()
-              if ".ExecutorAllocationManager." in k}
-    apps = get(f"http://{sys.argv[1]}:{port}/api/v1/applications") or []
-    for app in apps:
-        env = get(f"http://{sys.argv[1]}:{port}/api/v1/applications/{app['id']}/environment")
-        props = dict((env or {}).get("sparkProperties") or [])
-        out["drivers"].append({"port": port, "app": app["id"], "gauges": gauges,
-                               "executor_cores": props.get("spark.executor.cores")})
 print(json.dumps(out))
 """
 

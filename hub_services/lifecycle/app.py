@@ -56,6 +56,7 @@ class LifecycleApp(Application):
         "idle-cpu-share": "LifecycleService.idle_cpu_share",
         "idle-window": "LifecycleService.idle_window",
         "hub-url": "LifecycleService.hub_url",
+        "prefix": "LifecycleService.prefix",
         "smtp-host": "SMTPReminder.host",
         "smtp-port": "SMTPReminder.port",
         "smtp-sender": "SMTPReminder.sender",

@@ -4,6 +4,12 @@ The service asks the server directly on its container address (not through the h
 whose traffic counts as user activity) with ``no_track_activity=1`` so that asking does not
 itself count as activity. ``execution_state`` "busy" on any kernel means a computation is
 running, browser or not: the case jupyterhub-idle-culler#55 is about.
+
+The server is the user's program (a ``jupyter_server_config.py`` in their home can wrap it),
+so it is asked with the only credential it may see: its own API token, which the hub gave it
+at spawn (``JUPYTERHUB_API_TOKEN``, role ``server``: ``access:servers`` on that one server),
+and through :func:`~hub_services.workspace_http.fetch_bounded` (no redirects, bounded body,
+a deadline). Its answers can lie; the worst a lie does is stop or keep up its own workspace.
 """
 
 from __future__ import annotations
@@ -12,9 +18,15 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.httpclient import HTTPClientError
 
-__all__ = ["ServerActivity", "latest_activity", "parse_kernels", "probe_server"]
+from hub_services.workspace_http import fetch_bounded
+
+__all__ = ["MAX_ANSWER_BYTES", "ServerActivity", "latest_activity", "parse_kernels",
+           "probe_server", "server_token"]  # fmt: skip
+
+# A kernel or terminal model is a few hundred bytes: 1 MiB is thousands of them.
+MAX_ANSWER_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -56,20 +68,30 @@ def latest_activity(body: object) -> datetime | None:
     return max(times) if times else None
 
 
-async def probe_server(base_url: str, token: str, wait_s: float = 10) -> ServerActivity:
-    """Ask the server at ``base_url`` (``http://<ip>:<port>/user/<name>/<workspace>/``).
-    Raises ``tornado.httpclient.HTTPClientError`` or ``OSError`` if it does not answer: the
-    caller then treats the workspace as not idle."""
-    client = AsyncHTTPClient()
+def server_token(inspect: dict) -> str | None:
+    """The server's own API token from its container's ``docker inspect`` (the environment
+    the hub's spawner gave it), or None when it has none."""
+    for item in (inspect.get("Config") or {}).get("Env") or ():
+        name, _, value = item.partition("=")
+        if name == "JUPYTERHUB_API_TOKEN" and value:
+            return value
+    return None
+
+
+async def probe_server(
+    base_url: str, token: str, wait_s: float = 10, max_bytes: int = MAX_ANSWER_BYTES
+) -> ServerActivity:
+    """Ask the server at ``base_url`` (``http://<ip>:<port>/user/<name>/<workspace>/``) with
+    ``token``, which must be that server's own (see the module docstring). Raises
+    ``tornado.httpclient.HTTPClientError``, ``OSError``, ``ValueError`` (not JSON) or
+    :class:`~hub_services.workspace_http.ResponseTooLarge` if it does not answer properly:
+    the caller then treats the workspace as not idle."""
     headers = {"Authorization": f"token {token}"}
 
     async def get(path: str) -> object:
-        response = await client.fetch(
-            f"{base_url.rstrip('/')}/api/{path}?no_track_activity=1",
-            headers=headers,
-            request_timeout=wait_s,
-        )
-        return json.loads(response.body)
+        url = f"{base_url.rstrip('/')}/api/{path}?no_track_activity=1"
+        body = await fetch_bounded(url, headers=headers, wait_s=wait_s, max_bytes=max_bytes)
+        return json.loads(body)
 
     kernels = await get("kernels")
     busy, count = parse_kernels(kernels)

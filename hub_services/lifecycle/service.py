@@ -38,7 +38,7 @@ from .policy import (
     next_trigger,
 )
 from .reminders import Reminder
-from .server_probe import ServerActivity, probe_server
+from .server_probe import ServerActivity, probe_server, server_token
 
 __all__ = ["LifecycleService", "PassReport"]
 
@@ -99,6 +99,12 @@ class LifecycleService(LoggingConfigurable):
     hub_url = Unicode(
         "", help="Public hub URL for reminder texts, e.g. https://hub.example.org"
     ).tag(config=True)
+    prefix = Unicode(
+        "bench",
+        help="""Prefix of this hub's Docker names (the hub's BENCHHUB_PREFIX), e.g. bench: only
+        workspace containers named <prefix>-… are this hub's (another hub on the same engine
+        may have a workspace of the same user and name).""",
+    ).tag(config=True)
     reminder_hook = Callable(
         None,
         allow_none=True,
@@ -130,6 +136,7 @@ class LifecycleService(LoggingConfigurable):
         self._since = policy_module.utcnow()
         self._in_flight: dict[str, asyncio.Task] = {}
         self._probe_slots = asyncio.Semaphore(self.probe_concurrency)
+        self._server_tokens: dict[str, str | None] = {}  # container id -> its server token
         self.last_pass: PassReport | None = None
         self.last_pass_at: datetime | None = None
         self.last_error = ""
@@ -180,6 +187,9 @@ class LifecycleService(LoggingConfigurable):
                 await asyncio.to_thread(self.cycles.forget, key)
         for key in set(self._windows) - set(containers):
             self._windows.pop(key, None)
+        running_ids = {c["Id"] for c in containers.values()}
+        for container_id in set(self._server_tokens) - running_ids:
+            self._server_tokens.pop(container_id, None)
         for key in set(self._last_busy) - active:
             self._last_busy.pop(key, None)
         report.workspaces = len(servers)
@@ -195,6 +205,7 @@ class LifecycleService(LoggingConfigurable):
         return {
             f"{c['Labels']['org.benchhub.user']}/{c['Labels']['org.benchhub.workspace']}": c
             for c in found
+            if any(name.lstrip("/").startswith(f"{self.prefix}-") for name in c["Names"])
         }
 
     def _sample_cpu(self, containers: dict[str, dict]) -> None:
@@ -220,6 +231,9 @@ class LifecycleService(LoggingConfigurable):
         return trigger is not None and trigger <= now + timedelta(seconds=2 * self.interval)
 
     async def _probe(self, server: HubServer, container: dict | None) -> ServerActivity | None:
+        """Ask the workspace's server about kernels and terminals with the server's own token
+        (never the service's: whatever answers on the port is the user's program); None when
+        it cannot be asked or does not answer properly (then it counts as busy)."""
         if container is None:
             return None
         networks = container.get("NetworkSettings", {}).get("Networks", {})
@@ -229,10 +243,23 @@ class LifecycleService(LoggingConfigurable):
         url = f"http://{address}:{self.server_port}{server.model.get('url', '/')}"
         async with self._probe_slots:
             try:
-                return await probe_server(url, self.hub.token)
+                token = await self._server_token(container["Id"])
+                if token is None:
+                    self.log.info("%s: its container has no server token: counted as busy",
+                                  server.key)  # fmt: skip
+                    return None
+                return await probe_server(url, token)
             except Exception as e:
                 self.log.info("%s: no kernel figures (%s): counted as busy", server.key, e)
                 return None
+
+    async def _server_token(self, container_id: str) -> str | None:
+        """The server token in the container's environment (one ``docker inspect`` per
+        container: a container keeps its token for life, a new start is a new container)."""
+        if container_id not in self._server_tokens:
+            inspect = await asyncio.to_thread(self.docker_client.inspect_container, container_id)
+            self._server_tokens[container_id] = server_token(inspect)
+        return self._server_tokens[container_id]
 
     # ---- deciding ------------------------------------------------------------------------------
 

@@ -2,11 +2,13 @@
 kernels read, the master UI's address, and what the auto scaler concludes from the master's
 JSON and the drivers' dynamic-allocation gauges (as Spark 4.0.1 prints them)."""
 
-import io
+import contextlib
+import http.server
 import json
 import os
+import subprocess
 import sys
-import urllib.request
+import threading
 
 import pytest
 
@@ -364,36 +366,99 @@ def test_a_worker_neither_alive_nor_dead_is_kept_as_not_alive(state):
     assert view.workers == {HOST: WorkerUse(0, 0, False)}
 
 
-def test_the_observe_scripts_output_is_what_parse_observation_reads(monkeypatch, capsys):
-    """OBSERVE_SCRIPT against a fake master on :8080 and one driver UI on :4040, the answers
-    shaped as Spark 4.0.1 gives them; every other port refuses."""
+class _Answers(http.server.BaseHTTPRequestHandler):
+    """A real HTTP server's handler: ``server.answers`` maps a path to ``(status, headers,
+    body)``; every path asked is recorded in ``server.asked``; anything else is a 404."""
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.server.asked.append(self.path)
+        status, headers, body = self.server.answers.get(self.path, (404, {}, b""))
+        self.send_response(status)
+        for name, value in {"Content-Length": str(len(body)), **headers}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def _server(answers: dict):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
+    server.answers, server.asked = answers, []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _json(status: int, doc) -> tuple[int, dict, bytes]:
+    return status, {"Content-Type": "application/json"}, json.dumps(doc).encode()
+
+
+def _observe_script(driver_port: int, master_port: int) -> str:
+    """OBSERVE_SCRIPT run as the manager runs it (its own Python process), pointed at
+    servers on loopback: driver UIs from ``driver_port`` on, the master's JSON."""
+    argv = [sys.executable, "-c", spark.OBSERVE_SCRIPT, "127.0.0.1", str(driver_port),
+            f"http://127.0.0.1:{master_port}/json/"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout
+
+
+def test_the_observe_scripts_output_is_what_parse_observation_reads():
+    """OBSERVE_SCRIPT against a real master JSON server and one real driver UI, the answers
+    shaped as Spark 4.0.1 gives them."""
     prefix = f"{APP}.driver.ExecutorAllocationManager.executors."
-    answers = {
-        "http://localhost:8080/json/": master(),
-        "http://workspace:4040/metrics/json/": {"version": "4.0.0", "gauges": {
+    driver = {
+        "/metrics/json/": _json(200, {"version": "4.0.0", "gauges": {
             prefix + "numberTargetExecutors": {"value": 8},
             prefix + "numberAllExecutors": {"value": 2},
             f"{APP}.driver.BlockManager.memory.memUsed_MB": {"value": 3},
-        }, "counters": {}, "histograms": {}},
-        "http://workspace:4040/api/v1/applications": [{"id": APP, "name": "pyspark-shell"}],
-        f"http://workspace:4040/api/v1/applications/{APP}/environment": {
+        }, "counters": {}, "histograms": {}}),
+        "/api/v1/applications": _json(200, [{"id": APP, "name": "pyspark-shell"}]),
+        f"/api/v1/applications/{APP}/environment": _json(200, {
             "sparkProperties": [["spark.executor.cores", "1"],
-                                ["spark.dynamicAllocation.enabled", "true"]]},
+                                ["spark.dynamicAllocation.enabled", "true"]]}),
     }  # fmt: skip
-
-    def urlopen(url, timeout):
-        if url not in answers:
-            raise ConnectionRefusedError(url)
-        return io.BytesIO(json.dumps(answers[url]).encode())
-
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
-    monkeypatch.setattr(sys, "argv", ["-c", "workspace"])
-    exec(spark.OBSERVE_SCRIPT, {"__name__": "__main__"})
-    output = capsys.readouterr().out
-    assert json.loads(output)["drivers"] == [{
-        "port": 4040, "app": APP, "executor_cores": "1",
+    with _server({"/json/": _json(200, master())}) as master_ui, _server(driver) as driver_ui:
+        output = _observe_script(driver_ui.server_port, master_ui.server_port)
+    drivers = [d for d in json.loads(output)["drivers"] if d["port"] == driver_ui.server_port]
+    assert drivers == [{
+        "port": driver_ui.server_port, "app": APP, "executor_cores": "1",
         "gauges": {prefix + "numberTargetExecutors": 8, prefix + "numberAllExecutors": 2},
     }]  # fmt: skip
     view = parse_observation(output, MEMBER)
     assert view.requests == [Request(f"spark {APP}", 6, Capacity(1, 1024 * MIB))]
     assert view.workers == {HOST: WorkerUse(1, 1024 * MIB, True)}
+
+
+def test_a_driver_ui_that_redirects_is_not_followed():
+    """Whatever answers on the workspace's driver ports is the user's program: a redirect
+    to a service the manager can reach is not followed, and that driver counts for nothing."""
+    with _server({}) as elsewhere:
+        target = f"http://127.0.0.1:{elsewhere.server_port}/hub/api/users"
+        moved = {path: (302, {"Location": target}, b"") for path in
+                 ("/metrics/json/", "/api/v1/applications")}  # fmt: skip
+        with _server({"/json/": _json(200, master())}) as master_ui, _server(moved) as driver:
+            output = _observe_script(driver.server_port, master_ui.server_port)
+        assert elsewhere.asked == []
+    assert driver.asked == ["/metrics/json/"]
+    assert not [d for d in json.loads(output)["drivers"] if d["port"] == driver.server_port]
+
+
+def test_a_driver_ui_answering_more_than_a_mebibyte_is_not_read():
+    huge = {"gauges": {f"{APP}.driver.ExecutorAllocationManager.x{i}": {"value": i}
+                       for i in range(40_000)}}  # fmt: skip
+    body = json.dumps(huge).encode()
+    assert len(body) > 1024 * 1024
+    flood = {"/metrics/json/": (200, {}, body),
+             "/api/v1/applications": _json(200, [{"id": APP}])}  # fmt: skip
+    with _server({"/json/": _json(200, master())}) as master_ui, _server(flood) as driver:
+        output = _observe_script(driver.server_port, master_ui.server_port)
+    assert driver.asked == ["/metrics/json/"]  # nothing more asked of a driver that flooded
+    assert len(output) < 64 * 1024
+    assert parse_observation(output, MEMBER).master_alive
