@@ -12,10 +12,13 @@ export PATH := $(abspath $(VENV))/bin:$(abspath $(NODE_DIR))/node_modules/.bin:$
 
 .PHONY: run test bench host images deps lint unit integration browser clean
 
+# the hub's state directory, as jupyterhub_config.py chooses it (BENCHHUB_STATE_DIR or .cache/hub)
+HUB_STATE_DIR := $(or $(BENCHHUB_STATE_DIR),$(CURDIR)/.cache/hub)
+
 run: host deps images
 	@echo "==> starting JupyterHub on http://127.0.0.1:8000"
-	@echo "    log in with any user name and the password in BENCHHUB_PASSWORD (default: benchhub-user);"
-	@echo "    the user 'admin' is an admin (set BENCHHUB_ADMIN_PASSWORD to give admins their own password)"
+	@echo "    log in with any user name and the password in BENCHHUB_PASSWORD (default: benchhub-user)"
+	@$(PY) -m bench_spawner.admin_password "$(HUB_STATE_DIR)"
 	$(PY) -m jupyterhub -f jupyterhub_config.py
 
 test: host-test deps images

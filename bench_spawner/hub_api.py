@@ -14,6 +14,12 @@
   hub restart forgets it, so no "exited" entry is written for visits open at that moment.
 - ``GET /hub/api/bench/workspaces/<user>`` lists a user's workspaces with status and reason.
 
+Every handler here checks the caller's scopes first, with JupyterHub's own ``needs_scope`` and
+the scopes JupyterHub's method has (``start:servers`` for POST/PUT/PATCH, ``delete:servers``
+for DELETE, ``servers`` for the spawn page, ``read:servers`` for reading): a refused request
+(403 without credentials or scopes, 404 for another user's workspace) has created no record,
+written no journal line and noted no actor.
+
 JupyterHub matches routes in order and appends ``extra_handlers`` after its own, so a refined
 built-in route has to go in front: :func:`register_handlers` (called from
 ``jupyterhub_config.py``) prepends these to JupyterHub's handler lists, once.
@@ -21,6 +27,7 @@ built-in route has to go in front: :func:`register_handlers` (called from
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from jupyterhub import apihandlers, handlers
@@ -77,21 +84,44 @@ def actor_name(current, owner: str) -> str:
 
 
 class RecordsActor:
-    """Mixin: remember who (and why) for the spawner's activity journal entries."""
+    """Mixin: remember who (and why) for the spawner's activity journal entries.
 
-    def _note_actor(self, user_name: str, server_name: str, reason: object = "") -> None:
+    Call only after the caller's scopes were checked: the note names whoever sent the request.
+    """
+
+    @contextlib.contextmanager
+    def _actor_noted(self, user_name: str, server_name: str, reason: object = ""):
+        """Note the actor of the action this request causes, for the block's duration and
+        after it, until the spawner takes the note. A request that fails (an exception, or a
+        status >= 400 such as the spawn form shown again with its error) takes its note back,
+        so the workspace's next entry (e.g. "errored" when its container dies) is not put on
+        this caller; so can the block, with the function it is given."""
         from .spawner import BenchSpawner  # the spawner module imports docker: load lazily
 
         reason = reason.strip()[:MAX_REASON_CHARS] if isinstance(reason, str) else ""
-        actor = actor_name(self.current_user, user_name)
-        BenchSpawner.requested_by[(user_name, server_name)] = (actor, reason)
+        key, note = (user_name, server_name), (actor_name(self.current_user, user_name), reason)
+
+        def take_back() -> None:
+            if BenchSpawner.requested_by.get(key) == note:
+                del BenchSpawner.requested_by[key]
+
+        BenchSpawner.requested_by[key] = note
+        try:
+            yield take_back
+        except BaseException:
+            take_back()
+            raise
+        if self.get_status() >= 400:
+            take_back()
 
 
 class WorkspaceServerAPIHandler(RecordsActor, WorkspaceNameRule, UserServerAPIHandler):
     """JupyterHub's ``/users/:name/servers/:server`` with workspace validation."""
 
     async def _validated(self, user_name, server_name):
-        """Validate name and user_options before JupyterHub stores anything."""
+        """Validate name and user_options before JupyterHub stores anything. Only after the
+        caller's scopes were checked: validating needs a spawner, which this creates (and
+        removes again) for a workspace that does not exist yet."""
         user = self.find_user(user_name)
         if user is None:
             raise web.HTTPError(404)
@@ -108,22 +138,27 @@ class WorkspaceServerAPIHandler(RecordsActor, WorkspaceNameRule, UserServerAPIHa
         try:
             if _is_workspace_spawner(spawner):
                 await spawner.validate_options(options)
-        except web.HTTPError:
-            if not existed:  # nothing created on error
+        finally:
+            # JupyterHub's handler creates the record itself (its PUT refuses one that exists)
+            if not existed:
                 user.spawners.pop(server_name, None)
                 self.db.delete(spawner.orm_spawner)
                 self.db.commit()
-            raise
 
+    # Each method checks the same scopes as JupyterHub's (which super() checks again) before
+    # BenchHub's own steps: validating creates a spawner and noting the actor is remembered.
+    @needs_scope("start:servers")
     async def post(self, user_name, server_name=""):
         await self._validated(user_name, server_name)
-        self._note_actor(user_name, server_name)
-        await super().post(user_name, server_name)
+        with self._actor_noted(user_name, server_name):
+            await super().post(user_name, server_name)
 
+    @needs_scope("start:servers")
     async def put(self, user_name, server_name=""):
         await self._validated(user_name, server_name)
         await super().put(user_name, server_name)
 
+    @needs_scope("start:servers")
     async def patch(self, user_name, server_name=""):
         body = self.get_json_body() or {}
         if not isinstance(body, dict):
@@ -134,9 +169,7 @@ class WorkspaceServerAPIHandler(RecordsActor, WorkspaceNameRule, UserServerAPIHa
             except OptionsError as e:
                 raise web.HTTPError(400, str(e)) from None
         user = self.find_user(user_name)
-        spawner = (
-            user.spawners[server_name] if user and server_name in user.orm_spawners else None
-        )
+        spawner = user.spawners[server_name] if user and server_name in user.orm_spawners else None
         if spawner is None or "user_options" not in body or not _is_workspace_spawner(spawner):
             if spawner is not None and spawner.active:
                 raise web.HTTPError(
@@ -145,38 +178,43 @@ class WorkspaceServerAPIHandler(RecordsActor, WorkspaceNameRule, UserServerAPIHa
             await self._validated(user_name, server_name)
             return await super().patch(user_name, server_name)
         options, changed = await spawner.edit_options(body["user_options"])
-        self._note_actor(user_name, server_name)
-        if spawner.active:
-            if set(body) - {"user_options"}:
-                raise web.HTTPError(
-                    400, f"workspace '{server_name}' is running: stop it before renaming it"
-                )
-            spawner.orm_spawner.user_options = options
-            spawner.user_options = options
-            self.db.commit()
-            self.set_header("Content-Type", "application/json")
-            self.write(self.server_model(spawner.orm_spawner, user=user))
-        else:
-            # JupyterHub's own PATCH stores what it is given: give it the merged options
-            self.request.body = json.dumps({**body, "user_options": options}).encode()
-            await super().patch(user_name, server_name)
-        if changed:
-            new = {key: options[key] for key in changed}
-            await spawner.record_activity("edited", f"edited {', '.join(changed)}", new)
+        if spawner.active and set(body) - {"user_options"}:
+            raise web.HTTPError(
+                400, f"workspace '{server_name}' is running: stop it before renaming it"
+            )
+        with self._actor_noted(user_name, server_name):
+            if spawner.active:
+                spawner.orm_spawner.user_options = options
+                spawner.user_options = options
+                self.db.commit()
+                self.set_header("Content-Type", "application/json")
+                self.write(self.server_model(spawner.orm_spawner, user=user))
+            else:
+                # JupyterHub's own PATCH stores what it is given: give it the merged options
+                self.request.body = json.dumps({**body, "user_options": options}).encode()
+                await super().patch(user_name, server_name)
+            if changed:
+                new = {key: options[key] for key in changed}
+                await spawner.record_activity("edited", f"edited {', '.join(changed)}", new)
         spawner._take_request()
 
+    @needs_scope("delete:servers")
     async def delete(self, user_name, server_name=""):
         user = self.find_user(user_name)
+        if user is None:
+            raise web.HTTPError(404)
         body = self.get_json_body() or {}
-        if user is not None and isinstance(body, dict) and body.get("remove"):
+        if isinstance(body, dict) and body.get("remove"):
             spawner = user.spawners[server_name] if server_name in user.orm_spawners else None
             if spawner is not None and spawner.active:
                 raise web.HTTPError(
                     400, f"workspace '{server_name}' is running: stop it first, then delete it"
                 )
-        if user is not None:
-            self._note_actor(user_name, server_name, isinstance(body, dict) and body.get("reason"))
-        await super().delete(user_name, server_name)
+        reason = body.get("reason") if isinstance(body, dict) else ""
+        with self._actor_noted(user_name, server_name, reason) as take_back:
+            await super().delete(user_name, server_name)
+            if self.get_status() == 204:  # nothing was running: no stop to attribute later
+                take_back()
         _record_exits(user_name, server_name, self.users, "the workspace was stopped")
 
 
@@ -252,8 +290,15 @@ class WorkspaceSpawnHandler(RecordsActor, WorkspaceNameRule, SpawnHandler):
 
     @web.authenticated
     async def post(self, user_name=None, server_name="", display_name=""):
-        self._note_actor(user_name or self.current_user.name, server_name or "")
-        await super().post(user_name, server_name, display_name)
+        user_name, server_name = user_name or self.current_user.name, server_name or ""
+        self._check_may_spawn(user_name=user_name, server_name=server_name)
+        with self._actor_noted(user_name, server_name):
+            await super().post(user_name, server_name, display_name)
+
+    @needs_scope("servers")
+    def _check_may_spawn(self, user_name, server_name):
+        """The scope check of JupyterHub's form handler (``servers`` on this server), made
+        before the actor is noted: 404 for another user's workspace, nothing remembered."""
 
 
 class WorkspacesAPIHandler(APIHandler):
@@ -281,10 +326,13 @@ class WorkspacesAPIHandler(APIHandler):
 
 
 class ResourceModelsAPIHandler(APIHandler):
-    """``GET /hub/api/bench/resource-models``: the catalog, with availability on this host."""
+    """``GET /hub/api/bench/resource-models``: the catalog, with availability on this host.
+    For anyone signed in (users and services); without credentials a 403, as JupyterHub's own
+    API answers (``web.authenticated`` would redirect an API client to the login page)."""
 
-    @web.authenticated
     async def get(self):
+        if self.current_user is None:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
         spawner_class = self.settings["spawner_class"]
         probe = spawner_class(config=self.settings["config"], user=self.current_user)
         host = await probe.host_capacity()

@@ -24,6 +24,8 @@ TEST_PREFIX = "benchtest"  # names of everything the suite creates in Docker
 TOKEN = "benchhub-test-token-5f0c1a2b3c4d5e6f"
 PASSWORD = "test-password-123"
 ADMIN_PASSWORD = "test-admin-password-456-0123456789abc"  # "admin"; >= 32 chars
+# each hub service's own API token (by its name), so tests can call as "the service itself"
+SERVICE_TOKEN = "benchhub-test-{}-service-token-0f1e2d3c"
 TEST_MODELS = {
     "test-small": {"cpus": 0.5, "memory_gb": 0.5},
     "test-medium": {"cpus": 1, "memory_gb": 1},
@@ -76,6 +78,8 @@ c.BenchSpawner.image_templates = {{
     "missing": {{"image": "benchhub/not-built:0", "display_name": "Never built"}},
 }}
 c.Spawner.poll_interval = 2
+for service in c.JupyterHub.services:
+    service.setdefault("api_token", {SERVICE_TOKEN!r}.format(service["name"]))
 c.JupyterHub.services.append({{"name": "tester", "api_token": {TOKEN!r}}})
 c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
 {extra}
@@ -162,6 +166,17 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
             method, f"{self.url}/hub/api{path}", json=json_body,
             headers={"Authorization": f"token {token}"}, timeout=150,
         )  # fmt: skip
+
+    def log_in(self, user: str, password: str) -> tuple[requests.Session, requests.Response]:
+        """Log in through the hub's login form as a browser does (the XSRF cookie from
+        ``GET /hub/login``, then the form): the session and the form's answer (302 when let in)."""
+        session = requests.Session()
+        session.get(f"{self.url}/hub/login", timeout=30).raise_for_status()
+        r = session.post(
+            f"{self.url}/hub/login", allow_redirects=False, timeout=60,
+            data={"username": user, "password": password, "_xsrf": session.cookies["_xsrf"]},
+        )  # fmt: skip
+        return session, r
 
     def ensure_user(self, name: str) -> None:
         r = self.api("POST", f"/users/{name}")
