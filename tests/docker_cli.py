@@ -23,17 +23,23 @@ def exec_in(container: str, script: str, user: str | None = None) -> subprocess.
     return subprocess.run(argv, capture_output=True, text=True, timeout=300)
 
 
+async def network_ids() -> list[str]:
+    """The ids of every Docker network there is."""
+    return (await asyncio.to_thread(docker, "network", "ls", "-q", "--no-trunc")).split()
+
+
 def cleanup(prefix: str, storage_root: Path) -> None:
     """Remove what a test hub with this prefix left: containers, networks, firewall, mounts."""
     ids = docker("ps", "-aq", "--filter", f"name=^{prefix}-", check=False).split()
     if ids:
         docker("rm", "-f", *ids, check=False)
-    restricted = docker("network", "ls", "-q", "--no-trunc", "--filter",
-                        f"name=^{prefix}-restricted$", check=False).split()  # fmt: skip
-    for net_id in restricted:
+    ours = docker("network", "ls", "-q", "--no-trunc", "--filter", f"name=^{prefix}-",
+                  check=False).split()  # fmt: skip
+    for net_id in ours:  # every bridge's host firewall, also of cluster networks
         asyncio.run(firewall.remove(net_id))
     for net in (f"{prefix}-open", f"{prefix}-restricted", f"{prefix}-egress-out"):
         docker("network", "rm", net, check=False)
+    asyncio.run(firewall.sweep(network_ids))  # and of any bridge gone without its rules
     if storage_root.exists():
         mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True)
         for target in mounts.stdout.split():

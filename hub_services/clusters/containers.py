@@ -19,7 +19,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from bench_spawner.container import CPU_PERIOD_US
+from bench_spawner.container import CPU_PERIOD_US, LOG_CONFIG
+from hub_services.egress.firewall import BridgeGuard
 
 __all__ = [
     "CAPABILITIES",
@@ -33,6 +34,7 @@ __all__ = [
     "data_mounts",
     "host_config_kwargs",
     "labels",
+    "network_guard",
     "network_kwargs",
     "networking_kwargs",
 ]
@@ -44,10 +46,12 @@ CONFIG_DIR = "/etc/bench-sge"
 # Where the manager publishes the client files (act_qmaster, bootstrap, accounting) in the
 # shared /data; the workspace image's $SGE_ROOT/default/common is a link to it.
 PUBLISH_DIR = "/data/.sge/common"
-# Grid Engine's daemons run as root: they switch to the job's user (SETUID/SETGID), create its
-# $TMPDIR and spool files (CHOWN/FOWNER/DAC_OVERRIDE) and signal its processes (KILL).
-# Everything else Docker grants by default is dropped.
-CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"]
+# No daemon runs as root (images/cluster/bench-cluster, "Who runs what"): the entry point,
+# root, only starts them as their users (SETUID/SETGID: the qmaster as sgeadmin; sge_execd,
+# Spark and so every job as the workspace user, with no capabilities) and signals them
+# (KILL: tini passes SIGTERM on, the manager stops its daemons). Everything else Docker grants
+# by default is dropped, also what a root sge_execd would need (CHOWN, DAC_OVERRIDE, FOWNER).
+CAPABILITIES = ["KILL", "SETGID", "SETUID"]
 SECURITY_OPTIONS = ["no-new-privileges:true"]
 # Economy mode: a preemptible member is the first the kernel's OOM killer reclaims when the
 # host runs short of memory, and gets half the CPU weight of others under contention.
@@ -113,6 +117,14 @@ def network_kwargs(name: str, subnet: str, internal: bool, mtu: int, label_map: 
     )
 
 
+def network_guard(network_id: str, name: str) -> BridgeGuard:
+    """The host firewall of a cluster's network: its containers (manager, members and the
+    workspace) reach each other, as Grid Engine and Spark need, and the host only with replies
+    to connections the host opened: no host port, not even the hub's (nothing on the cluster
+    network needs the hub). Other networks are Docker's isolation's to keep apart."""
+    return BridgeGuard(network_id, name)
+
+
 @dataclass(frozen=True)
 class Mount:
     """A host path bind-mounted into a container."""
@@ -176,6 +188,7 @@ def host_config_kwargs(plan: NodePlan) -> dict:
                for m in plan.mounts},  # fmt: skip
         init=False,  # tini is the image's entrypoint
         restart_policy={"Name": "no"},
+        log_config=LOG_CONFIG,  # what jobs print cannot fill the host's disk
     )
     if plan.preemptible:
         kwargs.update(oom_score_adj=PREEMPTIBLE_OOM_SCORE_ADJ, cpu_shares=PREEMPTIBLE_CPU_SHARES)

@@ -17,6 +17,9 @@ from jupyterhub.utils import exponential_backoff
 
 from bench_spawner.resource_models import ResourceModel
 from bench_spawner.storage import StorageError, WorkspaceVolume
+from bench_spawner.storage_admission import StorageRequest
+from bench_spawner.storage_allocations import StorageAdmission
+from hub_services.egress import firewall
 
 from . import sge, spark
 from .addresses import manager_address
@@ -30,6 +33,7 @@ from .containers import (
     create_kwargs,
     host_config_kwargs,
     labels,
+    network_guard,
     network_kwargs,
     networking_kwargs,
 )
@@ -82,8 +86,10 @@ class ClusterNodes:
         manager_model: ResourceModel,
         manager_timeout: float = 60,
         log: logging.Logger | None = None,
+        admission: StorageAdmission | None = None,
     ):
         self.engine = engine
+        self.admission = admission  # claims each member's /scratch (None: not checked)
         self.image = image
         self.config_dir = config_dir
         self.scratch = scratch
@@ -99,14 +105,25 @@ class ClusterNodes:
     # ---- network and manager ---------------------------------------------------------------
 
     async def create_network(self, names: ClusterNames, rec: ClusterRecord) -> None:
+        """Make the cluster's network if it is missing, and its host firewall
+        (:func:`~.containers.network_guard`) before any container joins it."""
         try:
             await self.engine.call("inspect_network", names.network)
-            return
         except NotFound:
-            pass
-        label_map = labels(names.prefix, rec.cluster_id, rec.user, rec.workspace, None)
-        kwargs = network_kwargs(names.network, rec.subnet, rec.internal, self.mtu, label_map)
-        await self.engine.call("create_network", **kwargs)
+            label_map = labels(names.prefix, rec.cluster_id, rec.user, rec.workspace, None)
+            kwargs = network_kwargs(names.network, rec.subnet, rec.internal, self.mtu, label_map)
+            await self.engine.call("create_network", **kwargs)
+        await self.guard_network(names)
+
+    async def guard_network(self, names: ClusterNames) -> None:
+        """Put the network's host firewall back if any of it is missing (a reboot, a firewall
+        reload); one ``iptables -S`` when it is all there. A missing network is no error."""
+        try:
+            found = await self.engine.call("inspect_network", names.network)
+        except NotFound:
+            return
+        if await firewall.ensure([network_guard(found["Id"], names.network)]):
+            self.log.info("host firewall for network %s put in place", names.network)
 
     async def start_manager(
         self, names: ClusterNames, rec: ClusterRecord, model: ResourceModel, mounts: list[Mount],
@@ -216,17 +233,22 @@ class ClusterNodes:
         self, names: ClusterNames, rec: ClusterRecord, member: MemberRecord,
         model: ResourceModel, capacity: Capacity, mounts: list[Mount], scratch_gb: int,
     ) -> None:  # fmt: skip
-        """Register ``member`` with the manager (its capacity and address), then run its
-        container with a fresh ``/scratch`` of ``scratch_gb`` GB (0: in the container). Its
-        Spark worker offers the same ``capacity`` to executors."""
+        """Claim and make ``member``'s fresh ``/scratch`` of ``scratch_gb`` GB (0: in the
+        container; refused by storage admission: ``StorageRefused``, and nothing else is
+        done), register the member with the manager (its capacity and address), then run its
+        container. Its Spark worker offers the same ``capacity`` to executors."""
+        extra = []
+        if scratch_gb:
+            volume = self.scratch(rec.cluster_id, member.name)
+            if self.admission is not None:
+                request = StorageRequest("scratch_gb", rec.user, scratch_gb * GIB,
+                                         what=f"/scratch of {member.name}")  # fmt: skip
+                await asyncio.to_thread(self.admission.admit, volume.dir, request)
+            extra.append(Mount(str(await volume.attach(scratch_gb)), SCRATCH))
         config = sge.exec_host_config(member.name, capacity)
         await self.manager_exec(names, ["sh", "-c", _ADD_MEMBER, member.name, member.address],
                                 {"BENCH_SGE_HOST_CONFIG": config},
                                 what=f"adding member {member.name}")  # fmt: skip
-        extra = []
-        if scratch_gb:
-            volume = self.scratch(rec.cluster_id, member.name)
-            extra.append(Mount(str(await volume.attach(scratch_gb)), SCRATCH))
         plan = NodePlan(
             name=member.name, role="member", image=self.image,
             command=["member", names.manager], network=names.network, address=member.address,
@@ -332,6 +354,7 @@ class ClusterNodes:
                                        force=True)  # fmt: skip
             except (NotFound, APIError):
                 pass
+        await firewall.remove(found["Id"])  # nothing is attached any more
         try:
             await self.engine.call("remove_network", network)
         except NotFound:

@@ -7,7 +7,8 @@ runs a process. The image side (``images/cluster``) applies what is built here:
 * :func:`config_bundle` is written to a directory bind-mounted at ``/etc/bench-sge`` in the
   manager, which applies it at start (``bench-sge apply``): the ``static_cores`` /
   ``static_mem`` consumables, the ``@allhosts`` host group, the ``smp`` parallel environment,
-  the ``all.q`` queue and the scheduler configuration (``schedule_interval 0:0:1``);
+  the ``all.q`` queue, the scheduler configuration (``schedule_interval 0:0:1``) and the
+  global configuration's ``min_uid``/``min_gid`` (no job of root or a system account);
 * :func:`exec_host_config` goes to ``bench-sge add-member NAME IP`` on stdin before the member
   starts; its complex values are :func:`member_capacity`, the member's resource model minus
   headroom, and minus one core reserved for scheduling without a dedicated manager;
@@ -44,6 +45,7 @@ __all__ = [
     "drain_argv",
     "exec_host_config",
     "format_memory",
+    "global_configuration",
     "hostgroup",
     "member_capacity",
     "parse_members",
@@ -60,6 +62,11 @@ __all__ = [
 QUEUE = "all.q"
 HOSTGROUP = "@allhosts"
 PARALLEL_ENVIRONMENT = "smp"
+# Jobs run as the workspace user (jovyan: uid 1000, group users 100) and never as root or a
+# system account: the qmaster refuses a lower uid or gid at submission. (Members' sge_execd
+# runs as jovyan too, so it could not start a job as anyone else; this says so at the door.)
+MIN_UID = 1000
+MIN_GID = 100
 # What a job gets when it does not ask (ICA Bench documents the same defaults).
 COMPLEX_DEFAULTS = {"static_cores": 1, "static_mem": 2 * 1024**3}
 # Headroom kept from a member's memory for the OS and the execution daemon.
@@ -194,9 +201,16 @@ def scheduler() -> str:
     ])  # fmt: skip
 
 
+def global_configuration() -> str:
+    """Entries of the global configuration (``qconf -sconf global``) that ``bench-sge apply``
+    sets, every other entry kept: jobs only from uid :data:`MIN_UID` and gid :data:`MIN_GID` up."""
+    return _table([("min_uid", MIN_UID), ("min_gid", MIN_GID)])
+
+
 def config_bundle() -> dict[str, str]:
     """Every cluster-wide file ``bench-sge apply DIR`` reads, as ``{path in DIR: text}``."""
     return {
+        "configuration": global_configuration(),
         "complexes": complexes(),
         "hostgroup/allhosts": hostgroup(),
         f"pe/{PARALLEL_ENVIRONMENT}": smp_pe(),

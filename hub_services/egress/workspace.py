@@ -2,7 +2,8 @@
 
 ``prepare`` (before the container is created): assign the workspace its fixed address on the
 restricted network, make sure the proxy runs, register the workspace's whitelist with it and
-reload squid; return the container settings (address, DNS, proxy environment).
+reload squid; return the container settings (address, DNS, proxy environment). The network
+and its host firewall are the spawner's (``bench_spawner.networks``), made before this.
 ``release`` (after the container is gone): drop the list, quarantine the address, reload.
 """
 
@@ -13,7 +14,6 @@ import ipaddress
 import time
 from dataclasses import dataclass
 
-from . import firewall
 from .proxy import SQUID_PORT, EgressProxy, EgressState
 
 
@@ -54,15 +54,13 @@ def proxy_environment(proxy_address: str, no_proxy: list[str]) -> dict[str, str]
 class RestrictedAccess:
     """Coordinates the address book, the proxy's lists and the proxy container."""
 
-    def __init__(self, state: EgressState, proxy: EgressProxy, hub_port: int):
+    def __init__(self, state: EgressState, proxy: EgressProxy):
         self.state = state
         self.proxy = proxy
-        self.hub_port = hub_port
 
     async def prepare(
         self, key: str, container: str, net: WorkspaceNetwork, whitelist
     ) -> RestrictedSettings:
-        await firewall.apply(net.id, self.hub_port)
         address = await asyncio.to_thread(self.state.assign, key, net.subnet, time.time())
         await asyncio.to_thread(self.state.register, key, container, address, list(whitelist))
         await self.proxy.ensure(net.name, net.proxy_address)

@@ -154,6 +154,9 @@ def test_restricted_has_no_route_out_but_reaches_the_hub(hub):
     closed = hub.container_name("gina", "closed")
     assert inspect(closed)["HostConfig"]["NetworkMode"] == "benchtest-restricted"
     assert json.loads(docker("network", "inspect", "benchtest-restricted"))[0]["Internal"] is True
+    for shared in ("benchtest-open", "benchtest-restricted"):  # every user's workspaces: apart
+        options = json.loads(docker("network", "inspect", shared))[0]["Options"]
+        assert options["com.docker.network.bridge.enable_icc"] == "false"
     # Docker gives internal networks no NAT and drops their forwarded traffic: the open
     # network's subnet is masqueraded out, the restricted one's is not.
     nat = subprocess.run(["iptables", "-t", "nat", "-S", "POSTROUTING"], capture_output=True,

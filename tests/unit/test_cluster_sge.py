@@ -128,7 +128,13 @@ def test_exec_host_config_carries_the_member_capacity_as_complex_values():
 
 def test_bundle_holds_every_file_the_manager_applies():
     assert sorted(sge.config_bundle()) == [
-        "complexes", "hostgroup/allhosts", "pe/smp", "queue/all.q", "scheduler"]  # fmt: skip
+        "complexes", "configuration", "hostgroup/allhosts", "pe/smp", "queue/all.q",
+        "scheduler"]  # fmt: skip
+
+
+def test_no_job_may_run_as_root_or_a_system_account():
+    entries = dict(line.split() for line in sge.global_configuration().splitlines())
+    assert entries == {"min_uid": "1000", "min_gid": "100"}  # jovyan is 1000:100
 
 
 def test_consumables_default_to_one_core_and_two_gib():
