@@ -29,13 +29,20 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
+# The writable-layer limit of a model that does not set disk_gb: room for a home directory,
+# /tmp and the packages a user installs on top of the image (GiB).
+DEFAULT_DISK_GB = 20.0
+
+
 @dataclass(frozen=True)
 class ResourceModel:
     """One named workspace size.
 
     ``cpus`` is in cores (may be fractional), ``memory_gb`` and ``gpu_memory_gb`` in GiB,
-    ``gpus`` a whole number of devices. Build instances with :func:`load_catalog` to get
-    the values checked.
+    ``gpus`` a whole number of devices. ``disk_gb`` (GiB) limits the container's own files
+    (its writable layer: home, ``/tmp``, installed packages; not ``/data`` or ``/scratch``),
+    :data:`DEFAULT_DISK_GB` unless the model says otherwise. Build instances with
+    :func:`load_catalog` to get the values checked.
     """
 
     name: str
@@ -43,6 +50,7 @@ class ResourceModel:
     memory_gb: float
     gpus: int = 0
     gpu_memory_gb: float = 0.0
+    disk_gb: float = DEFAULT_DISK_GB
 
     def describe(self) -> str:
         """Short human text, e.g. ``"2 CPU, 8 GB"`` or ``"8 CPU, 61 GB, 1 GPU (16 GB)"``."""
@@ -76,7 +84,7 @@ DEFAULT_RESOURCE_MODELS: dict[str, dict] = {
     "gpu-medium": _model(32, 244, gpus=4, gpu_memory_gb=64),
 }
 
-MODEL_KEYS = ("cpus", "memory_gb", "gpus", "gpu_memory_gb")
+MODEL_KEYS = ("cpus", "memory_gb", "gpus", "gpu_memory_gb", "disk_gb")
 _REQUIRED_KEYS = ("cpus", "memory_gb")
 
 
@@ -103,6 +111,12 @@ def _field_problems(fields: dict) -> list[str]:
     gpus = fields.get("gpus", 0)
     if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
         problems.append(f"'gpus' must be a whole number 0 or more, got {gpus!r}")
+    disk = fields.get("disk_gb", DEFAULT_DISK_GB)
+    if not _is_number(disk) or disk <= 0:
+        problems.append(
+            f"'disk_gb' must be a number greater than 0 (GiB of the container's own files, "
+            f"e.g. 20), got {disk!r}"
+        )
     gpu_memory = fields.get("gpu_memory_gb", 0)
     if not _is_number(gpu_memory) or gpu_memory < 0:
         problems.append(
@@ -120,7 +134,8 @@ def load_catalog(raw: dict[str, dict]) -> dict[str, ResourceModel]:
 
     Every model name must satisfy :data:`NAME_RULE`; ``cpus`` and ``memory_gb`` are
     required numbers > 0; ``gpus`` is an int >= 0; ``gpu_memory_gb`` a number >= 0 and only
-    with ``gpus``; other keys are refused. Raises :class:`ValueError` listing every problem
+    with ``gpus``; ``disk_gb`` a number > 0 (default :data:`DEFAULT_DISK_GB`); other keys
+    are refused. Raises :class:`ValueError` listing every problem
     (joined with ``"; "``), each naming the model and how to fix it.
     """
     if not isinstance(raw, dict) or not raw:
@@ -149,6 +164,7 @@ def load_catalog(raw: dict[str, dict]) -> dict[str, ResourceModel]:
             memory_gb=float(fields["memory_gb"]),
             gpus=int(fields.get("gpus", 0)),
             gpu_memory_gb=float(fields.get("gpu_memory_gb", 0.0)),
+            disk_gb=float(fields.get("disk_gb", DEFAULT_DISK_GB)),
         )
         for name, fields in raw.items()
     }

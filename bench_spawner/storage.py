@@ -27,6 +27,9 @@ from pathlib import Path
 GIB = 1024**3
 DATA_UID = 1000
 DATA_GID = 100
+# What a volume directory holds (storage admission counts their sizes): the ext4 image, the
+# image being made (renamed into place when mkfs is done), a DirectoryVolume's size marker.
+IMAGE_NAME, IMAGE_IN_PROGRESS, SIZE_MARKER = "data.ext4", "data.tmp", "size_gb"
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ class DirectoryVolume(WorkspaceVolume):
     """A plain directory: works without root, does not enforce the size."""
 
     async def size_gb(self) -> int | None:
-        marker = self.dir / "size_gb"
+        marker = self.dir / SIZE_MARKER
         if not marker.exists():
             return None
         return int(marker.read_text())
@@ -111,9 +114,9 @@ class DirectoryVolume(WorkspaceVolume):
         self.mount_path.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             os.chown(self.mount_path, DATA_UID, DATA_GID)
-        tmp = self.dir / "size_gb.tmp"
+        tmp = self.dir / f"{SIZE_MARKER}.tmp"
         tmp.write_text(str(size_gb))
-        os.replace(tmp, self.dir / "size_gb")
+        os.replace(tmp, self.dir / SIZE_MARKER)
         return self.mount_path
 
 
@@ -124,7 +127,7 @@ class LoopbackVolume(WorkspaceVolume):
 
     @property
     def image_path(self) -> Path:
-        return self.dir / "data.ext4"
+        return self.dir / IMAGE_NAME
 
     async def size_gb(self) -> int | None:
         try:
@@ -178,7 +181,7 @@ class LoopbackVolume(WorkspaceVolume):
 
     async def _create(self, size_gb: int) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.image_path.with_suffix(".tmp")
+        tmp = self.dir / IMAGE_IN_PROGRESS
         await asyncio.to_thread(set_file_size, tmp, size_gb * GIB)
         await run(
             "mkfs.ext4", "-q", "-F", "-m", "0", "-L", "benchdata",

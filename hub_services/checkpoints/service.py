@@ -14,6 +14,12 @@ notices it changed and re-reads it next time). The checkpoint on stop is exact. 
 periodic checkpoint is logged with its traceback, recorded on the workspace (API and page show
 it) and retried an interval later; the workspace keeps running.
 
+**Named-checkpoint quota.** Naming a checkpoint (PATCH, or checkpoint-now with a name) is
+refused with :class:`NamedQuotaExceeded` (the API's 409) when the stored bytes of the distinct
+chunks the user's named checkpoints reference would pass :attr:`named_quota_gb` (see
+:mod:`.quota`). A checkpoint-now with a name is captured first and named after (its size is
+known only then): refused, it stays an automatic checkpoint, pruned like the others.
+
 **Cleanup.** Every :attr:`gc_interval` seconds (and on ``POST api/gc``) checkpoints of
 workspaces that no longer exist (no record under the storage root, no pending clone, nothing
 newer than :attr:`orphan_grace`) are deleted, then chunks no checkpoint references. Chunks a
@@ -40,9 +46,10 @@ from hub_services.hub_client import HubClient
 
 from .backends import parse_manifest_object
 from .containers import excluded_paths_of, host_dir_of, image_of, upper_dir_of, workspace_of
-from .errors import CheckpointCorrupt, CheckpointError, CheckpointNotFound
+from .errors import CheckpointCorrupt, CheckpointError, CheckpointNameTaken, CheckpointNotFound
 from .garbage import GarbageReport
-from .manifest import Manifest
+from .manifest import Manifest, normalise_name
+from .quota import named_bytes, quota_refusal
 from .store import CheckpointStore
 from .workspace import (
     WorkspaceCheckpoints,
@@ -54,7 +61,8 @@ from .workspace import (
     write_pending_clone,
 )
 
-__all__ = ["FIXED_OPTIONS", "CheckpointService", "NotRunning", "OptionRefused", "summary"]
+__all__ = ["FIXED_OPTIONS", "CheckpointService", "NamedQuotaExceeded", "NotRunning",
+           "OptionRefused", "summary"]  # fmt: skip
 
 log = logging.getLogger("benchhub.checkpoints")
 _NANOS = re.compile(r"(\.\d{6})\d+")
@@ -79,6 +87,11 @@ class WorkspaceUnknown(CheckpointNotFound):
 
 class OptionRefused(ValueError):
     """A start-as-new asked to change what stays fixed (the 400's sentence)."""
+
+
+class NamedQuotaExceeded(CheckpointError):
+    """Naming this checkpoint would pass the user's named-checkpoint quota (the API's 409);
+    the message names the quota and the use now."""
 
 
 def summary(manifest: Manifest, current: str | None = None) -> dict:
@@ -124,6 +137,13 @@ class CheckpointService(LoggingConfigurable):
     gc_interval = Float(
         6 * 3600, help="Seconds between cleanups of deleted workspaces' checkpoints, e.g. 21600."
     ).tag(config=True)
+    named_quota_gb = Float(
+        20,
+        help="""GB (GiB) of the checkpoint store that one user's named checkpoints may keep:
+        the stored bytes of the distinct chunks they reference, over all the user's
+        workspaces; e.g. 20. 0 = no quota. Automatic checkpoints are pruned (keep_automatic)
+        and do not count.""",
+    ).tag(config=True)
     orphan_grace = Float(
         86400,
         help="""Seconds a deleted workspace's checkpoints are kept before cleanup deletes
@@ -157,6 +177,7 @@ class CheckpointService(LoggingConfigurable):
         self._slots = asyncio.Semaphore(self.concurrency)
         self._in_flight: dict[str, asyncio.Task] = {}
         self._attempted: dict[str, float] = {}  # key -> time.time() of the last periodic try
+        self._naming: dict[str, asyncio.Lock] = {}  # user -> lock: one quota check at a time
         self.last_pass_at: str | None = None
         self.last_error = ""
         self.last_gc: dict | None = None
@@ -264,28 +285,81 @@ class CheckpointService(LoggingConfigurable):
                 "checkpoints": [summary(m, state.parent) for m in reversed(manifests)]}  # fmt: skip
 
     async def take_now(self, user: str, name: str, checkpoint_name: str | None) -> dict:
-        """Checkpoint a running workspace now (named if ``checkpoint_name``)."""
+        """Checkpoint a running workspace now (named if ``checkpoint_name``, within the
+        user's named-checkpoint quota: see the module docstring)."""
+        if checkpoint_name is not None:
+            checkpoint_name = normalise_name(checkpoint_name)  # a bad name: 400, nothing taken
         container = (await self.running_containers()).get(f"{user}/{name}")
         if container is None:
             raise NotRunning(f"workspace '{name}' is not running: its last checkpoint (taken on "
                              "stop) already holds its current state; name that one instead")
         inspect = await self.docker("inspect_container", container["Id"])
         ops = self.checkpoints(host_dir_of(inspect))
-        await asyncio.to_thread(ops.ensure, user, name, self.storage_root)
+        state = await asyncio.to_thread(ops.ensure, user, name, self.storage_root)
+        capture_as = checkpoint_name if not self.named_quota_gb else None
+        if checkpoint_name is not None and capture_as is None:
+            await asyncio.to_thread(self._require_name_free, state.workspace_id, checkpoint_name)
         manifest = await asyncio.to_thread(
             ops.take, upper_dir_of(inspect), excluded_paths_of(inspect, self.exclude),
-            "on request", checkpoint_name, image_of(inspect))  # fmt: skip
+            "on request", capture_as, image_of(inspect))  # fmt: skip
+        if checkpoint_name is not None and capture_as is None:
+            try:
+                manifest = await self._name_within_quota(user, manifest, checkpoint_name)
+            except NamedQuotaExceeded as e:
+                raise NamedQuotaExceeded(f"{e}; the state was kept as automatic checkpoint "
+                                         f"{manifest.checkpoint_id}") from None  # fmt: skip
         return summary(manifest, manifest.checkpoint_id)
+
+    def _require_name_free(self, workspace_id: str, checkpoint_name: str) -> None:
+        for other in self.store.list(workspace_id):
+            if other.name == checkpoint_name:
+                raise CheckpointNameTaken(workspace_id, checkpoint_name, other.checkpoint_id)
+
+    def named_use(self, user: str) -> int:
+        """Bytes the user's named checkpoints keep in the store (see :mod:`.quota`)."""
+        return named_bytes(self._user_manifests(user))
+
+    def _user_manifests(self, user: str) -> list[Manifest]:
+        manifests = []
+        for (owner, _name), host_dir in find_workspaces(self.storage_root).items():
+            state = self.checkpoints(host_dir).state() if owner == user else None
+            if state is not None:
+                manifests += self.store.list(state.workspace_id)
+        return manifests
+
+    async def _name_within_quota(self, user: str, manifest: Manifest, new_name: str) -> Manifest:
+        """Name ``manifest``; :class:`NamedQuotaExceeded` if that passes the user's quota
+        (one check at a time per user, so two names cannot both pass)."""
+        lock = self._naming.setdefault(user, asyncio.Lock())
+        async with lock:
+            if manifest.kind != "named" and self.named_quota_gb:
+                others = await asyncio.to_thread(self._user_manifests, user)
+                others = [m for m in others if (m.workspace_id, m.checkpoint_id)
+                          != (manifest.workspace_id, manifest.checkpoint_id)]  # fmt: skip
+                used = named_bytes(others)
+                after = named_bytes([*others, manifest.with_changes(name=new_name,
+                                                                    kind="named")])  # fmt: skip
+                refusal = quota_refusal(user, int(self.named_quota_gb * 1024**3), used, after,
+                                        new_name)  # fmt: skip
+                if refusal:
+                    raise NamedQuotaExceeded(refusal)
+            return await asyncio.to_thread(self.store.rename, manifest.workspace_id,
+                                           manifest.checkpoint_id, new_name)  # fmt: skip
 
     async def _manifest(self, user: str, name: str, checkpoint_id: str) -> Manifest:
         state = await asyncio.to_thread(self.checkpoints(self._host_dir(user, name)).state)
         return await asyncio.to_thread(self.store.load, state.workspace_id, checkpoint_id)
 
-    async def rename(self, user: str, name: str, checkpoint_id: str, new_name: str) -> dict:
+    async def rename(self, user: str, name: str, checkpoint_id: str,
+                     new_name: str | None) -> dict:  # fmt: skip
+        """Name or rename a checkpoint (naming within the quota); ``None`` un-names it: it
+        becomes automatic again and is pruned like the others."""
         manifest = await self._manifest(user, name, checkpoint_id)
-        renamed = await asyncio.to_thread(self.store.rename, manifest.workspace_id,
-                                          checkpoint_id, new_name)  # fmt: skip
-        return summary(renamed)
+        if new_name is None:
+            unnamed = await asyncio.to_thread(self.store.unname, manifest.workspace_id,
+                                              checkpoint_id)  # fmt: skip
+            return summary(unnamed)
+        return summary(await self._name_within_quota(user, manifest, normalise_name(new_name)))
 
     async def verify(self, user: str, name: str, checkpoint_id: str) -> dict:
         manifest = await self._manifest(user, name, checkpoint_id)

@@ -18,7 +18,6 @@ its executor helper, never on the event loop.
 
 from __future__ import annotations
 
-import io
 import itertools
 import os
 import threading
@@ -55,7 +54,7 @@ from .manifest import (
     normalise_excludes,
     normalise_name,
 )
-from .overlay import Scanned, restore_tree, scan_upper
+from .overlay import Scanned, file_data, restore_tree, scan_upper
 
 __all__ = ["CheckpointStore", "utcnow"]
 
@@ -248,7 +247,7 @@ class CheckpointStore(LoggingConfigurable):
                     old = reusable.get(entry.path)
                     if old is not None and _unchanged(old, entry):
                         sink.reuse(old.chunks, previous.chunks)
-                        entry = replace(entry, chunks=old.chunks)
+                        entry = replace(entry, chunks=old.chunks, holes=old.holes)
                     else:
                         entry, keys = _read_file(scanned, sink, stable_before)
                 entries.append((entry, keys))
@@ -352,6 +351,16 @@ class CheckpointStore(LoggingConfigurable):
         renamed = manifest.with_changes(name=name, kind="named")
         self._publish(renamed)
         return renamed
+
+    def unname(self, workspace_id: str, checkpoint_id: str) -> Manifest:
+        """Make a named checkpoint automatic again (retention prunes it like the others;
+        its chunks then no longer count for the owner's named-checkpoint quota)."""
+        manifest = self.load(workspace_id, checkpoint_id)
+        if manifest.kind != "named":
+            return manifest
+        unnamed = manifest.with_changes(name=None, kind="automatic")
+        self._publish(unnamed)
+        return unnamed
 
     def clone_lineage(self, src_workspace: str, checkpoint_id: str, new_workspace: str) -> Manifest:
         """Start ``new_workspace`` from a checkpoint of ``src_workspace``: its first manifest
@@ -477,17 +486,17 @@ def _unchanged(old: Entry, new: Entry) -> bool:
 
 
 def _read_file(scanned: Scanned, sink: _ChunkSink, stable_before: int):
-    """Chunk one file into the sink: ``(entry without chunks, futures of its chunk keys)``;
-    the entry keeps its inode/ctime only if the file was stable while read."""
-    keys, size = [], 0
-    with io.FileIO(scanned.fd, "rb", closefd=False) as stream:
+    """Chunk one file's data (its holes left out, up to its size when scanned) into the
+    sink: ``(entry without chunks, futures of its chunk keys)``; the entry keeps its
+    inode/ctime only if the file was stable while read."""
+    keys = []
+    with file_data(scanned) as stream:
         for data in iter_chunks(stream, sink.params):
             keys.append(sink.add(data))
-            size += len(data)
     after = os.fstat(scanned.fd)
     before = scanned.stat
     same = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
         before.st_size, before.st_mtime_ns, before.st_ctime_ns)  # fmt: skip
-    stable = same and size == before.st_size and before.st_ctime_ns < stable_before
+    stable = same and before.st_ctime_ns < stable_before
     fields = {} if stable else {"ino": None, "ctime_ns": None}
-    return replace(scanned.entry, size=size, **fields), keys
+    return replace(scanned.entry, **fields), keys

@@ -3,14 +3,19 @@
 Everything about a workspace is for its owner or an admin (403 otherwise). JSON errors are
 ``{"status": 4xx, "message": "<what and how to fix it>"}``.
 
-- ``GET api/workspaces[?user=NAME]`` — a user's workspaces with checkpoint status.
+- ``GET api/workspaces[?user=NAME]`` — a user's workspaces with checkpoint status, and
+  ``named_checkpoints``: ``{"used_bytes", "quota_bytes"}`` (the named-checkpoint quota;
+  ``used_bytes`` is null while the store cannot be read).
 - ``GET api/workspaces/<user>/<ws>/checkpoints`` — newest first: id, name, kind, reason,
   created, sizes (``size_bytes`` of files, ``stored_bytes`` compressed, ``new_stored_bytes``
   this checkpoint added), lineage (``parent``, ``origin``); and the workspace's record
   (``periodic_error``, ``unsaved``, ``origin``).
 - ``POST api/workspaces/<user>/<ws>/checkpoints`` ``{"name"?}`` — checkpoint a running
-  workspace now (201; 409 if it is stopped).
-- ``PATCH …/checkpoints/<id>`` ``{"name"}`` — name or rename (400 bad name, 409 taken).
+  workspace now (201; 409 if it is stopped, or if naming it would pass the user's
+  named-checkpoint quota: then it is kept as an automatic checkpoint).
+- ``PATCH …/checkpoints/<id>`` ``{"name"}`` — name or rename (400 bad name, 409 taken or
+  over the named-checkpoint quota, the message naming the quota and the use now);
+  ``{"name": null}`` un-names it (automatic again, pruned like the others).
 - ``POST …/checkpoints/<id>/verify`` — read every chunk: ``{"ok", "problem"?}``.
 - ``POST …/checkpoints/<id>/start-as-new`` ``{"name", "user_options"?}`` — a new workspace
   of the same user from this checkpoint (201; 409 name in use; 400 image change).
@@ -23,6 +28,7 @@ Everything about a workspace is for its owner or an admin (403 otherwise). JSON 
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
@@ -34,7 +40,7 @@ from bench_spawner.options import OptionsError, validate_workspace_name
 
 from .errors import CheckpointNameTaken, CheckpointNotFound, InvalidCheckpointName
 from .page import render_page
-from .service import CheckpointService, NotRunning, OptionRefused
+from .service import CheckpointService, NamedQuotaExceeded, NotRunning, OptionRefused
 
 __all__ = ["is_admin", "make_app", "may_act_for"]
 
@@ -57,7 +63,7 @@ def may_act_for(caller: dict, user: str) -> bool:
 
 _STATUS = ((CheckpointNotFound, 404), (CheckpointNameTaken, 409), (InvalidCheckpointName, 400),
            (NotRunning, 409), (OptionRefused, 400), (FileExistsError, 409),
-           (OptionsError, 400))  # fmt: skip
+           (OptionsError, 400), (NamedQuotaExceeded, 409))  # fmt: skip
 
 
 class _Handler(HubOAuthenticated, web.RequestHandler):
@@ -117,11 +123,18 @@ class WorkspacesHandler(_Handler):
     @web.authenticated
     async def get(self):
         user = self.owner(self.get_query_argument("user", None))
-        await self.answer(_wrap(self.service.workspaces(user), "workspaces"))
+        await self.answer(_workspaces(self.service, user))
 
 
-async def _wrap(coro, key: str) -> dict:
-    return {key: await coro}
+async def _workspaces(service: CheckpointService, user: str) -> dict:
+    """The workspaces' status (from their records) and the named-checkpoint use (from the
+    store: ``used_bytes`` null while the store cannot be read, so the status still shows)."""
+    named = {"used_bytes": None, "quota_bytes": int(service.named_quota_gb * 1024**3)}
+    try:
+        named["used_bytes"] = await asyncio.to_thread(service.named_use, user)
+    except Exception:
+        service.log.warning("named-checkpoint use of %s unknown", user, exc_info=True)
+    return {"workspaces": await service.workspaces(user), "named_checkpoints": named}
 
 
 class CheckpointsHandler(_Handler):
@@ -138,9 +151,11 @@ class CheckpointsHandler(_Handler):
 class CheckpointHandler(_Handler):
     @web.authenticated
     async def patch(self, user, name, checkpoint):
-        new_name = self.body().get("name")
-        if not isinstance(new_name, str):
-            raise web.HTTPError(400, 'name: give the new name as {"name": "before upgrade"}')
+        body = self.body()
+        new_name = body.get("name")
+        if not isinstance(new_name, str) and not ("name" in body and new_name is None):
+            raise web.HTTPError(400, 'name: give the new name as {"name": "before upgrade"} '
+                                     '(or {"name": null} to un-name it)')  # fmt: skip
         await self.answer(self.service.rename(self.owner(user), name, checkpoint, new_name))
 
 

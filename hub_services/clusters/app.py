@@ -16,6 +16,8 @@ import secrets
 from traitlets import Unicode
 from traitlets.config import Application
 
+from bench_spawner.storage_allocations import StorageAdmission
+from bench_spawner.writable_layer import WritableLayerWatch
 from hub_services.egress.service import die_with_parent
 from hub_services.service_process import serve_until_stopped, service_prefix
 
@@ -28,7 +30,7 @@ __all__ = ["ClustersApp", "main"]
 class ClustersApp(Application):
     name = "benchhub-clusters"
     description = __doc__.splitlines()[0]
-    classes = [ClusterController]
+    classes = [ClusterController, StorageAdmission, WritableLayerWatch]
 
     config_file = Unicode("", help="Python config file to load, e.g. clusters_config.py").tag(
         config=True

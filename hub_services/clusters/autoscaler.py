@@ -17,16 +17,32 @@ each member's container still running), then:
 Static clusters go through the same pass with ``min_members == max_members``: a lost member
 is replaced because the cluster is below its minimum. What happened goes to the cluster's
 scaler log; jobs no member can ever run are logged once each.
+
+Storage limits (with ``admission`` and ``layer_watch``): a member whose own files (its
+container's writable layer) passed the model's ``disk_gb`` is lost like any other, with the
+reason ``disk limit``; members are measured at the adaptive cadence of
+:mod:`bench_spawner.writable_layer`, at most once per pass. A scale-up starts only as many
+members as can have their ``/scratch`` (the host's capacity and the user's quota), and says so
+in the log once; each member's scratch is then claimed when it is created (``nodes``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from bench_spawner.resource_models import ResourceModel
+from bench_spawner.resource_models import DEFAULT_DISK_GB, ResourceModel
+from bench_spawner.storage_admission import StorageRequest
+from bench_spawner.storage_allocations import StorageAdmission, StorageRefused
+from bench_spawner.writable_layer import (
+    MEMBER_FILES,
+    WritableLayerWatch,
+    next_check_in,
+    over_limit_reason,
+)
 
 from . import sge, spark
 from .addresses import AddressesExhausted, member_addresses
@@ -52,14 +68,21 @@ class ClusterScaler:
         join_timeout: float = 120,
         address_quarantine: float = 900,
         log: logging.Logger | None = None,
+        admission: StorageAdmission | None = None,
+        layer_watch: WritableLayerWatch | None = None,
     ):
         self.nodes = nodes
+        self.admission = admission
+        self.layer_watch = layer_watch
         self.save = save
         self.parallel_starts = max(1, parallel_starts)
         self.join_timeout = join_timeout
         self.address_quarantine = address_quarantine
         self.log = log or logging.getLogger("benchhub.clusters")
         self._notes: dict[str, str] = {}  # key -> last "at maximum" sentence logged
+        self._scratch_notes: dict[str, int] = {}  # key -> members that fit, when last logged
+        # member -> (monotonic time of its next measurement, (charged bytes, at) last seen)
+        self._measured: dict[str, tuple[float, tuple[int, float] | None]] = {}
 
     async def step(
         self, names: ClusterNames, rec: ClusterRecord, model: ResourceModel,
@@ -102,7 +125,39 @@ class ClusterScaler:
                 age = (now - parse_time(member.started_at)).total_seconds()
                 if age > self.join_timeout:
                     lost[member.name] = f"it did not join the manager within {age:.0f} s"
+        running = {m.name: c for m, c in zip(rec.members.values(), found, strict=True)
+                   if m.name not in lost and c is not None}  # fmt: skip
+        lost.update(await self._over_disk_limit(rec, running))
         return lost
+
+    async def _over_disk_limit(self, rec: ClusterRecord, running: dict) -> dict[str, str]:
+        """``{member: disk limit reason}`` of the running members measured in this pass."""
+        if self.layer_watch is None:
+            return {}
+        limit = int(float(rec.model.get("disk_gb") or DEFAULT_DISK_GB) * GIB)
+        cadence = self.layer_watch.cadence
+        now = time.monotonic()
+        due = {name: upper for name, c in running.items()
+               if (upper := _upper_dir(c)) and self._measured.get(name, (0, None))[0] <= now}
+        found = await asyncio.gather(*(self.layer_watch.usage(u) for u in due.values()),
+                                     return_exceptions=True)  # fmt: skip
+        over = {}
+        for name, usage in zip(due, found, strict=True):
+            previous = self._measured.get(name, (0, None))[1]
+            if isinstance(usage, BaseException):
+                self.log.warning("%s: measuring %s failed: %s", rec.key, name, usage)
+                self._measured[name] = (now + cadence.max_interval, previous)
+                continue
+            reason = over_limit_reason(usage, limit, limit, MEMBER_FILES)
+            if reason:
+                over[name] = reason
+                continue
+            rate = 0.0
+            if previous is not None:
+                rate = (usage.charged - previous[0]) / max(now - previous[1], 1e-3)
+            wait = next_check_in(usage.charged, limit, rate, cadence)
+            self._measured[name] = (now + wait, (usage.charged, now))
+        return over
 
     async def _lose(self, names, rec: ClusterRecord, name: str, reason: str, now) -> str:
         member = rec.members[name]
@@ -119,6 +174,7 @@ class ClusterScaler:
         book.release(name, now.timestamp())
         rec.addresses = book.to_dict()
         rec.members.pop(name, None)
+        self._measured.pop(name, None)
 
     @staticmethod
     def _members(rec: ClusterRecord, hosts: dict[str, sge.HostState],
@@ -161,10 +217,13 @@ class ClusterScaler:
         return []
 
     async def _scale_up(self, decision, names, rec, model, policy, mounts, now) -> list[str]:
-        book = member_addresses(rec.subnet, self.address_quarantine, rec.addresses)
         scratch_gb = int(rec.settings.get("scratch_gb", 0))
-        new, lines = [], []
-        for _ in range(decision.count):
+        count, lines = await self._scratch_fit(names, rec, decision.count, scratch_gb)
+        if not count:
+            return lines
+        book = member_addresses(rec.subnet, self.address_quarantine, rec.addresses)
+        new = []
+        for _ in range(count):
             name = names.member(rec.next_member)
             try:
                 address = book.assign(name, now.timestamp())
@@ -190,13 +249,35 @@ class ClusterScaler:
 
         results = await asyncio.gather(*(start(m) for m in new), return_exceptions=True)
         for member, result in zip(new, results, strict=True):
-            if isinstance(result, BaseException):
+            if isinstance(result, StorageRefused):  # another allocation came first
+                self.log.warning("%s: member %s not started: %s", rec.key, member.name, result)
+            elif isinstance(result, BaseException):
                 self.log.error("%s: member %s failed to start", rec.key, member.name,
                                exc_info=result)  # fmt: skip
+            if isinstance(result, BaseException):
                 await self.nodes.remove_member(names, rec, member)
                 self._release(rec, member.name, utcnow())
                 lines.append(f"member {member.name} failed to start: {result}")
         return lines
+
+    async def _scratch_fit(self, names, rec, count: int, scratch_gb: int) -> tuple[int, list]:
+        """How many of ``count`` new members can have their ``/scratch`` now, and the log
+        line saying why not all (once, until the number changes)."""
+        if not scratch_gb or self.admission is None:
+            return count, []
+        request = StorageRequest("scratch_gb", rec.user, scratch_gb * GIB, count, what="/scratch")
+        target = self.nodes.scratch(rec.cluster_id, names.member(rec.next_member)).dir
+        verdict = await asyncio.to_thread(self.admission.check, target, request)
+        if verdict.admitted:
+            self._scratch_notes.pop(rec.key, None)
+            return count, []
+        fit = min(count, verdict.room_bytes // (scratch_gb * GIB))
+        if self._scratch_notes.get(rec.key) == fit:
+            return fit, []
+        self._scratch_notes[rec.key] = fit
+        starting = f"only {fit} start" if fit else "none starts"
+        return fit, [f"{count - fit} of {count} new members cannot have their /scratch, so "
+                     f"{starting}: scratch_gb: {verdict.message}"]  # fmt: skip
 
     # ---- reporting -------------------------------------------------------------------------
 
@@ -220,6 +301,12 @@ class ClusterScaler:
 
     def forget(self, key: str) -> None:
         self._notes.pop(key, None)
+        self._scratch_notes.pop(key, None)
+
+
+def _upper_dir(container: dict) -> str | None:
+    """The container's writable layer (overlay2 upper directory), if the engine says."""
+    return ((container.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
 
 
 def _member_state(member: MemberRecord, host: sge.HostState | None,
