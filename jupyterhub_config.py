@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from bench_spawner.admin_password import admin_names, admin_password
 from bench_spawner.hub_api import register_handlers
 from bench_spawner.networks import host_mtu
 from hub_services.egress.policy import FORBIDDEN_DESTINATIONS
@@ -35,14 +36,14 @@ if chp.exists() and not shutil.which("configurable-http-proxy"):
 
 # --- who can log in ------------------------------------------------------------------------------
 # The built-in shared-password authenticator: every user name with the shared password (>= 8
-# characters), admins with the admin password. Replace with your site's authenticator.
+# characters), admins (BENCHHUB_ADMINS, default "admin") only with the admin password: the
+# one in BENCHHUB_ADMIN_PASSWORD, else the one generated on the first run and kept in
+# <state dir>/admin-password (mode 0600; `make run` prints it). Replace with your site's
+# authenticator.
 c.JupyterHub.authenticator_class = "shared-password"
 c.SharedPasswordAuthenticator.user_password = os.environ.get("BENCHHUB_PASSWORD", "benchhub-user")
-if os.environ.get("BENCHHUB_ADMIN_PASSWORD"):
-    c.SharedPasswordAuthenticator.admin_password = os.environ["BENCHHUB_ADMIN_PASSWORD"]
-c.Authenticator.admin_users = set(
-    filter(None, os.environ.get("BENCHHUB_ADMINS", "admin").split(","))
-)
+c.SharedPasswordAuthenticator.admin_password = admin_password(state_dir).password
+c.Authenticator.admin_users = admin_names()
 c.Authenticator.allow_all = True
 
 # --- workspaces ----------------------------------------------------------------------------------
@@ -119,6 +120,7 @@ lifecycle_command = [
     f"--idle-window={os.environ.get('BENCHHUB_LIFECYCLE_IDLE_WINDOW', '300')}",
     f"--idle-cpu-share={os.environ.get('BENCHHUB_LIFECYCLE_IDLE_CPU_SHARE', '0.05')}",
     f"--hub-url={c.JupyterHub.bind_url}",
+    f"--prefix={prefix}",
 ]  # fmt: skip
 if os.environ.get("BENCHHUB_SMTP_HOST"):
     lifecycle_command += [
@@ -141,10 +143,11 @@ c.JupyterHub.services.append(
 c.JupyterHub.load_roles = [
     {"name": "egress-service", "services": ["egress"],
      "scopes": ["list:users", "read:users", "read:servers"]},
-    # stop and start workspaces (servers), read their options and activity, ask their Jupyter
-    # server about kernels and terminals (access:servers)
+    # stop and start workspaces (servers), read their options and activity. No access:servers:
+    # it asks a workspace's Jupyter server about kernels with that server's own token, since
+    # no credential worth more than one workspace may travel to a workspace (docs/security.md)
     {"name": "lifecycle-service", "services": ["lifecycle"],
-     "scopes": ["list:users", "read:users", "read:servers", "servers", "access:servers"]},
+     "scopes": ["list:users", "read:users", "read:servers", "servers"]},
     {"name": "user",
      "scopes": ["self", "access:services!service=egress", "access:services!service=lifecycle"]},
 ]  # fmt: skip
@@ -260,3 +263,36 @@ for role in c.JupyterHub.load_roles:  # every user may open the clusters service
     if role["name"] == "user":
         role["scopes"].append("access:services!service=clusters")
 # --- end of clusters ----------------------------------------------------------------------------
+
+# --- storage: admission of volumes, limits of containers' own files (docs/configuration.md) -----
+# Workspace /data volumes and cluster members' /scratch are sparse images, admitted by their full
+# size: all of them together may not exceed the capacity (BENCHHUB_STORAGE_CAPACITY_GB; 0 = what
+# their filesystem can hold: the space available plus what the images occupy, less
+# BENCHHUB_STORAGE_RESERVE_PERCENT of its size) times BENCHHUB_STORAGE_OVERCOMMIT, and one user's
+# not BENCHHUB_STORAGE_USER_QUOTA (GB, or a share such as "50%"; "" = none). The hub and the
+# clusters service count the same roots and share one lock file in them.
+storage_admission = {
+    "volume_roots": [c.BenchSpawner.storage_root, clusters_scratch],
+    "capacity_gb": float(os.environ.get("BENCHHUB_STORAGE_CAPACITY_GB", "0")),
+    "overcommit": float(os.environ.get("BENCHHUB_STORAGE_OVERCOMMIT", "1")),
+    "reserve_percent": float(os.environ.get("BENCHHUB_STORAGE_RESERVE_PERCENT", "5")),
+    "user_quota": os.environ.get("BENCHHUB_STORAGE_USER_QUOTA", "50%"),
+}
+for setting, value in storage_admission.items():
+    setattr(c.StorageAdmission, setting, value)
+# What one user's named checkpoints may keep in the checkpoint store (the stored bytes of the
+# distinct chunks they reference), BENCHHUB_CHECKPOINT_NAMED_QUOTA_GB (0 = no quota).
+named_quota_gb = float(os.environ.get("BENCHHUB_CHECKPOINT_NAMED_QUOTA_GB", "20"))
+for service in c.JupyterHub.services:
+    if service["name"] == "clusters":  # the same settings for members' scratch
+        service["command"] += [f"--StorageAdmission.{setting}={item}"
+                               for setting, value in storage_admission.items()
+                               for item in (value if isinstance(value, list) else [value])]
+    if service["name"] == "checkpoints":
+        service["command"].append(f"--CheckpointService.named_quota_gb={named_quota_gb}")
+# A container's own files (home, /tmp, installed packages: its writable layer) are limited by its
+# resource model's "disk_gb" (default 20 GB): the hub measures them and stops a workspace that
+# passed it (reason "disk limit"; the stop takes its checkpoint), the clusters service replaces
+# such a member. How often: c.WritableLayerWatch.min_interval (1 s near the limit), max_interval.
+# c.BenchSpawner.resource_models = {"standard-small": {"cpus": 2, "memory_gb": 8, "disk_gb": 20}}
+# --- end of storage ------------------------------------------------------------------------------

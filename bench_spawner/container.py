@@ -17,6 +17,10 @@ GIB = 1024**3
 # The images need no Linux capability: the server runs as uid 1000 and tini reaps children.
 DROPPED_CAPABILITIES = ["ALL"]
 SECURITY_OPTIONS = ["no-new-privileges:true"]
+# What a workspace prints goes to the engine's log file on the host: without a size limit, a
+# loop printing in a notebook fills the host's disk. Docker keeps at most 3 x 10 MB (the hub
+# reads only the last lines, to say why a workspace stopped).
+LOG_CONFIG = {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}}
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,13 @@ def host_config_kwargs(plan: ContainerPlan) -> dict:
         binds={plan.data_source: {"bind": "/data", "mode": "rw"}},
         init=False,  # tini is the image's entrypoint
         restart_policy={"Name": "no"},
+        log_config=LOG_CONFIG,
     )
     if plan.dns:
         kwargs["dns"] = list(plan.dns)
+        # the only resolver a restricted workspace has answers nothing for outside names:
+        # fail a lookup in 1 s instead of the resolver's default 2 x 5 s (measured)
+        kwargs["dns_opt"] = ["timeout:1", "attempts:1"]
     if plan.model.gpus:
         kwargs["device_requests"] = [
             {"Driver": "", "Count": plan.model.gpus, "Capabilities": [["gpu"]]}

@@ -29,6 +29,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Dict, Float, Integer, List, Type, Unicode, default
 
 from hub_services.checkpoints.workspace import label
+from hub_services.egress import firewall
 from hub_services.egress.policy import FORBIDDEN_DESTINATIONS
 from hub_services.egress.presets import data_science_preset, probe_image
 from hub_services.egress.proxy import EgressProxy, EgressState
@@ -38,7 +39,7 @@ from .activity_journal import ActivityJournal
 from .checkpointing import WorkspaceCheckpointing
 from .container import ContainerPlan, create_kwargs, host_config_kwargs
 from .form import render_options_form
-from .networks import host_mtu, network_create_kwargs
+from .networks import ensure_workspace_network, host_mtu, workspace_guard
 from .options import (
     LIFECYCLE_OPTIONS,
     OptionsError,
@@ -49,6 +50,7 @@ from .options import (
 )
 from .resource_models import DEFAULT_RESOURCE_MODELS, HostCapacity, load_catalog
 from .storage import DirectoryVolume, LoopbackVolume, WorkspaceVolume
+from .storage_limits import WorkspaceStorageLimits
 from .workspace_status import (
     Outcome,
     describe_failure,
@@ -61,7 +63,7 @@ from .workspace_status import (
 STATE_VERSION = 1
 
 
-class BenchSpawner(WorkspaceCheckpointing, DockerSpawner):
+class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner):
     """Spawn each JupyterHub named server as a BenchHub workspace container."""
 
     resource_models = Dict(
@@ -290,13 +292,15 @@ class BenchSpawner(WorkspaceCheckpointing, DockerSpawner):
         """Parse options for a start or an edit; HTTP 400 naming each bad field.
 
         The size of an existing volume (not the stored options) is what storage may not
-        shrink below: the volume on disk is the truth.
+        shrink below: the volume on disk is the truth. A new or larger ``/data`` must fit the
+        host's storage capacity and the user's quota (``c.StorageAdmission``).
         """
         try:
             spec = self.schema.parse(raw or {}, host=await self.host_capacity())
             current_gb = await self.volume.size_gb()
             if current_gb:
                 self.schema.check_change(dataclasses.replace(spec, storage_gb=current_gb), spec)
+            await self.check_storage(spec)
         except OptionsError as e:
             raise web.HTTPError(400, str(e)) from None
         return spec
@@ -323,7 +327,7 @@ class BenchSpawner(WorkspaceCheckpointing, DockerSpawner):
         mtu = self.network_mtu or host_mtu()
         proxy = EgressProxy(state, self.egress_container, self.egress_image,
                             self.egress_outside_network, mtu)  # fmt: skip
-        return RestrictedAccess(state, proxy, self.hub.port)
+        return RestrictedAccess(state, proxy)
 
     @property
     def egress_key(self) -> str:
@@ -389,7 +393,9 @@ class BenchSpawner(WorkspaceCheckpointing, DockerSpawner):
         spec = await self.validate_options(self.user_options)
         model = self.schema.resource_models[spec.resource_model]
         self.image = self.image_templates[spec.image]["image"]
-        if not await asyncio.to_thread(self.volume.dir.exists):
+        new = not await asyncio.to_thread(self.volume.dir.exists)
+        await self.claim_storage(spec)  # a 400 naming storage_gb before anything is created
+        if new:
             await self.record_activity(
                 "created", self._by("created"), {"options": spec.to_user_options()}
             )
@@ -402,6 +408,7 @@ class BenchSpawner(WorkspaceCheckpointing, DockerSpawner):
             network = await self.ensure_network(spec.access_mode)
             await self._save_unsaved_checkpoint()  # before _create replaces the container
             checkpoint = await self._choose_checkpoint(spec)
+            self.refuse_oversized_restore(checkpoint, model)
             await self._step(
                 30, "Creating the container", self._create(spec, model, network, source)
             )
@@ -426,8 +433,10 @@ class BenchSpawner(WorkspaceCheckpointing, DockerSpawner):
             await self.record_activity("errored", f"start failed: {reason}")
             self._take_request()
             await self._release()
+            await self.settle_storage()
             raise
         await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("running"))
+        self.watch_writable_layer(model.disk_gb, fresh_start=True)
         self._forget_restore_choice(spec)
         await self.record_activity(
             "started", self._by("started"), {"resource_model": spec.resource_model}
@@ -505,7 +514,12 @@ class BenchSpawner(WorkspaceCheckpointing, DockerSpawner):
         async def answers():
             nonlocal last_inspect
             try:
-                await client.fetch(url, connect_timeout=1, request_timeout=2)
+                # the server is the user's program: no credential goes with this request, a
+                # redirect is not followed (it could point at a host service) and the body is
+                # dropped as it arrives (never held in the hub's memory)
+                await client.fetch(url, connect_timeout=1, request_timeout=2,
+                                   follow_redirects=False, decompress_response=False,
+                                   streaming_callback=lambda chunk: None)  # fmt: skip
                 return True
             except (HTTPClientError, OSError):
                 pass
@@ -542,6 +556,7 @@ class BenchSpawner(WorkspaceCheckpointing, DockerSpawner):
                 await self._record_vanished()
             return 0
         if obj["State"]["Running"]:
+            self.keep_watching(obj)  # the writable layer's limit (again, after a hub restart)
             return None
         # JupyterHub does not call stop() for a server that poll() reports dead: note why it
         # died, save what it changed since the last periodic checkpoint (a failure keeps the
@@ -553,9 +568,12 @@ class BenchSpawner(WorkspaceCheckpointing, DockerSpawner):
         return obj["State"].get("ExitCode", 0)
 
     async def _record_exit(self, obj: dict) -> None:
-        """Record why a container that stopped on its own stopped (OOM, exit code)."""
+        """Record why a container that stopped on its own stopped (OOM, exit code, or the
+        writable layer's disk limit, for which the watch stopped it)."""
         memory = obj["HostConfig"].get("Memory") or 0
-        reason = exit_reason(obj["State"], memory / 1024**3 if memory else None)
+        reason = self.take_layer_stop_reason() or exit_reason(
+            obj["State"], memory / 1024**3 if memory else None
+        )
         self.log.warning("%s stopped on its own: %s", self._log_name, reason)
         await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("errored", reason))
         await self.record_activity("errored", reason)
@@ -662,24 +680,25 @@ class BenchSpawner(WorkspaceCheckpointing, DockerSpawner):
     _network_lock = asyncio.Lock()
 
     async def ensure_network(self, access_mode: str) -> str:
-        """Create the network for an access mode if missing; remember its facts."""
+        """The network for an access mode: made if missing (or made anew, see
+        :func:`~.networks.ensure_workspace_network`), its facts remembered, and the host
+        firewall of every workspace network checked at every start: one ``iptables -S`` when
+        all is in place, the guards rewritten when not (after a reboot or a firewall reload)."""
         name = self.restricted_network if access_mode == "restricted" else self.open_network
-        if name in BenchSpawner._networks:
-            return name
         async with BenchSpawner._network_lock:
-            try:
-                net = await self.docker("inspect_network", name)
-            except NotFound:
+            if name not in BenchSpawner._networks:
                 subnet = self.restricted_subnet if access_mode == "restricted" else None
-                mtu = self.network_mtu or host_mtu()
-                await self.docker(
-                    "create_network", **network_create_kwargs(name, access_mode, subnet, mtu)
-                )
-                net = await self.docker("inspect_network", name)
-            ipam = net["IPAM"]["Config"][0]
-            BenchSpawner._networks[name] = WorkspaceNetwork(
-                name, net["Id"], ipam["Subnet"], ipam["Gateway"]
-            )
+                BenchSpawner._networks[name] = await ensure_workspace_network(
+                    self.docker, name, access_mode, subnet, self.network_mtu or host_mtu(),
+                    frozenset({self.egress_container}), self.log,
+                )  # fmt: skip
+            modes = {self.open_network: "open", self.restricted_network: "restricted"}
+            known = BenchSpawner._networks
+            guards = [workspace_guard(known[n], mode, self.hub.port)
+                      for n, mode in modes.items() if n in known]  # fmt: skip
+            rewritten = await firewall.ensure(guards)
+        for guard in rewritten:
+            self.log.info("host firewall for network %s put in place", guard.name)
         return name
 
     # ---- state ---------------------------------------------------------------------------------

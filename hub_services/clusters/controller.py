@@ -32,7 +32,16 @@ from traitlets.config import LoggingConfigurable
 
 from bench_spawner.networks import host_mtu
 from bench_spawner.resource_models import ResourceModel
-from bench_spawner.storage import DirectoryVolume, LoopbackVolume, WorkspaceVolume
+from bench_spawner.storage import (
+    DATA_GID,
+    DATA_UID,
+    DirectoryVolume,
+    LoopbackVolume,
+    WorkspaceVolume,
+)
+from bench_spawner.storage_admission import StorageRequest
+from bench_spawner.storage_allocations import StorageAdmission, StorageRefused
+from bench_spawner.writable_layer import WritableLayerWatch
 from hub_services.hub_client import HubClient
 
 from . import sge, spark
@@ -48,6 +57,7 @@ from .state import ClusterRecord, ClusterStore, atomic_write, utcnow
 __all__ = ["ClusterController", "ClusterExists", "ClusterImageMissing", "WorkspaceNotRunning"]
 
 GIB = 1024**3
+WORKSPACE_USER = f"{DATA_UID}:{DATA_GID}"  # who runs the workspace's server (not root)
 
 
 class WorkspaceNotRunning(Exception):
@@ -169,12 +179,15 @@ class ClusterController(LoggingConfigurable):
             pool_state, self.subnet_pool, self.subnet_prefix_length, self.address_quarantine
         )
         manager = ResourceModel("manager", self.manager_cpus, self.manager_memory_gb)
+        # c.StorageAdmission and c.WritableLayerWatch: the same settings as the hub's
+        self.admission = StorageAdmission(roots=[self.scratch_root], parent=self, log=self.log)
         self.nodes = ClusterNodes(self.engine, self.image, str(self.config_dir),
                                   self._scratch, self.network_mtu or host_mtu(), manager,
-                                  self.manager_timeout, self.log)  # fmt: skip
+                                  self.manager_timeout, self.log, self.admission)  # fmt: skip
         self.scaler = ClusterScaler(
             self.nodes, self.save, self.parallel_starts, self.join_timeout,
-            self.address_quarantine, self.log,
+            self.address_quarantine, self.log, self.admission,
+            WritableLayerWatch(parent=self, log=self.log),
         )  # fmt: skip
         self.views: dict[str, dict] = {}
         self.last_pass_at = None
@@ -213,7 +226,8 @@ class ClusterController(LoggingConfigurable):
     ) -> ClusterRecord:
         """Record a cluster for a running workspace, create its network and start bringing it
         up (in the background). Raises :class:`WorkspaceNotRunning`, :class:`ClusterExists`,
-        :class:`ClusterImageMissing` or :class:`SubnetsExhausted`."""
+        :class:`ClusterImageMissing`, :class:`SubnetsExhausted` or ``StorageRefused`` (the
+        scratch of all ``max_members`` does not fit now)."""
         key = f"{user}/{workspace}"
         async with self._locks[key]:
             if key in self.records:
@@ -221,6 +235,7 @@ class ClusterController(LoggingConfigurable):
                     f"{key} already has a cluster ({self.records[key].status}); stop it first "
                     "(DELETE) to start one with other settings"
                 )
+            await self._check_scratch(user, settings)
             try:
                 await self.engine.call("inspect_image", self.image)
             except NotFound:
@@ -239,6 +254,17 @@ class ClusterController(LoggingConfigurable):
             await self.save()
         self._launch(key, self._bring_up(rec))
         return rec
+
+    async def _check_scratch(self, user: str, settings: ClusterSettings) -> None:
+        """``StorageRefused`` naming ``scratch_gb`` when the cluster at its largest could not
+        have its members' scratch now (each member's is claimed again when it is made)."""
+        if not settings.scratch_gb:
+            return
+        request = StorageRequest("scratch_gb", user, settings.scratch_gb * GIB,
+                                 settings.max_members, what="/scratch")  # fmt: skip
+        verdict = await asyncio.to_thread(self.admission.check, self.scratch_root, request)
+        if not verdict.admitted:
+            raise StorageRefused("scratch_gb", verdict.message, verdict)
 
     async def _new_cluster(self, user, workspace, settings, model, container, mounts):
         """A record with a subnet whose network exists. Another hub on this engine may take
@@ -279,11 +305,14 @@ class ClusterController(LoggingConfigurable):
             self._launch(rec.key, self._teardown(rec, "stopped on request"))
         return True
 
-    def status(self, user: str, workspace: str) -> dict | None:
-        """The cluster as the API shows it, or None when the workspace has none."""
+    async def status(self, user: str, workspace: str) -> dict | None:
+        """The cluster as the API shows it, or None when the workspace has none. The scaler
+        log's tail is read in a worker thread, and only its last 64 KiB: the file is the
+        user's, who can make it any size."""
         rec = self.records.get(f"{user}/{workspace}")
         if rec is None:
             return None
+        scaler_log = await asyncio.to_thread(ScalerLog(rec.data_dir).tail, 20)
         names = self.names(rec)
         view = self.views.get(rec.key) or {}
         members = view.get("members")
@@ -304,7 +333,7 @@ class ClusterController(LoggingConfigurable):
             "members": members, "pending": view.get("pending", []),
             "unsatisfiable": view.get("unsatisfiable", []), "decision": view.get("decision"),
             "observed_at": view.get("observed_at"), "error": view.get("error", ""),
-            "scaler_log": ScalerLog(rec.data_dir).tail(20),
+            "scaler_log": scaler_log,
         }  # fmt: skip
 
     def spark_ui(self, rec: ClusterRecord) -> str:
@@ -403,8 +432,12 @@ class ClusterController(LoggingConfigurable):
         self._wake.set()  # the first scaler pass (a static cluster's members) at once
 
     async def _client_note(self, rec: ClusterRecord) -> str:
-        """Why jobs cannot be submitted from the workspace, or "" (they can)."""
-        found = await self.engine.exec(rec.workspace_container, ["sh", "-c", "command -v qsub"])
+        """Why jobs cannot be submitted from the workspace, or "" (they can). Asked inside
+        the user's own container, so as the workspace's unprivileged user (no root process
+        ever runs where the user's processes could tamper with it), with the engine's bounds
+        on output and time; only the exit code counts."""
+        found = await self.engine.exec(rec.workspace_container, ["sh", "-c", "command -v qsub"],
+                                       user=WORKSPACE_USER, max_output=4096)  # fmt: skip
         if found.ok:
             return ""
         return ("the workspace image has no Grid Engine client (qsub): use a BenchHub image, or "
@@ -502,6 +535,7 @@ class ClusterController(LoggingConfigurable):
             await self.save()
             await asyncio.to_thread(ScalerLog(rec.data_dir).append, utcnow(), [rec.reason])
             return
+        await self.nodes.guard_network(names)  # back at once after a firewall reload
         settings = settings_of(rec)
         model = ResourceModel(**rec.model)
         policy = settings.scaling_policy(model, **self._pacing(settings))

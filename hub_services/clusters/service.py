@@ -2,7 +2,9 @@
 
 - ``POST   api/clusters/<user>/<workspace>`` — start a cluster for a running workspace. The
   body is the cluster settings (:class:`~.settings.ClusterSchema`); a bad one is a 400 whose
-  message names each field and what is allowed, and nothing is created. 409 when the
+  message names each field and what is allowed, and nothing is created; so is a
+  ``scratch_gb`` whose scratch for ``max_members`` members does not fit the host's storage
+  capacity or the user's quota (the message says what is free or left). 409 when the
   workspace does not run or already has a cluster, 503 when this host cannot (no subnet
   left, no cluster image). 202 with the cluster's status.
 - ``GET    api/clusters/<user>/<workspace>`` — status: manager, members and their state,
@@ -31,6 +33,7 @@ from tornado import web
 
 from bench_spawner.options import OptionsError
 from bench_spawner.resource_models import ResourceModel
+from bench_spawner.storage_allocations import StorageRefused
 from hub_services.hub_client import HubClient
 
 from .addresses import SubnetsExhausted
@@ -147,9 +150,9 @@ class ClusterHandler(_Handler):
     """``api/clusters/<user>/<workspace>``."""
 
     @web.authenticated
-    def get(self, user: str, workspace: str):
+    async def get(self, user: str, workspace: str):
         self.check(user)
-        status = self.controller.status(user, workspace)
+        status = await self.controller.status(user, workspace)
         if status is None:
             raise ApiError(404, f"{user}/{workspace} has no cluster; start one with POST")
         self.write(status)
@@ -168,8 +171,10 @@ class ClusterHandler(_Handler):
             raise ApiError(409, str(e)) from None
         except (SubnetsExhausted, ClusterImageMissing) as e:
             raise ApiError(503, str(e)) from None
+        except StorageRefused as e:  # the scratch does not fit the host or the user's quota
+            raise ApiError(400, str(e), errors=[{"field": e.field, "message": e.message}]) from None
         self.set_status(202)
-        self.write(self.controller.status(user, workspace))
+        self.write(await self.controller.status(user, workspace))
 
     async def _settings(self, raw):
         models, unavailable = await self.settings["catalog"].get()
@@ -180,20 +185,20 @@ class ClusterHandler(_Handler):
         self.check(user, change=True)
         if await self.controller.stop_cluster(user, workspace):
             self.set_status(202)
-            self.write(self.controller.status(user, workspace) or {})
+            self.write(await self.controller.status(user, workspace) or {})
         else:
             self.set_status(204)
 
 
 class ClusterListHandler(_Handler):
     @web.authenticated
-    def get(self):
+    async def get(self):
         caller = self.current_user
         shown = []
         for key in self.controller.keys():
             user, workspace = key.split("/", 1)
-            if may_see(caller, user):
-                shown.append(self.controller.status(user, workspace))
+            if may_see(caller, user) and (status := await self.controller.status(user, workspace)):
+                shown.append(status)
         self.write({"clusters": shown})
 
 
@@ -217,7 +222,7 @@ class PageHandler(_Handler):
             f"{html.escape(m)} ({html.escape(models[m].describe())})</option>"
             for m in models
         )
-        rows = "".join(self._row(name, ws, options) for ws in running)
+        rows = "".join([await self._row(name, ws, options) for ws in running])
         self.write(PAGE.format(
             xsrf=json.dumps(self.xsrf_token.decode() if isinstance(self.xsrf_token, bytes)
                             else self.xsrf_token),
@@ -226,8 +231,8 @@ class PageHandler(_Handler):
             rows=rows or "<p>No running workspace. Start one from the hub's home page.</p>",
         ))  # fmt: skip
 
-    def _row(self, user: str, workspace: str, options: str) -> str:
-        status = self.controller.status(user, workspace)
+    async def _row(self, user: str, workspace: str, options: str) -> str:
+        status = await self.controller.status(user, workspace)
         ws = html.escape(workspace)
         if status is None:
             return FORM.format(ws=ws, options=options)

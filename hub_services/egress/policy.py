@@ -295,6 +295,9 @@ def _preamble(http_port: int, access_log: str, pid_filename: str) -> list[str]:
         "httpd_suppress_version_string on",
         f"logformat {LOG_FORMAT_NAME} {LOG_FORMAT}",
         f"access_log stdio:{access_log} {LOG_FORMAT_NAME}",
+        # every workspace's requests make the log grow: the egress service has squid rotate
+        # it (SIGUSR1) past a size, keeping one older file
+        "logfile_rotate 1",
         "acl CONNECT method CONNECT",
         "acl SSL_ports port 443",
         "acl HTTP_port port 80",

@@ -28,6 +28,7 @@ from urllib.parse import quote
 import docker
 from docker.errors import NotFound
 
+from bench_spawner.container import LOG_CONFIG
 from bench_spawner.whitelist import parse_whitelist
 
 from .addresses import AddressBook
@@ -202,6 +203,17 @@ class EgressProxy:
             if e.status_code != 409:  # 409: not running; it reads the file when started
                 raise
 
+    async def rotate_log(self) -> None:
+        """Ask squid to start a new access log (SIGUSR1 = ``squid -k rotate``; with
+        ``logfile_rotate 1`` it keeps the previous one as ``access.log.0``)."""
+        try:
+            await self._docker("kill", self.container, signal="USR1")
+        except NotFound:
+            pass
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # not running: nothing is being written
+                raise
+
     async def healthy(self) -> bool:
         try:
             info = await self._docker("inspect_container", self.container)
@@ -234,6 +246,8 @@ class EgressProxy:
             cap_add=["SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE"],
             security_opt=["no-new-privileges:true"],
             restart_policy={"Name": "unless-stopped"},
+            # squid's own messages (-d1) go to the engine's log file: bounded like a workspace's
+            log_config=LOG_CONFIG,
         )
         await self._docker(
             "create_container",

@@ -33,11 +33,20 @@ from jupyterhub.utils import url_path_join
 from tornado import ioloop, web
 from tornado.httpclient import AsyncHTTPClient
 
+from hub_services.file_tail import open_regular_file, tail_lines
+
 from .policy import FORBIDDEN_DESTINATIONS, parse_access_log, summarise
 from .proxy import EgressProxy, EgressState
 from .workspace import WorkspaceNetwork
 
 log = logging.getLogger("benchhub.egress")
+
+# How much of the end of the proxy's access log a refusals request reads (4 MiB: some
+# 20 000 requests of all restricted workspaces together).
+ACCESS_LOG_WINDOW = 4 * 1024 * 1024
+# Past this size the service has squid rotate its access log (one older file is kept), so
+# requests users make cannot fill the host's disk: at most about twice this is kept.
+ACCESS_LOG_ROTATE_BYTES = 64 * 1024 * 1024
 
 
 class EgressService:
@@ -114,6 +123,9 @@ class EgressService:
                 await self.proxy.ensure(net.name, net.proxy_address)
                 self._down_since = None
         await asyncio.to_thread(self.state.render)
+        if await asyncio.to_thread(self._access_log_size) > ACCESS_LOG_ROTATE_BYTES:
+            log.info("rotating the proxy's access log (over %d MiB)", ACCESS_LOG_ROTATE_BYTES >> 20)
+            await self.proxy.rotate_log()
         # Reload when the file differs from what this service last had squid load (the spawner
         # changes it too), and once more on the next pass: a SIGHUP that lands while squid is
         # still reconfiguring from an earlier one can be folded into it, leaving an older file
@@ -158,15 +170,46 @@ class EgressService:
             await asyncio.sleep(interval)
 
     def refusals(self, key: str) -> dict:
+        """The workspace's refused hosts in the proxy's recent access log (its last
+        :data:`ACCESS_LOG_WINDOW` bytes: every user's requests make the log grow, and a
+        request must not cost in proportion to it). Blocking: call it in a thread."""
         record = self.state.registered().get(key)
         if record is None:
             return {"workspace": key, "address": None, "refusals": []}
-        found = parse_access_log(self.state.access_log_lines())
+        found = parse_access_log(self._recent_access_log())
         return {
             "workspace": key,
             "address": record["address"],
             "refusals": summarise(found, record["address"]),
         }
+
+    def _access_log_size(self) -> int:
+        try:
+            return (self.state.log_dir / "access.log").lstat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _recent_access_log(self) -> list[str]:
+        """The lines among the access log's last :data:`ACCESS_LOG_WINDOW` bytes, the end of
+        the previous (rotated) log first when the current one is shorter ([] without a log).
+        The files are squid's, in a directory the proxy container writes: a link there is not
+        followed."""
+        lines: list[str] = []
+        budget = ACCESS_LOG_WINDOW
+        for name in ("access.log", "access.log.0"):
+            try:
+                fd = open_regular_file(self.state.log_dir / name)
+            except FileNotFoundError:
+                continue
+            try:
+                size = os.fstat(fd).st_size
+                lines = tail_lines(fd, max_bytes=budget) + lines
+            finally:
+                os.close(fd)
+            budget -= min(size, budget)
+            if budget <= 0:
+                break
+        return lines
 
 
 def _key(container: dict) -> str:

@@ -2,7 +2,10 @@
 
 Test web servers run in a container on the proxy's outside network under several DNS names
 (network aliases). A restricted workspace must reach exactly its whitelist through the proxy,
-and nothing else by any route; an open workspace reaches the servers directly.
+and nothing else by any route. The same servers also run in a network namespace on the host,
+behind a veth pair: an address reached by routing and NAT, as the Internet is from an open
+workspace (a server on the open bridge itself is no stand-in: workspaces on it never reach each
+other's containers).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import http.server
 import json
 import subprocess
+import sys
 import threading
 import time
 
@@ -22,8 +26,11 @@ NAMES = ["allowed.test", "sub.allowed.test", "other.test", "allowed.test.evil.te
          "paths.test", "wild.test", "a.wild.test"]  # fmt: skip
 WHITELIST = "allowed.test\n.wild.test\npaths.test/folder/"
 SERVER = f"{PREFIX}-egress-web"
+OUTSIDE_NS, OUTSIDE_HOST_SIDE, OUTSIDE_NS_SIDE = f"{PREFIX}-outside", "bt-out0", "bt-out1"
+OUTSIDE_ADDRESS = "203.0.113.2"  # TEST-NET-3: never a real host; the host side is .1
 SERVE = r"""
-import http.server, ssl, threading
+import http.server, os, ssl, sys, threading
+CERTS = sys.argv[1] if len(sys.argv) > 1 else "/certs"
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = f"host={self.headers['Host']} path={self.path}".encode()
@@ -34,7 +41,7 @@ def serve(port, tls=False):
     s = http.server.ThreadingHTTPServer(("0.0.0.0", port), H)
     if tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain("/certs/c.pem", "/certs/k.pem")
+        ctx.load_cert_chain(os.path.join(CERTS, "c.pem"), os.path.join(CERTS, "k.pem"))
         s.socket = ctx.wrap_socket(s.socket, server_side=True)
     s.serve_forever()
 for port, tls in ((443, True), (8080, False)):
@@ -69,16 +76,49 @@ def web(hub, tmp_path_factory):
     docker("rm", "-f", SERVER, check=False)
 
 
+def ip(*args: str, check: bool = True) -> None:
+    subprocess.run(["ip", *args], check=check, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def outside(tmp_path_factory):
+    """The test servers at OUTSIDE_ADDRESS, in a network namespace the host routes to."""
+    certs = tmp_path_factory.mktemp("outside-certs")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=outside.test", "-keyout", certs / "k.pem",
+                    "-out", certs / "c.pem"], check=True, capture_output=True)  # fmt: skip
+    ip("netns", "del", OUTSIDE_NS, check=False)
+    ip("netns", "add", OUTSIDE_NS)
+    ip("link", "add", OUTSIDE_HOST_SIDE, "type", "veth", "peer", "name", OUTSIDE_NS_SIDE,
+       "netns", OUTSIDE_NS)  # fmt: skip
+    ip("addr", "add", "203.0.113.1/24", "dev", OUTSIDE_HOST_SIDE)
+    ip("link", "set", OUTSIDE_HOST_SIDE, "up")
+    inside = ("ip", "-n", OUTSIDE_NS)
+    ip(*inside[1:], "addr", "add", f"{OUTSIDE_ADDRESS}/24", "dev", OUTSIDE_NS_SIDE)
+    ip(*inside[1:], "link", "set", OUTSIDE_NS_SIDE, "up")
+    ip(*inside[1:], "link", "set", "lo", "up")
+    ip(*inside[1:], "route", "add", "default", "via", "203.0.113.1")
+    server = subprocess.Popen(["ip", "netns", "exec", OUTSIDE_NS, sys.executable, "-c", SERVE,
+                               str(certs)])  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["curl", "-s", "-m", "1", f"http://{OUTSIDE_ADDRESS}:8080/"],
+                             capture_output=True).returncode:  # fmt: skip
+            assert time.monotonic() < deadline, "the outside servers did not start"
+            time.sleep(0.1)
+        yield OUTSIDE_ADDRESS
+    finally:
+        server.kill()
+        server.wait()
+        ip("netns", "del", OUTSIDE_NS, check=False)  # takes the veth pair with it
+
+
 @pytest.fixture(scope="module")
 def workspaces(hub, web):
     hub.ensure_user("rita")
     hub.start_workspace("rita", "closed", {"access_mode": "restricted", "whitelist": WHITELIST})
     hub.start_workspace("rita", "opened", {})
-    # the open workspace's network reaches the servers directly, as the Internet would
-    aliases = [a for n in NAMES for a in ("--alias", n)]
-    docker("network", "connect", *aliases, f"{PREFIX}-open", SERVER)
     yield hub.container_name("rita", "closed"), hub.container_name("rita", "opened")
-    docker("network", "disconnect", "-f", f"{PREFIX}-open", SERVER, check=False)
     hub.stop_workspace("rita", "closed")
     hub.stop_workspace("rita", "opened")
 
@@ -103,16 +143,18 @@ def test_path_entries_limit_plain_http_and_allow_the_host_over_https(workspaces)
     assert code(closed, "https://paths.test/elsewhere") == "200"  # https shows only the host
 
 
-def test_nothing_gets_around_the_proxy(hub, web, workspaces):
+def test_nothing_gets_around_the_proxy(hub, web, outside, workspaces):
     closed, _ = workspaces
-    ip = web["IPAddress"]
-    assert code(closed, f"http://{ip}/", "--noproxy '*'") == "000"  # direct address
+    address = web["IPAddress"]
+    assert code(closed, f"http://{address}/", "--noproxy '*'") == "000"  # direct address
     assert code(closed, "http://allowed.test/", "--noproxy '*'") == "000"  # bypassing the vars
-    assert code(closed, f"http://{ip}/") == "403"  # an address through the proxy
-    raw = exec_in(
-        closed, f"python3 -c \"import socket; socket.create_connection(('{ip}', 80), 3)\""
-    )
-    assert raw.returncode != 0  # raw TCP
+    assert code(closed, f"http://{address}/") == "403"  # an address through the proxy
+    assert code(closed, f"http://{outside}/", "--noproxy '*'") == "000"  # routed: no route
+    for target in (address, outside):
+        raw = exec_in(
+            closed, f"python3 -c \"import socket; socket.create_connection(('{target}', 80), 3)\""
+        )
+        assert raw.returncode != 0  # raw TCP
     assert exec_in(closed, "getent hosts allowed.test").returncode != 0  # no outside DNS
     ipv6 = exec_in(closed, "grep -v ' lo$' /proc/net/if_inet6 2>/dev/null; true").stdout
     assert ipv6.strip() == ""  # no IPv6 address but loopback: no IPv6 path
@@ -120,8 +162,7 @@ def test_nothing_gets_around_the_proxy(hub, web, workspaces):
     assert hub_api == "200"  # the hub stays reachable
 
 
-def test_host_services_other_than_the_hub_are_closed(workspaces):
-    closed, opened = workspaces
+def test_host_services_other_than_the_hub_are_closed_to_open_and_restricted_alike(workspaces):
     server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), http.server.SimpleHTTPRequestHandler)
     port = server.server_address[1]
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -130,16 +171,25 @@ def test_host_services_other_than_the_hub_are_closed(workspaces):
             "gw=$(echo $JUPYTERHUB_API_URL | sed -E 's#^http://([^:/]+).*#\\1#');"
             f" curl -s -m 3 -o /dev/null --noproxy '*' http://$gw:{port}/; echo rc=$?"
         )
-        assert exec_in(opened, script).stdout.strip() == "rc=0"  # a host service, reachable ...
-        assert exec_in(closed, script).stdout.strip() in ("rc=7", "rc=28")  # ... but not from here
+        here = subprocess.run(["curl", "-s", "-m", "3", "-o", "/dev/null",
+                               f"http://127.0.0.1:{port}/"])  # fmt: skip
+        assert here.returncode == 0  # a host service, answering on the host ...
+        for workspace in workspaces:  # ... but refused at once from either workspace
+            assert exec_in(workspace, script).stdout.strip() == "rc=7", workspace
     finally:
         server.shutdown()
 
 
-def test_open_workspace_reaches_everything_directly(workspaces):
+def test_open_workspace_reaches_the_outside_directly(outside, workspaces):
     _, opened = workspaces
-    assert code(opened, "http://other.test/") == "200"
-    assert code(opened, "https://sub.allowed.test/") == "200"
+
+    def direct(url: str, name: str) -> str:
+        port = 443 if url.startswith("https") else 80
+        return code(opened, url, f"--resolve {name}:{port}:{outside}")
+
+    assert direct("http://other.test/", "other.test") == "200"
+    assert direct("https://sub.allowed.test/", "sub.allowed.test") == "200"
+    assert code(opened, f"http://{outside}:8080/") == "200"  # any port
     assert exec_in(opened, "env | grep -ci _proxy=").stdout.strip() == "0"
 
 
@@ -232,3 +282,31 @@ def test_lost_egress_state_is_rebuilt_from_the_hub_and_docker(hub, workspaces):
     assert (after["address"], after["entries"]) == (before["address"], before["entries"])
     assert wait_code(closed, "http://allowed.test/", "200")
     assert code(closed, "http://other.test/") == "403"
+
+
+def test_the_proxy_starts_a_new_access_log_when_asked_to_rotate(hub, workspaces):
+    """Every user's requests make squid's access log grow; the egress service has squid
+    rotate it past a size (one older file kept), so requests cannot fill the host's disk."""
+    import asyncio
+
+    from hub_services.egress.proxy import EgressProxy, EgressState
+
+    closed, _ = workspaces
+    logs = hub.egress_dir / "log"
+    code(closed, "http://other.test/before-rotation")
+    assert wait_for_text(logs / "access.log", "before-rotation")
+    proxy = EgressProxy(EgressState(hub.egress_dir), f"{PREFIX}-egress", "", "", 1400)
+    asyncio.run(proxy.rotate_log())
+    assert wait_for_text(logs / "access.log.0", "before-rotation")  # the old log kept once
+    code(closed, "http://other.test/after-rotation")
+    assert wait_for_text(logs / "access.log", "after-rotation")
+    assert "before-rotation" not in (logs / "access.log").read_text()
+
+
+def wait_for_text(path, text: str, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.2)
+    return False

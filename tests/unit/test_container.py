@@ -51,6 +51,22 @@ def test_restricted_network_is_internal_with_our_subnet_and_gateway_first():
     assert kw["internal"] is True
     pool = kw["ipam"]["Config"][0]
     assert (pool["Subnet"], pool["Gateway"]) == ("10.213.0.0/16", "10.213.0.1")
-    assert kw["options"] == {"com.docker.network.driver.mtu": "1400"}
+    assert kw["options"] == {"com.docker.network.driver.mtu": "1400",
+                             "com.docker.network.bridge.enable_icc": "false"}  # fmt: skip
     opened = network_create_kwargs("bench-open", "open", None, 1500)
     assert opened["internal"] is False and opened["ipam"] is None
+
+
+def test_the_engine_keeps_at_most_30_mb_of_a_workspaces_output():
+    hc = host_config_kwargs(plan(ResourceModel("m", cpus=1, memory_gb=1)))
+    assert hc["log_config"] == {"type": "json-file",
+                                "config": {"max-size": "10m", "max-file": "3"}}  # fmt: skip
+
+
+def test_a_restricted_workspace_fails_a_name_lookup_after_one_short_try():
+    from dataclasses import replace
+
+    restricted = replace(plan(ResourceModel("m", cpus=1, memory_gb=1)), dns=["10.213.0.2"])
+    hc = host_config_kwargs(restricted)
+    assert hc["dns"] == ["10.213.0.2"] and hc["dns_opt"] == ["timeout:1", "attempts:1"]
+    assert "dns_opt" not in host_config_kwargs(plan(ResourceModel("m", cpus=1, memory_gb=1)))

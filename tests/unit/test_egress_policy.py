@@ -178,6 +178,7 @@ def test_the_proxy_caches_nothing_hides_clients_and_logs_in_the_bench_format():
         "acl SSL_ports port 443",
         "coredump_dir /var/spool/squid",
         "shutdown_lifetime 1 seconds",
+        "logfile_rotate 1",
     ):
         assert line in lines
     assert "pid_filename none" in lines  # a stale PID file would stop a restarted proxy
