@@ -18,7 +18,7 @@ HUB_STATE_DIR := $(or $(BENCHHUB_STATE_DIR),$(CURDIR)/.cache/hub)
 run: host deps images
 	@echo "==> starting JupyterHub on http://127.0.0.1:8000"
 	@echo "    log in with any user name and the password in BENCHHUB_PASSWORD (default: benchhub-user)"
-	@$(PY) -m bench_spawner.admin_password "$(HUB_STATE_DIR)"
+	@$(PY) -m benchhub.admin_password "$(HUB_STATE_DIR)"
 	$(PY) -m jupyterhub -f jupyterhub_config.py
 
 test: host-test deps images

@@ -11,9 +11,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench_spawner.admin_password import admin_names, admin_password
 from bench_spawner.hub_api import register_handlers
-from bench_spawner.networks import host_mtu
+from benchhub.admin_password import admin_names, admin_password
+from benchhub.networks import host_mtu
 from hub_services.egress.policy import FORBIDDEN_DESTINATIONS
 
 c = get_config()  # noqa: F821  (provided by JupyterHub when it loads this file)
@@ -72,15 +72,15 @@ c.BenchSpawner.restricted_network = f"{prefix}-restricted"
 c.BenchSpawner.restricted_subnet = os.environ.get("BENCHHUB_RESTRICTED_SUBNET", "10.213.0.0/16")
 
 # --- restricted workspaces: the egress proxy and its service --------------------------------------
-# A restricted workspace's only way out is a squid container that allows its own whitelist.
+# A restricted workspace's only way out is a squid container that allows its own whitelist. The
+# egress service owns that container; the spawner records each restricted workspace's address
+# and whitelist in the shared state directory and waits until the proxy has loaded it.
 egress_dir = os.environ.get("BENCHHUB_EGRESS_DIR", "/var/lib/benchhub/egress")
 egress_forbidden = json.loads(os.environ.get("BENCHHUB_EGRESS_FORBIDDEN", "null"))
 if egress_forbidden is None:  # private ranges: a whitelisted name may not point into the site
     egress_forbidden = list(FORBIDDEN_DESTINATIONS)
 c.BenchSpawner.egress_config_dir = egress_dir
 c.BenchSpawner.egress_container = f"{prefix}-egress"
-c.BenchSpawner.egress_outside_network = f"{prefix}-egress-out"
-c.BenchSpawner.egress_forbidden_destinations = egress_forbidden
 egress_port = int(os.environ.get("BENCHHUB_EGRESS_PORT", "10101"))
 c.JupyterHub.services = [
     {
@@ -90,14 +90,14 @@ c.JupyterHub.services = [
         "oauth_no_confirm": True,
         "command": [
             sys.executable, "-m", "hub_services.egress",
-            "--config-dir", egress_dir,
-            "--container", f"{prefix}-egress",
-            "--image", "benchhub/egress:latest",
-            "--outside-network", f"{prefix}-egress-out",
-            "--restricted-network", f"{prefix}-restricted",
-            "--mtu", str(host_mtu()),
-            "--forbidden", json.dumps(egress_forbidden),
-            "--interval", os.environ.get("BENCHHUB_EGRESS_INTERVAL", "10"),
+            f"--config-dir={egress_dir}",
+            f"--container={prefix}-egress",
+            "--image=benchhub/egress:latest",
+            f"--outside-network={prefix}-egress-out",
+            f"--restricted-network={prefix}-restricted",
+            f"--mtu={host_mtu()}",
+            f"--forbidden={json.dumps(egress_forbidden)}",
+            f"--interval={os.environ.get('BENCHHUB_EGRESS_INTERVAL', '10')}",
         ],
     },
 ]  # fmt: skip
@@ -168,7 +168,7 @@ checkpoint_s3 = {
     for key in ("bucket", "prefix", "endpoint")
 }
 if checkpoint_s3["bucket"]:
-    c.CheckpointStore.backend_class = "hub_services.checkpoints.backends.S3Backend"
+    c.CheckpointStore.backend_class = "benchhub.checkpoints.backends.S3Backend"
     c.S3Backend.bucket = checkpoint_s3["bucket"]
     c.S3Backend.prefix = checkpoint_s3["prefix"]
     c.S3Backend.endpoint_url = checkpoint_s3["endpoint"] or None
@@ -194,7 +194,7 @@ checkpoints_command = [
 ]  # fmt: skip
 if checkpoint_s3["bucket"]:
     checkpoints_command += [
-        "--backend=hub_services.checkpoints.backends.S3Backend",
+        "--backend=benchhub.checkpoints.backends.S3Backend",
         f"--s3-bucket={checkpoint_s3['bucket']}",
         f"--s3-prefix={checkpoint_s3['prefix']}",
     ] + ([f"--s3-endpoint={checkpoint_s3['endpoint']}"] if checkpoint_s3["endpoint"] else [])

@@ -21,17 +21,17 @@ from tornado import web
 from traitlets import Bool, Integer, List, Type, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from hub_services.checkpoints.containers import excluded_paths_of, image_of, upper_dir_of
-from hub_services.checkpoints.errors import CheckpointCorrupt, CheckpointNotFound
-from hub_services.checkpoints.store import CheckpointStore
-from hub_services.checkpoints.workspace import (
+from benchhub.checkpoints.containers import excluded_paths_of, image_of, upper_dir_of
+from benchhub.checkpoints.errors import CheckpointCorrupt, CheckpointNotFound
+from benchhub.checkpoints.store import CheckpointStore
+from benchhub.checkpoints.workspace import (
     WorkspaceCheckpoints,
     damaged_message,
     image_mismatch,
     unknown_message,
 )
+from benchhub.workspace_spec import WorkspaceSpec
 
-from .options import WorkspaceSpec
 from .workspace_status import Outcome, describe_failure, write_outcome
 
 __all__ = ["WorkspaceCheckpointing"]

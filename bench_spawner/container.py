@@ -9,18 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .resource_models import ResourceModel
-
-CPU_PERIOD_US = 100_000
-GIB = 1024**3
+from benchhub.container_defaults import CPU_PERIOD_US, GIB, LOG_CONFIG
+from benchhub.resource_models import ResourceModel
 
 # The images need no Linux capability: the server runs as uid 1000 and tini reaps children.
 DROPPED_CAPABILITIES = ["ALL"]
 SECURITY_OPTIONS = ["no-new-privileges:true"]
-# What a workspace prints goes to the engine's log file on the host: without a size limit, a
-# loop printing in a notebook fills the host's disk. Docker keeps at most 3 x 10 MB (the hub
-# reads only the last lines, to say why a workspace stopped).
-LOG_CONFIG = {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}}
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The spawn-form HTML for workspace options (``Spawner.options_form``).
 
 :func:`render_options_form` fills ``templates/options_form.html``; its field names are the
-option names that :func:`bench_spawner.options.options_from_form` and
-:meth:`bench_spawner.options.OptionsSchema.parse` read back, so form and REST API share
+option names that :func:`benchhub.workspace_spec.options_from_form` and
+:meth:`benchhub.workspace_spec.OptionsSchema.parse` read back, so form and REST API share
 one schema.
 """
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import jinja2
 
-from .options import OptionsSchema, WorkspaceSpec
-from .resource_models import HostCapacity, unavailable_reason
-from .whitelist import MAX_ENTRIES
+from benchhub.resource_models import HostCapacity, unavailable_reason
+from benchhub.whitelist import MAX_ENTRIES
+from benchhub.workspace_spec import OptionsSchema, WorkspaceSpec
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 TEMPLATE_NAME = "options_form.html"

@@ -39,9 +39,9 @@ from jupyterhub.handlers.pages import SpawnHandler
 from jupyterhub.scopes import needs_scope
 from tornado import web
 
-from .activity_journal import ActivityJournal
-from .options import OptionsError, validate_workspace_name
-from .resource_models import unavailable_reason
+from benchhub.activity_journal import ActivityJournal
+from benchhub.resource_models import unavailable_reason
+from benchhub.workspace_spec import OptionsError, validate_workspace_name
 
 
 class WorkspaceNameRule:

@@ -26,21 +26,18 @@ from jupyterhub.spawner import SpawnException
 from jupyterhub.utils import exponential_backoff, url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Dict, Float, Integer, List, Type, Unicode, default
+from traitlets import Dict, Float, Integer, Type, Unicode, default
 
-from hub_services.checkpoints.workspace import label
-from hub_services.egress import firewall
-from hub_services.egress.policy import FORBIDDEN_DESTINATIONS
-from hub_services.egress.presets import data_science_preset, probe_image
-from hub_services.egress.proxy import EgressProxy, EgressState
-from hub_services.egress.workspace import RestrictedAccess, WorkspaceNetwork
-
-from .activity_journal import ActivityJournal
-from .checkpointing import WorkspaceCheckpointing
-from .container import ContainerPlan, create_kwargs, host_config_kwargs
-from .form import render_options_form
-from .networks import ensure_workspace_network, host_mtu, workspace_guard
-from .options import (
+from benchhub import firewall
+from benchhub.activity_journal import ActivityJournal
+from benchhub.checkpoints.workspace import label
+from benchhub.egress_state import EgressState
+from benchhub.labels import cluster_label, workspace_labels
+from benchhub.networks import WorkspaceNetwork, ensure_workspace_network, host_mtu, workspace_guard
+from benchhub.resource_models import DEFAULT_RESOURCE_MODELS, HostCapacity, load_catalog
+from benchhub.volumes import DirectoryVolume, LoopbackVolume, WorkspaceVolume
+from benchhub.whitelist_presets import data_science_preset, probe_image
+from benchhub.workspace_spec import (
     LIFECYCLE_OPTIONS,
     OptionsError,
     OptionsSchema,
@@ -48,8 +45,11 @@ from .options import (
     options_from_form,
     validate_workspace_name,
 )
-from .resource_models import DEFAULT_RESOURCE_MODELS, HostCapacity, load_catalog
-from .storage import DirectoryVolume, LoopbackVolume, WorkspaceVolume
+
+from .checkpointing import WorkspaceCheckpointing
+from .container import ContainerPlan, create_kwargs, host_config_kwargs
+from .form import render_options_form
+from .restricted_access import RestrictedAccess
 from .storage_limits import WorkspaceStorageLimits
 from .workspace_status import (
     Outcome,
@@ -129,18 +129,18 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
 
     egress_config_dir = Unicode(
         "/var/lib/benchhub/egress",
-        help="Egress proxy state: squid.conf, per-workspace lists, address book, access log.",
+        help="""The egress proxy's desired state, shared with the egress service (its
+        --config-dir): a record per restricted workspace, the address book. The service owns
+        the proxy; the spawner writes records and waits until the proxy has loaded them.""",
     ).tag(config=True)
-    egress_image = Unicode("benchhub/egress:latest", help="The squid proxy image.").tag(config=True)
-    egress_container = Unicode("bench-egress", help="Name of the proxy container.").tag(config=True)
-    egress_outside_network = Unicode(
-        "bench-egress-out", help="The proxy's network with a route out (created if missing)."
+    egress_container = Unicode(
+        "bench-egress",
+        help="Name of the egress proxy container (the service's --container), e.g. bench-egress.",
     ).tag(config=True)
-
-    egress_forbidden_destinations = List(
-        list(FORBIDDEN_DESTINATIONS),
-        help="""Networks the proxy never connects to, whatever a whitelist says (private and
-        link-local ranges by default, so a whitelisted name cannot point into this site).""",
+    egress_load_timeout = Float(
+        30,
+        help="""Seconds a restricted workspace's start waits for the egress service to have the
+        proxy load its whitelist (the service starts the proxy first if needed), e.g. 30.""",
     ).tag(config=True)
 
     pids_limit = Integer(4096, help="Maximum processes in a workspace container.").tag(config=True)
@@ -249,7 +249,7 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
 
         Keys given replace the stored ones, others are kept. The result is validated like a
         start (400 naming each bad field). While the workspace runs only the run-time policy
-        (:data:`~bench_spawner.options.LIFECYCLE_OPTIONS`) may change: anything else is a 409
+        (:data:`~benchhub.workspace_spec.LIFECYCLE_OPTIONS`) may change: anything else is a 409
         that says to stop first. Nothing is stored here: the caller stores and records.
         """
         if not isinstance(changes, dict):
@@ -323,11 +323,7 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
 
     @cached_property
     def restricted_access(self) -> RestrictedAccess:
-        state = EgressState(self.egress_config_dir, self.egress_forbidden_destinations)
-        mtu = self.network_mtu or host_mtu()
-        proxy = EgressProxy(state, self.egress_container, self.egress_image,
-                            self.egress_outside_network, mtu)  # fmt: skip
-        return RestrictedAccess(state, proxy)
+        return RestrictedAccess(EgressState(self.egress_config_dir))
 
     @property
     def egress_key(self) -> str:
@@ -356,6 +352,7 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._events: list[dict] = []  # progress events of the current start
+        self._registration: float | None = None  # the egress record this start waits for
         self._event_added = asyncio.Event()
 
     def _emit(self, progress: int, message: str) -> None:
@@ -425,6 +422,12 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
                 await self._step(
                     60, "Waiting for the server", self._wait_for_server(ip, port, model)
                 )
+            if self._registration is not None:  # typically loaded while the server booted
+                await self._step(
+                    70, "Waiting for the egress proxy to load the whitelist",
+                    self.restricted_access.wait_loaded(self.egress_key, self._registration,
+                                                       self.egress_load_timeout),
+                )  # fmt: skip
         except BaseException as e:
             reason = (
                 describe_failure(e) if not isinstance(e, asyncio.CancelledError) else "cancelled"
@@ -475,12 +478,14 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
         net = BenchSpawner._networks[network]
         self.hub_connect_url = f"http://{net.gateway}:{self.hub.port}"
         environment, address, dns = self.get_env(), None, None
+        self._registration = None
         if spec.access_mode == "restricted":
             restricted = await self.restricted_access.prepare(
                 self.egress_key, self.object_name, net, spec.whitelist
             )
             environment.update(restricted.environment)
             address, dns = restricted.address, restricted.dns
+            self._registration = restricted.registered_at
         plan = ContainerPlan(
             name=self.object_name,
             image=self.image,
@@ -490,11 +495,7 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
             environment=environment,
             address=address,
             dns=dns,
-            labels={
-                "org.benchhub.user": self.user.name,
-                "org.benchhub.workspace": self.name,
-                "org.benchhub.resource-model": model.name,
-            },
+            labels=workspace_labels(self.user.name, self.name, model.name),
             port=self.port,
             pids_limit=self.pids_limit,
         )
@@ -614,11 +615,11 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
         die with it): the manager first, so it takes its address out of /data/.sge. The
         clusters service then removes their network, scratch volumes and record. Done here so
         the volume can be detached even while that service is down."""
-        label = "org.benchhub.cluster"
-        filters = {"label": [f"{label}.prefix={self.prefix}", f"{label}.user={self.user.name}",
-                             f"{label}.workspace={self.name}"]}  # fmt: skip
+        filters = {"label": [f"{cluster_label('prefix')}={self.prefix}",
+                             f"{cluster_label('user')}={self.user.name}",
+                             f"{cluster_label('workspace')}={self.name}"]}  # fmt: skip
         found = await self.docker("containers", all=True, filters=filters)
-        found.sort(key=lambda c: c["Labels"].get(f"{label}.role") != "manager")
+        found.sort(key=lambda c: c["Labels"].get(cluster_label("role")) != "manager")
         for container in found:
             self.log.info("%s: removing cluster container %s", self._log_name, container["Id"][:12])
             with contextlib.suppress(NotFound):
@@ -663,7 +664,7 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
             reason = ""
             spec = self.current_spec()
             if live == "running" and spec and spec.access_mode == "restricted":
-                if not await self.restricted_access.proxy.healthy():
+                if not await self._egress_proxy_running():
                     reason = "egress proxy is down: no outside access until it is back"
             failing = checkpoint.get("periodic_error")
             if live == "running" and failing and not reason:
@@ -673,6 +674,14 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
         if outcome and outcome.status == "errored":
             return {"status": "errored", "reason": outcome.reason, "since": outcome.at}
         return {"status": "stopped", "reason": "", "since": outcome.at if outcome else None}
+
+    async def _egress_proxy_running(self) -> bool:
+        """Whether the egress proxy container runs (observed; the egress service owns it)."""
+        try:
+            return bool((await self.docker("inspect_container", self.egress_container))
+                        ["State"]["Running"])  # fmt: skip
+        except NotFound:
+            return False
 
     # ---- networks ------------------------------------------------------------------------------
 

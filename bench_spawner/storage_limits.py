@@ -5,11 +5,11 @@ A mixin of :class:`bench_spawner.spawner.BenchSpawner` (kept apart so the spawne
 orchestrator). It relies on the spawner's ``docker``, ``volume``, ``storage_root``, ``user``,
 ``object_id``, ``schema``, ``log`` and ``_log_name``.
 
-* ``/data`` is admitted by :class:`~bench_spawner.storage_allocations.StorageAdmission`:
+* ``/data`` is admitted by :class:`~benchhub.storage_allocations.StorageAdmission`:
   :meth:`check_storage` refuses options early (the REST API, the form, an edit) and
   :meth:`claim_storage` claims the size under the host-wide lock at start, before anything is
   created; :meth:`settle_storage` gives a claim back when the start fails.
-* The writable layer is watched while the workspace runs (:mod:`bench_spawner.writable_layer`):
+* The writable layer is watched while the workspace runs (:mod:`benchhub.writable_layer`):
   one task per running workspace in the hub, started by ``start`` and, after a hub restart,
   by ``poll``. Over the limit it kills the container (no grace period: writes stop at once)
   and leaves the reason; ``poll`` then takes the usual path of a workspace that stopped on
@@ -27,14 +27,14 @@ from docker.errors import APIError, NotFound
 from tornado import web
 from traitlets.config import LoggingConfigurable
 
-from hub_services.checkpoints.containers import upper_dir_of
-from hub_services.checkpoints.workspace import label
-
-from .options import FieldError, OptionsError, WorkspaceSpec
-from .resource_models import DEFAULT_DISK_GB, ResourceModel
-from .storage_admission import GIB, StorageRequest
-from .storage_allocations import StorageAdmission, StorageRefused
-from .writable_layer import (
+from benchhub.checkpoints.containers import upper_dir_of
+from benchhub.checkpoints.workspace import label
+from benchhub.labels import RESOURCE_MODEL
+from benchhub.resource_models import DEFAULT_DISK_GB, ResourceModel
+from benchhub.storage_admission import GIB, StorageRequest
+from benchhub.storage_allocations import StorageAdmission, StorageRefused
+from benchhub.workspace_spec import FieldError, OptionsError, WorkspaceSpec
+from benchhub.writable_layer import (
     WritableLayerWatch,
     format_size,
     next_check_in,
@@ -45,7 +45,6 @@ from .writable_layer import (
 
 __all__ = ["WorkspaceStorageLimits"]
 
-MODEL_LABEL = "org.benchhub.resource-model"
 NEAR_LIMIT = 0.8  # the share of its limit at which a layer is noted in the hub's log
 
 
@@ -111,7 +110,7 @@ class WorkspaceStorageLimits(LoggingConfigurable):
     def watch_writable_layer(self, disk_gb: float, fresh_start: bool) -> None:
         """Watch this run's container (``object_id``) against ``disk_gb`` (the resource
         model's); a run that just started (``fresh_start``) may keep what it was restored
-        with (see :func:`~bench_spawner.writable_layer.run_ceiling`)."""
+        with (see :func:`~benchhub.writable_layer.run_ceiling`)."""
         if self._layer_task is not None and not self._layer_task.done():
             self._layer_task.cancel()
         self._layer_stop_reason = ""
@@ -126,7 +125,7 @@ class WorkspaceStorageLimits(LoggingConfigurable):
             return
         if self._layer_stop_reason:
             return  # killed for its limit: poll records it once it has stopped
-        name = ((obj.get("Config") or {}).get("Labels") or {}).get(MODEL_LABEL, "")
+        name = ((obj.get("Config") or {}).get("Labels") or {}).get(RESOURCE_MODEL, "")
         model = self.schema.resource_models.get(name)  # None: no longer in the catalog
         limit_gb = model.disk_gb if model else DEFAULT_DISK_GB
         self.watch_writable_layer(limit_gb, fresh_start=False)

@@ -11,10 +11,11 @@ The functions that turn Docker's container state into a sentence are pure and un
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from benchhub.atomic import atomic_write
 
 RECORD_NAME = "status.json"
 
@@ -82,7 +83,4 @@ def read_outcome(workspace_dir: Path) -> Outcome | None:
 
 def write_outcome(workspace_dir: Path, outcome: Outcome) -> None:
     """Record an outcome atomically."""
-    workspace_dir.mkdir(parents=True, exist_ok=True)
-    tmp = workspace_dir / (RECORD_NAME + ".tmp")
-    tmp.write_text(json.dumps(asdict(outcome)))
-    os.replace(tmp, workspace_dir / RECORD_NAME)
+    atomic_write(workspace_dir / RECORD_NAME, json.dumps(asdict(outcome)))

@@ -39,10 +39,10 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from docker_cli import docker, exec_in  # noqa: E402
 
-from hub_services.checkpoints.backends import LocalDirectoryBackend  # noqa: E402
-from hub_services.checkpoints.containers import excluded_paths_of, upper_dir_of  # noqa: E402
-from hub_services.checkpoints.store import CheckpointStore  # noqa: E402
-from hub_services.checkpoints.workspace import WorkspaceCheckpoints  # noqa: E402
+from benchhub.checkpoints.backends import LocalDirectoryBackend  # noqa: E402
+from benchhub.checkpoints.containers import excluded_paths_of, upper_dir_of  # noqa: E402
+from benchhub.checkpoints.store import CheckpointStore  # noqa: E402
+from benchhub.checkpoints.workspace import WorkspaceCheckpoints  # noqa: E402
 
 IMAGE = "benchhub/jupyterlab:latest"
 PREFIX = "benchckptbench"

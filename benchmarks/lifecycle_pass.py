@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from hub_harness import HubProcess, free_port  # noqa: E402
 
-from hub_services.hub_client import HubClient  # noqa: E402
+from benchhub.hub_client import HubClient  # noqa: E402
 from hub_services.lifecycle.activity_log import ActivityLog  # noqa: E402
 from hub_services.lifecycle.cpu import CpuSample, CpuWindow  # noqa: E402
 from hub_services.lifecycle.cycles import CycleStore  # noqa: E402

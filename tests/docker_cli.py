@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-from hub_services.egress import firewall
+from benchhub import firewall
 
 
 def docker(*args: str, check: bool = True) -> str:

@@ -10,35 +10,25 @@ backends, from the command line (``--interval=300``, ``--store-dir=...``,
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import secrets
 
-from traitlets import Unicode
-from traitlets.config import Application
+from benchhub.checkpoints.backends import LocalDirectoryBackend, S3Backend
+from benchhub.checkpoints.store import CheckpointStore
+from benchhub.service_process import ServiceApp, serve_until_stopped, service_prefix
 
-from hub_services.egress.service import die_with_parent
-from hub_services.service_process import serve_until_stopped, service_prefix
-
-from .backends import LocalDirectoryBackend, S3Backend
 from .service import CheckpointService
-from .store import CheckpointStore
 from .web import make_app
 
 __all__ = ["CheckpointsApp", "main"]
 
 
-class CheckpointsApp(Application):
+class CheckpointsApp(ServiceApp):
     name = "benchhub-checkpoints"
     description = __doc__.splitlines()[0]
     classes = [CheckpointService, CheckpointStore, LocalDirectoryBackend, S3Backend]
 
-    config_file = Unicode("", help="Python config file to load, e.g. checkpoints_config.py").tag(
-        config=True
-    )
-
     aliases = {
-        "config": "CheckpointsApp.config_file",
+        "config": "ServiceApp.config_file",
         "interval": "CheckpointService.interval",
         "tick": "CheckpointService.tick",
         "prefix": "CheckpointService.prefix",
@@ -54,15 +44,6 @@ class CheckpointsApp(Application):
         "log-level": "Application.log_level",
     }
 
-    def initialize(self, argv=None):
-        self.parse_command_line(argv)
-        if self.config_file:
-            self.load_config_file(self.config_file)
-            self.parse_command_line(argv)  # the command line wins over the file
-        logging.basicConfig(  # the library's module loggers ("benchhub.checkpoints")
-            level=self.log_level, format="[%(levelname)1.1s %(asctime)s checkpoints] %(message)s"
-        )
-
     async def serve(self) -> None:
         service = CheckpointService(parent=self, log=self.log)
         prefix = service_prefix("checkpoints")
@@ -71,8 +52,4 @@ class CheckpointsApp(Application):
         await serve_until_stopped(app, "http://127.0.0.1:10103", service.loop(), self.log)
 
 
-def main(argv=None) -> None:
-    die_with_parent()
-    app = CheckpointsApp()
-    app.initialize(argv)
-    asyncio.run(app.serve())
+main = CheckpointsApp.main

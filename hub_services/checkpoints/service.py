@@ -42,16 +42,25 @@ import docker
 from traitlets import Any, Float, Instance, Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from hub_services.hub_client import HubClient
-
-from .backends import parse_manifest_object
-from .containers import excluded_paths_of, host_dir_of, image_of, upper_dir_of, workspace_of
-from .errors import CheckpointCorrupt, CheckpointError, CheckpointNameTaken, CheckpointNotFound
-from .garbage import GarbageReport
-from .manifest import Manifest, normalise_name
-from .quota import named_bytes, quota_refusal
-from .store import CheckpointStore
-from .workspace import (
+from benchhub.checkpoints.backends import parse_manifest_object
+from benchhub.checkpoints.containers import (
+    excluded_paths_of,
+    host_dir_of,
+    image_of,
+    upper_dir_of,
+    workspace_of,
+)
+from benchhub.checkpoints.errors import (
+    CheckpointCorrupt,
+    CheckpointError,
+    CheckpointNameTaken,
+    CheckpointNotFound,
+)
+from benchhub.checkpoints.garbage import GarbageReport
+from benchhub.checkpoints.manifest import Manifest, normalise_name
+from benchhub.checkpoints.quota import named_bytes, quota_refusal
+from benchhub.checkpoints.store import CheckpointStore
+from benchhub.checkpoints.workspace import (
     WorkspaceCheckpoints,
     find_workspaces,
     label,
@@ -60,6 +69,8 @@ from .workspace import (
     remove_pending_clone,
     write_pending_clone,
 )
+from benchhub.hub_client import HubClient
+from benchhub.labels import WORKSPACE
 
 __all__ = ["FIXED_OPTIONS", "CheckpointService", "NamedQuotaExceeded", "NotRunning",
            "OptionRefused", "summary"]  # fmt: skip
@@ -194,7 +205,7 @@ class CheckpointService(LoggingConfigurable):
     async def running_containers(self) -> dict[str, dict]:
         """``{"user/workspace": docker ps entry}`` of this hub's running workspaces."""
         found = await self.docker("containers", filters={
-            "label": "org.benchhub.workspace", "status": "running", "name": f"^{self.prefix}-"})
+            "label": WORKSPACE, "status": "running", "name": f"^{self.prefix}-"})
         containers = {}
         for container in found:
             owner = workspace_of(container)

@@ -36,9 +36,13 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpclient import HTTPClientError
 
-from bench_spawner.options import OptionsError, validate_workspace_name
+from benchhub.checkpoints.errors import (
+    CheckpointNameTaken,
+    CheckpointNotFound,
+    InvalidCheckpointName,
+)
+from benchhub.workspace_spec import OptionsError, validate_workspace_name
 
-from .errors import CheckpointNameTaken, CheckpointNotFound, InvalidCheckpointName
 from .page import render_page
 from .service import CheckpointService, NamedQuotaExceeded, NotRunning, OptionRefused
 

@@ -8,7 +8,7 @@ refused for that long, so nothing about a cluster's addresses may be reused soon
   (a subnet comes back only after every other one was used) and keeps a released subnet in
   quarantine for ``quarantine_s`` seconds even then;
 * inside a cluster's subnet, members' addresses come from an
-  :class:`hub_services.egress.addresses.AddressBook` with the same quarantine
+  :class:`benchhub.addresses.AddressBook` with the same quarantine
   (see :func:`member_addresses`): ``.1`` is the gateway, ``.2`` the manager.
 
 Pure: time comes in as ``now`` (seconds since the epoch) and the whole state is JSON-able.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from hub_services.egress.addresses import AddressBook, AddressesExhausted
+from benchhub.addresses import AddressBook, AddressesExhausted
 
 __all__ = [
     "AddressBook",

@@ -4,37 +4,31 @@ Started by the hub (``c.JupyterHub.services``), it listens on the service URL th
 authenticates people with HubOAuth and calls the hub with its own token (role
 ``clusters-service``: list users and read their servers, to know which workspaces run; read the
 resource-model catalog). It talks to the local Docker Engine as the hub does. Settings are the
-traits of :class:`~.controller.ClusterController`, from the command line
+traits of :class:`~.service.ClusterController`, from the command line
 (``--interval=5 --min-lifetime=300``) or a config file (``--config=clusters_config.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 from traitlets import Unicode
-from traitlets.config import Application
 
-from bench_spawner.storage_allocations import StorageAdmission
-from bench_spawner.writable_layer import WritableLayerWatch
-from hub_services.egress.service import die_with_parent
-from hub_services.service_process import serve_until_stopped, service_prefix
+from benchhub.service_process import ServiceApp, serve_until_stopped, service_prefix
+from benchhub.storage_allocations import StorageAdmission
+from benchhub.writable_layer import WritableLayerWatch
 
-from .controller import ClusterController
-from .service import make_app
+from .service import ClusterController
+from .web import make_app
 
 __all__ = ["ClustersApp", "main"]
 
 
-class ClustersApp(Application):
+class ClustersApp(ServiceApp):
     name = "benchhub-clusters"
     description = __doc__.splitlines()[0]
     classes = [ClusterController, StorageAdmission, WritableLayerWatch]
 
-    config_file = Unicode("", help="Python config file to load, e.g. clusters_config.py").tag(
-        config=True
-    )
     default_resource_model = Unicode(
         "standard-medium",
         help="""Members' resource model when a request names none (the catalog's first model
@@ -42,7 +36,7 @@ class ClustersApp(Application):
     ).tag(config=True)
 
     aliases = {
-        "config": "ClustersApp.config_file",
+        "config": "ServiceApp.config_file",
         "default-resource-model": "ClustersApp.default_resource_model",
         "prefix": "ClusterController.prefix",
         "image": "ClusterController.image",
@@ -62,12 +56,6 @@ class ClustersApp(Application):
         "log-level": "Application.log_level",
     }
 
-    def initialize(self, argv=None):
-        self.parse_command_line(argv)
-        if self.config_file:
-            self.load_config_file(self.config_file)
-            self.parse_command_line(argv)  # the command line wins over the file
-
     async def serve(self) -> None:
         controller = ClusterController(parent=self, log=self.log)
         await controller.setup()
@@ -78,8 +66,4 @@ class ClustersApp(Application):
         controller.engine.close()
 
 
-def main(argv=None) -> None:
-    die_with_parent()
-    app = ClustersApp()
-    app.initialize(argv)
-    asyncio.run(app.serve())
+main = ClustersApp.main

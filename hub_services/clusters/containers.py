@@ -19,8 +19,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from bench_spawner.container import CPU_PERIOD_US, LOG_CONFIG
-from hub_services.egress.firewall import BridgeGuard
+from benchhub.container_defaults import CPU_PERIOD_US, LOG_CONFIG
+from benchhub.firewall import BridgeGuard
+from benchhub.labels import CLUSTER
 
 __all__ = [
     "CAPABILITIES",
@@ -39,7 +40,7 @@ __all__ = [
     "networking_kwargs",
 ]
 
-LABEL = "org.benchhub.cluster"  # label keys are LABEL + ".prefix", ".id", ".user", ...
+LABEL = CLUSTER  # label keys are LABEL + ".prefix", ".id", ".user", ...
 DATA = "/data"
 SCRATCH = "/scratch"
 CONFIG_DIR = "/etc/bench-sge"

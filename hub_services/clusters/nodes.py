@@ -15,11 +15,12 @@ from collections.abc import Callable
 from docker.errors import APIError, NotFound
 from jupyterhub.utils import exponential_backoff
 
-from bench_spawner.resource_models import ResourceModel
-from bench_spawner.storage import StorageError, WorkspaceVolume
-from bench_spawner.storage_admission import StorageRequest
-from bench_spawner.storage_allocations import StorageAdmission
-from hub_services.egress import firewall
+from benchhub import firewall
+from benchhub.docker_engine import DockerEngine
+from benchhub.resource_models import ResourceModel
+from benchhub.storage_admission import StorageRequest
+from benchhub.storage_allocations import StorageAdmission
+from benchhub.volumes import StorageError, WorkspaceVolume
 
 from . import sge, spark
 from .addresses import manager_address
@@ -37,8 +38,7 @@ from .containers import (
     network_kwargs,
     networking_kwargs,
 )
-from .engine import DockerEngine
-from .scaler import Capacity
+from .scaling import Capacity
 from .state import ClusterRecord, MemberRecord
 
 __all__ = ["ClusterNodes", "NodeError", "node_exit_reason"]

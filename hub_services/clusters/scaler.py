@@ -1,364 +1,353 @@
-"""The auto scaler's decision for a dynamic cluster, as one pure function.
+"""One pass of the auto scaler over one cluster: observe, decide, act once, log.
 
-:func:`decide` looks at the pending work (:class:`Request`), the members (:class:`Member`)
-and the cluster's :class:`ScalingPolicy` at time ``now`` and returns one :class:`Decision`:
-``scale_up`` by ``count`` members, ``drain`` one member (stop giving it work), ``remove`` one
-drained idle member, or ``none``, always with a ``reason`` sentence for the scaler log.
+:meth:`ClusterScaler.step` reads Grid Engine (``qhost``/``qstat`` XML in the manager), Spark
+(the master's workers, the drivers' dynamic-allocation wishes: :mod:`.spark`) and Docker (is
+each member's container still running), then:
 
-Rules, in the order they are checked:
+1. a member whose container is gone or stopped (killed, out of memory, a preemptible member
+   reclaimed), or that did not join within ``join_timeout``, is *lost*: its jobs are
+   rescheduled (they become pending again, state ``Rq``), it leaves Grid Engine and its
+   container, scratch and address go (the address into quarantine);
+2. :func:`.scaler.decide` chooses one action from the pending requests (Grid Engine jobs
+   and executors Spark applications want) and the members (a member running executors is
+   busy, and what they hold is not free);
+3. the action is carried out: ``scale_up`` starts members (``parallel_starts`` at a time),
+   ``drain`` disables a member's queue, ``remove`` takes out a drained idle member.
 
-1. A draining member without running jobs is removed (this completes a scale-down already
-   decided, so it is allowed at any time).
-2. Nothing starts while a scale operation is in flight: while a member has not joined yet,
-   or during ``policy.stabilisation`` after ``last_operation_at`` (the caller records ``now``
-   there whenever it carries out a ``scale_up`` or ``drain``).
-3. Pending requests that no single member could ever run (more cores or memory per task than
-   ``policy.capacity``) are reported in ``unsatisfiable`` and never cause a scale-up.
-4. The rest is bin-packed (first fit, largest first) into the free capacity of the joined,
-   non-draining members, then into new empty members; the members that opens is
-   ``members_needed``. The target is that count added, bounded by ``min_members`` and
-   ``max_members``: below the target scale up, above ``max_members`` drain.
-5. Without satisfiable pending work and above ``min_members``, one idle member older than
-   ``policy.min_lifetime`` is drained (preemptible members first, then the youngest), unless
-   another member is still draining: one scale-down at a time.
+Static clusters go through the same pass with ``min_members == max_members``: a lost member
+is replaced because the cluster is below its minimum. What happened goes to the cluster's
+scaler log; jobs no member can ever run are logged once each.
 
-Capacity is counted in whole cores and bytes of memory, as Grid Engine's ``static_cores``
-and ``static_mem`` consumables are.
+Storage limits (with ``admission`` and ``layer_watch``): a member whose own files (its
+container's writable layer) passed the model's ``disk_gb`` is lost like any other, with the
+reason ``disk limit``; members are measured at the adaptive cadence of
+:mod:`benchhub.writable_layer`, at most once per pass. A scale-up starts only as many
+members as can have their ``/scratch`` (the host's capacity and the user's quota), and says so
+in the log once; each member's scratch is then claimed when it is created (``nodes``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 
-__all__ = [
-    "ACTIONS",
-    "MAX_MEMBERS",
-    "Capacity",
-    "Decision",
-    "Member",
-    "Request",
-    "ScalingPolicy",
-    "Unsatisfiable",
-    "decide",
-    "pack",
-]
+from benchhub.resource_models import DEFAULT_DISK_GB, ResourceModel
+from benchhub.storage_admission import StorageRequest
+from benchhub.storage_allocations import StorageAdmission, StorageRefused
+from benchhub.writable_layer import (
+    MEMBER_FILES,
+    WritableLayerWatch,
+    next_check_in,
+    over_limit_reason,
+)
 
-ACTIONS = ("none", "scale_up", "drain", "remove")
-MAX_MEMBERS = 50
-_GIB = 1024**3
+from . import sge, spark
+from .addresses import AddressesExhausted, member_addresses
+from .containers import ClusterNames, Mount
+from .nodes import ClusterNodes, node_exit_reason
+from .scaler_log import ScalerLog
+from .scaling import Capacity, Decision, Member, ScalingPolicy, decide
+from .state import ClusterRecord, MemberRecord, parse_time, utcnow
 
+__all__ = ["ClusterScaler"]
 
-@dataclass(frozen=True, order=True)
-class Capacity:
-    """Whole cores and bytes of memory: what a member offers or a task needs."""
-
-    cores: int
-    memory: int
-
-    def holds(self, need: Capacity) -> bool:
-        """True when ``need`` fits into this capacity."""
-        return need.cores <= self.cores and need.memory <= self.memory
-
-    def times(self, count: int) -> Capacity:
-        """``count`` tasks of this size together."""
-        return Capacity(self.cores * count, self.memory * count)
-
-    def minus(self, other: Capacity) -> Capacity:
-        """What is left after ``other`` is taken (may be negative: callers check first)."""
-        return Capacity(self.cores - other.cores, self.memory - other.memory)
-
-    def describe(self) -> str:
-        """E.g. ``"3 cores, 14.4 GiB"`` (memory rounded to 0.1 GiB)."""
-        cores = "1 core" if self.cores == 1 else f"{self.cores} cores"
-        return f"{cores}, {self.memory / _GIB:.1f} GiB".replace(".0 GiB", " GiB")
+GIB = 1024**3
 
 
-@dataclass(frozen=True)
-class Request:
-    """Pending work of one job: ``tasks`` identical tasks (array tasks), each needing ``need``
-    on a single member (a parallel job's slots all land on one member)."""
+class ClusterScaler:
+    """Runs :meth:`step`; ``save`` persists the records (awaited after every change)."""
 
-    job_id: str
-    tasks: int
-    need: Capacity
+    def __init__(
+        self,
+        nodes: ClusterNodes,
+        save: Callable[[], Awaitable[None]],
+        parallel_starts: int = 4,
+        join_timeout: float = 120,
+        address_quarantine: float = 900,
+        log: logging.Logger | None = None,
+        admission: StorageAdmission | None = None,
+        layer_watch: WritableLayerWatch | None = None,
+    ):
+        self.nodes = nodes
+        self.admission = admission
+        self.layer_watch = layer_watch
+        self.save = save
+        self.parallel_starts = max(1, parallel_starts)
+        self.join_timeout = join_timeout
+        self.address_quarantine = address_quarantine
+        self.log = log or logging.getLogger("benchhub.clusters")
+        self._notes: dict[str, str] = {}  # key -> last "at maximum" sentence logged
+        self._scratch_notes: dict[str, int] = {}  # key -> members that fit, when last logged
+        # member -> (monotonic time of its next measurement, (charged bytes, at) last seen)
+        self._measured: dict[str, tuple[float, tuple[int, float] | None]] = {}
 
-
-@dataclass(frozen=True)
-class Member:
-    """One cluster member as observed now.
-
-    ``started_at`` is when its container started (aware datetime); ``joined`` is False until
-    its execution daemon has reported to the manager. ``free`` is what it can still take
-    (Grid Engine's remaining consumables); None means unknown: all of ``policy.capacity``
-    when it runs no job, nothing otherwise.
-    """
-
-    name: str
-    started_at: datetime
-    running_jobs: int = 0
-    draining: bool = False
-    preemptible: bool = False
-    joined: bool = True
-    free: Capacity | None = None
-
-
-@dataclass(frozen=True)
-class ScalingPolicy:
-    """Bounds and pacing of a cluster. ``capacity`` is what one member offers to jobs.
-
-    Construction raises :class:`ValueError` naming each bad field.
-    """
-
-    min_members: int
-    max_members: int
-    capacity: Capacity
-    stabilisation: timedelta = timedelta(seconds=60)
-    min_lifetime: timedelta = timedelta(seconds=300)
-
-    def __post_init__(self) -> None:
-        problems = []
-        if not 0 <= self.min_members <= self.max_members <= MAX_MEMBERS:
-            problems.append(
-                f"members must satisfy 0 <= min_members <= max_members <= {MAX_MEMBERS}, "
-                f"got min_members={self.min_members}, max_members={self.max_members}"
-            )
-        if self.capacity.cores < 0 or self.capacity.memory < 0:
-            problems.append(f"capacity must not be negative, got {self.capacity}")
-        for name in ("stabilisation", "min_lifetime"):
-            if getattr(self, name) < timedelta(0):
-                problems.append(f"{name} must not be negative, got {getattr(self, name)}")
-        if problems:
-            raise ValueError("; ".join(problems))
-
-
-@dataclass(frozen=True)
-class Unsatisfiable:
-    """A pending job no member can ever run, and why."""
-
-    job_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What to do now. ``count`` is set for ``scale_up``, ``member`` for ``drain``/``remove``.
-
-    ``members_needed`` is how many members the satisfiable pending work needs beyond the
-    free capacity of the current members, before the bounds are applied.
-    """
-
-    action: str
-    reason: str
-    count: int = 0
-    member: str | None = None
-    members_needed: int = 0
-    unsatisfiable: tuple[Unsatisfiable, ...] = field(default=())
-
-
-def _fit(free: Capacity, need: Capacity, limit: int) -> int:
-    """How many tasks of ``need`` fit into ``free``, at most ``limit``."""
-    counts = [limit]
-    if need.cores > 0:
-        counts.append(free.cores // need.cores)
-    if need.memory > 0:
-        counts.append(free.memory // need.memory)
-    return max(0, min(counts))
-
-
-def _place(bins: list, need: Capacity, tasks: int) -> tuple[list, int]:
-    """Put up to ``tasks`` tasks of ``need`` into ``bins`` (first fit); ``bins`` holds
-    ``(free capacity, number of such members)``. Returns the new bins and the tasks left."""
-    out = []
-    for free, count in bins:
-        per_bin = _fit(free, need, tasks) if tasks else 0
-        if per_bin == 0:
-            out.append((free, count))
-            continue
-        used = min(count, -(-tasks // per_bin))
-        full, last = divmod(min(tasks, per_bin * used), per_bin)
-        if full:
-            out.append((free.minus(need.times(per_bin)), full))
-        if last:
-            out.append((free.minus(need.times(last)), 1))
-        if count > used:
-            out.append((free, count - used))
-        tasks -= full * per_bin + last
-    return out, tasks
-
-
-def pack(requests: list[Request], free: list[Capacity], capacity: Capacity) -> int:
-    """How many new members of ``capacity`` the ``requests`` need after filling ``free``.
-
-    First fit decreasing over groups of identical tasks, so a 100 000-task array costs no
-    more than one job. Every request must fit into ``capacity`` (see :func:`decide`).
-    """
-    bins = [(slot, 1) for slot in free]
-    new = 0
-    for request in sorted(requests, key=lambda r: r.need, reverse=True):
-        bins, left = _place(bins, request.need, request.tasks)
-        if left:
-            added = -(-left // _fit(capacity, request.need, left))
-            new += added
-            opened, _ = _place([(capacity, added)], request.need, left)
-            bins += opened
-    return new
-
-
-def _split(
-    requests: list[Request], capacity: Capacity
-) -> tuple[list[Request], tuple[Unsatisfiable, ...]]:
-    """The requests one member can run, and the others with the reason they never will."""
-    satisfiable, unsatisfiable = [], []
-    for request in requests:
-        if request.tasks <= 0:
-            continue
-        if capacity.holds(request.need):
-            satisfiable.append(request)
-            continue
-        reason = (
-            f"job {request.job_id} asks for {request.need.describe()} per task, more than one "
-            f"member offers ({capacity.describe()}); it waits until the cluster uses a larger "
-            "member resource model"
+    async def step(
+        self, names: ClusterNames, rec: ClusterRecord, model: ResourceModel,
+        policy: ScalingPolicy, mounts: list[Mount], scaler_log: ScalerLog,
+    ) -> dict:  # fmt: skip
+        """One pass; returns the cluster's observed view for the API (see :func:`_view`)."""
+        now = utcnow()
+        lines: list[str] = []
+        (hosts, pending), sparks = await asyncio.gather(
+            self.nodes.observe(names), self.nodes.observe_spark(names, rec, policy.capacity)
         )
-        unsatisfiable.append(Unsatisfiable(request.job_id, reason))
-    return satisfiable, tuple(unsatisfiable)
+        lost = await self._lost(rec, hosts, now)
+        for name, reason in lost.items():
+            lines.append(await self._lose(names, rec, name, reason, now))
+        members = self._members(rec, hosts, sparks.workers)
+        requests = [job.request() for job in pending if job.waiting] + sparks.requests
+        decision = decide(policy, requests, members, now, parse_time(rec.last_operation_at))
+        lines += await self._act(decision, names, rec, model, policy, mounts, now)
+        lines += self._report(rec, decision, policy, members, requests)
+        if lost or decision.action != "none":
+            await self.save()
+        await asyncio.to_thread(scaler_log.append, now, lines)
+        return _view(rec, hosts, pending, sparks, decision, now)
+
+    # ---- lost members ----------------------------------------------------------------------
+
+    async def _lost(self, rec: ClusterRecord, hosts: dict, now: datetime) -> dict[str, str]:
+        """``{member: why it is lost}``; also records members that joined."""
+        found = await asyncio.gather(*(self.nodes.engine.inspect(n) for n in rec.members))
+        lost = {}
+        memory = int(rec.model["memory_gb"] * GIB)
+        for member, container in zip(list(rec.members.values()), found, strict=True):
+            host = hosts.get(member.name)
+            if container is None or not container["State"]["Running"]:
+                state = container["State"] if container else None
+                lost[member.name] = node_exit_reason(state, memory)
+            elif host is not None and host.reporting:
+                member.joined = True
+            elif not member.joined:
+                age = (now - parse_time(member.started_at)).total_seconds()
+                if age > self.join_timeout:
+                    lost[member.name] = f"it did not join the manager within {age:.0f} s"
+        running = {m.name: c for m, c in zip(rec.members.values(), found, strict=True)
+                   if m.name not in lost and c is not None}  # fmt: skip
+        lost.update(await self._over_disk_limit(rec, running))
+        return lost
+
+    async def _over_disk_limit(self, rec: ClusterRecord, running: dict) -> dict[str, str]:
+        """``{member: disk limit reason}`` of the running members measured in this pass."""
+        if self.layer_watch is None:
+            return {}
+        limit = int(float(rec.model.get("disk_gb") or DEFAULT_DISK_GB) * GIB)
+        cadence = self.layer_watch.cadence
+        now = time.monotonic()
+        due = {name: upper for name, c in running.items()
+               if (upper := _upper_dir(c)) and self._measured.get(name, (0, None))[0] <= now}
+        found = await asyncio.gather(*(self.layer_watch.usage(u) for u in due.values()),
+                                     return_exceptions=True)  # fmt: skip
+        over = {}
+        for name, usage in zip(due, found, strict=True):
+            previous = self._measured.get(name, (0, None))[1]
+            if isinstance(usage, BaseException):
+                self.log.warning("%s: measuring %s failed: %s", rec.key, name, usage)
+                self._measured[name] = (now + cadence.max_interval, previous)
+                continue
+            reason = over_limit_reason(usage, limit, limit, MEMBER_FILES)
+            if reason:
+                over[name] = reason
+                continue
+            rate = 0.0
+            if previous is not None:
+                rate = (usage.charged - previous[0]) / max(now - previous[1], 1e-3)
+            wait = next_check_in(usage.charged, limit, rate, cadence)
+            self._measured[name] = (now + wait, (usage.charged, now))
+        return over
+
+    async def _lose(self, names, rec: ClusterRecord, name: str, reason: str, now) -> str:
+        member = rec.members[name]
+        jobs = await self.nodes.reschedule(names, name)
+        warning = await self.nodes.remove_member(names, rec, member)
+        self._release(rec, name, now)
+        if warning:
+            self.log.warning("%s: %s", rec.key, warning)
+        jobs_text = f"{jobs} running job{'s' if jobs != 1 else ''} rescheduled"
+        return f"member {name} lost: {reason}; {jobs_text}"
+
+    def _release(self, rec: ClusterRecord, name: str, now: datetime) -> None:
+        book = member_addresses(rec.subnet, self.address_quarantine, rec.addresses)
+        book.release(name, now.timestamp())
+        rec.addresses = book.to_dict()
+        rec.members.pop(name, None)
+        self._measured.pop(name, None)
+
+    @staticmethod
+    def _members(rec: ClusterRecord, hosts: dict[str, sge.HostState],
+                 workers: dict[str, spark.WorkerUse]) -> list[Member]:  # fmt: skip
+        """The scaler's members: Grid Engine's jobs and free consumables, with a member's
+        Spark executors counted as one more running job and taken off what is free."""
+        members = []
+        for m in rec.members.values():
+            host = hosts.get(m.name)
+            use = workers.get(m.name)
+            free = host.free if host else None
+            if free is not None and use is not None:
+                free = Capacity(max(0, free.cores - use.cores), max(0, free.memory - use.memory))
+            executors = 1 if use is not None and use.cores else 0
+            members.append(Member(
+                m.name, parse_time(m.started_at),
+                running_jobs=(host.running_jobs if host else 0) + executors,
+                draining=m.draining or bool(host and host.disabled),
+                preemptible=m.preemptible,
+                joined=bool(host and host.reporting),
+                free=free,
+            ))  # fmt: skip
+        return members
+
+    # ---- acting ----------------------------------------------------------------------------
+
+    async def _act(self, decision: Decision, names, rec, model, policy, mounts, now) -> list:
+        if decision.action == "scale_up":
+            return await self._scale_up(decision, names, rec, model, policy, mounts, now)
+        if decision.action == "drain":
+            await self.nodes.drain(names, decision.member)
+            rec.members[decision.member].draining = True
+            rec.last_operation_at = now.isoformat()
+            return [f"drain {decision.member}: {decision.reason}"]
+        if decision.action == "remove":
+            member = rec.members[decision.member]
+            warning = await self.nodes.remove_member(names, rec, member)
+            self._release(rec, member.name, now)
+            return [f"remove {member.name}: {decision.reason}"] + ([warning] if warning else [])
+        return []
+
+    async def _scale_up(self, decision, names, rec, model, policy, mounts, now) -> list[str]:
+        scratch_gb = int(rec.settings.get("scratch_gb", 0))
+        count, lines = await self._scratch_fit(names, rec, decision.count, scratch_gb)
+        if not count:
+            return lines
+        book = member_addresses(rec.subnet, self.address_quarantine, rec.addresses)
+        new = []
+        for _ in range(count):
+            name = names.member(rec.next_member)
+            try:
+                address = book.assign(name, now.timestamp())
+            except AddressesExhausted as e:
+                lines.append(f"cannot add more members now: {e}")
+                break
+            rec.next_member += 1
+            new.append(MemberRecord(name, address, now.isoformat(), scratch=scratch_gb > 0,
+                                    preemptible=bool(rec.settings.get("preemptible"))))
+        rec.addresses = book.to_dict()
+        rec.members.update({m.name: m for m in new})
+        rec.last_operation_at = now.isoformat()
+        await self.save()  # a crash from here on finds the members in the record: adopted or lost
+        total = len([m for m in rec.members.values() if not m.draining])
+        lines.insert(0, f"scale up by {len(new)} to {total} members: {decision.reason}")
+        slots = asyncio.Semaphore(self.parallel_starts)
+
+        async def start(member: MemberRecord) -> None:
+            async with slots:
+                await self.nodes.start_member(names, rec, member, model, policy.capacity,
+                                              mounts, scratch_gb)  # fmt: skip
+                member.started_at = utcnow().isoformat()
+
+        results = await asyncio.gather(*(start(m) for m in new), return_exceptions=True)
+        for member, result in zip(new, results, strict=True):
+            if isinstance(result, StorageRefused):  # another allocation came first
+                self.log.warning("%s: member %s not started: %s", rec.key, member.name, result)
+            elif isinstance(result, BaseException):
+                self.log.error("%s: member %s failed to start", rec.key, member.name,
+                               exc_info=result)  # fmt: skip
+            if isinstance(result, BaseException):
+                await self.nodes.remove_member(names, rec, member)
+                self._release(rec, member.name, utcnow())
+                lines.append(f"member {member.name} failed to start: {result}")
+        return lines
+
+    async def _scratch_fit(self, names, rec, count: int, scratch_gb: int) -> tuple[int, list]:
+        """How many of ``count`` new members can have their ``/scratch`` now, and the log
+        line saying why not all (once, until the number changes)."""
+        if not scratch_gb or self.admission is None:
+            return count, []
+        request = StorageRequest("scratch_gb", rec.user, scratch_gb * GIB, count, what="/scratch")
+        target = self.nodes.scratch(rec.cluster_id, names.member(rec.next_member)).dir
+        verdict = await asyncio.to_thread(self.admission.check, target, request)
+        if verdict.admitted:
+            self._scratch_notes.pop(rec.key, None)
+            return count, []
+        fit = min(count, verdict.room_bytes // (scratch_gb * GIB))
+        if self._scratch_notes.get(rec.key) == fit:
+            return fit, []
+        self._scratch_notes[rec.key] = fit
+        starting = f"only {fit} start" if fit else "none starts"
+        return fit, [f"{count - fit} of {count} new members cannot have their /scratch, so "
+                     f"{starting}: scratch_gb: {verdict.message}"]  # fmt: skip
+
+    # ---- reporting -------------------------------------------------------------------------
+
+    def _report(self, rec, decision: Decision, policy, members, requests) -> list[str]:
+        lines = []
+        waiting = {request.job_id for request in requests}
+        for item in decision.unsatisfiable:
+            if item.job_id not in rec.reported:
+                lines.append(f"never scheduled: {item.reason}")
+        rec.reported = sorted({u.job_id for u in decision.unsatisfiable} & waiting)
+        active = [m for m in members if not m.draining]
+        note = ""  # a static cluster does not scale: being at its size is no news
+        if decision.action == "none" and decision.members_needed and (
+            policy.min_members < len(active) >= policy.max_members
+        ):
+            note = decision.reason
+        if note and note != self._notes.get(rec.key):
+            lines.append(f"at the maximum: {note}")
+        self._notes[rec.key] = note
+        return lines
+
+    def forget(self, key: str) -> None:
+        self._notes.pop(key, None)
+        self._scratch_notes.pop(key, None)
 
 
-def _free(member: Member, capacity: Capacity) -> Capacity:
-    """What ``member`` can still take (see :class:`Member`); a joining member is empty."""
-    if not member.joined:
-        return capacity
-    if member.free is not None:
-        return member.free
-    return capacity if member.running_jobs == 0 else Capacity(0, 0)
+def _upper_dir(container: dict) -> str | None:
+    """The container's writable layer (overlay2 upper directory), if the engine says."""
+    return ((container.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
 
 
-def _in_flight(
-    policy: ScalingPolicy, members: list[Member], now: datetime, last: datetime | None
-) -> str | None:
-    """Why no new scale operation may start now, or None."""
-    joining = sorted(m.name for m in members if not m.joined)
-    if joining:
-        return f"waiting for {_names(joining)} to join before the next scale operation"
-    if last is not None and now < last + policy.stabilisation:
-        ready = last + policy.stabilisation
-        return (
-            f"stabilising after the scale operation at {last:%H:%M:%S}; the next one can "
-            f"start at {ready:%H:%M:%S}"
-        )
-    return None
+def _member_state(member: MemberRecord, host: sge.HostState | None,
+                  use: spark.WorkerUse | None) -> str:  # fmt: skip
+    if host is None or not host.reporting:
+        return "starting" if not member.joined else "unreachable"
+    if member.draining or host.disabled:
+        return "draining"
+    return "busy" if host.running_jobs or (use and use.cores) else "idle"
 
 
-def _names(names: list[str]) -> str:
-    return f"member {names[0]}" if len(names) == 1 else f"members {', '.join(names)}"
-
-
-def _tasks(requests: list[Request]) -> str:
-    count = sum(r.tasks for r in requests)
-    return "1 pending task" if count == 1 else f"{count} pending tasks"
-
-
-def _scale_up(policy: ScalingPolicy, active: int, needed: int, demand: list[Request]) -> str:
-    """The reason sentence for growing from ``active`` members."""
-    if active < policy.min_members and active + needed <= policy.min_members:
-        return f"{active} members is below the minimum of {policy.min_members}"
-    reason = f"{_tasks(demand)} need {needed} more member{'s' if needed != 1 else ''}"
-    if active + needed > policy.max_members:
-        reason += f"; adding up to the maximum of {policy.max_members}"
-    return reason
-
-
-def _drain_candidate(
-    policy: ScalingPolicy, active: list[Member], now: datetime, forced: bool
-) -> Member | None:
-    """The member to drain: above the maximum any (fewest running jobs first); otherwise only
-    an idle joined member past its minimum lifetime. Preemptible first, then the youngest."""
-    if forced:
-        pool = active
-    else:
-        pool = [
-            m
-            for m in active
-            if m.joined and m.running_jobs == 0 and now - m.started_at >= policy.min_lifetime
-        ]
-    ranked = sorted(
-        pool,
-        key=lambda m: (m.running_jobs, not m.preemptible, -m.started_at.timestamp(), m.name),
-    )
-    return ranked[0] if ranked else None
-
-
-def _shrink(
-    policy: ScalingPolicy, members: list[Member], now: datetime, busy: bool
-) -> tuple[Member | None, str]:
-    """A member to drain, or None with the reason why the cluster stays as it is."""
-    active = [m for m in members if not m.draining]
-    forced = len(active) > policy.max_members
-    if not forced and (busy or len(active) <= policy.min_members):
-        if busy:
-            return None, "pending work fits on the current members"
-        return None, f"no pending work; {len(active)} members is the minimum"
-    draining = sorted(m.name for m in members if m.draining)
-    if draining:
-        return None, f"{_names(draining)} still runs jobs while draining; waiting for it"
-    member = _drain_candidate(policy, active, now, forced)
-    if member is None:
-        lifetime = int(policy.min_lifetime.total_seconds())
-        return None, (
-            "no pending work, but no member is idle and older than the minimum lifetime "
-            f"of {lifetime} s"
-        )
-    if forced:
-        return member, (
-            f"{len(active)} members is above the maximum of {policy.max_members}: "
-            f"draining {member.name} ({member.running_jobs} running jobs finish first)"
-        )
-    age = int((now - member.started_at).total_seconds())
-    return member, f"no pending work: draining idle member {member.name} (up {age} s)"
-
-
-def decide(
-    policy: ScalingPolicy,
-    requests: list[Request],
-    members: list[Member],
-    now: datetime,
-    last_operation_at: datetime | None = None,
-) -> Decision:
-    """The one scale action to take now; see the module docstring for the rules.
-
-    ``requests`` are the pending jobs (held or failed jobs left out by the caller),
-    ``members`` every member the cluster has, ``last_operation_at`` when the last
-    ``scale_up`` or ``drain`` was carried out (None: never). Never returns a ``scale_up``
-    beyond ``max_members`` or a ``drain`` below ``min_members``, never removes a member with
-    running jobs, and never starts a ``scale_up`` or ``drain`` while one is in flight.
-    """
-    satisfiable, unsatisfiable = _split(requests, policy.capacity)
-    active = [m for m in members if not m.draining]
-    needed = pack(satisfiable, [_free(m, policy.capacity) for m in active], policy.capacity)
-
-    def result(action: str, reason: str, **kwargs) -> Decision:
-        return Decision(action, reason, members_needed=needed, unsatisfiable=unsatisfiable,
-                        **kwargs)  # fmt: skip
-
-    drained = sorted(m.name for m in members if m.draining and m.running_jobs == 0)
-    if drained:
-        reason = f"member {drained[0]} is drained and runs no job: removing it"
-        return result("remove", reason, member=drained[0])
-    waiting = _in_flight(policy, members, now, last_operation_at)
-    if waiting:
-        return result("none", waiting)
-    target = min(max(len(active) + needed, policy.min_members), policy.max_members)
-    if target > len(active):
-        reason = _scale_up(policy, len(active), needed, satisfiable)
-        return result("scale_up", reason, count=target - len(active))
-    if needed and len(active) == policy.max_members:
-        reason = (
-            f"{_tasks(satisfiable)} need {needed} more members, but the cluster is at its "
-            f"maximum of {policy.max_members}"
-        )
-        return result("none", reason)
-    member, reason = _shrink(policy, members, now, busy=bool(satisfiable))
-    if member is None:
-        return result("none", reason)
-    return result("drain", reason, member=member.name)
+def _view(rec: ClusterRecord, hosts, pending, sparks: spark.SparkView, decision: Decision,
+          now: datetime) -> dict:  # fmt: skip
+    """What ``GET`` shows besides the record: members and their state, pending jobs (with the
+    complex defaults applied), jobs that no member can ever run, Spark's workers and
+    applications, and the last decision."""
+    members = []
+    for m in rec.members.values():
+        host = hosts.get(m.name)
+        use = sparks.workers.get(m.name)
+        free = host.free if host else None
+        members.append({
+            "name": m.name, "address": m.address, "state": _member_state(m, host, use),
+            "running_jobs": host.running_jobs if host else 0, "started_at": m.started_at,
+            "preemptible": m.preemptible, "scratch": m.scratch,
+            "free": {"cores": free.cores, "memory_bytes": free.memory} if free else None,
+            "spark": {"cores_used": use.cores, "memory_used_bytes": use.memory,
+                      "alive": use.alive} if use else None,
+        })  # fmt: skip
+    return {
+        "observed_at": now.isoformat(),
+        "members": members,
+        "pending": [
+            {"job_id": j.job_id, "name": j.name, "owner": j.owner, "state": j.state,
+             "tasks": j.tasks, "slots": j.slots, "static_cores": j.static_cores,
+             "static_mem_bytes": j.static_mem}
+            for j in pending
+        ],  # fmt: skip
+        "unsatisfiable": [{"job_id": u.job_id, "reason": u.reason} for u in decision.unsatisfiable],
+        "spark": {"master": "alive" if sparks.master_alive else "not answering",
+                  "workers": len(sparks.workers), "applications": sparks.applications},
+        "decision": {"action": decision.action, "reason": decision.reason,
+                     "members_needed": decision.members_needed},  # fmt: skip
+    }

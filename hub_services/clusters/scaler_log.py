@@ -13,9 +13,8 @@ import logging
 import os
 from datetime import datetime
 
-from hub_services.file_tail import TAIL_BYTES
-
-from .data_files import append_in_data, tail_in_data
+from benchhub.file_tail import TAIL_BYTES
+from benchhub.user_files import append_in_data, tail_in_data
 
 __all__ = ["LOG_IN_DATA", "ScalerLog"]
 

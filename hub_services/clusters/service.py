@@ -1,321 +1,587 @@
-"""The clusters service's HTTP surface (under its prefix; HubOAuth for people and tokens).
+"""The clusters reconciler: the clusters users asked for, converged with what runs.
 
-- ``POST   api/clusters/<user>/<workspace>`` — start a cluster for a running workspace. The
-  body is the cluster settings (:class:`~.settings.ClusterSchema`); a bad one is a 400 whose
-  message names each field and what is allowed, and nothing is created; so is a
-  ``scratch_gb`` whose scratch for ``max_members`` members does not fit the host's storage
-  capacity or the user's quota (the message says what is free or left). 409 when the
-  workspace does not run or already has a cluster, 503 when this host cannot (no subnet
-  left, no cluster image). 202 with the cluster's status.
-- ``GET    api/clusters/<user>/<workspace>`` — status: manager, members and their state,
-  pending jobs, jobs no member can ever run (and why), the scaler's last decision, the tail
-  of ``/data/logs/sge-scaler.log``. 404 when the workspace has no cluster.
-- ``DELETE api/clusters/<user>/<workspace>`` — stop it (202); no cluster is success (204).
-- ``GET    api/clusters`` — every cluster the caller may see; ``GET api/health``.
-- ``GET    /`` — the page in the hub's Services menu: the caller's running workspaces, their
-  clusters, start and stop.
+:class:`ClusterController` keeps the desired state (one :class:`~.state.ClusterRecord` per
+workspace with a cluster, in a JSON file) and, every ``interval`` seconds or at once when
+Docker reports a container stopping, converges every cluster:
 
-Only the workspace's owner and the hub's admins (or a token with the ``servers`` scope for
-that user) may see or change a cluster; everyone else gets 403. Errors are JSON
-``{"status": ..., "message": ...}``.
+* its workspace stopped (container gone or not running, or the hub no longer lists it) or a
+  user asked to stop it: everything of the cluster is removed and its subnet released;
+* it is starting (also: a start a crash interrupted): network, manager (Grid Engine and the
+  Spark master), workspace attached, ``/data/.spark/cluster.json`` written (:mod:`.spark`);
+* it runs: one :class:`~.autoscaler.ClusterScaler` pass (lost members replaced, scaling);
+* a cluster object no record knows (a crash between creating and recording, a lost state
+  file) is removed.
+
+A restart of the service loads the records and carries on with the running containers: it
+adopts them, it does not restart them. Operations on one cluster are serialised by a lock;
+clusters converge concurrently.
 """
 
 from __future__ import annotations
 
-import html
-import json
-import time
-from urllib.parse import quote
+import asyncio
+import os
+import secrets
+from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
 
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
-from jupyterhub.utils import url_path_join
-from tornado import web
+from docker.errors import APIError, NotFound
+from traitlets import Float, Instance, Integer, Type, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
 
-from bench_spawner.options import OptionsError
-from bench_spawner.resource_models import ResourceModel
-from bench_spawner.storage_allocations import StorageRefused
-from hub_services.hub_client import HubClient
-
-from .addresses import SubnetsExhausted
-from .controller import (
-    ClusterController,
-    ClusterExists,
-    ClusterImageMissing,
-    WorkspaceNotRunning,
+from benchhub.atomic import atomic_write
+from benchhub.docker_engine import DockerEngine
+from benchhub.hub_client import HubClient
+from benchhub.labels import USER, WORKSPACE
+from benchhub.networks import host_mtu
+from benchhub.resource_models import ResourceModel
+from benchhub.storage_admission import StorageRequest
+from benchhub.storage_allocations import StorageAdmission, StorageRefused
+from benchhub.volumes import (
+    DATA_GID,
+    DATA_UID,
+    DirectoryVolume,
+    LoopbackVolume,
+    WorkspaceVolume,
 )
-from .settings import ClusterSchema, ClusterSettings
+from benchhub.writable_layer import WritableLayerWatch
 
-__all__ = ["ApiError", "ResourceCatalog", "check_request", "may_see", "make_app"]
+from . import sge, spark
+from .addresses import SubnetPool, member_addresses
+from .containers import LABEL, ClusterNames, data_mounts
+from .nodes import ClusterNodes, node_exit_reason
+from .scaler import ClusterScaler
+from .scaler_log import ScalerLog
+from .settings import ClusterSettings
+from .state import ClusterRecord, ClusterStore, utcnow
 
-_WRITE_SCOPES = ("admin:servers", "servers")
-_READ_SCOPES = (*_WRITE_SCOPES, "read:servers")
+__all__ = ["ClusterController", "ClusterExists", "ClusterImageMissing", "WorkspaceNotRunning"]
 
-
-def may_see(caller: dict, owner: str, change: bool = False) -> bool:
-    """Whether ``caller`` (HubOAuth's model of a user or service) may see (``change``: also
-    start and stop) the clusters of ``owner``'s workspaces: the owner, an admin, or a token
-    whose scopes cover that user's servers."""
-    if caller.get("kind", "user") == "user" and (
-        caller.get("name") == owner or caller.get("admin") is True
-    ):
-        return True
-    scopes = set(caller.get("scopes") or [])
-    wanted = _WRITE_SCOPES if change else _READ_SCOPES
-    return any(s in scopes or f"{s}!user={owner}" in scopes for s in wanted)
+GIB = 1024**3
+WORKSPACE_USER = f"{DATA_UID}:{DATA_GID}"  # who runs the workspace's server (not root)
 
 
-class ApiError(web.HTTPError):
-    """An HTTP error whose ``message`` (and ``extra`` fields) go to the client as JSON."""
-
-    def __init__(self, status: int, message: str, **extra):
-        super().__init__(status)
-        self.message = message
-        self.extra = extra
-
-    def __str__(self) -> str:
-        return f"HTTP {self.status_code}: {self.message}"
+class WorkspaceNotRunning(Exception):
+    """A cluster was asked for a workspace that does not run (the message says how to fix)."""
 
 
-def check_request(
-    raw: object, models: dict[str, ResourceModel], unavailable: dict[str, str], default: str
-) -> tuple[ClusterSettings, ResourceModel]:
-    """A start request's settings and the members' model, or :class:`ApiError` 400 naming
-    every field that is wrong: the schema's checks, then what this service cannot do (a model
-    this host cannot run). ``default`` is the model when none is named (the
-    catalog's first when ``default`` is not in it)."""
-    schema = ClusterSchema(models, default if default in models else next(iter(models)))
-    try:
-        settings = schema.parse(raw)
-    except OptionsError as e:
-        errors = [{"field": f.field, "message": f.message} for f in e.errors]
-        raise ApiError(400, str(e), errors=errors) from None
-    problems = []
-    if settings.resource_model in unavailable:
-        problems.append(("resource_model", f"{settings.resource_model} "
-                         f"{unavailable[settings.resource_model]}; choose a smaller model"))
-    if problems:
-        errors = [{"field": field, "message": message} for field, message in problems]
-        raise ApiError(400, "; ".join(f"{f}: {m}" for f, m in problems), errors=errors)
-    return settings, models[settings.resource_model]
+class ClusterExists(Exception):
+    """The workspace already has a cluster."""
 
 
-class ResourceCatalog:
-    """The hub's resource models (``GET /hub/api/bench/resource-models``: the same catalog
-    workspaces use, with what this host cannot run), cached for ``ttl`` seconds."""
-
-    def __init__(self, hub: HubClient, ttl: float = 60):
-        self.hub = hub
-        self.ttl = ttl
-        self._at = -ttl
-        self._models: dict[str, ResourceModel] = {}
-        self._unavailable: dict[str, str] = {}
-
-    async def get(self) -> tuple[dict[str, ResourceModel], dict[str, str]]:
-        """``({name: ResourceModel}, {name: why this host cannot run it})``."""
-        if time.monotonic() - self._at > self.ttl or not self._models:
-            body = await self.hub.request("GET", "bench/resource-models")
-            models, unavailable = {}, {}
-            for entry in body["resource_models"]:
-                reason = entry.pop("unavailable_reason", None)
-                models[entry["name"]] = ResourceModel(**entry)
-                if reason:
-                    unavailable[entry["name"]] = reason
-            self._models, self._unavailable, self._at = models, unavailable, time.monotonic()
-        return self._models, self._unavailable
+class ClusterImageMissing(Exception):
+    """The manager/member image is not on this host (the message says how to build it)."""
 
 
-class _Handler(HubOAuthenticated, web.RequestHandler):
-    @property
-    def controller(self) -> ClusterController:
-        return self.settings["controller"]
-
-    def check(self, user: str, change: bool = False) -> None:
-        if not may_see(self.current_user, user, change):
-            what = "change" if change else "see"
-            raise web.HTTPError(
-                403, f"only {user} or an admin may {what} the clusters of {user}'s workspaces"
-            )
-
-    def write_error(self, status_code: int, **kwargs) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        message = getattr(error, "message", None) or getattr(error, "log_message", None)
-        body = {"status": status_code, "message": message or self._reason}
-        body.update(getattr(error, "extra", {}))
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(body))
+def settings_of(rec: ClusterRecord) -> ClusterSettings:
+    """The record's settings as :class:`ClusterSettings` (static: ``members`` is min and max)."""
+    options = dict(rec.settings)
+    if options["type"] == "static":
+        options["min_members"] = options["max_members"] = options.pop("members")
+    return ClusterSettings(**options)
 
 
+class ClusterController(LoggingConfigurable):
+    """Runs workspace clusters on the local Docker Engine. Settings: ``c.ClusterController``."""
 
-class ClusterHandler(_Handler):
-    """``api/clusters/<user>/<workspace>``."""
-
-    @web.authenticated
-    async def get(self, user: str, workspace: str):
-        self.check(user)
-        status = await self.controller.status(user, workspace)
-        if status is None:
-            raise ApiError(404, f"{user}/{workspace} has no cluster; start one with POST")
-        self.write(status)
-
-    @web.authenticated
-    async def post(self, user: str, workspace: str):
-        self.check(user, change=True)
-        try:
-            raw = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise ApiError(400, "the body must be a JSON object of cluster settings") from None
-        settings, model = await self._settings(raw)
-        try:
-            await self.controller.start_cluster(user, workspace, settings, model)
-        except (WorkspaceNotRunning, ClusterExists) as e:
-            raise ApiError(409, str(e)) from None
-        except (SubnetsExhausted, ClusterImageMissing) as e:
-            raise ApiError(503, str(e)) from None
-        except StorageRefused as e:  # the scratch does not fit the host or the user's quota
-            raise ApiError(400, str(e), errors=[{"field": e.field, "message": e.message}]) from None
-        self.set_status(202)
-        self.write(await self.controller.status(user, workspace))
-
-    async def _settings(self, raw):
-        models, unavailable = await self.settings["catalog"].get()
-        return check_request(raw, models, unavailable, self.settings["default_resource_model"])
-
-    @web.authenticated
-    async def delete(self, user: str, workspace: str):
-        self.check(user, change=True)
-        if await self.controller.stop_cluster(user, workspace):
-            self.set_status(202)
-            self.write(await self.controller.status(user, workspace) or {})
-        else:
-            self.set_status(204)
-
-
-class ClusterListHandler(_Handler):
-    @web.authenticated
-    async def get(self):
-        caller = self.current_user
-        shown = []
-        for key in self.controller.keys():
-            user, workspace = key.split("/", 1)
-            if may_see(caller, user) and (status := await self.controller.status(user, workspace)):
-                shown.append(status)
-        self.write({"clusters": shown})
-
-
-class HealthHandler(_Handler):
-    @web.authenticated
-    def get(self):
-        self.write(self.controller.health())
-
-
-class PageHandler(_Handler):
-    """The caller's running workspaces with their clusters; start and stop from the page."""
-
-    @web.authenticated
-    async def get(self):
-        name = self.current_user["name"]
-        model = await self.controller.hub.request("GET", f"users/{quote(name)}")
-        running = sorted(n for n, s in (model.get("servers") or {}).items() if n and s.get("ready"))
-        models, unavailable = await self.settings["catalog"].get()
-        options = "".join(
-            f"<option value='{html.escape(m)}'{' disabled' if m in unavailable else ''}>"
-            f"{html.escape(m)} ({html.escape(models[m].describe())})</option>"
-            for m in models
-        )
-        rows = "".join([await self._row(name, ws, options) for ws in running])
-        self.write(PAGE.format(
-            xsrf=json.dumps(self.xsrf_token.decode() if isinstance(self.xsrf_token, bytes)
-                            else self.xsrf_token),
-            api=json.dumps(url_path_join(self.settings["prefix"], "api/clusters")),
-            user=json.dumps(name),
-            rows=rows or "<p>No running workspace. Start one from the hub's home page.</p>",
-        ))  # fmt: skip
-
-    async def _row(self, user: str, workspace: str, options: str) -> str:
-        status = await self.controller.status(user, workspace)
-        ws = html.escape(workspace)
-        if status is None:
-            return FORM.format(ws=ws, options=options)
-        members = ", ".join(f"{m['name']} ({m['state']})" for m in status["members"]) or "none"
-        waiting = "".join(f"<li>{html.escape(u['reason'])}</li>" for u in status["unsatisfiable"])
-        log = html.escape("\n".join(status["scaler_log"][-10:]))
-        web_ui = status["spark"]["web_ui"]
-        spark_line = (f'<p>Spark: {html.escape(status["spark"]["master_url"])}, '
-                      f'{status["spark"]["workers"]} workers'
-                      + (f' — <a href="{html.escape(web_ui)}" target="_blank">Spark UI</a>'
-                         if web_ui else "") + "</p>")  # fmt: skip
-        return (
-            f"<h2>{ws}</h2><p>Cluster <b>{html.escape(status['status'])}</b> "
-            f"{html.escape(status['reason'])} — {html.escape(status['settings']['type'])}, "
-            f"members: {html.escape(members)}; pending jobs: {len(status['pending'])}</p>"
-            + spark_line
-            + (f"<p>Jobs that will never run:</p><ul>{waiting}</ul>" if waiting else "")
-            + f"<pre>{log}</pre>"
-            f"<button onclick=\"stopCluster('{ws}')\">Stop cluster</button>"
-        )
-
-
-FORM = """<h2>{ws}</h2><form onsubmit="return startCluster(this, '{ws}')">
-<label>Type <select name="type"><option>static</option><option>dynamic</option></select></label>
-<label>Members (static) <input name="members" type="number" min="1" max="50" value="2"></label>
-<label>Min / max (dynamic) <input name="min_members" type="number" min="0" max="50" value="0">
-<input name="max_members" type="number" min="1" max="50" value="4"></label>
-<label>Member model <select name="resource_model">{options}</select></label>
-<label>Scratch GB per member <input name="scratch_gb" type="number" min="0" value="0"></label>
-<label><input name="dedicated_manager" type="checkbox"> Dedicated manager</label>
-<label><input name="preemptible" type="checkbox"> Economy (preemptible members)</label>
-<label><input name="web_access" type="checkbox"> Web access (Spark UI)</label>
-<button>Start cluster</button></form>"""
-
-PAGE = """<!doctype html><title>Workspace clusters</title>
-<link rel="stylesheet" href="/hub/static/css/style.min.css">
-<div class="container"><h1>Workspace clusters</h1>
-<p>A cluster is a Grid Engine manager and members attached to a running workspace: use
-<code>qsub</code>, <code>qstat</code>, <code>qacct</code> in the workspace, with
-<code>-l static_cores=N -l static_mem=XG</code>, and the kernels "PySpark – Remote" and
-"PySpark – Remote - Dynamic" run Spark executors on the members. The auto scaler logs to
-<code>/data/logs/sge-scaler.log</code>.</p>
-<p id="error" style="color:#a00"></p>{rows}</div>
-<script>
-const XSRF = {xsrf}, API = {api}, USER = {user};
-async function call(method, ws, body) {{
-  const r = await fetch(API + "/" + encodeURIComponent(USER) + "/" + encodeURIComponent(ws),
-    {{method, headers: {{"X-XSRFToken": XSRF, "Content-Type": "application/json"}},
-     body: body ? JSON.stringify(body) : undefined}});
-  if (!r.ok && r.status !== 204) {{
-    document.getElementById("error").textContent = (await r.json()).message; return;
-  }}
-  location.reload();
-}}
-function startCluster(form, ws) {{
-  const f = new FormData(form), t = f.get("type"), body = {{type: t,
-    resource_model: f.get("resource_model"), scratch_gb: Number(f.get("scratch_gb")),
-    dedicated_manager: f.has("dedicated_manager"), preemptible: f.has("preemptible"),
-    web_access: f.has("web_access")}};
-  if (t === "static") body.members = Number(f.get("members"));
-  else {{ body.min_members = Number(f.get("min_members"));
-         body.max_members = Number(f.get("max_members")); }}
-  call("POST", ws, body); return false;
-}}
-function stopCluster(ws) {{ call("DELETE", ws); }}
-</script>"""
-
-
-def make_app(
-    controller: ClusterController, prefix: str, cookie_secret: bytes,
-    default_resource_model: str = "standard-medium",
-) -> web.Application:  # fmt: skip
-    return web.Application(
-        [
-            (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
-            (url_path_join(prefix, "api/clusters"), ClusterListHandler),
-            (url_path_join(prefix, "api/clusters/([^/]+)/([^/]+)"), ClusterHandler),
-            (url_path_join(prefix, "api/health"), HealthHandler),
-            (prefix, PageHandler),
-        ],
-        controller=controller,
-        catalog=ResourceCatalog(controller.hub),
-        default_resource_model=default_resource_model,
-        prefix=prefix,
-        cookie_secret=cookie_secret,
+    prefix = Unicode(
+        "bench", help="Prefix of BenchHub's Docker names (the hub's BENCHHUB_PREFIX), e.g. bench."
+    ).tag(config=True)
+    image = Unicode(
+        "benchhub/cluster:latest", help="Image of managers and members (images/build.sh cluster)."
+    ).tag(config=True)
+    state_dir = Unicode(
+        "/var/lib/benchhub/clusters",
+        help="Directory of the service's state (clusters.json) and the SGE configuration bundle.",
+    ).tag(config=True)
+    scratch_root = Unicode(
+        "/var/lib/benchhub/cluster-scratch",
+        help="Host directory for members' /scratch volumes (<root>/<cluster id>/<member>/).",
+    ).tag(config=True)
+    scratch_class = Type(
+        klass=WorkspaceVolume,
+        help="""Volume behind a member's /scratch: LoopbackVolume (ext4 image on a loop device,
+        size enforced, needs root; the default for a root service) or DirectoryVolume (size
+        not enforced).""",
+    ).tag(config=True)
+    subnet_pool = Unicode(
+        "10.231.0.0/16",
+        help="""Addresses for cluster networks, e.g. 10.231.0.0/16; each cluster gets its own
+        subnet_prefix_length subnet of it. Must not overlap the site's networks.""",
+    ).tag(config=True)
+    subnet_prefix_length = Integer(
+        26, help="Size of each cluster's subnet, e.g. 26 (59 members plus the workspace)."
+    ).tag(config=True)
+    address_quarantine = Float(
+        900,
+        help="""Seconds before a released member address or subnet is handed out again, e.g.
+        900 (Grid Engine's qmaster caches address -> name answers for about 10 minutes).""",
+    ).tag(config=True)
+    interval = Float(5, help="Seconds between reconcile passes, e.g. 5.").tag(config=True)
+    stabilisation = Float(
+        60, help="Seconds a dynamic cluster waits after a scale operation before the next one."
+    ).tag(config=True)
+    min_lifetime = Float(
+        300, help="Seconds a member lives at least before an idle one may be drained (300)."
+    ).tag(config=True)
+    join_timeout = Float(
+        120, help="Seconds a new member may take to report to the manager before it is replaced."
+    ).tag(config=True)
+    manager_timeout = Float(60, help="Seconds a manager may take to become ready.").tag(
+        config=True
     )
+    parallel_starts = Integer(
+        4, help="How many members of one cluster start at once during a scale-up, e.g. 4."
+    ).tag(config=True)
+    manager_cpus = Float(
+        1, help="CPU cores of a manager that is not dedicated (its scheduling is light)."
+    ).tag(config=True)
+    manager_memory_gb = Float(1, help="Memory (GiB) of a manager that is not dedicated.").tag(
+        config=True
+    )
+    network_mtu = Integer(0, help="MTU of cluster networks; 0 = the host's default route MTU.").tag(
+        config=True
+    )
+    hub_base_url = Unicode(
+        help="""The hub's base URL path (JupyterHub's JUPYTERHUB_BASE_URL, e.g. /): the Spark
+        UI of a cluster with web access is at
+        <base>user/<user>/<workspace>/proxy/spark-master:8080/."""
+    ).tag(config=True)
+    docker_threads = Integer(8, help="Worker threads for Docker calls.").tag(config=True)
+    docker_timeout = Float(30, help="Seconds a Docker API call may take.").tag(config=True)
+    hub = Instance(HubClient)
+
+    @default("hub")
+    def _default_hub(self):
+        return HubClient()
+
+    @default("hub_base_url")
+    def _default_hub_base_url(self):
+        return os.environ.get("JUPYTERHUB_BASE_URL", "/")
+
+    @default("scratch_class")
+    def _default_scratch_class(self):
+        return LoopbackVolume if os.geteuid() == 0 else DirectoryVolume
+
+    @validate("subnet_prefix_length")
+    def _check_prefix_length(self, proposal):
+        if not 16 <= proposal.value <= 29:
+            raise ValueError(
+                f"subnet_prefix_length must be from 16 to 29, e.g. 26; got {proposal.value}"
+            )
+        return proposal.value
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.engine = DockerEngine(self.docker_threads, self.docker_timeout)
+        self.store = ClusterStore(Path(self.state_dir) / "clusters.json")
+        pool_state, self.records = self.store.load()
+        self.pool = SubnetPool.from_dict(
+            pool_state, self.subnet_pool, self.subnet_prefix_length, self.address_quarantine
+        )
+        manager = ResourceModel("manager", self.manager_cpus, self.manager_memory_gb)
+        # c.StorageAdmission and c.WritableLayerWatch: the same settings as the hub's
+        self.admission = StorageAdmission(roots=[self.scratch_root], parent=self, log=self.log)
+        self.nodes = ClusterNodes(self.engine, self.image, str(self.config_dir),
+                                  self._scratch, self.network_mtu or host_mtu(), manager,
+                                  self.manager_timeout, self.log, self.admission)  # fmt: skip
+        self.scaler = ClusterScaler(
+            self.nodes, self.save, self.parallel_starts, self.join_timeout,
+            self.address_quarantine, self.log, self.admission,
+            WritableLayerWatch(parent=self, log=self.log),
+        )  # fmt: skip
+        self.views: dict[str, dict] = {}
+        self.last_pass_at = None
+        self.last_error = ""
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._save_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def config_dir(self) -> Path:
+        return Path(self.state_dir) / "sge-config"
+
+    def _scratch(self, cluster_id: str, member: str) -> WorkspaceVolume:
+        return self.scratch_class(self.scratch_root, cluster_id, member)
+
+    def names(self, rec: ClusterRecord) -> ClusterNames:
+        return ClusterNames(self.prefix, rec.cluster_id)
+
+    async def setup(self) -> None:
+        """Write the configuration bundle every manager mounts (the same for all clusters)."""
+        for path, text in sge.config_bundle().items():
+            await asyncio.to_thread(atomic_write, self.config_dir / path, text, 0o644)
+
+    async def save(self) -> None:
+        """Persist the records and the subnet pool (serialised; atomic file replace)."""
+        async with self._save_lock:
+            text = self.store.dump(self.pool.to_dict(), self.records)
+            await asyncio.to_thread(self.store.write, text)
+
+    # ---- what the API asks -----------------------------------------------------------------
+
+    async def start_cluster(
+        self, user: str, workspace: str, settings: ClusterSettings, model: ResourceModel
+    ) -> ClusterRecord:
+        """Record a cluster for a running workspace, create its network and start bringing it
+        up (in the background). Raises :class:`WorkspaceNotRunning`, :class:`ClusterExists`,
+        :class:`ClusterImageMissing`, :class:`SubnetsExhausted` or ``StorageRefused`` (the
+        scratch of all ``max_members`` does not fit now)."""
+        key = f"{user}/{workspace}"
+        async with self._locks[key]:
+            if key in self.records:
+                raise ClusterExists(
+                    f"{key} already has a cluster ({self.records[key].status}); stop it first "
+                    "(DELETE) to start one with other settings"
+                )
+            await self._check_scratch(user, settings)
+            try:
+                await self.engine.call("inspect_image", self.image)
+            except NotFound:
+                raise ClusterImageMissing(
+                    f"the cluster image {self.image} is not on this host; build it with "
+                    "images/build.sh cluster (make images)"
+                ) from None
+            container = await self.workspace_container(user, workspace)
+            mounts = data_mounts(container) if container else []
+            if not mounts:
+                raise WorkspaceNotRunning(
+                    f"workspace {key} is not running; start it first, then its cluster"
+                )
+            rec = await self._new_cluster(user, workspace, settings, model, container, mounts)
+            self.records[key] = rec
+            await self.save()
+        self._launch(key, self._bring_up(rec))
+        return rec
+
+    async def _check_scratch(self, user: str, settings: ClusterSettings) -> None:
+        """``StorageRefused`` naming ``scratch_gb`` when the cluster at its largest could not
+        have its members' scratch now (each member's is claimed again when it is made)."""
+        if not settings.scratch_gb:
+            return
+        request = StorageRequest("scratch_gb", user, settings.scratch_gb * GIB,
+                                 settings.max_members, what="/scratch")  # fmt: skip
+        verdict = await asyncio.to_thread(self.admission.check, self.scratch_root, request)
+        if not verdict.admitted:
+            raise StorageRefused("scratch_gb", verdict.message, verdict)
+
+    async def _new_cluster(self, user, workspace, settings, model, container, mounts):
+        """A record with a subnet whose network exists. Another hub on this engine may take
+        a subnet between our look at Docker's networks and our create: then the next one."""
+        internal = await self._is_restricted(container)
+        for attempt in range(3):
+            now = utcnow()
+            cluster_id = secrets.token_hex(3)
+            subnet = self.pool.allocate(cluster_id, now.timestamp(), await self._docker_subnets())
+            book = member_addresses(subnet, self.address_quarantine)
+            rec = ClusterRecord(
+                user=user, workspace=workspace, cluster_id=cluster_id,
+                settings=settings.to_options(), subnet=subnet,
+                workspace_container=container["Id"],
+                workspace_address=book.assign("workspace", now.timestamp()),
+                internal=internal, model=vars(model), data_dir=mounts[0].source,
+                created_at=now.isoformat(), reason="starting the manager",
+                addresses=book.to_dict(),
+            )  # fmt: skip
+            try:
+                await self.nodes.create_network(self.names(rec), rec)
+                return rec
+            except APIError as e:
+                self.pool.release(cluster_id, now.timestamp())
+                if "overlap" not in str(e).lower() or attempt == 2:
+                    raise
+                self.log.warning("subnet %s was taken meanwhile (%s); trying another", subnet, e)
+        raise AssertionError("unreachable")
+
+    async def stop_cluster(self, user: str, workspace: str) -> bool:
+        """Start removing the workspace's cluster; False when it has none."""
+        rec = self.records.get(f"{user}/{workspace}")
+        if rec is None:
+            return False
+        if rec.status != "stopping":
+            rec.status, rec.reason = "stopping", "stopping on request"
+            await self.save()
+            self._launch(rec.key, self._teardown(rec, "stopped on request"))
+        return True
+
+    async def status(self, user: str, workspace: str) -> dict | None:
+        """The cluster as the API shows it, or None when the workspace has none. The scaler
+        log's tail is read in a worker thread, and only its last 64 KiB: the file is the
+        user's, who can make it any size."""
+        rec = self.records.get(f"{user}/{workspace}")
+        if rec is None:
+            return None
+        scaler_log = await asyncio.to_thread(ScalerLog(rec.data_dir).tail, 20)
+        names = self.names(rec)
+        view = self.views.get(rec.key) or {}
+        members = view.get("members")
+        if members is None:
+            members = [{"name": m.name, "address": m.address, "state": "starting",
+                        "running_jobs": 0, "started_at": m.started_at,
+                        "preemptible": m.preemptible, "scratch": m.scratch, "free": None}
+                       for m in rec.members.values()]  # fmt: skip
+        web_ui = self.spark_ui(rec) if rec.settings.get("web_access") else None
+        return {
+            "spark": {"master_url": spark.MASTER_URL, "web_ui": web_ui,
+                      **(view.get("spark") or {"master": "unknown", "workers": 0,
+                                                "applications": []})},
+            "user": rec.user, "workspace": rec.workspace, "cluster_id": rec.cluster_id,
+            "status": rec.status, "reason": rec.reason, "settings": rec.settings,
+            "resource_model": rec.model, "created_at": rec.created_at,
+            "network": names.network, "subnet": rec.subnet, "manager": names.manager,
+            "members": members, "pending": view.get("pending", []),
+            "unsatisfiable": view.get("unsatisfiable", []), "decision": view.get("decision"),
+            "observed_at": view.get("observed_at"), "error": view.get("error", ""),
+            "scaler_log": scaler_log,
+        }  # fmt: skip
+
+    def spark_ui(self, rec: ClusterRecord) -> str:
+        """Where the cluster's Spark master UI is, through the hub (web access on)."""
+        return spark.ui_path(self.hub_base_url, rec.user, rec.workspace)
+
+    def _spark_file(self, rec: ClusterRecord) -> dict:
+        settings = settings_of(rec)
+        capacity = sge.member_capacity(ResourceModel(**rec.model), settings.dedicated_manager)
+        web_ui = self.spark_ui(rec) if settings.web_access else None
+        return spark.cluster_file(rec.cluster_id, settings.type, settings.max_members, capacity,
+                                  web_ui)  # fmt: skip
+
+    def keys(self) -> list[str]:
+        return sorted(self.records)
+
+    # ---- Docker facts ----------------------------------------------------------------------
+
+    async def workspace_container(self, user: str, workspace: str) -> dict | None:
+        """``docker inspect`` of the workspace's running container (this hub's prefix)."""
+        found = await self.engine.call("containers", filters={
+            "label": [f"{USER}={user}", f"{WORKSPACE}={workspace}"],
+            "status": "running",
+        })  # fmt: skip
+        for container in found:
+            if any(n.lstrip("/").startswith(f"{self.prefix}-") for n in container["Names"]):
+                return await self.engine.inspect(container["Id"])
+        return None
+
+    async def _is_restricted(self, container: dict) -> bool:
+        """Whether the workspace sits on an internal network (restricted access mode): its
+        cluster network is internal too, so attaching it opens no way out."""
+        for name in container.get("NetworkSettings", {}).get("Networks") or {}:
+            try:
+                if (await self.engine.call("inspect_network", name)).get("Internal"):
+                    return True
+            except NotFound:
+                continue
+        return False
+
+    async def _docker_subnets(self) -> list[str]:
+        networks = await self.engine.call("networks")
+        configs = [cfg for net in networks for cfg in (net.get("IPAM") or {}).get("Config") or []]
+        return [cfg["Subnet"] for cfg in configs if cfg.get("Subnet")]
+
+    # ---- bring-up and teardown -------------------------------------------------------------
+
+    def _launch(self, key: str, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks[key] = task
+
+        def landed(t: asyncio.Task) -> None:
+            if self._tasks.get(key) is t:
+                del self._tasks[key]
+            if not t.cancelled() and t.exception() is not None:
+                self.log.error("%s: cluster operation failed", key, exc_info=t.exception())
+
+        task.add_done_callback(landed)
+
+    def _busy(self, key: str) -> bool:
+        return key in self._tasks or self._locks[key].locked()
+
+    async def _bring_up(self, rec: ClusterRecord) -> None:
+        """Network, manager, workspace attached; ``running`` after, ``errored`` with the
+        reason (and nothing left running) when a step fails. Safe to run again."""
+        names = self.names(rec)
+        async with self._locks[rec.key]:
+            if self.records.get(rec.key) is not rec or rec.status != "starting":
+                return
+            try:
+                workspace = await self.engine.inspect(rec.workspace_container)
+                if workspace is None or not workspace["State"]["Running"]:
+                    raise WorkspaceNotRunning("the workspace stopped while its cluster started")
+                await self.nodes.create_network(names, rec)
+                spark_ui = self.spark_ui(rec) if rec.settings.get("web_access") else None
+                await self.nodes.start_manager(names, rec, ResourceModel(**rec.model),
+                                               data_mounts(workspace), spark_ui)  # fmt: skip
+                await self.nodes.attach_workspace(names, rec, workspace)
+                await asyncio.to_thread(spark.write_cluster_file, rec.data_dir,
+                                        self._spark_file(rec))  # fmt: skip
+                if rec.status == "starting":  # not if a stop came in meanwhile
+                    rec.status, rec.reason = "running", await self._client_note(rec)
+                settings = settings_of(rec)
+                line = (f"cluster {rec.cluster_id} started: {settings.type}, "
+                        f"{settings.min_members}-{settings.max_members} members of "
+                        f"{rec.model['name']}")  # fmt: skip
+                await asyncio.to_thread(ScalerLog(rec.data_dir).append, utcnow(), [line])
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.log.error("%s: cluster start failed", rec.key, exc_info=True)
+                if rec.status == "starting":
+                    rec.status, rec.reason = "errored", f"start failed: {e}"
+                await self._remove_quietly(names, rec)
+            await self.save()
+        self._wake.set()  # the first scaler pass (a static cluster's members) at once
+
+    async def _client_note(self, rec: ClusterRecord) -> str:
+        """Why jobs cannot be submitted from the workspace, or "" (they can). Asked inside
+        the user's own container, so as the workspace's unprivileged user (no root process
+        ever runs where the user's processes could tamper with it), with the engine's bounds
+        on output and time; only the exit code counts."""
+        found = await self.engine.exec(rec.workspace_container, ["sh", "-c", "command -v qsub"],
+                                       user=WORKSPACE_USER, max_output=4096)  # fmt: skip
+        if found.ok:
+            return ""
+        return ("the workspace image has no Grid Engine client (qsub): use a BenchHub image, or "
+                "install gridengine-client and link $SGE_ROOT/default/common to "
+                "/data/.sge/common")  # fmt: skip
+
+    async def _remove_quietly(self, names: ClusterNames, rec: ClusterRecord) -> None:
+        try:
+            await self.nodes.remove_all(names, rec)
+            rec.members.clear()
+            await asyncio.to_thread(spark.remove_cluster_file, rec.data_dir, rec.cluster_id)
+        except Exception:
+            self.log.error("%s: removing the cluster's containers failed", rec.key, exc_info=True)
+
+    async def _teardown(self, rec: ClusterRecord, reason: str) -> None:
+        """Remove everything of the cluster and forget it; its subnet goes into quarantine."""
+        async with self._locks[rec.key]:
+            if self.records.get(rec.key) is not rec:
+                return
+            self.log.info("%s: removing cluster %s: %s", rec.key, rec.cluster_id, reason)
+            await self.nodes.remove_all(self.names(rec), rec)
+            await asyncio.to_thread(spark.remove_cluster_file, rec.data_dir, rec.cluster_id)
+            self.pool.release(rec.cluster_id, utcnow().timestamp())
+            del self.records[rec.key]
+            self.views.pop(rec.key, None)
+            self.scaler.forget(rec.key)
+            await self.save()
+        if reason == "stopped on request":
+            line = f"cluster {rec.cluster_id} stopped: {reason}"
+            await asyncio.to_thread(ScalerLog(rec.data_dir).append, utcnow(), [line])
+
+    # ---- the reconcile pass ----------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """One pass over every cluster (see the module docstring)."""
+        active = await self._active_workspaces()
+        await self._remove_orphans()
+        await asyncio.gather(*(self._converge(rec, active) for rec in list(self.records.values())
+                               if not self._busy(rec.key)))  # fmt: skip
+
+    async def _active_workspaces(self) -> set[str] | None:
+        """Workspaces the hub lists as running and not stopping; None if the hub did not
+        answer (then Docker alone decides: a hub restart stops no cluster)."""
+        try:
+            return {s.key async for s in self.hub.active_servers()
+                    if s.model.get("pending") != "stop"}  # fmt: skip
+        except Exception as e:
+            self.log.warning("hub not reachable (%s); judging workspaces by Docker alone", e)
+            return None
+
+    async def _remove_orphans(self) -> None:
+        """Remove cluster containers and networks of this prefix that no record knows."""
+        known = {rec.cluster_id for rec in self.records.values()}
+        selector = {"label": f"{LABEL}.prefix={self.prefix}"}
+        containers = await self.engine.call("containers", all=True, filters=selector)
+        networks = await self.engine.call("networks", filters=selector)
+        for container in containers:
+            if container["Labels"].get(f"{LABEL}.id") not in known:
+                self.log.warning("removing orphaned cluster container %s", container["Names"])
+                await self.engine.remove(container["Id"])
+        for network in networks:
+            if (network.get("Labels") or {}).get(f"{LABEL}.id") not in known:
+                self.log.warning("removing orphaned cluster network %s", network["Name"])
+                await self.nodes.remove_network(network["Name"])
+
+    async def _converge(self, rec: ClusterRecord, active: set[str] | None) -> None:
+        try:
+            if rec.status == "stopping":
+                return await self._teardown(rec, rec.reason or "stopped on request")
+            workspace = await self.engine.inspect(rec.workspace_container)
+            running = workspace is not None and workspace["State"]["Running"]
+            if not running or (active is not None and rec.key not in active):
+                return await self._teardown(rec, "the workspace stopped")
+            if rec.status == "starting":
+                return self._launch(rec.key, self._bring_up(rec))
+            if rec.status == "running":
+                async with self._locks[rec.key]:
+                    await self._step(rec, workspace)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.log.error("%s: cluster pass failed", rec.key, exc_info=True)
+            self.views.setdefault(rec.key, {})["error"] = f"{type(e).__name__}: {e}"
+
+    async def _step(self, rec: ClusterRecord, workspace: dict) -> None:
+        if self.records.get(rec.key) is not rec or rec.status != "running":
+            return
+        names = self.names(rec)
+        manager = await self.engine.inspect(names.manager)
+        if manager is None or not manager["State"]["Running"]:
+            why = node_exit_reason(manager["State"] if manager else None)
+            rec.status = "errored"
+            rec.reason = f"the manager stopped ({why}); stop the cluster and start it again"
+            await self._remove_quietly(names, rec)
+            await self.save()
+            await asyncio.to_thread(ScalerLog(rec.data_dir).append, utcnow(), [rec.reason])
+            return
+        await self.nodes.guard_network(names)  # back at once after a firewall reload
+        settings = settings_of(rec)
+        model = ResourceModel(**rec.model)
+        policy = settings.scaling_policy(model, **self._pacing(settings))
+        view = await self.scaler.step(names, rec, model, policy, data_mounts(workspace),
+                                      ScalerLog(rec.data_dir))  # fmt: skip
+        self.views[rec.key] = view
+
+    def _pacing(self, settings: ClusterSettings) -> dict[str, timedelta]:
+        """A static cluster replaces a lost member at once; a dynamic one is paced."""
+        if settings.type == "static":
+            return {"stabilisation": timedelta(0), "min_lifetime": timedelta(0)}
+        return {"stabilisation": timedelta(seconds=self.stabilisation),
+                "min_lifetime": timedelta(seconds=self.min_lifetime)}  # fmt: skip
+
+    # ---- the loop --------------------------------------------------------------------------
+
+    def _on_docker_event(self, event: dict) -> None:
+        """(Docker's event thread) a workspace or one of our cluster containers stopped."""
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        ours = attributes.get(f"{LABEL}.prefix") == self.prefix
+        if (ours or WORKSPACE in attributes) and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def loop(self) -> None:
+        """Reconcile every ``interval`` seconds, or at once after a relevant Docker event."""
+        self._loop = asyncio.get_running_loop()
+        self.engine.watch(self._on_docker_event)
+        while True:
+            self._wake.clear()
+            try:
+                await self.reconcile()
+                self.last_pass_at, self.last_error = utcnow(), ""
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.last_error = f"{type(e).__name__}: {e}"
+                self.log.error("clusters pass failed", exc_info=True)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except TimeoutError:
+                pass
+
+    def health(self) -> dict:
+        at = self.last_pass_at.isoformat() if self.last_pass_at else None
+        # counts only: any logged-in user may ask, and keys would name others' workspaces
+        return {"last_pass_at": at, "last_error": self.last_error, "clusters": len(self.records),
+                "operations_in_flight": len(self._tasks)}  # fmt: skip

@@ -1,9 +1,9 @@
 """The one typed schema for a workspace cluster's settings.
 
 :meth:`ClusterSchema.parse` checks what a user asks for (from a form or the REST API, the
-same way ``bench_spawner.options.OptionsSchema`` checks workspace options): defaults for
+same way ``benchhub.workspace_spec.OptionsSchema`` checks workspace options): defaults for
 what is left out, unknown keys refused, every problem collected into one
-``bench_spawner.options.OptionsError`` whose messages name the field and what is allowed.
+``benchhub.workspace_spec.OptionsError`` whose messages name the field and what is allowed.
 
 A cluster is ``static`` (``members`` members, 1 to 50, always running) or ``dynamic``
 (``min_members`` to ``max_members``, 0 <= min <= max <= 50, scaled by the auto scaler). Each
@@ -17,12 +17,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-# A module import, not ``from ... import``: bench_spawner.options may import this module to
-# embed cluster settings in workspace options, and names are looked up only when used.
-import bench_spawner.options as workspace_options
-from bench_spawner.resource_models import ResourceModel
+from benchhub.resource_models import ResourceModel
+from benchhub.workspace_spec import FieldError, OptionsError, shown, whole_number
 
-from .scaler import MAX_MEMBERS, ScalingPolicy
+from .scaling import MAX_MEMBERS, ScalingPolicy
 from .sge import member_capacity
 
 __all__ = ["CLUSTER_TYPES", "SETTING_NAMES", "ClusterSchema", "ClusterSettings"]
@@ -86,7 +84,7 @@ def _boolean(value: object) -> bool | None:
 @dataclass(frozen=True)
 class ClusterSchema:
     """What a user may choose for a cluster. ``resource_models`` comes from
-    ``bench_spawner.resource_models.load_catalog``; ``max_scratch_gb`` is in whole GB.
+    ``benchhub.resource_models.load_catalog``; ``max_scratch_gb`` is in whole GB.
     Construction raises :class:`ValueError` when the default model is not in the catalog."""
 
     resource_models: dict[str, ResourceModel]
@@ -113,8 +111,7 @@ class ClusterSchema:
         """
         errors = _Errors(prefix)
         if not isinstance(raw, dict):
-            shown = workspace_options._show(raw)
-            errors.add("", f"must be a JSON object of setting: value, got {shown}")
+            errors.add("", f"must be a JSON object of setting: value, got {shown(raw)}")
             errors.raise_if_any()
         allowed = ", ".join(SETTING_NAMES)
         for key in raw:
@@ -167,9 +164,9 @@ class ClusterSchema:
         return None, None
 
     def _count(self, name: str, value: object, least: int, errors: _Errors) -> int | None:
-        number = None if value is None else workspace_options._whole_number(value)
+        number = None if value is None else whole_number(value)
         if number is None or not least <= number <= MAX_MEMBERS:
-            got = "nothing" if value is None else workspace_options._show(value)
+            got = "nothing" if value is None else shown(value)
             errors.add(name, f"must be a whole number from {least} to {MAX_MEMBERS}, got {got}")
             return None
         return number
@@ -178,24 +175,22 @@ class ClusterSchema:
         if isinstance(value, str) and value in self.resource_models:
             return value
         allowed = ", ".join(self.resource_models)
-        shown = workspace_options._show(value)
-        errors.add("resource_model", f"{shown} is not a resource model; allowed: {allowed}")
+        errors.add("resource_model", f"{shown(value)} is not a resource model; allowed: {allowed}")
         return None
 
     def _check_flag(self, name: str, value: object, errors: _Errors) -> bool | None:
         flag = _boolean(value)
         if flag is None:
-            shown = workspace_options._show(value)
-            errors.add(name, f"must be true or false, got {shown}")
+            errors.add(name, f"must be true or false, got {shown(value)}")
         return flag
 
     def _check_scratch(self, value: object, errors: _Errors) -> int | None:
-        number = workspace_options._whole_number(value)
+        number = whole_number(value)
         if number is None or not 0 <= number <= self.max_scratch_gb:
             errors.add(
                 "scratch_gb",
                 f"must be a whole number of GB from 0 (no scratch) to {self.max_scratch_gb}, "
-                f"got {workspace_options._show(value)}",
+                f"got {shown(value)}",
             )
             return None
         return number
@@ -211,9 +206,9 @@ class _Errors:
     def add(self, field: str, message: str) -> None:
         """Record a problem with ``field`` ("" for the settings as a whole)."""
         name = self.prefix + field if field else self.prefix.rstrip(".") or "cluster"
-        self.items.append(workspace_options.FieldError(name, message))
+        self.items.append(FieldError(name, message))
 
     def raise_if_any(self) -> None:
         """Raise the collected problems as one ``OptionsError``; nothing when there are none."""
         if self.items:
-            raise workspace_options.OptionsError(self.items)
+            raise OptionsError(self.items)

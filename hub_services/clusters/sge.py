@@ -25,9 +25,9 @@ import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from bench_spawner.resource_models import ResourceModel
+from benchhub.resource_models import ResourceModel
 
-from .scaler import Capacity, Request
+from .scaling import Capacity, Request
 
 __all__ = [
     "COMPLEX_DEFAULTS",

@@ -27,8 +27,9 @@ import json
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from .data_files import read_in_data, remove_in_data, write_in_data
-from .scaler import Capacity, Request
+from benchhub.user_files import read_in_data, remove_in_data, write_in_data
+
+from .scaling import Capacity, Request
 
 __all__ = [
     "CLUSTER_FILE",

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+from benchhub.atomic import atomic_write
 
 __all__ = ["ClusterRecord", "ClusterStore", "MemberRecord", "utcnow"]
 
@@ -117,25 +118,4 @@ class ClusterStore:
         return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
     def write(self, text: str) -> None:
-        atomic_write(self.path, text)
-
-
-def atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``text``: temp file + fsync + ``os.replace`` + fsync of the dir."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+        atomic_write(self.path, text, 0o600)

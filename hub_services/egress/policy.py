@@ -24,13 +24,13 @@ address only its own whitelist. A whitelist entry (:class:`WhitelistEntry`) mean
   instead (``--sysctl net.ipv6.conf.all.disable_ipv6=1``, no IPv6-enabled network).
 
 squid aborts when one domain list holds both ``x.org`` and ``.x.org`` (or ``a.x.org`` before
-``.x.org``), so entries are normalised (:func:`normalise`) and every rendered domain list keeps
-only entries no other entry of the same list covers.
+``.x.org``), so entries are normalised (``benchhub.whitelist.normalise``, the same
+normalisation the workspace options store) and every rendered domain list keeps only entries
+no other entry of the same list covers.
 """
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import json
 import math
@@ -39,7 +39,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from bench_spawner.whitelist import WhitelistEntry
+from benchhub.whitelist import WhitelistEntry, covering_hosts, normalise
 
 LOG_FORMAT_NAME = "bench"
 # time, client address, squid result/HTTP status, method, URL (host:port for CONNECT)
@@ -70,76 +70,6 @@ _ERE_ESCAPES = str.maketrans({char: "\\" + char for char in "\\.[]{}()*+?^$|"})
 _SUBDOMAINS_ERE = r"([-a-z0-9_]+\.)*"
 
 
-def covers(broad: WhitelistEntry, narrow: WhitelistEntry) -> bool:
-    """Whether every request ``narrow`` allows is allowed by ``broad`` because of its form.
-
-    True when the scheme of ``broad`` is absent or equal; its host equals the host of
-    ``narrow`` (``.x.org`` also covers ``a.x.org`` and ``.a.x.org``; a plain ``x.org`` covers
-    only plain ``x.org``); and its path is absent or a prefix of the path of ``narrow``.
-    Reflexive and transitive; two entries that cover each other are equal.
-    """
-    if broad.scheme is not None and broad.scheme != narrow.scheme:
-        return False
-    if broad.include_subdomains:
-        if narrow.host != broad.host and not narrow.host.endswith("." + broad.host):
-            return False
-    elif narrow.include_subdomains or narrow.host != broad.host:
-        return False
-    if broad.path is None:
-        return True
-    return narrow.path is not None and narrow.path.startswith(broad.path)
-
-
-@functools.lru_cache(maxsize=8192)
-def _covering_hosts(host: str, include_subdomains: bool) -> tuple[tuple[str, bool], ...]:
-    """The ``(host, include_subdomains)`` pairs whose entries may cover this host, itself
-    included. Cached: the same hosts recur across workspaces."""
-    pairs = [(host, True)]
-    if not include_subdomains:
-        pairs.append((host, False))
-    dot = host.find(".")
-    while dot != -1:
-        pairs.append((host[dot + 1 :], True))
-        dot = host.find(".", dot + 1)
-    return tuple(pairs)
-
-
-def _sort_key(entry: WhitelistEntry) -> tuple[str, bool, str, str]:
-    return entry.host, entry.include_subdomains, entry.scheme or "", entry.path or ""
-
-
-def normalise(entries: Iterable[WhitelistEntry]) -> list[WhitelistEntry]:
-    """The entries that no other entry covers (:func:`covers`), duplicates removed.
-
-    Every input entry is covered by some output entry, no output entry covers another, and
-    ``normalise(normalise(x)) == normalise(x)``. Sorted by host, subdomains, scheme, path.
-    Pure; about linear in the number of entries.
-    """
-    unique = set(entries)
-    by_host: dict[tuple[str, bool], list[WhitelistEntry]] = {}
-    for entry in unique:
-        by_host.setdefault((entry.host, entry.include_subdomains), []).append(entry)
-    kept = [entry for entry in unique if not _covered_by_another(entry, by_host)]
-    kept.sort(key=_sort_key)
-    return kept
-
-
-def _covered_by_another(
-    entry: WhitelistEntry, by_host: dict[tuple[str, bool], list[WhitelistEntry]]
-) -> bool:
-    """Whether an entry of ``by_host`` other than ``entry`` covers it (inlined :func:`covers`:
-    the host part holds by construction of the candidates)."""
-    for pair in _covering_hosts(entry.host, entry.include_subdomains):
-        for other in by_host.get(pair, ()):
-            if other is entry:
-                continue
-            if (other.scheme is None or other.scheme == entry.scheme) and (
-                other.path is None or (entry.path is not None and entry.path.startswith(other.path))
-            ):
-                return True
-    return False
-
-
 def _check_entry(entry: object) -> None:
     """Raise unless ``entry`` is a :class:`WhitelistEntry` that is safe to write into squid.conf."""
     if not isinstance(entry, WhitelistEntry):
@@ -149,7 +79,7 @@ def _check_entry(entry: object) -> None:
     if not isinstance(entry.host, str) or not _HOST_TEXT.fullmatch(entry.host):
         raise ValueError(
             f"whitelist entry {entry!r}: the host must be lower-case labels of a-z, 0-9, '-' "
-            "and '_' joined by dots; parse entries with bench_spawner.whitelist.parse_whitelist"
+            "and '_' joined by dots; parse entries with benchhub.whitelist.parse_whitelist"
         )
     if entry.path is not None and (
         not isinstance(entry.path, str) or not _PATH_TEXT.fullmatch(entry.path)
@@ -334,7 +264,7 @@ def _workspace_lines(name: str, workspace: WorkspaceEgress, guard: str) -> list[
 
 def _host_covered(host: str, include_subdomains: bool, hosts: set[tuple[str, bool]]) -> bool:
     """Whether a different ``(host, include_subdomains)`` pair in ``hosts`` covers this one."""
-    for candidate in _covering_hosts(host, include_subdomains):
+    for candidate in covering_hosts(host, include_subdomains):
         if candidate != (host, include_subdomains) and candidate in hosts:
             return True
     return False

@@ -28,7 +28,7 @@ from jupyterhub.services.auth import HubOAuthenticated
 from jupyterhub.utils import url_path_join
 from tornado import web
 
-from bench_spawner.activity_journal import ACTIONS
+from benchhub.activity_journal import ACTIONS
 
 from .access import sees_everyone
 from .activity_log import MAX_LIMIT, ActivityLog

@@ -7,7 +7,7 @@ UPDATE and DELETE (and TRUNCATE on PostgreSQL) from anyone else. Each entry carr
 inserting a ``uid`` already present is a no-op, so every write is idempotent.
 
 :meth:`ActivityLog.ingest` copies new complete lines of the hub's journal
-(:mod:`bench_spawner.activity_journal`) and records how far it read in ``journal_offsets``,
+(:mod:`benchhub.activity_journal`) and records how far it read in ``journal_offsets``,
 both in one transaction: a crash at any moment neither loses nor duplicates an entry.
 
 Every method blocks (run them in the service's executor) and may be called from any thread:
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 
-from bench_spawner.activity_journal import read_from
+from benchhub.activity_journal import read_from
 
 __all__ = ["MAX_LIMIT", "ActivityLog"]
 

@@ -10,14 +10,11 @@ ask about kernels). Settings are the traits of :class:`LifecycleService` and
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 from traitlets import Bool, Unicode
-from traitlets.config import Application
 
-from hub_services.egress.service import die_with_parent
-from hub_services.service_process import serve_until_stopped, service_prefix
+from benchhub.service_process import ServiceApp, serve_until_stopped, service_prefix
 
 from .activity_log import ActivityLog
 from .cycles import CycleStore
@@ -28,7 +25,7 @@ from .web import make_app
 __all__ = ["LifecycleApp", "main"]
 
 
-class LifecycleApp(Application):
+class LifecycleApp(ServiceApp):
     name = "benchhub-lifecycle"
     description = __doc__.splitlines()[0]
     classes = [LifecycleService, SMTPReminder]
@@ -38,15 +35,12 @@ class LifecycleApp(Application):
         help="""The service's own database (activity log and per-workspace memory):
         SQLite by default, or a PostgreSQL URL, e.g. postgresql://bench@db/benchhub.""",
     ).tag(config=True)
-    config_file = Unicode("", help="Python config file to load, e.g. lifecycle_config.py").tag(
-        config=True
-    )
     smtp_reminders = Bool(
         False, help="Mail reminders with SMTPReminder (configure SMTPReminder.host etc.)."
     ).tag(config=True)
 
     aliases = {
-        "config": "LifecycleApp.config_file",
+        "config": "ServiceApp.config_file",
         "db-url": "LifecycleApp.db_url",
         "journal": "LifecycleService.journal",
         "interval": "LifecycleService.interval",
@@ -67,12 +61,6 @@ class LifecycleApp(Application):
         "smtp": ({"LifecycleApp": {"smtp_reminders": True}}, "Mail reminders over SMTP."),
     }
 
-    def initialize(self, argv=None):
-        self.parse_command_line(argv)
-        if self.config_file:
-            self.load_config_file(self.config_file)
-            self.parse_command_line(argv)  # the command line wins over the file
-
     async def serve(self) -> None:
         store_args = {"activity_log": ActivityLog(self.db_url), "cycles": CycleStore(self.db_url)}
         service = LifecycleService(parent=self, log=self.log, **store_args)
@@ -84,8 +72,4 @@ class LifecycleApp(Application):
         await serve_until_stopped(app, "http://127.0.0.1:10102", service.loop(), self.log)
 
 
-def main(argv=None) -> None:
-    die_with_parent()
-    app = LifecycleApp()
-    app.initialize(argv)
-    asyncio.run(app.serve())
+main = LifecycleApp.main

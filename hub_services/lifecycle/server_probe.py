@@ -8,7 +8,7 @@ running, browser or not: the case jupyterhub-idle-culler#55 is about.
 The server is the user's program (a ``jupyter_server_config.py`` in their home can wrap it),
 so it is asked with the only credential it may see: its own API token, which the hub gave it
 at spawn (``JUPYTERHUB_API_TOKEN``, role ``server``: ``access:servers`` on that one server),
-and through :func:`~hub_services.workspace_http.fetch_bounded` (no redirects, bounded body,
+and through :func:`~benchhub.workspace_http.fetch_bounded` (no redirects, bounded body,
 a deadline). Its answers can lie; the worst a lie does is stop or keep up its own workspace.
 """
 
@@ -20,7 +20,7 @@ from datetime import datetime
 
 from tornado.httpclient import HTTPClientError
 
-from hub_services.workspace_http import fetch_bounded
+from benchhub.workspace_http import fetch_bounded
 
 __all__ = ["MAX_ANSWER_BYTES", "ServerActivity", "latest_activity", "parse_kernels",
            "probe_server", "server_token"]  # fmt: skip
@@ -84,7 +84,7 @@ async def probe_server(
     """Ask the server at ``base_url`` (``http://<ip>:<port>/user/<name>/<workspace>/``) with
     ``token``, which must be that server's own (see the module docstring). Raises
     ``tornado.httpclient.HTTPClientError``, ``OSError``, ``ValueError`` (not JSON) or
-    :class:`~hub_services.workspace_http.ResponseTooLarge` if it does not answer properly:
+    :class:`~benchhub.workspace_http.ResponseTooLarge` if it does not answer properly:
     the caller then treats the workspace as not idle."""
     headers = {"Authorization": f"token {token}"}
 

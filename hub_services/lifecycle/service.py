@@ -22,7 +22,8 @@ from jupyterhub.utils import exponential_backoff, maybe_future
 from traitlets import Any, Callable, Float, Instance, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from hub_services.hub_client import HubClient, HubServer
+from benchhub.hub_client import HubClient, HubServer
+from benchhub.labels import WORKSPACE, workspace_key
 
 from . import policy as policy_module
 from .activity_log import ActivityLog
@@ -200,10 +201,10 @@ class LifecycleService(LoggingConfigurable):
     async def _containers(self) -> dict[str, dict]:
         found = await asyncio.to_thread(
             self.docker_client.containers,
-            filters={"label": "org.benchhub.workspace", "status": "running"},
+            filters={"label": WORKSPACE, "status": "running"},
         )
         return {
-            f"{c['Labels']['org.benchhub.user']}/{c['Labels']['org.benchhub.workspace']}": c
+            workspace_key(c["Labels"]): c
             for c in found
             if any(name.lstrip("/").startswith(f"{self.prefix}-") for name in c["Names"])
         }

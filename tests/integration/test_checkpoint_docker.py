@@ -12,8 +12,8 @@ import subprocess
 import pytest
 from docker_cli import docker, exec_in
 
-from hub_services.checkpoints.backends import LocalDirectoryBackend
-from hub_services.checkpoints.store import CheckpointStore
+from benchhub.checkpoints.backends import LocalDirectoryBackend
+from benchhub.checkpoints.store import CheckpointStore
 
 IMAGE = "benchhub/jupyterlab:latest"
 MOUNTS = ["/data", "/data/project", "/data/mounts"]

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from docker_cli import docker
 
-from bench_spawner.resource_models import DEFAULT_RESOURCE_MODELS, load_catalog
+from benchhub.resource_models import DEFAULT_RESOURCE_MODELS, load_catalog
 from hub_services.clusters import sge
-from hub_services.clusters.scaler import Member, decide
+from hub_services.clusters.scaling import Member, decide
 from hub_services.clusters.settings import ClusterSchema
 
 IMAGE = os.environ.get("BENCH_CLUSTER_IMAGE", "benchhub/cluster:latest")

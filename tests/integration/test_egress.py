@@ -241,7 +241,7 @@ def wait_code(container: str, url: str, expected: str, timeout: float = 15) -> b
 def test_data_science_preset_comes_from_the_image_pip_configuration():
     import docker as docker_py
 
-    from hub_services.egress.presets import data_science_preset, probe_image
+    from benchhub.whitelist_presets import data_science_preset, probe_image
 
     settings = probe_image(docker_py.from_env(), "benchhub/jupyterlab:latest")
     index_url = exec_in_image("pip config list; python3 -c 'from pip._internal.models.index "
@@ -265,7 +265,11 @@ def test_each_workspace_gets_its_own_list_and_a_stop_takes_it_away(hub, workspac
     assert code(closed, "http://other.test/") == "403"
     address = exec_in(second, "hostname -i").stdout.split()[0]
     hub.stop_workspace("rita", "second")
-    conf = (hub.egress_dir / "squid" / "squid.conf").read_text()
+    # the egress service owns squid.conf: it drops the rules as soon as it sees the record go
+    conf_path, deadline = hub.egress_dir / "squid" / "squid.conf", time.monotonic() + 10
+    while address in conf_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    conf = conf_path.read_text()
     assert address not in conf and "other.test" not in conf  # its rules are gone
     assert code(closed, "http://allowed.test/") == "200"  # the others' are untouched
 
@@ -289,14 +293,18 @@ def test_the_proxy_starts_a_new_access_log_when_asked_to_rotate(hub, workspaces)
     rotate it past a size (one older file kept), so requests cannot fill the host's disk."""
     import asyncio
 
-    from hub_services.egress.proxy import EgressProxy, EgressState
+    from benchhub.docker_engine import DockerEngine
+    from benchhub.egress_state import EgressState
+    from hub_services.egress.proxy import EgressProxy
 
     closed, _ = workspaces
     logs = hub.egress_dir / "log"
     code(closed, "http://other.test/before-rotation")
     assert wait_for_text(logs / "access.log", "before-rotation")
-    proxy = EgressProxy(EgressState(hub.egress_dir), f"{PREFIX}-egress", "", "", 1400)
+    engine = DockerEngine(threads=1)
+    proxy = EgressProxy(EgressState(hub.egress_dir), engine, f"{PREFIX}-egress", "", "", 1400)
     asyncio.run(proxy.rotate_log())
+    engine.close()
     assert wait_for_text(logs / "access.log.0", "before-rotation")  # the old log kept once
     code(closed, "http://other.test/after-rotation")
     assert wait_for_text(logs / "access.log", "after-rotation")

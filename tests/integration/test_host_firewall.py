@@ -16,8 +16,8 @@ import subprocess
 import pytest
 from docker_cli import network_ids
 
-from hub_services.egress import firewall
-from hub_services.egress.firewall import BridgeGuard, Opening
+from benchhub import firewall
+from benchhub.firewall import BridgeGuard, Opening
 
 OPEN = BridgeGuard("feed0000000a" + "0" * 52, "benchfw-open", host_ports=(8081,), isolated=True)
 RESTRICTED = BridgeGuard("feed0000000b" + "0" * 52, "benchfw-restricted", host_ports=(8081,),

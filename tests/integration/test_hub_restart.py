@@ -27,7 +27,7 @@ def test_hub_sigkill_and_restart_readopts_workspaces(tmp_path):
         docker("rm", "-f", two)  # a workspace lost while the hub is down
         hub.start()
 
-        pattern = f"hub_services.egress --config-dir {hub.egress_dir}"
+        pattern = f"hub_services.egress --config-dir={hub.egress_dir}"
         found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
         services = found.stdout.split()
         assert len(services) == 1  # the killed hub's egress service died with it

@@ -22,7 +22,7 @@ from docker_cli import docker
 
 from hub_services.clusters import sge
 from hub_services.clusters.containers import CAPABILITIES, SECURITY_OPTIONS
-from hub_services.clusters.scaler import Capacity
+from hub_services.clusters.scaling import Capacity
 
 IMAGE = os.environ.get("BENCH_CLUSTER_IMAGE", "benchhub/cluster:latest")
 PREFIX = "benchsecc"

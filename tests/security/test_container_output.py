@@ -15,7 +15,7 @@ import time
 import pytest
 from docker_cli import docker
 
-from hub_services.clusters.engine import DockerEngine
+from benchhub.docker_engine import DockerEngine
 
 MIB = 1024**2
 

@@ -8,7 +8,7 @@ escapes "-" in user names, so an escaped user name never contains "--".)
 
 from __future__ import annotations
 
-from hub_services.egress.proxy import EgressState
+from benchhub.egress_state import EgressState
 
 
 def test_egress_records_of_look_alike_names_are_separate(tmp_path):

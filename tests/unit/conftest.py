@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench_spawner.options import OptionsSchema
-from bench_spawner.resource_models import DEFAULT_RESOURCE_MODELS, load_catalog
+from benchhub.resource_models import DEFAULT_RESOURCE_MODELS, load_catalog
+from benchhub.workspace_spec import OptionsSchema
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from bench_spawner import activity_journal
-from bench_spawner.activity_journal import ACTIONS, ActivityJournal, read_from
+from benchhub import activity_journal
+from benchhub.activity_journal import ACTIONS, ActivityJournal, read_from
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -105,7 +105,7 @@ def test_every_action_of_the_activity_tab_can_be_recorded(journal):
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_a_full_disk_is_logged_and_never_fails_the_caller(caplog):
     full = ActivityJournal("/dev/full")  # every write fails with ENOSPC
-    with caplog.at_level(logging.ERROR, logger="bench_spawner.activity_journal"):
+    with caplog.at_level(logging.ERROR, logger="benchhub.activity_journal"):
         entry = full.record("started", "alice", "ws1", "alice", "Started")
     assert entry["action"] == "started"
     [logged] = caplog.records
@@ -115,7 +115,7 @@ def test_a_full_disk_is_logged_and_never_fails_the_caller(caplog):
 def test_an_unwritable_journal_is_logged_and_never_fails_the_caller(tmp_path, caplog):
     (tmp_path / "not-a-dir").write_text("")
     broken = ActivityJournal(tmp_path / "not-a-dir" / "activity.jsonl")
-    with caplog.at_level(logging.ERROR, logger="bench_spawner.activity_journal"):
+    with caplog.at_level(logging.ERROR, logger="benchhub.activity_journal"):
         entry = broken.record("created", "alice", "ws1", "alice", "Created")
     assert entry["action"] == "created"
     assert caplog.records[0].exc_info is not None
@@ -184,7 +184,7 @@ def test_a_corrupt_complete_line_is_logged_and_skipped(journal, caplog, corrupt)
     with open(journal.path, "ab") as f:
         f.write(corrupt + b"\n")
     after = record(journal, "stopped")
-    with caplog.at_level(logging.ERROR, logger="bench_spawner.activity_journal"):
+    with caplog.at_level(logging.ERROR, logger="benchhub.activity_journal"):
         entries, offset = read_from(journal.path, 0)
     assert entries == [before, after]
     assert offset == journal.path.stat().st_size

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from bench_spawner.admin_password import (
+from benchhub.admin_password import (
     ENV_VAR,
     FILE_NAME,
     MIN_LENGTH,
-    _create_once,
     admin_names,
     admin_password,
 )
+from benchhub.atomic import write_once  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,8 +59,8 @@ def test_a_too_short_password_file_is_refused_saying_how_to_fix_it(tmp_path):
 
 def test_two_first_runs_at_once_agree_on_one_password(tmp_path):
     path = tmp_path / FILE_NAME
-    _create_once(path, "a" * 40)
-    _create_once(path, "b" * 40)  # the second run lost the race: the first password stays
+    write_once(path, "a" * 40)
+    write_once(path, "b" * 40)  # the second run lost the race: the first password stays
     assert admin_password(tmp_path, environ={}).password == "a" * 40
     assert sorted(p.name for p in tmp_path.iterdir()) == [FILE_NAME]
 
@@ -73,7 +73,7 @@ def test_admin_names_come_from_benchhub_admins():
 def test_make_run_prints_the_password_and_where_it_lives(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in (ENV_VAR, "BENCHHUB_ADMINS")}
     out = subprocess.run(
-        [sys.executable, "-m", "bench_spawner.admin_password", str(tmp_path)],
+        [sys.executable, "-m", "benchhub.admin_password", str(tmp_path)],
         cwd=REPO, env=env, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     password = (tmp_path / FILE_NAME).read_text().strip()
@@ -81,7 +81,7 @@ def test_make_run_prints_the_password_and_where_it_lives(tmp_path):
     assert str(tmp_path / FILE_NAME) in out and "'admin'" in out
     env[ENV_VAR] = "an-operator-chosen-password-of-40-characters"
     out = subprocess.run(
-        [sys.executable, "-m", "bench_spawner.admin_password", str(tmp_path / "other")],
+        [sys.executable, "-m", "benchhub.admin_password", str(tmp_path / "other")],
         cwd=REPO, env=env, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert ENV_VAR in out and env[ENV_VAR] not in out

@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from hub_services.clusters.controller import ClusterController
-from hub_services.clusters.data_files import read_in_data, tail_in_data
+from benchhub.egress_state import EgressState
+from benchhub.file_tail import TAIL_BYTES, open_regular_file, tail_lines
+from benchhub.user_files import read_in_data, tail_in_data
 from hub_services.clusters.scaler_log import LOG_IN_DATA, ScalerLog
+from hub_services.clusters.service import ClusterController
 from hub_services.clusters.spark import CLUSTER_FILE, remove_cluster_file
 from hub_services.clusters.state import ClusterRecord
 from hub_services.egress.policy import DENIED
-from hub_services.egress.proxy import EgressState
-from hub_services.egress.service import ACCESS_LOG_WINDOW, EgressService
-from hub_services.file_tail import TAIL_BYTES, open_regular_file, tail_lines
+from hub_services.egress.proxy import ACCESS_LOG_WINDOW
+from hub_services.egress.service import EgressService
 
 GIB = 1024**3
 HUGE = 20 * GIB  # the size in the issue: a whole-file read of it stalls the service

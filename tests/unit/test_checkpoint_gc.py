@@ -25,10 +25,10 @@ from test_checkpoint_trees import (
     new_layer,
 )
 
-from hub_services.checkpoints.backends import LocalDirectoryBackend, chunk_object
-from hub_services.checkpoints.errors import CheckpointAborted
-from hub_services.checkpoints.garbage import GC_PREFIX, WRITER_PREFIX, LeaseManager
-from hub_services.checkpoints.store import CheckpointStore
+from benchhub.checkpoints.backends import LocalDirectoryBackend, chunk_object
+from benchhub.checkpoints.errors import CheckpointAborted
+from benchhub.checkpoints.garbage import GC_PREFIX, WRITER_PREFIX, LeaseManager
+from benchhub.checkpoints.store import CheckpointStore
 
 pytestmark = needs_root
 WS = "alice--analysis"

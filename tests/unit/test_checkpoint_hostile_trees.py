@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 from test_checkpoint_trees import needs_root, new_layer
 
-from hub_services.checkpoints.backends import LocalDirectoryBackend
-from hub_services.checkpoints.errors import ManifestInvalid
-from hub_services.checkpoints.manifest import Entry
-from hub_services.checkpoints.overlay import restore_tree, scan_upper
-from hub_services.checkpoints.store import CheckpointStore
+from benchhub.checkpoints.backends import LocalDirectoryBackend
+from benchhub.checkpoints.errors import ManifestInvalid
+from benchhub.checkpoints.manifest import Entry
+from benchhub.checkpoints.overlay import restore_tree, scan_upper
+from benchhub.checkpoints.store import CheckpointStore
 
 pytestmark = needs_root
 WS = "mallory.spy.0a1b2c"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hub_services.checkpoints.chunking import (
+from benchhub.checkpoints.chunking import (
     ChunkingParams,
     ChunkMismatch,
     chunk_key,
@@ -17,8 +17,8 @@ from hub_services.checkpoints.chunking import (
     iter_chunks,
     unpack_chunk,
 )
-from hub_services.checkpoints.errors import InvalidCheckpointName, ManifestInvalid
-from hub_services.checkpoints.manifest import (
+from benchhub.checkpoints.errors import InvalidCheckpointName, ManifestInvalid
+from benchhub.checkpoints.manifest import (
     Entry,
     Manifest,
     build_manifest,

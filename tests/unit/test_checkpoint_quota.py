@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hub_services.checkpoints.backends import LocalDirectoryBackend
-from hub_services.checkpoints.manifest import build_manifest
-from hub_services.checkpoints.quota import format_bytes, named_bytes, quota_refusal
+from benchhub.checkpoints.backends import LocalDirectoryBackend
+from benchhub.checkpoints.manifest import build_manifest
+from benchhub.checkpoints.quota import format_bytes, named_bytes, quota_refusal
+from benchhub.checkpoints.store import CheckpointStore
+from benchhub.checkpoints.workspace import WorkspaceCheckpoints
+from benchhub.hub_client import HubClient
 from hub_services.checkpoints.service import CheckpointService, NamedQuotaExceeded
-from hub_services.checkpoints.store import CheckpointStore
-from hub_services.checkpoints.workspace import WorkspaceCheckpoints
-from hub_services.hub_client import HubClient
 
 MIB = 1024**2
 A, B, C = "a" * 64, "b" * 64, "c" * 64

@@ -17,9 +17,9 @@ from test_checkpoint_trees import (
     without_excluded,
 )
 
-from hub_services.checkpoints.backends import S3Backend
-from hub_services.checkpoints.errors import ObjectMissing
-from hub_services.checkpoints.store import CheckpointStore
+from benchhub.checkpoints.backends import S3Backend
+from benchhub.checkpoints.errors import ObjectMissing
+from benchhub.checkpoints.store import CheckpointStore
 
 WS = "alice--analysis"
 CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing"}

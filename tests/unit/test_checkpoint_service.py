@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hub_services.checkpoints.backends import LocalDirectoryBackend, manifest_object
-from hub_services.checkpoints.errors import CheckpointNotFound
-from hub_services.checkpoints.manifest import build_manifest
+from benchhub.checkpoints.backends import LocalDirectoryBackend, manifest_object
+from benchhub.checkpoints.errors import CheckpointNotFound
+from benchhub.checkpoints.manifest import build_manifest
+from benchhub.checkpoints.store import CheckpointStore
+from benchhub.checkpoints.workspace import WorkspaceCheckpoints, write_pending_clone
+from benchhub.hub_client import HubClient
 from hub_services.checkpoints.page import human_bytes, render_page
 from hub_services.checkpoints.service import CheckpointService, _epoch, summary
-from hub_services.checkpoints.store import CheckpointStore
 from hub_services.checkpoints.web import is_admin, may_act_for
-from hub_services.checkpoints.workspace import WorkspaceCheckpoints, write_pending_clone
-from hub_services.hub_client import HubClient
 
 
 @pytest.mark.parametrize(

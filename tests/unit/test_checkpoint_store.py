@@ -18,16 +18,16 @@ from test_checkpoint_trees import (
     without_excluded,
 )
 
-from hub_services.checkpoints import store as store_module
-from hub_services.checkpoints.backends import LocalDirectoryBackend, chunk_object, manifest_object
-from hub_services.checkpoints.errors import (
+from benchhub.checkpoints import store as store_module
+from benchhub.checkpoints.backends import LocalDirectoryBackend, chunk_object, manifest_object
+from benchhub.checkpoints.errors import (
     CheckpointCorrupt,
     CheckpointNameTaken,
     CheckpointNotFound,
     InvalidCheckpointName,
     ManifestInvalid,
 )
-from hub_services.checkpoints.store import CheckpointStore
+from benchhub.checkpoints.store import CheckpointStore
 
 pytestmark = needs_root
 WS = "alice--analysis"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from hub_services.checkpoints.errors import ManifestInvalid, RestoreTargetNotEmpty
-from hub_services.checkpoints.manifest import Entry, is_excluded
-from hub_services.checkpoints.overlay import OPAQUE_XATTR, restore_tree, scan_upper
+from benchhub.checkpoints.errors import ManifestInvalid, RestoreTargetNotEmpty
+from benchhub.checkpoints.manifest import Entry, is_excluded
+from benchhub.checkpoints.overlay import OPAQUE_XATTR, restore_tree, scan_upper
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0,

@@ -1,5 +1,5 @@
-"""A workspace's checkpoint record and operations (hub_services.checkpoints.workspace), and
-what checkpoints read from ``docker inspect`` (hub_services.checkpoints.containers)."""
+"""A workspace's checkpoint record and operations (benchhub.checkpoints.workspace), and
+what checkpoints read from ``docker inspect`` (benchhub.checkpoints.containers)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,18 @@ from pathlib import Path
 import pytest
 from test_checkpoint_trees import needs_root, new_layer
 
-from hub_services.checkpoints import workspace as workspace_module
-from hub_services.checkpoints.backends import LocalDirectoryBackend, chunk_object
-from hub_services.checkpoints.containers import (
+from benchhub.checkpoints import workspace as workspace_module
+from benchhub.checkpoints.backends import LocalDirectoryBackend, chunk_object
+from benchhub.checkpoints.containers import (
     excluded_paths_of,
     host_dir_of,
     upper_dir_of,
     workspace_of,
 )
-from hub_services.checkpoints.errors import CheckpointCorrupt, CheckpointError, CheckpointNotFound
-from hub_services.checkpoints.manifest import build_manifest, check_id
-from hub_services.checkpoints.store import CheckpointStore
-from hub_services.checkpoints.workspace import (
+from benchhub.checkpoints.errors import CheckpointCorrupt, CheckpointError, CheckpointNotFound
+from benchhub.checkpoints.manifest import build_manifest, check_id
+from benchhub.checkpoints.store import CheckpointStore
+from benchhub.checkpoints.workspace import (
     WorkspaceCheckpoints,
     damaged_message,
     find_workspaces,

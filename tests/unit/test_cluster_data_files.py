@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from hub_services.clusters.data_files import (
+from benchhub.user_files import (
     append_in_data,
     read_in_data,
     remove_in_data,

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench_spawner.resource_models import load_catalog
-from hub_services.clusters.service import ApiError, ResourceCatalog, check_request, may_see
+from benchhub.resource_models import load_catalog
+from hub_services.clusters.web import ApiError, ResourceCatalog, check_request, may_see
 
 MODELS = load_catalog({"test-small": {"cpus": 0.5, "memory_gb": 0.5},
                        "standard-small": {"cpus": 2, "memory_gb": 8},

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench_spawner.options import OptionsError
-from bench_spawner.resource_models import DEFAULT_RESOURCE_MODELS, load_catalog
-from hub_services.clusters.scaler import Capacity, ScalingPolicy
+from benchhub.resource_models import DEFAULT_RESOURCE_MODELS, load_catalog
+from benchhub.workspace_spec import OptionsError
+from hub_services.clusters.scaling import Capacity, ScalingPolicy
 from hub_services.clusters.settings import SETTING_NAMES, ClusterSchema, ClusterSettings
 
 MIB = 1024**2

@@ -16,9 +16,9 @@ from test_cluster_sge_samples import (
     QSTAT_JOINING,
 )
 
-from bench_spawner.resource_models import DEFAULT_RESOURCE_MODELS, ResourceModel, load_catalog
+from benchhub.resource_models import DEFAULT_RESOURCE_MODELS, ResourceModel, load_catalog
 from hub_services.clusters import sge
-from hub_services.clusters.scaler import Capacity, ScalingPolicy, decide
+from hub_services.clusters.scaling import Capacity, ScalingPolicy, decide
 
 KIB, MIB, GIB = 1024, 1024**2, 1024**3
 MODELS = load_catalog(DEFAULT_RESOURCE_MODELS)

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from hub_services.clusters import spark
-from hub_services.clusters.scaler import Capacity, Request
+from hub_services.clusters.scaling import Capacity, Request
 from hub_services.clusters.spark import (
     CLUSTER_FILE,
     SparkView,

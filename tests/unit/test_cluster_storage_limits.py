@@ -7,16 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bench_spawner.resource_models import ResourceModel
-from bench_spawner.storage import LoopbackVolume
-from bench_spawner.storage_admission import StorageRequest
-from bench_spawner.storage_allocations import StorageAdmission, StorageRefused
-from bench_spawner.writable_layer import Cadence, LayerUsage
-from hub_services.clusters import autoscaler, sge
+from benchhub.resource_models import ResourceModel
+from benchhub.storage_admission import StorageRequest
+from benchhub.storage_allocations import StorageAdmission, StorageRefused
+from benchhub.volumes import LoopbackVolume
+from benchhub.writable_layer import Cadence, LayerUsage
+from hub_services.clusters import scaler as scaler_pass
+from hub_services.clusters import sge
 from hub_services.clusters.addresses import member_addresses
-from hub_services.clusters.autoscaler import ClusterScaler
 from hub_services.clusters.containers import ClusterNames
-from hub_services.clusters.scaler import Capacity, ScalingPolicy
+from hub_services.clusters.scaler import ClusterScaler
+from hub_services.clusters.scaling import Capacity, ScalingPolicy
 from hub_services.clusters.spark import SparkView
 from hub_services.clusters.state import ClusterRecord
 
@@ -93,7 +94,7 @@ class FakeLog:
 @pytest.fixture
 def clock(monkeypatch):
     now = {"t": T0}
-    monkeypatch.setattr(autoscaler, "utcnow", lambda: now["t"])
+    monkeypatch.setattr(scaler_pass, "utcnow", lambda: now["t"])
     return now
 
 

@@ -1,7 +1,7 @@
 """The container plan: limits and the security baseline, without an engine."""
 
 from bench_spawner.container import ContainerPlan, create_kwargs, host_config_kwargs
-from bench_spawner.resource_models import ResourceModel
+from benchhub.resource_models import ResourceModel
 
 GIB = 1024**3
 
@@ -45,7 +45,7 @@ def test_create_kwargs_carry_name_image_env_and_labels():
 
 
 def test_restricted_network_is_internal_with_our_subnet_and_gateway_first():
-    from bench_spawner.networks import network_create_kwargs
+    from benchhub.networks import network_create_kwargs
 
     kw = network_create_kwargs("bench-restricted", "restricted", "10.213.0.0/16", 1400)
     assert kw["internal"] is True

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub_services.egress.addresses import AddressBook, AddressesExhausted
+from benchhub.addresses import AddressBook, AddressesExhausted
 
 QUARANTINE = 900
 

@@ -7,13 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench_spawner.whitelist import WhitelistEntry, parse_whitelist
+from benchhub.whitelist import WhitelistEntry, covers, normalise, parse_whitelist
 from hub_services.egress.policy import (
     MAX_LINE_CHARS,
     Refusal,
     WorkspaceEgress,
-    covers,
-    normalise,
     parse_access_log,
     render_squid_conf,
     summarise,

@@ -2,7 +2,7 @@
 
 import json
 
-from hub_services.egress.presets import data_science_preset, parse_probe_output
+from benchhub.whitelist_presets import data_science_preset, parse_probe_output
 
 
 def test_preset_is_the_configured_index_hosts_then_code_hosts():

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench_spawner.networks import made_before_isolation, workspace_guard
-from hub_services.clusters.containers import network_guard
-from hub_services.egress.firewall import (
+from benchhub.firewall import (
     BridgeGuard,
     Opening,
     chain_rules,
@@ -23,7 +21,8 @@ from hub_services.egress.firewall import (
     restore_text,
     stale_ids,
 )
-from hub_services.egress.workspace import WorkspaceNetwork
+from benchhub.networks import WorkspaceNetwork, made_before_isolation, workspace_guard
+from hub_services.clusters.containers import network_guard
 
 OPEN_ID = "a1b2c3d4e5f6" + "0" * 52
 RESTRICTED_ID = "0123456789ab" + "f" * 52

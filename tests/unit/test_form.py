@@ -4,8 +4,8 @@ import re
 from html.parser import HTMLParser
 
 from bench_spawner.form import render_options_form
-from bench_spawner.options import options_from_form
-from bench_spawner.resource_models import DEFAULT_RESOURCE_MODELS, HostCapacity
+from benchhub.resource_models import DEFAULT_RESOURCE_MODELS, HostCapacity
+from benchhub.workspace_spec import options_from_form
 
 BIG_HOST = HostCapacity(cpus=128, memory_gb=1024, gpus=8)
 SMALL_HOST = HostCapacity(cpus=2, memory_gb=23.4, gpus=0)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench_spawner.activity_journal import ActivityJournal
+from benchhub.activity_journal import ActivityJournal
 from hub_services.lifecycle import activity_log as store
 from hub_services.lifecycle.activity_log import ActivityLog
 

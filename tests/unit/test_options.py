@@ -4,18 +4,18 @@ import json
 
 import pytest
 
-from bench_spawner.options import (
+from benchhub.resource_models import (
+    DEFAULT_RESOURCE_MODELS,
+    HostCapacity,
+    load_catalog,
+)
+from benchhub.workspace_spec import (
     FieldError,
     OptionsError,
     OptionsSchema,
     WorkspaceSpec,
     options_from_form,
     validate_workspace_name,
-)
-from bench_spawner.resource_models import (
-    DEFAULT_RESOURCE_MODELS,
-    HostCapacity,
-    load_catalog,
 )
 
 MODEL_NAMES = ", ".join(DEFAULT_RESOURCE_MODELS)

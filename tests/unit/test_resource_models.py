@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench_spawner.resource_models import (
+from benchhub.resource_models import (
     DEFAULT_RESOURCE_MODELS,
     HostCapacity,
     ResourceModel,

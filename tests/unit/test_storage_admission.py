@@ -1,11 +1,11 @@
 """The storage admission decision: what fits, what a refusal says, and that growth is all that
-is checked (bench_spawner.storage_admission, pure)."""
+is checked (benchhub.storage_admission, pure)."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench_spawner.storage_admission import (
+from benchhub.storage_admission import (
     GIB,
     AdmissionPolicy,
     Allocations,

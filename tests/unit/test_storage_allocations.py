@@ -1,5 +1,5 @@
 """Storage admission on real directories: what counts as allocated, who owns it, claims under
-the lock, and settling a failed creation (bench_spawner.storage_allocations). Images are sparse
+the lock, and settling a failed creation (benchhub.storage_allocations). Images are sparse
 files made with truncate: they take no disk space. A stated capacity keeps every verdict
 independent of this machine's free space."""
 
@@ -10,8 +10,8 @@ import threading
 import pytest
 from traitlets import TraitError
 
-from bench_spawner.storage_admission import GIB, StorageRequest
-from bench_spawner.storage_allocations import RECORD_NAME, StorageAdmission, StorageRefused
+from benchhub.storage_admission import GIB, StorageRequest
+from benchhub.storage_allocations import RECORD_NAME, StorageAdmission, StorageRefused
 
 
 def sparse(path, gb):

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from bench_spawner.whitelist import (
+from benchhub.whitelist import (
     MAX_ENTRIES,
     WhitelistEntry,
     WhitelistProblem,

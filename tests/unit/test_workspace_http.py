@@ -16,8 +16,8 @@ from tornado import web
 from tornado.httpclient import HTTPClientError
 from tornado.httpserver import HTTPServer
 
+from benchhub.workspace_http import ResponseTooLarge, fetch_bounded
 from hub_services.lifecycle.server_probe import probe_server, server_token
-from hub_services.workspace_http import ResponseTooLarge, fetch_bounded
 
 
 class Recorded(web.RequestHandler):

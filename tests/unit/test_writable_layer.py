@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from bench_spawner.resource_models import DEFAULT_DISK_GB, load_catalog
-from bench_spawner.writable_layer import (
+from benchhub.resource_models import DEFAULT_DISK_GB, load_catalog
+from benchhub.writable_layer import (
     CLEANUP_ALLOWANCE,
     INODE_CHARGE,
     Cadence,

@@ -80,6 +80,10 @@ class HubClient:
                 return
             offset = following["offset"]
 
+    async def workspace_options(self) -> dict[str, dict]:
+        """``{"user/workspace": user_options}`` of every running or pending workspace."""
+        return {s.key: s.model.get("user_options") or {} async for s in self.active_servers()}
+
     async def server(self, user: str, name: str) -> dict | None:
         """The server model of one workspace, None if it is not running or pending."""
         model = await self.request("GET", f"users/{quote(user)}")

@@ -2,7 +2,7 @@
 
 :class:`StorageAdmission` is the one configurable class the hub (workspace ``/data``) and the
 clusters service (members' ``/scratch``) use, so both count the same things and take the same
-lock. It gathers the facts for :func:`bench_spawner.storage_admission.decide`:
+lock. It gathers the facts for :func:`benchhub.storage_admission.decide`:
 
 * **Allocations** are read from disk, not remembered: every volume directory two levels
   below a volume root (``<root>/<user>/<workspace>/``, ``<root>/<cluster>/<member>/``)
@@ -30,7 +30,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from pathlib import Path
 from traitlets import Float, List, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
-from .storage import IMAGE_IN_PROGRESS, IMAGE_NAME, SIZE_MARKER
+from .atomic import atomic_write
 from .storage_admission import (
     GIB,
     AdmissionPolicy,
@@ -49,6 +48,7 @@ from .storage_admission import (
     decide,
     parse_quota,
 )
+from .volumes import IMAGE_IN_PROGRESS, IMAGE_NAME, SIZE_MARKER
 
 __all__ = ["RECORD_NAME", "StorageAdmission", "StorageRefused", "VolumeAllocation"]
 
@@ -303,11 +303,5 @@ def _read_record(volume_dir: Path) -> dict | None:
 
 
 def _write_record(volume_dir: Path, owner: str, size_bytes: int) -> None:
-    """Temp file + fsync + ``os.replace``: a crash leaves the old record or the new one."""
-    volume_dir.mkdir(parents=True, exist_ok=True)
-    temp = volume_dir / f".{RECORD_NAME}.{secrets.token_hex(4)}.tmp"
-    with open(temp, "w") as f:
-        json.dump({"owner": owner, "bytes": size_bytes}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, volume_dir / RECORD_NAME)
+    """A crash leaves the old record or the new one (:func:`~benchhub.atomic.atomic_write`)."""
+    atomic_write(volume_dir / RECORD_NAME, json.dumps({"owner": owner, "bytes": size_bytes}))

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub_services.clusters.scaler import (
+from hub_services.clusters.scaling import (
     ACTIONS,
     Capacity,
     Decision,

@@ -6,7 +6,7 @@ reach the admin panel. So the first run generates one and keeps it in the hub's 
 directory, in ``admin-password`` (mode 0600), where later runs find it again;
 ``BENCHHUB_ADMIN_PASSWORD`` overrides it (and then no file is written).
 
-``python -m bench_spawner.admin_password STATE_DIR`` (``make run`` does) makes sure the
+``python -m benchhub.admin_password STATE_DIR`` (``make run`` does) makes sure the
 password exists and prints it and where it lives, before the hub starts logging.
 """
 
@@ -17,6 +17,8 @@ import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from .atomic import write_once
 
 __all__ = [
     "ENV_VAR",
@@ -61,7 +63,7 @@ def admin_password(state_dir: str | os.PathLike, environ=os.environ) -> AdminPas
     path = Path(state_dir) / FILE_NAME
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        _create_once(path, secrets.token_urlsafe(32))
+        write_once(path, secrets.token_urlsafe(32) + "\n", 0o600)  # two first runs: one wins
     password = path.read_text().rstrip("\r\n")  # an editor's final newline is not part of it
     if len(password) < MIN_LENGTH:
         raise ValueError(
@@ -70,28 +72,6 @@ def admin_password(state_dir: str | os.PathLike, environ=os.environ) -> AdminPas
             f"generated, or set {ENV_VAR}"
         )
     return AdminPassword(password, path)
-
-
-def _create_once(path: Path, password: str) -> None:
-    """Write ``password`` to ``path`` unless it exists (then keep what is there)."""
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(password + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(temp, path)  # fails if another run created it first: theirs is kept
-        except FileExistsError:
-            pass
-    finally:
-        temp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def describe(secret: AdminPassword, admins: set[str]) -> str:
@@ -108,7 +88,7 @@ def describe(secret: AdminPassword, admins: set[str]) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        raise SystemExit("usage: python -m bench_spawner.admin_password STATE_DIR")
+        raise SystemExit("usage: python -m benchhub.admin_password STATE_DIR")
     try:
         print(describe(admin_password(args[0]), admin_names()))
     except ValueError as e:

@@ -16,15 +16,13 @@ from numbers import Real
 
 from jupyterhub.slugs import is_valid_safe_slug
 
-from hub_services.egress.policy import normalise
-
 from .resource_models import (
     NAME_RULE,
     HostCapacity,
     ResourceModel,
     unavailable_reason,
 )
-from .whitelist import parse_whitelist
+from .whitelist import normalised_entries, parse_whitelist
 
 __all__ = [
     "ACCESS_MODES",
@@ -40,7 +38,9 @@ __all__ = [
     "OptionsSchema",
     "WorkspaceSpec",
     "options_from_form",
+    "shown",
     "validate_workspace_name",
+    "whole_number",
 ]
 
 ACCESS_MODES = ("open", "restricted")
@@ -146,13 +146,13 @@ class WorkspaceSpec:
         return options
 
 
-def _show(value: object, limit: int = 60) -> str:
+def shown(value: object, limit: int = 60) -> str:
     """``repr`` of a submitted value, shortened so a huge value cannot flood a message."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _whole_number(value: object) -> int | None:
+def whole_number(value: object) -> int | None:
     """``value`` as an int if it is one (or an int-valued string/float), else None.
 
     Forms send numbers as strings, so ``"20"`` is 20; ``True`` and ``2.5`` are refused.
@@ -178,12 +178,12 @@ def _parse_whitelist(raw_value: object, access_mode: object) -> tuple[tuple[str,
     )
     if not ok_type:
         message = (
-            f"must be text with one URL per line, or a list of URL strings; got {_show(raw_value)}"
+            f"must be text with one URL per line, or a list of URL strings; got {shown(raw_value)}"
         )
         return (), [FieldError("whitelist", message)]
     entries, problems = parse_whitelist(raw_value)
     errors = [
-        FieldError("whitelist", f"line {p.line} {_show(p.entry)}: {p.rule}") for p in problems
+        FieldError("whitelist", f"line {p.line} {shown(p.entry)}: {p.rule}") for p in problems
     ]
     if (entries or problems) and access_mode in ACCESS_MODES and access_mode != "restricted":
         errors.insert(
@@ -196,9 +196,7 @@ def _parse_whitelist(raw_value: object, access_mode: object) -> tuple[tuple[str,
         )
     # duplicates and entries covered by a broader one are dropped (squid refuses x.org + .x.org);
     # the rest keep the user's order
-    kept = {str(entry) for entry in normalise(entries)}
-    ordered = dict.fromkeys(str(entry) for entry in entries if str(entry) in kept)
-    return tuple(ordered), errors
+    return tuple(normalised_entries(entries)), errors
 
 
 @dataclass(frozen=True)
@@ -206,7 +204,7 @@ class OptionsSchema:
     """What a user may choose for a workspace, and the defaults for what they leave out.
 
     ``image_templates`` maps an image template key to its display name; ``resource_models``
-    comes from :func:`bench_spawner.resource_models.load_catalog`. Sizes are whole GB
+    comes from :func:`benchhub.resource_models.load_catalog`. Sizes are whole GB
     (GiB), times whole hours. Construction raises :class:`ValueError` when a default is
     not itself allowed.
     """
@@ -284,7 +282,7 @@ class OptionsSchema:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
-            message = f"must be a JSON object of option: value, got {_show(raw)}"
+            message = f"must be a JSON object of option: value, got {shown(raw)}"
             raise OptionsError([FieldError("options", message)])
         allowed = ", ".join(OPTION_NAMES)
         errors = [
@@ -317,7 +315,7 @@ class OptionsSchema:
         allowed = ", ".join(self.image_templates)
         if not isinstance(value, str) or value not in self.image_templates:
             errors.append(
-                FieldError("image", f"{_show(value)} is not an image template; allowed: {allowed}")
+                FieldError("image", f"{shown(value)} is not an image template; allowed: {allowed}")
             )
         return value
 
@@ -326,7 +324,7 @@ class OptionsSchema:
     ) -> str:
         if not isinstance(value, str) or value not in self.resource_models:
             allowed = ", ".join(self.resource_models)
-            message = f"{_show(value)} is not a resource model; allowed: {allowed}"
+            message = f"{shown(value)} is not a resource model; allowed: {allowed}"
             errors.append(FieldError("resource_model", message))
             return value
         reason = host and unavailable_reason(self.resource_models[value], host)
@@ -337,27 +335,27 @@ class OptionsSchema:
         return value
 
     def _check_storage(self, value: object, errors: list[FieldError]) -> int | None:
-        number = _whole_number(value)
+        number = whole_number(value)
         if number is None or not self.storage_min_gb <= number <= self.storage_max_gb:
             errors.append(
                 FieldError(
                     "storage_gb",
                     f"must be a whole number of GB from {self.storage_min_gb} to "
-                    f"{self.storage_max_gb}, got {_show(value)}",
+                    f"{self.storage_max_gb}, got {shown(value)}",
                 )
             )
         return number
 
     def _check_access_mode(self, value: object, errors: list[FieldError]) -> str:
         if value not in ACCESS_MODES or not isinstance(value, str):
-            message = f"{_show(value)} is not an access mode; allowed: {', '.join(ACCESS_MODES)}"
+            message = f"{shown(value)} is not an access mode; allowed: {', '.join(ACCESS_MODES)}"
             errors.append(FieldError("access_mode", message))
         return value
 
     def _check_description(self, value: object, errors: list[FieldError]) -> str:
         limit = self.max_description_chars
         if not isinstance(value, str):
-            message = f"must be text of at most {limit} characters, got {_show(value)}"
+            message = f"must be text of at most {limit} characters, got {shown(value)}"
             errors.append(FieldError("description", message))
         elif len(value) > limit:
             message = f"must be text of at most {limit} characters, got {len(value)} characters"
@@ -365,13 +363,13 @@ class OptionsSchema:
         return value
 
     def _check_shutdown(self, value: object, errors: list[FieldError]) -> int | None:
-        number = _whole_number(value)
+        number = whole_number(value)
         if number is None or not 0 <= number <= self.max_auto_shutdown_hours:
             errors.append(
                 FieldError(
                     "auto_shutdown_hours",
                     f"must be a whole number of hours from 0 to {self.max_auto_shutdown_hours} "
-                    f"(0 = no automatic shutdown), got {_show(value)}",
+                    f"(0 = no automatic shutdown), got {shown(value)}",
                 )
             )
         return number
@@ -391,7 +389,7 @@ class OptionsSchema:
 def _check_shutdown_mode(value: object, errors: list[FieldError]) -> str:
     if not isinstance(value, str) or value not in SHUTDOWN_MODES:
         message = (
-            f"{_show(value)} is not a shutdown mode; allowed: {', '.join(SHUTDOWN_MODES)} "
+            f"{shown(value)} is not a shutdown mode; allowed: {', '.join(SHUTDOWN_MODES)} "
             "(hours counted from start, or from the last activity)"
         )
         errors.append(FieldError("shutdown_mode", message))
@@ -404,7 +402,7 @@ def _check_keep_until(value: object, errors: list[FieldError]) -> str:
         return ""
     message = (
         f"must be an ISO 8601 time with a timezone, e.g. {_KEEP_UNTIL_EXAMPLE}, "
-        f"or empty for none; got {_show(value)}"
+        f"or empty for none; got {shown(value)}"
     )
     try:
         parsed = datetime.fromisoformat(value.strip()) if isinstance(value, str) else None
@@ -428,7 +426,7 @@ def _check_restore_checkpoint(value: object, errors: list[FieldError]) -> str:
         message = (
             f"must be empty (the latest checkpoint), 'none' (the image as built) or a "
             f"checkpoint id or name of this workspace, e.g. '20250101T120000123Z-a1b2c3' or "
-            f"'before_upgrade'; got {_show(value)}"
+            f"'before_upgrade'; got {shown(value)}"
         )
         errors.append(FieldError("restore_checkpoint", message))
         return value
@@ -440,7 +438,7 @@ def _check_reminders(value: object, max_hours: int, errors: list[FieldError]) ->
     comma-separated text; [] for no reminders), returned unique and longest first."""
     if isinstance(value, str):
         value = [part for part in value.replace(" ", "").split(",") if part]
-    hours = [_whole_number(v) for v in value] if isinstance(value, list) else [None]
+    hours = [whole_number(v) for v in value] if isinstance(value, list) else [None]
     if (
         None in hours
         or len(hours) > MAX_REMINDERS
@@ -448,7 +446,7 @@ def _check_reminders(value: object, max_hours: int, errors: list[FieldError]) ->
     ):
         message = (
             f"must be a list of at most {MAX_REMINDERS} whole numbers of hours from 1 to "
-            f"{max_hours} (how long before a shutdown or restart to remind), got {_show(value)}"
+            f"{max_hours} (how long before a shutdown or restart to remind), got {shown(value)}"
         )
         errors.append(FieldError("reminder_hours", message))
         return ()

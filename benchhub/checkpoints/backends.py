@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from datetime import UTC, datetime
 
 from traitlets import Float, Integer, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
+
+from benchhub.atomic import atomic_write
 
 from .chunking import is_chunk_key
 from .errors import ObjectMissing
@@ -149,21 +150,7 @@ class LocalDirectoryBackend(ChunkBackend):
     def put(self, key: str, data: bytes, *, overwrite: bool = False) -> bool:
         if not overwrite and self.touch(key) is not None:
             return False
-        path = self._path(key)
-        directory, name = os.path.split(path)
-        os.makedirs(directory, exist_ok=True)
-        temp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            _unlink_quietly(temp)
-            raise
-        _fsync_directory(directory)
+        atomic_write(self._path(key), data, 0o600)
         return True
 
     def touch(self, key: str) -> ObjectInfo | None:
@@ -203,14 +190,6 @@ def _unlink_quietly(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _fsync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 _TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",

@@ -48,6 +48,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchhub.atomic import atomic_write
+
 from .errors import CheckpointCorrupt, CheckpointError, CheckpointNotFound, ManifestInvalid
 from .manifest import Manifest
 from .store import CheckpointStore
@@ -135,18 +137,7 @@ def read_state(host_dir: str | os.PathLike) -> WorkspaceState | None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    """Temp file + fsync + ``os.replace`` + fsync of the directory."""
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(temp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write(path, json.dumps(data, indent=1))
 
 
 def _write_state(host_dir: Path, state: WorkspaceState) -> None:

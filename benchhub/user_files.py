@@ -19,8 +19,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from bench_spawner.storage import DATA_GID, DATA_UID
-from hub_services.file_tail import TAIL_BYTES, open_regular_file, tail_lines
+from benchhub.file_tail import TAIL_BYTES, open_regular_file, tail_lines
+from benchhub.volumes import DATA_GID, DATA_UID
 
 __all__ = ["append_in_data", "read_in_data", "remove_in_data", "tail_in_data", "write_in_data"]
 
@@ -118,7 +118,7 @@ def tail_in_data(
     data_dir: str, relative: str, count: int, max_bytes: int = TAIL_BYTES
 ) -> list[str]:
     """The last ``count`` lines of ``data_dir/relative`` among its last ``max_bytes`` bytes
-    (:func:`hub_services.file_tail.tail_lines`); :class:`OSError` when missing, a link or
+    (:func:`benchhub.file_tail.tail_lines`); :class:`OSError` when missing, a link or
     not a regular file."""
     parts, name = _parts(relative)
     with _directory(data_dir, parts, create=False) as dir_fd:

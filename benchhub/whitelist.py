@@ -15,13 +15,18 @@ An entry is::
 * ports and user names are refused; the host is case-insensitive and stored lower-case.
 
 Entries are separated by new lines; any whitespace also separates entries (a URL has
-none). Each problem carries the 1-based line it came from. Nothing is deduplicated here.
+none). Each problem carries the 1-based line it came from. :func:`normalise` then drops
+duplicates and entries another entry covers (squid refuses a list with both ``x.org`` and
+``.x.org``): the workspace options store the normalised list, and the egress proxy's
+configuration is rendered from it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 MAX_ENTRIES = 500
@@ -199,3 +204,88 @@ def parse_whitelist(
             )
         )
     return entries, problems
+
+
+# ---- normalisation: one entry covering another ----------------------------------------
+
+
+def covers(broad: WhitelistEntry, narrow: WhitelistEntry) -> bool:
+    """Whether every request ``narrow`` allows is allowed by ``broad`` because of its form.
+
+    True when the scheme of ``broad`` is absent or equal; its host equals the host of
+    ``narrow`` (``.x.org`` also covers ``a.x.org`` and ``.a.x.org``; a plain ``x.org`` covers
+    only plain ``x.org``); and its path is absent or a prefix of the path of ``narrow``.
+    Reflexive and transitive; two entries that cover each other are equal.
+    """
+    if broad.scheme is not None and broad.scheme != narrow.scheme:
+        return False
+    if broad.include_subdomains:
+        if narrow.host != broad.host and not narrow.host.endswith("." + broad.host):
+            return False
+    elif narrow.include_subdomains or narrow.host != broad.host:
+        return False
+    if broad.path is None:
+        return True
+    return narrow.path is not None and narrow.path.startswith(broad.path)
+
+
+@functools.lru_cache(maxsize=8192)
+def covering_hosts(host: str, include_subdomains: bool) -> tuple[tuple[str, bool], ...]:
+    """The ``(host, include_subdomains)`` pairs whose entries may cover this host, itself
+    included. Cached: the same hosts recur across workspaces."""
+    pairs = [(host, True)]
+    if not include_subdomains:
+        pairs.append((host, False))
+    dot = host.find(".")
+    while dot != -1:
+        pairs.append((host[dot + 1 :], True))
+        dot = host.find(".", dot + 1)
+    return tuple(pairs)
+
+
+def _sort_key(entry: WhitelistEntry) -> tuple[str, bool, str, str]:
+    return entry.host, entry.include_subdomains, entry.scheme or "", entry.path or ""
+
+
+def normalise(entries: Iterable[WhitelistEntry]) -> list[WhitelistEntry]:
+    """The entries that no other entry covers (:func:`covers`), duplicates removed.
+
+    Every input entry is covered by some output entry, no output entry covers another, and
+    ``normalise(normalise(x)) == normalise(x)``. Sorted by host, subdomains, scheme, path.
+    Pure; about linear in the number of entries.
+    """
+    unique = set(entries)
+    by_host: dict[tuple[str, bool], list[WhitelistEntry]] = {}
+    for entry in unique:
+        by_host.setdefault((entry.host, entry.include_subdomains), []).append(entry)
+    kept = [entry for entry in unique if not _covered_by_another(entry, by_host)]
+    kept.sort(key=_sort_key)
+    return kept
+
+
+def _covered_by_another(
+    entry: WhitelistEntry, by_host: dict[tuple[str, bool], list[WhitelistEntry]]
+) -> bool:
+    """Whether an entry of ``by_host`` other than ``entry`` covers it (inlined :func:`covers`:
+    the host part holds by construction of the candidates)."""
+    for pair in covering_hosts(entry.host, entry.include_subdomains):
+        for other in by_host.get(pair, ()):
+            if other is entry:
+                continue
+            if (other.scheme is None or other.scheme == entry.scheme) and (
+                other.path is None or (entry.path is not None and entry.path.startswith(other.path))
+            ):
+                return True
+    return False
+
+
+def normalised_entries(value: str | list[str] | list[WhitelistEntry]) -> list[str]:
+    """The entries of a whitelist (text, lines or parsed entries; refused lines left out)
+    that no other entry covers, as text, in the order given: what a workspace's options hold
+    and what the egress proxy's records hold."""
+    if isinstance(value, list) and all(isinstance(e, WhitelistEntry) for e in value):
+        entries = value
+    else:
+        entries, _ = parse_whitelist(value)
+    kept = {str(entry) for entry in normalise(entries)}
+    return list(dict.fromkeys(str(entry) for entry in entries if str(entry) in kept))

@@ -20,7 +20,7 @@ what the quota leaves, and the most that could be chosen. Growth counts only the
 a volume that keeps its size is always admitted, even when the limits have since shrunk.
 
 Sizes are bytes; "GB" in messages means GiB, as everywhere in BenchHub. Nothing here touches
-the disk (:mod:`bench_spawner.storage_allocations` gathers the facts and holds the lock).
+the disk (:mod:`benchhub.storage_allocations` gathers the facts and holds the lock).
 """
 
 from __future__ import annotations

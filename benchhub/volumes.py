@@ -24,6 +24,8 @@ import os
 import shutil
 from pathlib import Path
 
+from .atomic import atomic_write
+
 GIB = 1024**3
 DATA_UID = 1000
 DATA_GID = 100
@@ -114,9 +116,7 @@ class DirectoryVolume(WorkspaceVolume):
         self.mount_path.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             os.chown(self.mount_path, DATA_UID, DATA_GID)
-        tmp = self.dir / f"{SIZE_MARKER}.tmp"
-        tmp.write_text(str(size_gb))
-        os.replace(tmp, self.dir / SIZE_MARKER)
+        atomic_write(self.dir / SIZE_MARKER, str(size_gb))
         return self.mount_path
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
-from bench_spawner.whitelist import parse_whitelist
+from benchhub.whitelist import parse_whitelist
 
 CODE_HOSTS = ("github.com",)
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
+from benchhub.labels import USER, WORKSPACE
+
 from .errors import CheckpointError
 
 __all__ = [
@@ -28,8 +30,7 @@ __all__ = [
 ]
 
 DATA_MOUNT = "/data"
-USER_LABEL = "org.benchhub.user"
-WORKSPACE_LABEL = "org.benchhub.workspace"
+USER_LABEL, WORKSPACE_LABEL = USER, WORKSPACE
 
 
 def upper_dir_of(inspect: dict) -> str:

@@ -7,7 +7,7 @@ address and the proxy the second.
 
 Both carry many users' workspaces, so neither lets its containers talk to each other: Docker's
 inter-container traffic is off (``enable_icc=false``) and the host firewall
-(:mod:`hub_services.egress.firewall`) says so again, with the one exception of the egress
+(:mod:`benchhub.firewall`) says so again, with the one exception of the egress
 proxy's port on the restricted bridge; from either bridge the host answers only on the hub's
 port. :func:`network_create_kwargs` and :func:`workspace_guard` are pure;
 :func:`ensure_workspace_network` creates a missing network and replaces one made before
@@ -20,17 +20,35 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import docker
 from docker.errors import NotFound
 
-from hub_services.egress import firewall
-from hub_services.egress.proxy import SQUID_PORT
-from hub_services.egress.workspace import WorkspaceNetwork
+from benchhub import firewall
 
-NETWORK_LABEL = "org.benchhub.network"
+from .labels import NETWORK
+
+NETWORK_LABEL = NETWORK
+EGRESS_PROXY_PORT = 3128  # squid's port on the restricted network
 ICC_OPTION = "com.docker.network.bridge.enable_icc"
 UPGRADE_DOC = "docs/configuration.md, 'Networks made before workspaces were isolated'"
+
+
+@dataclass(frozen=True)
+class WorkspaceNetwork:
+    """Facts about a Docker network workspaces join."""
+
+    name: str
+    id: str
+    subnet: str
+    gateway: str
+
+    @property
+    def proxy_address(self) -> str:
+        """The egress proxy's fixed address: the first after the gateway (reserved in the
+        address book of restricted workspaces)."""
+        return str(ipaddress.ip_network(self.subnet).network_address + 2)
 
 
 def network_create_kwargs(name: str, access_mode: str, subnet: str | None, mtu: int) -> dict:
@@ -63,7 +81,7 @@ def workspace_guard(net: WorkspaceNetwork, access_mode: str, hub_port: int) -> f
     except the egress proxy's port on the restricted network (it is the way out)."""
     openings = ()
     if access_mode == "restricted":
-        openings = (firewall.Opening(net.proxy_address, SQUID_PORT),)
+        openings = (firewall.Opening(net.proxy_address, EGRESS_PROXY_PORT),)
     return firewall.BridgeGuard(net.id, net.name, host_ports=(hub_port,), isolated=True,
                                 openings=openings)  # fmt: skip
 

@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bench_spawner.resource_models import ResourceModel
-from hub_services.clusters import autoscaler, sge
+from benchhub.resource_models import ResourceModel
+from hub_services.clusters import scaler as scaler_pass
+from hub_services.clusters import sge
 from hub_services.clusters.addresses import member_addresses
-from hub_services.clusters.autoscaler import ClusterScaler
 from hub_services.clusters.containers import ClusterNames
-from hub_services.clusters.scaler import Capacity, Request, ScalingPolicy
+from hub_services.clusters.scaler import ClusterScaler
+from hub_services.clusters.scaling import Capacity, Request, ScalingPolicy
 from hub_services.clusters.spark import SparkView, WorkerUse
 from hub_services.clusters.state import ClusterRecord
 
@@ -77,7 +78,7 @@ class FakeLog:
 @pytest.fixture
 def clock(monkeypatch):
     now = {"t": T0}
-    monkeypatch.setattr(autoscaler, "utcnow", lambda: now["t"])
+    monkeypatch.setattr(scaler_pass, "utcnow", lambda: now["t"])
     return now
 
 

@@ -1,0 +1,1 @@
+"""BenchHub's shared core."""

@@ -1,0 +1,43 @@
+"""The Docker labels by which BenchHub finds what it created, and whose it is.
+
+A workspace container carries :data:`USER`, :data:`WORKSPACE` and :data:`RESOURCE_MODEL`;
+a cluster's network and containers carry :data:`CLUSTER` + ``.prefix``, ``.id``, ``.user``,
+``.workspace`` and ``.role`` (never the workspace labels, so that what lists workspaces never
+sees cluster nodes); networks carry :data:`NETWORK`; the egress proxy :data:`ROLE`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CLUSTER",
+    "NETWORK",
+    "RESOURCE_MODEL",
+    "ROLE",
+    "USER",
+    "WORKSPACE",
+    "cluster_label",
+    "workspace_key",
+    "workspace_labels",
+]
+
+USER = "org.benchhub.user"
+WORKSPACE = "org.benchhub.workspace"
+RESOURCE_MODEL = "org.benchhub.resource-model"
+CLUSTER = "org.benchhub.cluster"
+NETWORK = "org.benchhub.network"
+ROLE = "org.benchhub.role"
+
+
+def workspace_labels(user: str, workspace: str, resource_model: str) -> dict[str, str]:
+    """The labels of a workspace container."""
+    return {USER: user, WORKSPACE: workspace, RESOURCE_MODEL: resource_model}
+
+
+def workspace_key(labels: dict) -> str:
+    """``"user/workspace"`` of a workspace container from its labels."""
+    return f"{labels[USER]}/{labels[WORKSPACE]}"
+
+
+def cluster_label(part: str) -> str:
+    """A cluster label key, e.g. ``cluster_label("id")`` = ``org.benchhub.cluster.id``."""
+    return f"{CLUSTER}.{part}"
