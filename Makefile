@@ -7,8 +7,10 @@ PY        := $(VENV)/bin/python
 NODE_DIR  := .cache/node
 CHP       := $(NODE_DIR)/node_modules/.bin/configurable-http-proxy
 export PYTHON := $(abspath $(PY))
-export BENCH_CLUSTER_IMAGE ?= benchhub/cluster:latest
+export BENCHHUB_CLUSTER_IMAGE ?= benchhub/cluster:latest
 export PATH := $(abspath $(VENV))/bin:$(abspath $(NODE_DIR))/node_modules/.bin:$(PATH)
+
+PY_SOURCES := benchhub bench_spawner hub_services tests benchmarks jupyterhub_config.py
 
 .PHONY: run test bench host images deps lint unit integration browser clean
 
@@ -21,8 +23,7 @@ run: host deps images
 	@$(PY) -m benchhub.admin_password "$(HUB_STATE_DIR)"
 	$(PY) -m jupyterhub -f jupyterhub_config.py
 
-test: host-test deps images
-	$(PY) -m ruff check bench_spawner hub_services tests benchmarks jupyterhub_config.py
+test: host-test deps lint images
 	$(PY) -m pytest -p no:cacheprovider -q tests/unit
 	$(PY) -m pytest -p no:cacheprovider -q -x tests/integration tests/security tests/browser
 
@@ -56,8 +57,10 @@ $(CHP):
 images:
 	@bash images/build.sh all
 
-lint:
-	$(PY) -m ruff check bench_spawner hub_services tests benchmarks jupyterhub_config.py
+# the style is ruff's (pyproject.toml): lint rules, and the formatter's layout checked
+lint: deps
+	$(PY) -m ruff check $(PY_SOURCES)
+	$(PY) -m ruff format --check $(PY_SOURCES)
 
 clean:
 	rm -rf $(VENV) .cache

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from bench_spawner.hub_api import register_handlers
+from bench_spawner.spawner import BenchSpawner
 from benchhub.admin_password import admin_names, admin_password
 from benchhub.networks import host_mtu
 from hub_services.egress.policy import FORBIDDEN_DESTINATIONS
@@ -20,6 +21,32 @@ c = get_config()  # noqa: F821  (provided by JupyterHub when it loads this file)
 here = Path(__file__).resolve().parent
 state_dir = Path(os.environ.get("BENCHHUB_STATE_DIR", here / ".cache" / "hub"))
 state_dir.mkdir(parents=True, exist_ok=True)
+
+# Every person may use every BenchHub service's pages and API (what each shows them is the
+# service's own access rule); each service's role is added with the service.
+c.JupyterHub.services = []
+c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self"]}]
+
+
+def hub_service(name: str, port: int, command: list[str], scopes: list[str], **extra) -> None:
+    """Run ``command`` as the hub service ``name`` on ``port`` (in the Services menu, logins
+    through the hub without a confirmation page), with the role ``<name>-service`` of
+    ``scopes``, and let every user open it."""
+    c.JupyterHub.services.append(
+        {
+            "name": name,
+            "display": True,
+            "url": f"http://127.0.0.1:{port}",
+            "oauth_no_confirm": True,
+            "command": command,
+            **extra,
+        }
+    )
+    c.JupyterHub.load_roles.append(
+        {"name": f"{name}-service", "services": [name], "scopes": scopes}
+    )
+    c.JupyterHub.load_roles[0]["scopes"].append(f"access:services!service={name}")
+
 
 # --- where the hub listens ----------------------------------------------------------------------
 # Users: http://127.0.0.1:8000 (the proxy). Workspaces reach the hub API on the gateway address
@@ -60,8 +87,13 @@ c.BenchSpawner.storage_root = os.environ.get(
     "BENCHHUB_STORAGE_ROOT", "/var/lib/benchhub/workspaces"
 )
 # c.BenchSpawner.resource_models = {"standard-small": {"cpus": 2, "memory_gb": 8}, ...}
-# c.BenchSpawner.image_templates = {"jupyterlab": {"image": "benchhub/jupyterlab:latest",
-#                                                  "display_name": "JupyterLab"}}
+# The images as images/build.sh names them (the same BENCHHUB_*_IMAGE variables).
+c.BenchSpawner.image_templates = {
+    "jupyterlab": {
+        "image": os.environ.get("BENCHHUB_JUPYTERLAB_IMAGE", "benchhub/jupyterlab:latest"),
+        "display_name": "JupyterLab",
+    }
+}
 # c.BenchSpawner.storage_min_gb, storage_max_gb, default_storage_gb = 1, 16384, 10
 
 # --- names of what BenchHub creates in Docker (BENCHHUB_PREFIX keeps several hubs apart) ---------
@@ -70,6 +102,31 @@ c.BenchSpawner.prefix = prefix
 c.BenchSpawner.open_network = f"{prefix}-open"
 c.BenchSpawner.restricted_network = f"{prefix}-restricted"
 c.BenchSpawner.restricted_subnet = os.environ.get("BENCHHUB_RESTRICTED_SUBNET", "10.213.0.0/16")
+
+# --- storage: admission of volumes, limits of containers' own files (docs/configuration.md) -----
+# Workspace /data volumes and cluster members' /scratch are sparse images, admitted by their full
+# size: all of them together may not exceed the capacity (BENCHHUB_STORAGE_CAPACITY_GB; 0 = what
+# their filesystem can hold: the space available plus what the images occupy, less
+# BENCHHUB_STORAGE_RESERVE_PERCENT of its size) times BENCHHUB_STORAGE_OVERCOMMIT, and one user's
+# not BENCHHUB_STORAGE_USER_QUOTA (GB, or a share such as "50%"; "" = none). The hub and the
+# clusters service count the same roots and share one lock file in them.
+clusters_scratch = os.environ.get(
+    "BENCHHUB_CLUSTER_SCRATCH_ROOT", "/var/lib/benchhub/cluster-scratch"
+)
+storage_admission = {
+    "volume_roots": [c.BenchSpawner.storage_root, clusters_scratch],
+    "capacity_gb": float(os.environ.get("BENCHHUB_STORAGE_CAPACITY_GB", "0")),
+    "overcommit": float(os.environ.get("BENCHHUB_STORAGE_OVERCOMMIT", "1")),
+    "reserve_percent": float(os.environ.get("BENCHHUB_STORAGE_RESERVE_PERCENT", "5")),
+    "user_quota": os.environ.get("BENCHHUB_STORAGE_USER_QUOTA", "50%"),
+}
+for setting, value in storage_admission.items():
+    setattr(c.StorageAdmission, setting, value)
+# A container's own files (home, /tmp, installed packages: its writable layer) are limited by its
+# resource model's "disk_gb" (default 20 GB): the hub measures them and stops a workspace that
+# passed it (reason "disk limit"; the stop takes its checkpoint), the clusters service replaces
+# such a member. How often: c.WritableLayerWatch.min_interval (1 s near the limit), max_interval.
+# c.BenchSpawner.resource_models = {"standard-small": {"cpus": 2, "memory_gb": 8, "disk_gb": 20}}
 
 # --- restricted workspaces: the egress proxy and its service --------------------------------------
 # A restricted workspace's only way out is a squid container that allows its own whitelist. The
@@ -81,36 +138,36 @@ if egress_forbidden is None:  # private ranges: a whitelisted name may not point
     egress_forbidden = list(FORBIDDEN_DESTINATIONS)
 c.BenchSpawner.egress_config_dir = egress_dir
 c.BenchSpawner.egress_container = f"{prefix}-egress"
-egress_port = int(os.environ.get("BENCHHUB_EGRESS_PORT", "10101"))
-c.JupyterHub.services = [
-    {
-        "name": "egress",
-        "display": True,
-        "url": f"http://127.0.0.1:{egress_port}",
-        "oauth_no_confirm": True,
-        "command": [
-            sys.executable, "-m", "hub_services.egress",
-            f"--config-dir={egress_dir}",
-            f"--container={prefix}-egress",
-            "--image=benchhub/egress:latest",
-            f"--outside-network={prefix}-egress-out",
-            f"--restricted-network={prefix}-restricted",
-            f"--mtu={host_mtu()}",
-            f"--forbidden={json.dumps(egress_forbidden)}",
-            f"--interval={os.environ.get('BENCHHUB_EGRESS_INTERVAL', '10')}",
-        ],
-    },
-]  # fmt: skip
+hub_service(
+    "egress",
+    int(os.environ.get("BENCHHUB_EGRESS_PORT", "10101")),
+    [
+        sys.executable,
+        "-m",
+        "hub_services.egress",
+        f"--config-dir={egress_dir}",
+        f"--container={prefix}-egress",
+        f"--image={os.environ.get('BENCHHUB_EGRESS_IMAGE', 'benchhub/egress:latest')}",
+        f"--outside-network={prefix}-egress-out",
+        f"--restricted-network={prefix}-restricted",
+        f"--mtu={host_mtu()}",
+        f"--forbidden={json.dumps(egress_forbidden)}",
+        f"--interval={os.environ.get('BENCHHUB_EGRESS_INTERVAL', '10')}",
+    ],
+    # which workspaces run, to drop the records of those that stopped behind its back
+    ["list:users", "read:users", "read:servers"],
+)
 
 # --- the lifecycle service: automatic shutdown, 30-day restart, reminders, activity log ---------
 # Times are seconds; BENCHHUB_LIFECYCLE_HOUR shortens the "hour" of the workspace options for
 # demos and tests. Reminders are mailed when BENCHHUB_SMTP_HOST is set (the home page shows them).
-lifecycle_port = int(os.environ.get("BENCHHUB_LIFECYCLE_PORT", "10102"))
 activity_journal = state_dir / "activity.jsonl"
 lifecycle_db = os.environ.get("BENCHHUB_LIFECYCLE_DB", f"sqlite:///{state_dir}/lifecycle.sqlite")
 c.BenchSpawner.activity_journal = str(activity_journal)
 lifecycle_command = [
-    sys.executable, "-m", "hub_services.lifecycle",
+    sys.executable,
+    "-m",
+    "hub_services.lifecycle",
     f"--db-url={lifecycle_db}",
     f"--journal={activity_journal}",
     f"--interval={os.environ.get('BENCHHUB_LIFECYCLE_INTERVAL', '60')}",
@@ -121,7 +178,7 @@ lifecycle_command = [
     f"--idle-cpu-share={os.environ.get('BENCHHUB_LIFECYCLE_IDLE_CPU_SHARE', '0.05')}",
     f"--hub-url={c.JupyterHub.bind_url}",
     f"--prefix={prefix}",
-]  # fmt: skip
+]
 if os.environ.get("BENCHHUB_SMTP_HOST"):
     lifecycle_command += [
         "--smtp",
@@ -130,30 +187,15 @@ if os.environ.get("BENCHHUB_SMTP_HOST"):
         f"--smtp-sender={os.environ.get('BENCHHUB_SMTP_SENDER', 'benchhub@localhost')}",
         f"--smtp-to={os.environ.get('BENCHHUB_SMTP_TO', '{user}@localhost')}",
     ]
-c.JupyterHub.services.append(
-    {
-        "name": "lifecycle",
-        "display": True,
-        "url": f"http://127.0.0.1:{lifecycle_port}",
-        "oauth_no_confirm": True,
-        "command": lifecycle_command,
-    }
-)
-
-c.JupyterHub.load_roles = [
-    {"name": "egress-service", "services": ["egress"],
-     "scopes": ["list:users", "read:users", "read:servers"]},
+hub_service(
+    "lifecycle",
+    int(os.environ.get("BENCHHUB_LIFECYCLE_PORT", "10102")),
+    lifecycle_command,
     # stop and start workspaces (servers), read their options and activity. No access:servers:
     # it asks a workspace's Jupyter server about kernels with that server's own token, since
     # no credential worth more than one workspace may travel to a workspace (docs/security.md)
-    {"name": "lifecycle-service", "services": ["lifecycle"],
-     "scopes": ["list:users", "read:users", "read:servers", "servers"]},
-    {"name": "user",
-     "scopes": ["self", "access:services!service=egress", "access:services!service=lifecycle"]},
-]  # fmt: skip
-
-# BenchHub's refinements of JupyterHub's server API and spawn page (names, validation, delete).
-register_handlers()
+    ["list:users", "read:users", "read:servers", "servers"],
+)
 
 # --- checkpoints: on every stop and every 5 minutes while running; restored on start -------------
 # A checkpoint is what a workspace changed in its container's filesystem (packages, home
@@ -180,10 +222,13 @@ c.BenchSpawner.checkpoint_keep_automatic = checkpoint_keep
 # c.BenchSpawner.checkpoint_exclude = ["/data", "/scratch"]
 # The service takes a checkpoint of each running workspace every BENCHHUB_CHECKPOINT_INTERVAL
 # seconds, serves the API and the page (Services menu), and deletes deleted workspaces'
-# checkpoints (after BENCHHUB_CHECKPOINT_ORPHAN_GRACE seconds) and unreferenced chunks.
-checkpoints_port = int(os.environ.get("BENCHHUB_CHECKPOINTS_PORT", "10103"))
+# checkpoints (after BENCHHUB_CHECKPOINT_ORPHAN_GRACE seconds) and unreferenced chunks. What one
+# user's named checkpoints may keep in the store (the stored bytes of the distinct chunks they
+# reference): BENCHHUB_CHECKPOINT_NAMED_QUOTA_GB (0 = no quota).
 checkpoints_command = [
-    sys.executable, "-m", "hub_services.checkpoints",
+    sys.executable,
+    "-m",
+    "hub_services.checkpoints",
     f"--interval={os.environ.get('BENCHHUB_CHECKPOINT_INTERVAL', '300')}",
     f"--tick={os.environ.get('BENCHHUB_CHECKPOINT_TICK', '10')}",
     f"--gc-interval={os.environ.get('BENCHHUB_CHECKPOINT_GC_INTERVAL', str(6 * 3600))}",
@@ -191,7 +236,9 @@ checkpoints_command = [
     f"--keep={checkpoint_keep}",
     f"--prefix={prefix}",
     f"--storage-root={c.BenchSpawner.storage_root}",
-]  # fmt: skip
+    "--CheckpointService.named_quota_gb="
+    + os.environ.get("BENCHHUB_CHECKPOINT_NAMED_QUOTA_GB", "20"),
+]
 if checkpoint_s3["bucket"]:
     checkpoints_command += [
         "--backend=benchhub.checkpoints.backends.S3Backend",
@@ -200,99 +247,56 @@ if checkpoint_s3["bucket"]:
     ] + ([f"--s3-endpoint={checkpoint_s3['endpoint']}"] if checkpoint_s3["endpoint"] else [])
 else:
     checkpoints_command.append(f"--store-dir={checkpoint_dir}")
-c.JupyterHub.services.append(
-    {
-        "name": "checkpoints",
-        "display": True,
-        "url": f"http://127.0.0.1:{checkpoints_port}",
-        "oauth_no_confirm": True,
-        "command": checkpoints_command,
-        # hub services get a clean environment: pass S3 credentials on explicitly
-        "environment": {k: v for k, v in os.environ.items() if k.startswith("AWS_")},
-    }
+hub_service(
+    "checkpoints",
+    int(os.environ.get("BENCHHUB_CHECKPOINTS_PORT", "10103")),
+    checkpoints_command,
+    # read workspaces' options, create and start a workspace for "start as new", set the option
+    # that chooses the checkpoint a stopped workspace's next start restores
+    ["read:users", "read:servers", "start:servers"],
+    # hub services get a clean environment: pass S3 credentials on explicitly
+    environment={k: v for k, v in os.environ.items() if k.startswith("AWS_")},
 )
-# read workspaces' options, create and start a workspace for "start as new", set the option
-# that chooses the checkpoint a stopped workspace's next start restores
-c.JupyterHub.load_roles.append(
-    {"name": "checkpoints-service", "services": ["checkpoints"],
-     "scopes": ["read:users", "read:servers", "start:servers"]}
-)  # fmt: skip
-for role in c.JupyterHub.load_roles:  # every user may open the checkpoints page
-    if role["name"] == "user":
-        role["scopes"].append("access:services!service=checkpoints")
-# --- end of checkpoints --------------------------------------------------------------------
 
 # --- clusters: Grid Engine clusters attached to workspaces (hub_services/clusters) -------------
 # A workspace's owner (or an admin) starts a static or autoscaled cluster from the Services menu or
 # POST /services/clusters/api/clusters/<user>/<workspace>; see docs/clusters.md. Each cluster gets
 # its own subnet of BENCHHUB_CLUSTER_SUBNETS (must not overlap the site's networks). Times are
 # seconds; BENCHHUB_CLUSTER_MIN_LIFETIME and _STABILISATION shorten the auto scaler's pacing for
-# demos and tests (ICA Bench: members live at least 300 s).
-clusters_port = int(os.environ.get("BENCHHUB_CLUSTERS_PORT", "10104"))
-clusters_state = os.environ.get("BENCHHUB_CLUSTER_STATE_DIR", str(state_dir / "clusters"))
-clusters_scratch = os.environ.get(
-    "BENCHHUB_CLUSTER_SCRATCH_ROOT", "/var/lib/benchhub/cluster-scratch"
+# demos and tests (ICA Bench: members live at least 300 s). Members' /scratch is admitted like
+# workspace volumes (the storage settings above).
+hub_service(
+    "clusters",
+    int(os.environ.get("BENCHHUB_CLUSTERS_PORT", "10104")),
+    [
+        sys.executable,
+        "-m",
+        "hub_services.clusters",
+        f"--prefix={prefix}",
+        f"--state-dir={os.environ.get('BENCHHUB_CLUSTER_STATE_DIR', state_dir / 'clusters')}",
+        f"--scratch-root={clusters_scratch}",
+        f"--image={os.environ.get('BENCHHUB_CLUSTER_IMAGE', 'benchhub/cluster:latest')}",
+        f"--subnet-pool={os.environ.get('BENCHHUB_CLUSTER_SUBNETS', '10.231.0.0/16')}",
+        f"--interval={os.environ.get('BENCHHUB_CLUSTER_INTERVAL', '5')}",
+        f"--stabilisation={os.environ.get('BENCHHUB_CLUSTER_STABILISATION', '60')}",
+        f"--min-lifetime={os.environ.get('BENCHHUB_CLUSTER_MIN_LIFETIME', '300')}",
+        f"--mtu={host_mtu()}",
+        "--log-level=INFO",
+        *(
+            f"--StorageAdmission.{setting}={item}"
+            for setting, value in storage_admission.items()
+            for item in (value if isinstance(value, list) else [value])
+        ),
+    ],
+    # which workspaces run (list users, read their servers) and the resource-model catalog
+    ["list:users", "read:users", "read:servers"],
 )
-c.JupyterHub.services.append(
-    {
-        "name": "clusters",
-        "display": True,
-        "url": f"http://127.0.0.1:{clusters_port}",
-        "oauth_no_confirm": True,
-        "command": [
-            sys.executable, "-m", "hub_services.clusters",
-            f"--prefix={prefix}",
-            f"--state-dir={clusters_state}",
-            f"--scratch-root={clusters_scratch}",
-            f"--image={os.environ.get('BENCH_CLUSTER_IMAGE', 'benchhub/cluster:latest')}",
-            f"--subnet-pool={os.environ.get('BENCHHUB_CLUSTER_SUBNETS', '10.231.0.0/16')}",
-            f"--interval={os.environ.get('BENCHHUB_CLUSTER_INTERVAL', '5')}",
-            f"--stabilisation={os.environ.get('BENCHHUB_CLUSTER_STABILISATION', '60')}",
-            f"--min-lifetime={os.environ.get('BENCHHUB_CLUSTER_MIN_LIFETIME', '300')}",
-            f"--mtu={host_mtu()}",
-            "--log-level=INFO",
-        ],
-    }
-)  # fmt: skip
-# which workspaces run (list users, read their servers) and the resource-model catalog
-c.JupyterHub.load_roles.append(
-    {"name": "clusters-service", "services": ["clusters"],
-     "scopes": ["list:users", "read:users", "read:servers"]}
-)  # fmt: skip
-for role in c.JupyterHub.load_roles:  # every user may open the clusters service
-    if role["name"] == "user":
-        role["scopes"].append("access:services!service=clusters")
-# --- end of clusters ----------------------------------------------------------------------------
 
-# --- storage: admission of volumes, limits of containers' own files (docs/configuration.md) -----
-# Workspace /data volumes and cluster members' /scratch are sparse images, admitted by their full
-# size: all of them together may not exceed the capacity (BENCHHUB_STORAGE_CAPACITY_GB; 0 = what
-# their filesystem can hold: the space available plus what the images occupy, less
-# BENCHHUB_STORAGE_RESERVE_PERCENT of its size) times BENCHHUB_STORAGE_OVERCOMMIT, and one user's
-# not BENCHHUB_STORAGE_USER_QUOTA (GB, or a share such as "50%"; "" = none). The hub and the
-# clusters service count the same roots and share one lock file in them.
-storage_admission = {
-    "volume_roots": [c.BenchSpawner.storage_root, clusters_scratch],
-    "capacity_gb": float(os.environ.get("BENCHHUB_STORAGE_CAPACITY_GB", "0")),
-    "overcommit": float(os.environ.get("BENCHHUB_STORAGE_OVERCOMMIT", "1")),
-    "reserve_percent": float(os.environ.get("BENCHHUB_STORAGE_RESERVE_PERCENT", "5")),
-    "user_quota": os.environ.get("BENCHHUB_STORAGE_USER_QUOTA", "50%"),
-}
-for setting, value in storage_admission.items():
-    setattr(c.StorageAdmission, setting, value)
-# What one user's named checkpoints may keep in the checkpoint store (the stored bytes of the
-# distinct chunks they reference), BENCHHUB_CHECKPOINT_NAMED_QUOTA_GB (0 = no quota).
-named_quota_gb = float(os.environ.get("BENCHHUB_CHECKPOINT_NAMED_QUOTA_GB", "20"))
-for service in c.JupyterHub.services:
-    if service["name"] == "clusters":  # the same settings for members' scratch
-        service["command"] += [f"--StorageAdmission.{setting}={item}"
-                               for setting, value in storage_admission.items()
-                               for item in (value if isinstance(value, list) else [value])]
-    if service["name"] == "checkpoints":
-        service["command"].append(f"--CheckpointService.named_quota_gb={named_quota_gb}")
-# A container's own files (home, /tmp, installed packages: its writable layer) are limited by its
-# resource model's "disk_gb" (default 20 GB): the hub measures them and stops a workspace that
-# passed it (reason "disk limit"; the stop takes its checkpoint), the clusters service replaces
-# such a member. How often: c.WritableLayerWatch.min_interval (1 s near the limit), max_interval.
-# c.BenchSpawner.resource_models = {"standard-small": {"cpus": 2, "memory_gb": 8, "disk_gb": 20}}
-# --- end of storage ------------------------------------------------------------------------------
+# --- BenchHub's handlers, and the configuration checked ------------------------------------------
+# BenchHub's refinements of JupyterHub's server API and spawn page (names, validation, delete);
+# the hub does not start, and says why, with a JupyterHub whose internals they cannot rely on.
+register_handlers()
+# A resource model, image template, storage range or default the spawner cannot work with stops
+# the hub here, with a sentence naming the setting and how to fix it. (A configuration layered
+# on top of this file is checked the same way whenever a spawner is made.)
+BenchSpawner.check_config(c)

@@ -49,19 +49,21 @@ class WorkspaceCheckpointing(LoggingConfigurable):
         """,
     ).tag(config=True)
     checkpoint_store_class = Type(
-        CheckpointStore, klass=CheckpointStore,
+        CheckpointStore,
+        klass=CheckpointStore,
         help="The checkpoint store (a CheckpointStore subclass), e.g. one that injects faults.",
-    ).tag(config=True)  # fmt: skip
+    ).tag(config=True)
     checkpoint_keep_automatic = Integer(
         30,
         help="""Automatic checkpoints (on stop, periodic) kept per workspace, newest first;
         named ones are always kept. At least 1, e.g. 30.""",
     ).tag(config=True)
     checkpoint_exclude = List(
-        Unicode(), ["/data"],
+        Unicode(),
+        ["/data"],
         help="""Container paths left out of checkpoints on top of every mount point, e.g.
         ["/data", "/scratch"]. /data and its mounts are persistent on their own.""",
-    ).tag(config=True)  # fmt: skip
+    ).tag(config=True)
 
     @default("checkpoints_enabled")
     def _default_checkpoints_enabled(self):
@@ -95,11 +97,17 @@ class WorkspaceCheckpointing(LoggingConfigurable):
         ops, t0 = self._checkpoints(), time.monotonic()
         await asyncio.to_thread(ops.ensure, self.user.name, self.name, self.storage_root)
         excluded = excluded_paths_of(obj, self.checkpoint_exclude)
-        manifest = await asyncio.to_thread(ops.take, upper_dir_of(obj), excluded, reason,
-                                           None, image_of(obj))  # fmt: skip
-        self.log.info("%s: checkpoint %s (%s) in %.2f s: %d new bytes stored", self._log_name,
-                      manifest.checkpoint_id, reason, time.monotonic() - t0,
-                      manifest.totals["new_stored_bytes"])  # fmt: skip
+        manifest = await asyncio.to_thread(
+            ops.take, upper_dir_of(obj), excluded, reason, None, image_of(obj)
+        )
+        self.log.info(
+            "%s: checkpoint %s (%s) in %.2f s: %d new bytes stored",
+            self._log_name,
+            manifest.checkpoint_id,
+            reason,
+            time.monotonic() - t0,
+            manifest.totals["new_stored_bytes"],
+        )
 
     async def _checkpoint_on_stop(self, obj: dict) -> None:
         """Take the stop's checkpoint. If it fails, nothing is lost: the stopped container is
@@ -123,8 +131,7 @@ class WorkspaceCheckpointing(LoggingConfigurable):
             await self.record_activity("errored", message)
             self._take_request()
             self.object_id = ""
-            await self.volume.detach()
-            await self.restricted_access.release(self.egress_key)
+            await self._release_run()
             raise
 
     async def _save_unsaved_checkpoint(self) -> None:
@@ -140,8 +147,9 @@ class WorkspaceCheckpointing(LoggingConfigurable):
         try:
             obj = await self.docker("inspect_container", kept)
         except NotFound:
-            self.log.warning("%s: kept container %s is gone; its unsaved changes are lost",
-                             self._log_name, kept)  # fmt: skip
+            self.log.warning(
+                "%s: kept container %s is gone; its unsaved changes are lost", self._log_name, kept
+            )
             await asyncio.to_thread(ops.clear_unsaved)
             return
         self._emit(20, "Saving the checkpoint the last stop could not save…")
@@ -203,4 +211,3 @@ class WorkspaceCheckpointing(LoggingConfigurable):
             return {}
         fields = ("workspace_id", "last", "periodic_error", "unsaved")
         return {key: getattr(state, key) for key in fields}
-

@@ -1,17 +1,22 @@
 """Hub-side HTTP handlers for workspace rules JupyterHub cannot express by configuration.
 
-- Workspace names follow BenchHub's rule (letters, digits, ``-``, ``_``; 1-63 characters),
-  on the REST API and on the spawn page alike.
+- Workspace names follow BenchHub's rule (JupyterHub 6's server-name rule, stated in the
+  message), on the REST API and on the spawn page alike, and the per-user workspace limit says
+  so in BenchHub's words.
 - ``user_options`` are validated by the workspace schema *before* JupyterHub stores them, so a
-  bad request is a 400 naming the field and nothing is created or changed.
+  bad request is a 400 naming the field and nothing is created or changed; the start uses
+  that check (``checked_options``) instead of parsing the options again.
 - Deleting (``remove: true``) a workspace that is running is refused: stop it first.
 - ``PATCH`` of ``user_options`` merges the keys given into the stored options; while the
   workspace runs only the run-time policy (shutdown timer, keep-until, reminders) may change.
 - Who asked for a start, stop, edit or delete (and a ``reason`` a service gives in a stop's
   body) goes to the workspace's activity journal, and so does an admin (anyone but the owner)
   entering a workspace (completing the OAuth login to its server) and leaving it (logging out
-  of the hub, or the workspace being stopped). Who is inside is kept in the hub's memory: a
-  hub restart forgets it, so no "exited" entry is written for visits open at that moment.
+  of the hub, or the workspace being stopped). A start's actor comes from JupyterHub's
+  ``spawner.handler``; a stop's or delete's is noted on the spawner object JupyterHub stops
+  (``spawner.action_request``); an edit's is given to the journal directly. Who is inside is
+  kept on the spawner object (``spawner.visitors``), in the hub's memory: a hub restart
+  forgets it, so no "exited" entry is written for visits open at that moment.
 - ``GET /hub/api/bench/workspaces/<user>`` lists a user's workspaces with status and reason.
 
 Every handler here checks the caller's scopes first, with JupyterHub's own ``needs_scope`` and
@@ -20,18 +25,17 @@ for DELETE, ``servers`` for the spawn page, ``read:servers`` for reading): a ref
 (403 without credentials or scopes, 404 for another user's workspace) has created no record,
 written no journal line and noted no actor.
 
-JupyterHub matches routes in order and appends ``extra_handlers`` after its own, so a refined
-built-in route has to go in front: :func:`register_handlers` (called from
-``jupyterhub_config.py``) prepends these to JupyterHub's handler lists, once.
+These handlers replace JupyterHub's on its own routes; how (and every other assumption about
+JupyterHub beyond its public hooks) is in :mod:`bench_spawner.jupyterhub_overrides`.
+:func:`register_handlers` (called from ``jupyterhub_config.py``) installs them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 
-from jupyterhub import apihandlers, handlers
-from jupyterhub.apihandlers.auth import OAuthAuthorizeHandler
 from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.apihandlers.users import UserServerAPIHandler
 from jupyterhub.handlers.login import LogoutHandler
@@ -43,101 +47,92 @@ from benchhub.activity_journal import ActivityJournal
 from benchhub.resource_models import unavailable_reason
 from benchhub.workspace_spec import OptionsError, validate_workspace_name
 
-
-class WorkspaceNameRule:
-    """Mixin: BenchHub's workspace-name rule and JupyterHub's named-server limit."""
-
-    async def _check_named_server_request(self, user, server_name, display_name, check_limit=True):
-        if not self.allow_named_servers:
-            raise web.HTTPError(400, "Named servers are not enabled.")
-        try:
-            validate_workspace_name(server_name)
-        except OptionsError as e:
-            raise web.HTTPError(400, str(e)) from None
-        if check_limit and server_name not in user.orm_spawners:
-            limit = await self.get_current_user_named_server_limit()
-            count = len([n for n in user.orm_spawners if n])
-            if limit and count >= limit:
-                raise web.HTTPError(
-                    400,
-                    f"{user.name} already has the maximum of {limit} workspaces; delete one first",
-                )
+from .actors import ActionRequest
+from .jupyterhub_overrides import ObservedOAuthAuthorizeHandler, install_routes
 
 
 def _is_workspace_spawner(spawner) -> bool:
     return hasattr(spawner, "validate_options")
 
 
-MAX_REASON_CHARS = 500
+class WorkspaceNameRule:
+    """Mixin for JupyterHub handlers: BenchHub's workspace-name rule and its wording of the
+    per-user workspace limit, checked before JupyterHub's own check."""
 
-
-def actor_name(current, owner: str) -> str:
-    """Who acts on ``owner``'s workspace: the owner's name, ``admin:<name>`` for an admin
-    acting on someone else's, ``service:<name>`` for a hub service (e.g. the lifecycle policy)."""
-    if current is None:
-        return "hub"
-    if getattr(current, "kind", "user") == "service":
-        return f"service:{current.name}"
-    if current.name != owner and getattr(current, "admin", False):
-        return f"admin:{current.name}"
-    return current.name
-
-
-class RecordsActor:
-    """Mixin: remember who (and why) for the spawner's activity journal entries.
-
-    Call only after the caller's scopes were checked: the note names whoever sent the request.
-    """
-
-    @contextlib.contextmanager
-    def _actor_noted(self, user_name: str, server_name: str, reason: object = ""):
-        """Note the actor of the action this request causes, for the block's duration and
-        after it, until the spawner takes the note. A request that fails (an exception, or a
-        status >= 400 such as the spawn form shown again with its error) takes its note back,
-        so the workspace's next entry (e.g. "errored" when its container dies) is not put on
-        this caller; so can the block, with the function it is given."""
-        from .spawner import BenchSpawner  # the spawner module imports docker: load lazily
-
-        reason = reason.strip()[:MAX_REASON_CHARS] if isinstance(reason, str) else ""
-        key, note = (user_name, server_name), (actor_name(self.current_user, user_name), reason)
-
-        def take_back() -> None:
-            if BenchSpawner.requested_by.get(key) == note:
-                del BenchSpawner.requested_by[key]
-
-        BenchSpawner.requested_by[key] = note
+    async def check_workspace_name(self, user, server_name: str) -> None:
+        """400 when ``server_name`` breaks the name rule, or names a new workspace beyond the
+        user's limit (``JupyterHub.named_server_limit_per_user``)."""
+        if not self.allow_named_servers:
+            raise web.HTTPError(400, "Named servers are not enabled.")
         try:
-            yield take_back
-        except BaseException:
-            take_back()
-            raise
-        if self.get_status() >= 400:
-            take_back()
+            validate_workspace_name(server_name)
+        except OptionsError as e:
+            raise web.HTTPError(400, str(e)) from None
+        if server_name in user.orm_spawners:
+            return
+        limit = await self.get_current_user_named_server_limit()
+        count = len([name for name in user.orm_spawners if name])
+        if limit and count >= limit:
+            raise web.HTTPError(
+                400, f"{user.name} already has the maximum of {limit} workspaces; delete one first"
+            )
 
 
-class WorkspaceServerAPIHandler(RecordsActor, WorkspaceNameRule, UserServerAPIHandler):
+@contextlib.contextmanager
+def _noted(handler, spawner, request: ActionRequest):
+    """Note ``request`` as the actor of the action this request causes on ``spawner`` (the
+    object JupyterHub stops or deletes), for the block's duration and after it, until the
+    spawner takes it. A request that fails (an exception, or a status >= 400) takes its note
+    back, so the workspace's next entry (e.g. "errored" when its container dies) is not put on
+    this caller; so can the block, with the function it is given. Call only after the
+    caller's scopes were checked: the note names whoever sent the request."""
+
+    def take_back() -> None:
+        if spawner.action_request is request:
+            spawner.action_request = None
+
+    spawner.action_request = request
+    try:
+        yield take_back
+    except BaseException:
+        take_back()
+        raise
+    if handler.get_status() >= 400:
+        take_back()
+
+
+class WorkspaceServerAPIHandler(WorkspaceNameRule, UserServerAPIHandler):
     """JupyterHub's ``/users/:name/servers/:server`` with workspace validation."""
 
-    async def _validated(self, user_name, server_name):
-        """Validate name and user_options before JupyterHub stores anything. Only after the
-        caller's scopes were checked: validating needs a spawner, which this creates (and
-        removes again) for a workspace that does not exist yet."""
+    # (the user_options this request validated, their spec): a start of these very options
+    # uses the spec instead of parsing them again (the spawner reads it via spawner.handler)
+    checked_options = None
+
+    async def _validated(self, user_name, server_name, starting=False):
+        """Check the name (a new workspace's, or any name when ``starting``) and the
+        ``user_options`` before JupyterHub stores anything; the spec of the options, or None
+        when none are given. Only after the caller's scopes were checked: validating needs a
+        spawner, which this creates (and removes again) for a workspace that does not exist
+        yet."""
         user = self.find_user(user_name)
         if user is None:
             raise web.HTTPError(404)
         body = self.get_json_body() or {}
         options = body.get("user_options") if isinstance(body, dict) else None
         existed = server_name in user.orm_spawners
-        if not existed and server_name:
-            await self._check_named_server_request(user, server_name, server_name)
+        if server_name and (starting or not existed):
+            await self.check_workspace_name(user, server_name)
         if options is None or not server_name:
-            return
+            return None
         if not isinstance(options, dict):
             raise web.HTTPError(400, "user_options must be a JSON object")
         spawner = user.get_or_create_spawner(server_name, server_name, replace_failed=True)
         try:
-            if _is_workspace_spawner(spawner):
-                await spawner.validate_options(options)
+            if not _is_workspace_spawner(spawner):
+                return None
+            spec = await spawner.validate_options(options)
+            self.checked_options = (options, spec)
+            return spec
         finally:
             # JupyterHub's handler creates the record itself (its PUT refuses one that exists)
             if not existed:
@@ -146,16 +141,19 @@ class WorkspaceServerAPIHandler(RecordsActor, WorkspaceNameRule, UserServerAPIHa
                 self.db.commit()
 
     # Each method checks the same scopes as JupyterHub's (which super() checks again) before
-    # BenchHub's own steps: validating creates a spawner and noting the actor is remembered.
+    # BenchHub's own steps: validating creates a spawner, and the start reads who asked from
+    # this handler (spawner.handler) once JupyterHub starts it.
     @needs_scope("start:servers")
     async def post(self, user_name, server_name=""):
-        await self._validated(user_name, server_name)
-        with self._actor_noted(user_name, server_name):
-            await super().post(user_name, server_name)
+        await self._validated(user_name, server_name, starting=True)
+        await super().post(user_name, server_name)
 
     @needs_scope("start:servers")
     async def put(self, user_name, server_name=""):
-        await self._validated(user_name, server_name)
+        spec = await self._validated(user_name, server_name)
+        if spec is not None:  # JupyterHub's PUT stores what it is given: the canonical form
+            body = {**self.get_json_body(), "user_options": spec.to_user_options()}
+            self.request.body = json.dumps(body).encode()
         await super().put(user_name, server_name)
 
     @needs_scope("start:servers")
@@ -182,21 +180,20 @@ class WorkspaceServerAPIHandler(RecordsActor, WorkspaceNameRule, UserServerAPIHa
             raise web.HTTPError(
                 400, f"workspace '{server_name}' is running: stop it before renaming it"
             )
-        with self._actor_noted(user_name, server_name):
-            if spawner.active:
-                spawner.orm_spawner.user_options = options
-                spawner.user_options = options
-                self.db.commit()
-                self.set_header("Content-Type", "application/json")
-                self.write(self.server_model(spawner.orm_spawner, user=user))
-            else:
-                # JupyterHub's own PATCH stores what it is given: give it the merged options
-                self.request.body = json.dumps({**body, "user_options": options}).encode()
-                await super().patch(user_name, server_name)
-            if changed:
-                new = {key: options[key] for key in changed}
-                await spawner.record_activity("edited", f"edited {', '.join(changed)}", new)
-        spawner._take_request()
+        if spawner.active:
+            spawner.orm_spawner.user_options = options
+            spawner.user_options = options
+            self.db.commit()
+            self.set_header("Content-Type", "application/json")
+            self.write(self.server_model(spawner.orm_spawner, user=user))
+        else:
+            # JupyterHub's own PATCH stores what it is given: give it the merged options
+            self.request.body = json.dumps({**body, "user_options": options}).encode()
+            await super().patch(user_name, server_name)
+        if changed and self.get_status() < 400:
+            new = {key: options[key] for key in changed}
+            actor = ActionRequest.by(self.current_user, user_name).actor
+            await spawner.record_activity("edited", f"edited {', '.join(changed)}", new, actor)
 
     @needs_scope("delete:servers")
     async def delete(self, user_name, server_name=""):
@@ -204,73 +201,49 @@ class WorkspaceServerAPIHandler(RecordsActor, WorkspaceNameRule, UserServerAPIHa
         if user is None:
             raise web.HTTPError(404)
         body = self.get_json_body() or {}
-        if isinstance(body, dict) and body.get("remove"):
-            spawner = user.spawners[server_name] if server_name in user.orm_spawners else None
-            if spawner is not None and spawner.active:
-                raise web.HTTPError(
-                    400, f"workspace '{server_name}' is running: stop it first, then delete it"
-                )
-        reason = body.get("reason") if isinstance(body, dict) else ""
-        with self._actor_noted(user_name, server_name, reason) as take_back:
+        body = body if isinstance(body, dict) else {}
+        spawner = user.spawners[server_name] if server_name in user.orm_spawners else None
+        if body.get("remove") and spawner is not None and spawner.active:
+            raise web.HTTPError(
+                400, f"workspace '{server_name}' is running: stop it first, then delete it"
+            )
+        if spawner is None or not _is_workspace_spawner(spawner):
+            return await super().delete(user_name, server_name)
+        request = ActionRequest.by(self.current_user, user_name, body.get("reason"))
+        with _noted(self, spawner, request) as take_back:
             await super().delete(user_name, server_name)
             if self.get_status() == 204:  # nothing was running: no stop to attribute later
                 take_back()
-        _record_exits(user_name, server_name, self.users, "the workspace was stopped")
 
 
-# (owner, workspace) -> names of people other than the owner who entered it (hub memory)
-VISITORS: dict[tuple[str, str], set[str]] = {}
-
-
-def _record_visit(spawner, visitor: str, action: str, why: str) -> None:
-    """Journal an admin entering or leaving someone else's workspace (blocking, one fsync)."""
-    if not _is_workspace_spawner(spawner) or not spawner.activity_journal:
+def _record_entry(spawner, visitor: str) -> None:
+    """Journal an admin entering someone else's workspace (blocking, one fsync: JupyterHub
+    calls the hook synchronously). Their exit: ``spawner.record_visitors_left``."""
+    if not spawner.activity_journal:
         return
-    verb = "entered" if action == "admin-entered" else "left"
     ActivityJournal(spawner.activity_journal).record(
-        action, spawner.user.name, spawner.name, f"admin:{visitor}", f"{visitor} {verb} ({why})"
+        "admin-entered",
+        spawner.user.name,
+        spawner.name,
+        f"admin:{visitor}",
+        f"{visitor} entered (opened it from the hub)",
     )
 
 
-def _record_exits(owner: str, workspace: str, users, why: str, visitor: str | None = None):
-    """Journal the exit of ``visitor`` (or every visitor) of ``owner``'s ``workspace``."""
-    names = VISITORS.get((owner, workspace), set())
-    leaving = {visitor} & names if visitor else set(names)
-    names -= leaving
-    user = users[owner] if owner in users else None
-    spawner = user.spawners[workspace] if user and workspace in user.orm_spawners else None
-    for name in sorted(leaving):
-        if spawner is not None:
-            _record_visit(spawner, name, "admin-exited", why)
-
-
-class WorkspaceOAuthAuthorizeHandler(OAuthAuthorizeHandler):
+class WorkspaceOAuthAuthorizeHandler(ObservedOAuthAuthorizeHandler):
     """JupyterHub's OAuth authorization, noting who other than the owner enters a workspace."""
 
-    def _complete_login(self, uri, headers, scopes, credentials):
-        """Authorized without asking (JupyterHub only skips asking for one's own server)."""
-        super()._complete_login(uri, headers, scopes, credentials)
-        self._note_entry(credentials["client_id"])
-
-    @web.authenticated
-    def post(self):
-        """The visitor pressed "Authorize" on JupyterHub's confirmation page."""
-        super().post()
-        if self.get_status() in (301, 302, 303):
-            self._note_entry(self.get_argument("client_id", ""))
-
-    def _note_entry(self, client_id: str) -> None:
+    def authorized(self, client_id: str) -> None:
         client = self.oauth_provider.fetch_by_client_id(client_id) if client_id else None
         orm_spawner = getattr(client, "spawner", None)
         visitor = self.current_user.name
         if orm_spawner is None or orm_spawner.user.name == visitor:
             return
-        owner, workspace = orm_spawner.user.name, orm_spawner.name
-        if visitor in VISITORS.setdefault((owner, workspace), set()):
+        spawner = self.users[orm_spawner.user].spawners[orm_spawner.name]
+        if not _is_workspace_spawner(spawner) or visitor in spawner.visitors:
             return  # already inside (a second tab or a renewed login)
-        VISITORS[(owner, workspace)].add(visitor)
-        _record_visit(self.users[orm_spawner.user].spawners[workspace], visitor,
-                      "admin-entered", "opened it from the hub")  # fmt: skip
+        spawner.visitors.add(visitor)
+        _record_entry(spawner, visitor)
 
 
 class WorkspaceLogoutHandler(LogoutHandler):
@@ -281,24 +254,38 @@ class WorkspaceLogoutHandler(LogoutHandler):
         user = self.current_user
         if user is None:
             return
-        for owner, workspace in [key for key, names in VISITORS.items() if user.name in names]:
-            _record_exits(owner, workspace, self.users, "logged out of the hub", user.name)
+        for owner in list(self.users.values()):
+            for spawner in list(owner.spawners.values()):
+                if user.name in getattr(spawner, "visitors", ()):
+                    await spawner.record_visitors_left("logged out of the hub", user.name)
 
 
-class WorkspaceSpawnHandler(RecordsActor, WorkspaceNameRule, SpawnHandler):
-    """The spawn page, with BenchHub's workspace-name rule; records who started."""
+class WorkspaceSpawnHandler(WorkspaceNameRule, SpawnHandler):
+    """The spawn page, with BenchHub's workspace-name rule (after JupyterHub's scope check)."""
+
+    @web.authenticated
+    async def get(self, user_name=None, server_name=""):
+        user_name, server_name = user_name or self.current_user.name, server_name or ""
+        await self._check_spawn_request(user_name=user_name, server_name=server_name)
+        page = super().get(user_name, server_name)
+        if inspect.isawaitable(page):
+            await page
 
     @web.authenticated
     async def post(self, user_name=None, server_name="", display_name=""):
         user_name, server_name = user_name or self.current_user.name, server_name or ""
-        self._check_may_spawn(user_name=user_name, server_name=server_name)
-        with self._actor_noted(user_name, server_name):
-            await super().post(user_name, server_name, display_name)
+        await self._check_spawn_request(user_name=user_name, server_name=server_name)
+        await super().post(user_name, server_name, display_name)
 
     @needs_scope("servers")
-    def _check_may_spawn(self, user_name, server_name):
-        """The scope check of JupyterHub's form handler (``servers`` on this server), made
-        before the actor is noted: 404 for another user's workspace, nothing remembered."""
+    async def _check_spawn_request(self, user_name, server_name):
+        """The scope check of JupyterHub's page (``servers`` on this server: 404 for another
+        user's workspace), then the name rule for a named workspace."""
+        user = self.find_user(user_name)
+        if user is None:
+            raise web.HTTPError(404, f"No such user: {user_name}")
+        if server_name:
+            await self.check_workspace_name(user, server_name)
 
 
 class WorkspacesAPIHandler(APIHandler):
@@ -358,8 +345,6 @@ PAGE_HANDLERS = [
 
 
 def register_handlers() -> None:
-    """Put BenchHub's handlers in front of JupyterHub's own (idempotent)."""
-    for routes, ours in ((apihandlers.default_handlers, API_HANDLERS),
-                         (handlers.default_handlers, PAGE_HANDLERS)):  # fmt: skip
-        if not any(h in routes for h in ours):
-            routes[:0] = ours
+    """Put BenchHub's handlers in front of JupyterHub's own (idempotent); refuses, saying
+    why, when the installed JupyterHub breaks what they rely on."""
+    install_routes(API_HANDLERS, PAGE_HANDLERS)

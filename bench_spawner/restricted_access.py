@@ -83,8 +83,10 @@ class RestrictedAccess:
             loaded,
             f"the egress service did not load the whitelist of {key} into the proxy within "
             f"{limit_s:g} s: is the egress service running? (the hub's log says why it stopped)",
-            start_wait=0.02, max_wait=0.25, timeout=limit_s,
-        )  # fmt: skip
+            start_wait=0.02,
+            max_wait=0.25,
+            timeout=limit_s,
+        )
 
     async def release(self, key: str) -> None:
         await asyncio.to_thread(self.state.forget, key, time.time())

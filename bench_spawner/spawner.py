@@ -1,20 +1,24 @@
 """BenchSpawner: JupyterHub named servers as sized, storage-backed Docker workspaces.
 
 The spawner orchestrates; the pieces it coordinates live in their own modules:
-``options`` (the one schema for form and REST), ``resource_models`` (catalog and host fit),
-``storage`` (the size-enforced ``/data`` volume), ``container`` (pure ``docker create``
-arguments) and ``workspace_status`` (what a user sees and why).
+``benchhub.workspace_spec`` (the one schema for form and REST), ``benchhub.resource_models``
+(catalog and host fit), ``benchhub.volumes`` (the size-enforced ``/data`` volume),
+``container`` (pure ``docker create`` arguments), ``workspace_status`` (what a user sees and
+why) and ``actors`` (who asked, for the activity journal).
 
 Start is: validate options -> prepare storage -> create container -> start it -> wait until
 the single-user server answers. Returning only once the server answers means the hub's first
 readiness check succeeds instead of backing off for seconds (see docs/benchmarks.md).
+
+A start's options are parsed once: by the form hook or BenchHub's REST handler (which refuse
+bad options before JupyterHub stores anything), else by ``apply_user_options``; that hook
+stores them in canonical form and ``start()`` uses its spec.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import time
 from functools import cached_property
@@ -26,7 +30,7 @@ from jupyterhub.spawner import SpawnException
 from jupyterhub.utils import exponential_backoff, url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Dict, Float, Integer, Type, Unicode, default
+from traitlets import Float, Integer, Type, Unicode, default
 
 from benchhub import firewall
 from benchhub.activity_journal import ActivityJournal
@@ -34,23 +38,17 @@ from benchhub.checkpoints.workspace import label
 from benchhub.egress_state import EgressState
 from benchhub.labels import cluster_label, workspace_labels
 from benchhub.networks import WorkspaceNetwork, ensure_workspace_network, host_mtu, workspace_guard
-from benchhub.resource_models import DEFAULT_RESOURCE_MODELS, HostCapacity, load_catalog
+from benchhub.resource_models import HostCapacity, ResourceModel
 from benchhub.volumes import DirectoryVolume, LoopbackVolume, WorkspaceVolume
 from benchhub.whitelist_presets import data_science_preset, probe_image
-from benchhub.workspace_spec import (
-    LIFECYCLE_OPTIONS,
-    OptionsError,
-    OptionsSchema,
-    WorkspaceSpec,
-    options_from_form,
-    validate_workspace_name,
-)
+from benchhub.workspace_spec import OptionsError, WorkspaceSpec, validate_workspace_name
 
+from .actors import HUB, ActionRequest
 from .checkpointing import WorkspaceCheckpointing
 from .container import ContainerPlan, create_kwargs, host_config_kwargs
-from .form import render_options_form
 from .restricted_access import RestrictedAccess
 from .storage_limits import WorkspaceStorageLimits
+from .workspace_options import WorkspaceOptions
 from .workspace_status import (
     Outcome,
     describe_failure,
@@ -63,40 +61,8 @@ from .workspace_status import (
 STATE_VERSION = 1
 
 
-class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner):
+class BenchSpawner(WorkspaceOptions, WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner):
     """Spawn each JupyterHub named server as a BenchHub workspace container."""
-
-    resource_models = Dict(
-        DEFAULT_RESOURCE_MODELS,
-        help="""Resource models users choose from: name -> {cpus, memory_gb, gpus, gpu_memory_gb}.
-
-        Memory in GB (GiB). Applied as Docker CPU quota, memory limit (no swap) and GPU device
-        requests. Models this host cannot run are shown as unavailable and refused at start.
-        Example: {"tiny": {"cpus": 0.5, "memory_gb": 1}}
-        """,
-    ).tag(config=True)
-
-    image_templates = Dict(
-        {"jupyterlab": {"image": "benchhub/jupyterlab:latest", "display_name": "JupyterLab"}},
-        help="""Image templates users choose from: key -> {image, display_name}.
-
-        Images are built locally (make images); nothing is pulled.
-        """,
-    ).tag(config=True)
-
-    default_image_template = Unicode(
-        "jupyterlab", help="Key of the preselected image template."
-    ).tag(config=True)
-    default_resource_model = Unicode("standard-small", help="Preselected resource model.").tag(
-        config=True
-    )
-    storage_min_gb = Integer(1, help="Smallest /data size a user may choose, in GB.").tag(
-        config=True
-    )
-    storage_max_gb = Integer(16384, help="Largest /data size a user may choose, in GB.").tag(
-        config=True
-    )
-    default_storage_gb = Integer(10, help="Preselected /data size in GB.").tag(config=True)
 
     storage_root = Unicode(
         "/var/lib/benchhub/workspaces",
@@ -167,11 +133,6 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
         """,
     ).tag(config=True)
 
-    # (user, workspace) -> (actor, reason) of the request being served, set by BenchHub's
-    # request handlers (bench_spawner.hub_api) and taken by the next start, stop or delete. A
-    # class-level map because JupyterHub may replace the Spawner object during the request.
-    requested_by: dict[tuple[str, str], tuple[str, str]] = {}
-
     @default("storage_class")
     def _default_storage_class(self):
         return LoopbackVolume if os.geteuid() == 0 else DirectoryVolume
@@ -190,120 +151,27 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
         # workspaces differing only in case never share a container.
         return f"{self.prefix}-{self.escaped_name}--{self.name}"
 
-    @default("options_form")
-    def _default_options_form(self):
-        async def form(spawner):
-            return render_options_form(
-                spawner.schema,
-                spawner.current_spec(),
-                await spawner.host_capacity(),
-                await spawner.whitelist_presets(),
-            )
-
-        return form
-
-    @default("apply_user_options")
-    def _default_apply_user_options(self):
-        async def apply(spawner, user_options):
-            # the spec is applied in start(); this refuses bad options before anything happens
-            await spawner.validate_options(user_options)
-
-        return apply
-
-    @default("options_from_form")
-    def _default_options_from_form(self):
-        async def from_form(formdata, spawner):
-            # validated and canonical before JupyterHub stores it: a refused form changes nothing
-            spec = await spawner.validate_options(options_from_form(formdata))
-            return spec.to_user_options()
-
-        return from_form
-
-    # ---- the schema and the spec -------------------------------------------------------------
-
-    @property
-    def schema(self) -> OptionsSchema:
-        return OptionsSchema(
-            resource_models=load_catalog(self.resource_models),
-            image_templates={
-                key: t.get("display_name", key) for key, t in self.image_templates.items()
-            },
-            storage_min_gb=self.storage_min_gb,
-            storage_max_gb=self.storage_max_gb,
-            default_image=self.default_image_template,
-            default_resource_model=self.default_resource_model,
-            default_storage_gb=self.default_storage_gb,
-        )
-
-    def current_spec(self) -> WorkspaceSpec | None:
-        """The spec last stored for this workspace, if it is valid."""
-        try:
-            return (
-                self.schema.parse(self.orm_spawner.user_options or {}) if self.orm_spawner else None
-            )
-        except OptionsError:
-            return None
-
-    async def edit_options(self, changes: dict) -> tuple[dict, list[str]]:
-        """Merge ``changes`` into the stored options: ``(canonical options, changed names)``.
-
-        Keys given replace the stored ones, others are kept. The result is validated like a
-        start (400 naming each bad field). While the workspace runs only the run-time policy
-        (:data:`~benchhub.workspace_spec.LIFECYCLE_OPTIONS`) may change: anything else is a 409
-        that says to stop first. Nothing is stored here: the caller stores and records.
-        """
-        if not isinstance(changes, dict):
-            raise web.HTTPError(400, "user_options must be a JSON object of option: value")
-        before = self.current_spec() or self.schema.parse(None)
-        merged = {**before.to_user_options(), **changes}
-        after = (await self.validate_options(merged)).to_user_options()
-        old = before.to_user_options()
-        changed = sorted(key for key in after if after[key] != old.get(key))
-        frozen = [key for key in changed if key not in LIFECYCLE_OPTIONS]
-        if self.active and frozen:
-            raise web.HTTPError(
-                409,
-                f"workspace '{self.name}' is running: {', '.join(frozen)} can change only while "
-                f"it is stopped (stop it, edit, start it); while it runs you may change "
-                f"{', '.join(LIFECYCLE_OPTIONS)}",
-            )
-        return after, changed
-
-    async def record_activity(self, action: str, description: str, fields=None) -> None:
-        """Append an entry to the activity journal (if configured) for this workspace, with the
-        actor of the current request (``requested_by``) or ``hub``."""
+    async def record_activity(
+        self, action: str, description: str, fields=None, actor: str | None = None
+    ) -> None:
+        """Append an entry to the activity journal (if configured) for this workspace, with
+        ``actor``, else the actor of the request being served (:attr:`action_request`), else
+        ``hub``."""
         if not self.activity_journal:
             return
-        actor, _ = BenchSpawner.requested_by.get((self.user.name, self.name), ("hub", ""))
+        actor = actor or (self.action_request or HUB).actor
         journal = ActivityJournal(self.activity_journal)
         await asyncio.to_thread(
             journal.record, action, self.user.name, self.name, actor, description, fields
         )
 
-    def _take_request(self) -> tuple[str, str]:
-        """``(actor, reason)`` of the request that caused this action, forgetting it."""
-        return BenchSpawner.requested_by.pop((self.user.name, self.name), ("hub", ""))
+    def _take_request(self) -> ActionRequest:
+        """The request that caused this action (or :data:`~.actors.HUB`), forgetting it."""
+        request, self.action_request = self.action_request or HUB, None
+        return request
 
     def _by(self, verb: str) -> str:
-        actor, reason = BenchSpawner.requested_by.get((self.user.name, self.name), ("hub", ""))
-        return f"{verb} by {actor}" + (f": {reason}" if reason else "")
-
-    async def validate_options(self, raw: dict | None) -> WorkspaceSpec:
-        """Parse options for a start or an edit; HTTP 400 naming each bad field.
-
-        The size of an existing volume (not the stored options) is what storage may not
-        shrink below: the volume on disk is the truth. A new or larger ``/data`` must fit the
-        host's storage capacity and the user's quota (``c.StorageAdmission``).
-        """
-        try:
-            spec = self.schema.parse(raw or {}, host=await self.host_capacity())
-            current_gb = await self.volume.size_gb()
-            if current_gb:
-                self.schema.check_change(dataclasses.replace(spec, storage_gb=current_gb), spec)
-            await self.check_storage(spec)
-        except OptionsError as e:
-            raise web.HTTPError(400, str(e)) from None
-        return spec
+        return (self.action_request or HUB).describe(verb)
 
     # ---- host facts ----------------------------------------------------------------------------
 
@@ -354,6 +222,13 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
         self._events: list[dict] = []  # progress events of the current start
         self._registration: float | None = None  # the egress record this start waits for
         self._event_added = asyncio.Event()
+        # The request behind the action in progress, for the activity journal: a start takes
+        # it from the requesting handler; BenchHub's handlers set it on this very object
+        # (user.spawners[name], the one JupyterHub stops and deletes) for a stop or delete.
+        self.action_request: ActionRequest | None = None
+        # Names of people other than the owner who entered this workspace (OAuth) and have not
+        # left: hub memory, so a hub restart forgets them and writes no "exited" for them.
+        self.visitors: set[str] = set()
 
     def _emit(self, progress: int, message: str) -> None:
         self._events.append({"progress": progress, "message": message})
@@ -383,25 +258,21 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
     async def start(self):
         self._events.clear()
         t0 = time.monotonic()
+        # JupyterHub sets ``handler`` to the request that asked for this start (None without)
+        asker = getattr(self.handler, "current_user", None) if self.handler else None
+        self.action_request = ActionRequest.by(asker, self.user.name)
         try:
-            validate_workspace_name(self.name)
-        except OptionsError as e:
-            raise web.HTTPError(400, str(e)) from None
-        spec = await self.validate_options(self.user_options)
-        model = self.schema.resource_models[spec.resource_model]
-        self.image = self.image_templates[spec.image]["image"]
-        new = not await asyncio.to_thread(self.volume.dir.exists)
-        await self.claim_storage(spec)  # a 400 naming storage_gb before anything is created
-        if new:
-            await self.record_activity(
-                "created", self._by("created"), {"options": spec.to_user_options()}
-            )
+            spec, model = await self._admit_start()
+        except BaseException:
+            self._take_request()  # refused before anything was made: nothing to attribute
+            raise
         try:
             await self._require_image()
             source = await self._step(
-                10, f"Preparing storage ({spec.storage_gb} GB at /data)",
+                10,
+                f"Preparing storage ({spec.storage_gb} GB at /data)",
                 self.volume.attach(spec.storage_gb),
-            )  # fmt: skip
+            )
             network = await self.ensure_network(spec.access_mode)
             await self._save_unsaved_checkpoint()  # before _create replaces the container
             checkpoint = await self._choose_checkpoint(spec)
@@ -411,9 +282,10 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
             )
             if checkpoint is not None:
                 await self._step(
-                    40, f"Restoring checkpoint {label(checkpoint)}",
+                    40,
+                    f"Restoring checkpoint {label(checkpoint)}",
                     self._restore_checkpoint(checkpoint),
-                )  # fmt: skip
+                )
             else:
                 await self._restore_checkpoint(None)
             async with await self._boot_slot():
@@ -424,10 +296,12 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
                 )
             if self._registration is not None:  # typically loaded while the server booted
                 await self._step(
-                    70, "Waiting for the egress proxy to load the whitelist",
-                    self.restricted_access.wait_loaded(self.egress_key, self._registration,
-                                                       self.egress_load_timeout),
-                )  # fmt: skip
+                    70,
+                    "Waiting for the egress proxy to load the whitelist",
+                    self.restricted_access.wait_loaded(
+                        self.egress_key, self._registration, self.egress_load_timeout
+                    ),
+                )
         except BaseException as e:
             reason = (
                 describe_failure(e) if not isinstance(e, asyncio.CancelledError) else "cancelled"
@@ -447,6 +321,27 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
         self._take_request()
         self._emit(100, f"Workspace ready in {time.monotonic() - t0:.1f} s")
         return f"http://{ip}:{port}"
+
+    async def _admit_start(self) -> tuple[WorkspaceSpec, ResourceModel]:
+        """This start's spec and resource model, its ``/data`` size claimed, and "created"
+        journaled for a new workspace; a 400 (nothing made) for a bad name or options or
+        storage that does not fit."""
+        try:
+            validate_workspace_name(self.name)
+        except OptionsError as e:
+            raise web.HTTPError(400, str(e)) from None
+        spec = self._take_applied_spec()
+        if spec is None:  # apply_user_options was configured to something else
+            spec = await self.validate_options(self.user_options)
+        model = self.schema.resource_models[spec.resource_model]
+        self.image = self.image_templates[spec.image]["image"]
+        new = not await asyncio.to_thread(self.volume.dir.exists)
+        await self.claim_storage(spec)  # a 400 naming storage_gb before anything is created
+        if new:
+            await self.record_activity(
+                "created", self._by("created"), {"options": spec.to_user_options()}
+            )
+        return spec, model
 
     _boot_slots: asyncio.Semaphore | None = None
 
@@ -518,9 +413,14 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
                 # the server is the user's program: no credential goes with this request, a
                 # redirect is not followed (it could point at a host service) and the body is
                 # dropped as it arrives (never held in the hub's memory)
-                await client.fetch(url, connect_timeout=1, request_timeout=2,
-                                   follow_redirects=False, decompress_response=False,
-                                   streaming_callback=lambda chunk: None)  # fmt: skip
+                await client.fetch(
+                    url,
+                    connect_timeout=1,
+                    request_timeout=2,
+                    follow_redirects=False,
+                    decompress_response=False,
+                    streaming_callback=lambda chunk: None,
+                )
                 return True
             except (HTTPClientError, OSError):
                 pass
@@ -603,21 +503,41 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
         self.clear_state()
 
     async def _release(self) -> None:
-        """Give back what a run held: container, its clusters, volume mount, egress list and
-        address."""
+        """Give back what a run held: its container, then the rest (:meth:`_release_run`)."""
         await self._discard_container()
+        await self._release_run()
+
+    async def _release_run(self) -> None:
+        """Give back what a run held besides its container (which a failed stop's checkpoint
+        keeps aside): its clusters, the volume mount, the egress list and address; the admins
+        who were inside have left it."""
         await self._stop_clusters()
         await self.volume.detach()
         await self.restricted_access.release(self.egress_key)
+        await self.record_visitors_left("the workspace stopped")
+
+    async def record_visitors_left(self, why: str, visitor: str | None = None) -> None:
+        """Journal that ``visitor`` (else every admin inside, :attr:`visitors`) left this
+        workspace, ``why``."""
+        leaving = {visitor} & self.visitors if visitor else set(self.visitors)
+        self.visitors -= leaving
+        for name in sorted(leaving):
+            await self.record_activity(
+                "admin-exited", f"{name} left ({why})", actor=f"admin:{name}"
+            )
 
     async def _stop_clusters(self) -> None:
         """Remove the Grid Engine cluster containers that share this workspace's /data (they
         die with it): the manager first, so it takes its address out of /data/.sge. The
         clusters service then removes their network, scratch volumes and record. Done here so
         the volume can be detached even while that service is down."""
-        filters = {"label": [f"{cluster_label('prefix')}={self.prefix}",
-                             f"{cluster_label('user')}={self.user.name}",
-                             f"{cluster_label('workspace')}={self.name}"]}  # fmt: skip
+        filters = {
+            "label": [
+                f"{cluster_label('prefix')}={self.prefix}",
+                f"{cluster_label('user')}={self.user.name}",
+                f"{cluster_label('workspace')}={self.name}",
+            ]
+        }
         found = await self.docker("containers", all=True, filters=filters)
         found.sort(key=lambda c: c["Labels"].get(cluster_label("role")) != "manager")
         for container in found:
@@ -678,8 +598,9 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
     async def _egress_proxy_running(self) -> bool:
         """Whether the egress proxy container runs (observed; the egress service owns it)."""
         try:
-            return bool((await self.docker("inspect_container", self.egress_container))
-                        ["State"]["Running"])  # fmt: skip
+            return bool(
+                (await self.docker("inspect_container", self.egress_container))["State"]["Running"]
+            )
         except NotFound:
             return False
 
@@ -698,13 +619,21 @@ class BenchSpawner(WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner
             if name not in BenchSpawner._networks:
                 subnet = self.restricted_subnet if access_mode == "restricted" else None
                 BenchSpawner._networks[name] = await ensure_workspace_network(
-                    self.docker, name, access_mode, subnet, self.network_mtu or host_mtu(),
-                    frozenset({self.egress_container}), self.log,
-                )  # fmt: skip
+                    self.docker,
+                    name,
+                    access_mode,
+                    subnet,
+                    self.network_mtu or host_mtu(),
+                    frozenset({self.egress_container}),
+                    self.log,
+                )
             modes = {self.open_network: "open", self.restricted_network: "restricted"}
             known = BenchSpawner._networks
-            guards = [workspace_guard(known[n], mode, self.hub.port)
-                      for n, mode in modes.items() if n in known]  # fmt: skip
+            guards = [
+                workspace_guard(known[n], mode, self.hub.port)
+                for n, mode in modes.items()
+                if n in known
+            ]
             rewritten = await firewall.ensure(guards)
         for guard in rewritten:
             self.log.info("host firewall for network %s put in place", guard.name)

@@ -93,8 +93,9 @@ class WorkspaceStorageLimits(LoggingConfigurable):
         try:
             await asyncio.to_thread(self.storage_admission.settle, self.volume.dir)
         except Exception:
-            self.log.warning("%s: could not settle the storage claim", self._log_name,
-                             exc_info=True)  # fmt: skip
+            self.log.warning(
+                "%s: could not settle the storage claim", self._log_name, exc_info=True
+            )
 
     # ---- the writable layer ---------------------------------------------------------------
 
@@ -155,8 +156,12 @@ class WorkspaceStorageLimits(LoggingConfigurable):
                     return
                 if not noted and usage.charged >= NEAR_LIMIT * limit:  # once per run
                     noted = True
-                    self.log.info("%s: writable layer at %d%% of its %s limit", self._log_name,
-                                  100 * usage.charged // limit, format_size(limit))  # fmt: skip
+                    self.log.info(
+                        "%s: writable layer at %d%% of its %s limit",
+                        self._log_name,
+                        100 * usage.charged // limit,
+                        format_size(limit),
+                    )
                 rate = 0.0
                 if previous is not None:
                     rate = (usage.charged - previous[0]) / max(now - previous[1], 1e-3)
@@ -167,8 +172,9 @@ class WorkspaceStorageLimits(LoggingConfigurable):
             except NotFound:
                 return
             except Exception:
-                self.log.warning("%s: measuring the writable layer failed", self._log_name,
-                                 exc_info=True)  # fmt: skip
+                self.log.warning(
+                    "%s: measuring the writable layer failed", self._log_name, exc_info=True
+                )
             await asyncio.sleep(wait)
 
     async def _stop_for_disk_limit(self, container_id: str, reason: str) -> None:

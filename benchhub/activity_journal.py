@@ -165,8 +165,11 @@ def read_from(
         if entry is None:
             log.error(
                 "activity journal %s: skipping corrupt line %d after byte %d: %r",
-                path, number, offset, line[:200],
-            )  # fmt: skip
+                path,
+                number,
+                offset,
+                line[:200],
+            )
         else:
             entries.append(entry)
     return entries, offset + len(data)

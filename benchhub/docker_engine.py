@@ -1,4 +1,4 @@
-"""The Docker Engine as the clusters service uses it: docker-py behind one executor.
+"""The Docker Engine as every BenchHub service uses it: docker-py behind one executor.
 
 Every blocking docker-py call goes through :meth:`DockerEngine.call` (``await
 engine.call("inspect_container", name)``), on a pool of ``threads`` worker threads, with the
@@ -6,8 +6,8 @@ client's own socket timeout and an outer one. The client is made in a worker thr
 the event loop. :meth:`DockerEngine.exec` runs a command in a container and returns its exit
 code and output (bounded in size and time: what runs in a container can be the user's
 doing); :meth:`DockerEngine.watch` follows container ``die``/``destroy`` events on
-a thread of its own and calls back, so the service reacts to a stopped workspace or a killed
-member at once instead of at its next pass.
+a thread of its own and calls back, so a service reacts to a stopped workspace or a killed
+cluster member at once instead of at its next pass.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from docker.errors import APIError, NotFound
 
 __all__ = ["MAX_EXEC_OUTPUT", "DockerEngine", "ExecResult"]
 
-log = logging.getLogger("benchhub.clusters")
+log = logging.getLogger("benchhub.docker_engine")
 
 # Output of one exec that the service reads at most (qstat's XML of thousands of jobs fits).
 MAX_EXEC_OUTPUT = 16 * 1024 * 1024
@@ -66,7 +66,7 @@ class DockerEngine:
 
     def __init__(self, threads: int = 8, timeout: float = 30):
         self.timeout = timeout
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="clusters-docker")
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="docker")
         self._local = threading.local()
         self._watching = False
 
@@ -111,9 +111,13 @@ class DockerEngine:
             pass
 
     async def exec(
-        self, container: str, argv: list[str] | tuple[str, ...], environment: dict | None = None,
-        user: str = "", max_output: int = MAX_EXEC_OUTPUT,
-    ) -> ExecResult:  # fmt: skip
+        self,
+        container: str,
+        argv: list[str] | tuple[str, ...],
+        environment: dict | None = None,
+        user: str = "",
+        max_output: int = MAX_EXEC_OUTPUT,
+    ) -> ExecResult:
         """Run ``argv`` in a running container; its exit code and stdout+stderr as text.
 
         What a command prints in a cluster or workspace container can be the user's doing
@@ -124,8 +128,9 @@ class DockerEngine:
 
         def run() -> ExecResult:
             client = self._client()
-            created = client.exec_create(container, list(argv), environment=environment,
-                                         user=user, stdout=True, stderr=True)  # fmt: skip
+            created = client.exec_create(
+                container, list(argv), environment=environment, user=user, stdout=True, stderr=True
+            )
             stream = client.exec_start(created["Id"], stream=True)
             output, cut = _read_bounded(stream, max_output, time.monotonic() + self.timeout)
             if cut:
@@ -154,7 +159,7 @@ class DockerEngine:
                     log.warning("docker event stream failed; reconnecting", exc_info=True)
                 time.sleep(2)
 
-        threading.Thread(target=follow, name="clusters-docker-events", daemon=True).start()
+        threading.Thread(target=follow, name="docker-events", daemon=True).start()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

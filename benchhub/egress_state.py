@@ -93,8 +93,13 @@ class EgressState:
         current time by default), by which :meth:`is_loaded` tells this registration from an
         earlier one."""
         now = time.time() if now is None else now
-        record = {"key": key, "container": container, "address": address,
-                  "entries": list(entries), "registered_at": now}  # fmt: skip
+        record = {
+            "key": key,
+            "container": container,
+            "address": address,
+            "entries": list(entries),
+            "registered_at": now,
+        }
         with self.locked():
             atomic_write(self._record_path(key), json.dumps(record))
             self._bump()

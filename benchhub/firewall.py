@@ -106,8 +106,9 @@ def chain_rules(guard: BridgeGuard) -> dict[str, list[str]]:
     """``{chain: [rule, ...]}`` in ``iptables -S`` form (``-A CHAIN ...``)."""
     chain = guard.input_chain
     rules = {chain: [f"-A {chain} {_REPLIES}"]}
-    rules[chain] += [f"-A {chain} -p tcp -m tcp --dport {port} -j ACCEPT"
-                     for port in guard.host_ports]  # fmt: skip
+    rules[chain] += [
+        f"-A {chain} -p tcp -m tcp --dport {port} -j ACCEPT" for port in guard.host_ports
+    ]
     rules[chain].append(f"-A {chain} -j REJECT --reject-with icmp-admin-prohibited")
     if guard.isolated:
         chain = guard.forward_chain
@@ -128,8 +129,10 @@ def jump_rules(guard: BridgeGuard, forward_parent: str = "DOCKER-USER") -> list[
     comment = f'-m comment --comment "benchhub {guard.name}"'
     jumps = [f"-A INPUT -i {guard.bridge} {comment} -j {guard.input_chain}"]
     if guard.isolated:
-        jumps.append(f"-A {forward_parent} -i {guard.bridge} -o {guard.bridge} {comment} "
-                     f"-j {guard.forward_chain}")  # fmt: skip
+        jumps.append(
+            f"-A {forward_parent} -i {guard.bridge} -o {guard.bridge} {comment} "
+            f"-j {guard.forward_chain}"
+        )
     return jumps
 
 
@@ -188,9 +191,11 @@ def stale_ids(listing: Iterable[str], network_ids: Iterable[str]) -> set[str]:
 
 async def _run(argv: list[str], stdin: str | None = None) -> str:
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
     if proc.returncode:
         raise RuntimeError(

@@ -82,8 +82,9 @@ def workspace_guard(net: WorkspaceNetwork, access_mode: str, hub_port: int) -> f
     openings = ()
     if access_mode == "restricted":
         openings = (firewall.Opening(net.proxy_address, EGRESS_PROXY_PORT),)
-    return firewall.BridgeGuard(net.id, net.name, host_ports=(hub_port,), isolated=True,
-                                openings=openings)  # fmt: skip
+    return firewall.BridgeGuard(
+        net.id, net.name, host_ports=(hub_port,), isolated=True, openings=openings
+    )
 
 
 async def ensure_workspace_network(
@@ -116,15 +117,20 @@ async def ensure_workspace_network(
                 "its containers talk to each other); the host firewall blocks that traffic, but "
                 "recreate the network: stop every workspace on it (%s) and start one again, "
                 "BenchHub then makes it anew. See %s.",
-                name, ", ".join(sorted(attached - movable)), UPGRADE_DOC,
-            )  # fmt: skip
+                name,
+                ", ".join(sorted(attached - movable)),
+                UPGRADE_DOC,
+            )
         else:
             for container in attached:
                 await call("remove_container", container, force=True)
             await call("remove_network", info["Id"])
             await firewall.remove(info["Id"])
-            log.warning("network %s was made before workspaces were isolated and nothing used "
-                        "it: made it anew", name)  # fmt: skip
+            log.warning(
+                "network %s was made before workspaces were isolated and nothing used "
+                "it: made it anew",
+                name,
+            )
             info = None
     if info is None:
         await call("create_network", **network_create_kwargs(name, access_mode, subnet, mtu))

@@ -209,11 +209,14 @@ def decide(
 def _asked(request: StorageRequest) -> str:
     size = format_gb(request.unit_bytes)
     if request.units > 1:
-        return (f"{request.units} x {size} of {request.what} "
-                f"({format_gb(request.extra_bytes)} in all)")  # fmt: skip
+        return (
+            f"{request.units} x {size} of {request.what} ({format_gb(request.extra_bytes)} in all)"
+        )
     if request.current_bytes:
-        return (f"growing {request.what} from {format_gb(request.current_bytes)} to {size} "
-                f"({format_gb(request.extra_bytes)} more)")  # fmt: skip
+        return (
+            f"growing {request.what} from {format_gb(request.current_bytes)} to {size} "
+            f"({format_gb(request.extra_bytes)} more)"
+        )
     return f"{size} of {request.what}"
 
 
@@ -223,12 +226,17 @@ def _offer(request: StorageRequest, verdict: Verdict) -> str:
     per = " per member" if request.units > 1 else ""
     if request.units > 1 and most >= 1:
         fit = verdict.room_bytes // max(1, request.unit_bytes)
-        return (f"choose at most {most} GB{per}, or fewer members "
-                f"({fit} fit at {format_gb(request.unit_bytes)})")  # fmt: skip
+        return (
+            f"choose at most {most} GB{per}, or fewer members "
+            f"({fit} fit at {format_gb(request.unit_bytes)})"
+        )
     if most * GIB > request.current_bytes and most >= 1:
         return f"choose at most {most} GB{per}"
     if request.current_bytes:
-        return (f"keep {format_gb(request.current_bytes)} or free space first (delete a "
-                "workspace you no longer need)")  # fmt: skip
-    return ("nothing more can be allocated now: delete a workspace you no longer need, or ask "
-            "an admin")
+        return (
+            f"keep {format_gb(request.current_bytes)} or free space first (delete a "
+            "workspace you no longer need)"
+        )
+    return (
+        "nothing more can be allocated now: delete a workspace you no longer need, or ask an admin"
+    )

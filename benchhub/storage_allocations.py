@@ -214,8 +214,9 @@ class StorageAdmission(LoggingConfigurable):
         """``(verdict, current bytes)`` for one volume resized to ``request.unit_bytes``."""
         mine = next((a for a in found if a.path == str(volume_dir)), None)
         current = mine.allocated_bytes if mine else 0
-        request = StorageRequest(request.field, request.owner, request.unit_bytes, 1, current,
-                                 request.what)  # fmt: skip
+        request = StorageRequest(
+            request.field, request.owner, request.unit_bytes, 1, current, request.what
+        )
         return self._decide(volume_dir, request, found), current
 
     def _decide(self, target: Path, request: StorageRequest, found) -> Verdict:
@@ -260,8 +261,11 @@ def _subdirs(path: Path) -> list[Path]:
     ``.checkpoint-clones``)."""
     try:
         with os.scandir(path) as listing:
-            return [Path(e.path) for e in listing
-                    if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]  # fmt: skip
+            return [
+                Path(e.path)
+                for e in listing
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+            ]
     except (FileNotFoundError, NotADirectoryError):
         return []
 

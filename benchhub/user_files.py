@@ -66,8 +66,12 @@ def write_in_data(data_dir: str, relative: str, text: str, mode: int = 0o644) ->
     parts, name = _parts(relative)
     with _directory(data_dir, parts, create=True) as dir_fd:
         temp = f".{name}.{secrets.token_hex(4)}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     mode, dir_fd=dir_fd)  # fmt: skip
+        fd = os.open(
+            temp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            mode,
+            dir_fd=dir_fd,
+        )
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)

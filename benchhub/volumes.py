@@ -167,8 +167,12 @@ class LoopbackVolume(WorkspaceVolume):
             if device:
                 await asyncio.sleep(0.2)
         if device:
-            log.warning("%s of %s is still in use (another container mounts it?); the kernel "
-                        "frees it when the last user goes", device, self.image_path)  # fmt: skip
+            log.warning(
+                "%s of %s is still in use (another container mounts it?); the kernel "
+                "frees it when the last user goes",
+                device,
+                self.image_path,
+            )
 
     async def leftovers(self) -> list[str]:
         found = await super().leftovers()
@@ -184,10 +188,17 @@ class LoopbackVolume(WorkspaceVolume):
         tmp = self.dir / IMAGE_IN_PROGRESS
         await asyncio.to_thread(set_file_size, tmp, size_gb * GIB)
         await run(
-            "mkfs.ext4", "-q", "-F", "-m", "0", "-L", "benchdata",
-            "-E", f"root_owner={DATA_UID}:{DATA_GID},lazy_itable_init=1,lazy_journal_init=1",
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-m",
+            "0",
+            "-L",
+            "benchdata",
+            "-E",
+            f"root_owner={DATA_UID}:{DATA_GID},lazy_itable_init=1,lazy_journal_init=1",
             str(tmp),
-        )  # fmt: skip
+        )
         os.replace(tmp, self.image_path)  # a crash before this leaves no half-made volume
 
     async def _grow(self, size_gb: int) -> None:
@@ -213,8 +224,14 @@ class LoopbackVolume(WorkspaceVolume):
 
     async def _mounted_source(self) -> str | None:
         proc = await asyncio.create_subprocess_exec(
-            "findmnt", "-n", "-o", "SOURCE", "--mountpoint", str(self.mount_path),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+            "findmnt",
+            "-n",
+            "-o",
+            "SOURCE",
+            "--mountpoint",
+            str(self.mount_path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         out, _ = await proc.communicate()
         return out.decode().strip() or None

@@ -86,7 +86,12 @@ def parse_probe_output(text: str) -> dict[str, list[str]]:
 def probe_image(client, image: str) -> dict[str, list[str]]:
     """Read the tools' index settings from ``image`` (blocking; run it in a thread)."""
     out = client.containers.run(
-        image, ["python3", "-c", PROBE], entrypoint=[], network_mode="none", remove=True,
-        stdout=True, stderr=False,
-    )  # fmt: skip
+        image,
+        ["python3", "-c", PROBE],
+        entrypoint=[],
+        network_mode="none",
+        remove=True,
+        stdout=True,
+        stderr=False,
+    )
     return parse_probe_output(out.decode(errors="replace"))

@@ -5,6 +5,11 @@ go through :meth:`OptionsSchema.parse`, which fills defaults, rejects unknown ke
 collects every problem into one :class:`OptionsError`; each message names the field and
 the allowed values or range. The result, :class:`WorkspaceSpec`, is stored in its
 canonical form by :meth:`WorkspaceSpec.to_user_options`.
+
+:func:`parse_run_time_policy` checks just the run-time policy options
+(:data:`LIFECYCLE_OPTIONS`) with the same field parsers, defaults and messages: the lifecycle
+service reads a running workspace's policy with it, so the hub and the service never disagree
+about what an option means.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .whitelist import normalised_entries, parse_whitelist
 __all__ = [
     "ACCESS_MODES",
     "LIFECYCLE_OPTIONS",
+    "MAX_AUTO_SHUTDOWN_HOURS",
     "SHUTDOWN_MODES",
     "NAME_RULE",
     "WORKSPACE_NAME_RULE",
@@ -36,8 +42,11 @@ __all__ = [
     "FieldError",
     "OptionsError",
     "OptionsSchema",
+    "RunTimePolicy",
     "WorkspaceSpec",
+    "load_image_templates",
     "options_from_form",
+    "parse_run_time_policy",
     "shown",
     "validate_workspace_name",
     "whole_number",
@@ -61,6 +70,7 @@ OPTION_NAMES = (
 # The run-time policy: the only options that may change while the workspace runs (as in ICA
 # Bench); the lifecycle service reads them on its next pass. Everything else applies at start.
 LIFECYCLE_OPTIONS = ("auto_shutdown_hours", "keep_until", "reminder_hours", "shutdown_mode")
+MAX_AUTO_SHUTDOWN_HOURS = 8760  # a year
 MAX_REMINDERS = 5
 # restore_checkpoint: "" = the latest checkpoint, "none" = the image as built, else a checkpoint
 # id or name of this workspace (whether it exists is checked at start, against the store)
@@ -145,6 +155,79 @@ class WorkspaceSpec:
         options["reminder_hours"] = list(self.reminder_hours)
         return options
 
+    @property
+    def run_time_policy(self) -> RunTimePolicy:
+        """The spec's run-time policy options, as :func:`parse_run_time_policy` gives them."""
+        return RunTimePolicy(**{name: getattr(self, name) for name in LIFECYCLE_OPTIONS})
+
+
+@dataclass(frozen=True)
+class RunTimePolicy:
+    """A workspace's run-time policy (the options :data:`LIFECYCLE_OPTIONS`), checked and
+    canonical: ``auto_shutdown_hours`` whole hours, 0 = no automatic shutdown;
+    ``shutdown_mode`` (one of :data:`SHUTDOWN_MODES`) whether they count from the start or
+    from the last activity; ``keep_until`` "" or UTC ISO 8601 text to the second, before which
+    no automatic shutdown happens; ``reminder_hours`` lead times in whole hours, longest first.
+    The defaults are the schema's defaults."""
+
+    auto_shutdown_hours: int = 0
+    shutdown_mode: str = "after_start"
+    keep_until: str = ""
+    reminder_hours: tuple[int, ...] = (24, 1)
+
+    @property
+    def keep_until_time(self) -> datetime | None:
+        """``keep_until`` as an aware UTC datetime, None for none."""
+        return datetime.fromisoformat(self.keep_until) if self.keep_until else None
+
+    def as_raw(self) -> dict:
+        """These values as raw options (a list for the reminders), e.g. to fill gaps."""
+        return {**asdict(self), "reminder_hours": list(self.reminder_hours)}
+
+
+def parse_run_time_policy(
+    raw: dict | None,
+    defaults: RunTimePolicy = RunTimePolicy(),
+    max_auto_shutdown_hours: int = MAX_AUTO_SHUTDOWN_HOURS,
+) -> RunTimePolicy:
+    """Check just the run-time policy options of ``raw`` (a workspace's ``user_options``).
+
+    The same field parsers and messages as :meth:`OptionsSchema.parse`: what the schema
+    accepts this accepts, and to the same values. Other keys are ignored (the schema checks
+    them); a policy option left out takes its value from ``defaults``. Raises
+    :class:`OptionsError` naming each bad field and what is allowed.
+    """
+    raw = _options_object(raw)
+    values = {**defaults.as_raw(), **{key: raw[key] for key in LIFECYCLE_OPTIONS if key in raw}}
+    errors: list[FieldError] = []
+    checked = _check_run_time_policy(values, max_auto_shutdown_hours, errors)
+    if errors:
+        raise OptionsError(errors)
+    return RunTimePolicy(**checked)
+
+
+def _options_object(raw: object) -> dict:
+    """``raw`` options as a dict ({} for None); OptionsError when they are not an object."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        message = f"must be a JSON object of option: value, got {shown(raw)}"
+        raise OptionsError([FieldError("options", message)])
+    return raw
+
+
+def _check_run_time_policy(values: dict, max_hours: int, errors: list[FieldError]) -> dict:
+    """The run-time policy fields of ``values`` (every one present), checked and canonical;
+    problems are appended to ``errors``."""
+    return {
+        "auto_shutdown_hours": _check_auto_shutdown(
+            values["auto_shutdown_hours"], max_hours, errors
+        ),
+        "shutdown_mode": _check_shutdown_mode(values["shutdown_mode"], errors),
+        "keep_until": _check_keep_until(values["keep_until"], errors),
+        "reminder_hours": _check_reminders(values["reminder_hours"], max_hours, errors),
+    }
+
 
 def shown(value: object, limit: int = 60) -> str:
     """``repr`` of a submitted value, shortened so a huge value cannot flood a message."""
@@ -199,6 +282,48 @@ def _parse_whitelist(raw_value: object, access_mode: object) -> tuple[tuple[str,
     return tuple(normalised_entries(entries)), errors
 
 
+IMAGE_TEMPLATE_KEYS = ("image", "display_name")
+
+
+def load_image_templates(raw: object) -> dict[str, str]:
+    """Check configured image templates (``{key: {"image": ..., "display_name": ...}}``) and
+    return ``{key: display name}`` (the key when no ``display_name``), in the same order.
+
+    Each key must be a non-empty string, each ``image`` a non-empty image reference, a
+    ``display_name`` text; other keys are refused. Raises :class:`ValueError` listing every
+    problem (joined with ``"; "``), each naming the template and how to fix it."""
+    example = "{'image': 'benchhub/jupyterlab:latest', 'display_name': 'JupyterLab'}"
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(
+            f"the image templates must be a non-empty dict of {{key: {example}}}; "
+            "define at least one template"
+        )
+    problems = []
+    for key, template in raw.items():
+        if not isinstance(key, str) or not key.strip():
+            problems.append(f"image template key {key!r} is invalid; use a short name")
+        elif not isinstance(template, dict):
+            problems.append(f"image template {key!r} must be a dict like {example}")
+        else:
+            unknown = sorted(str(k) for k in template if k not in IMAGE_TEMPLATE_KEYS)
+            if unknown:
+                problems.append(
+                    f"image template {key!r}: unknown key(s) {', '.join(unknown)}; "
+                    f"allowed keys: {', '.join(IMAGE_TEMPLATE_KEYS)}"
+                )
+            image = template.get("image")
+            if not isinstance(image, str) or not image.strip():
+                problems.append(
+                    f"image template {key!r}: 'image' must name a local image, e.g. "
+                    f"'benchhub/jupyterlab:latest'; got {image!r}"
+                )
+            if not isinstance(template.get("display_name", ""), str):
+                problems.append(f"image template {key!r}: 'display_name' must be text")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return {key: template.get("display_name") or key for key, template in raw.items()}
+
+
 @dataclass(frozen=True)
 class OptionsSchema:
     """What a user may choose for a workspace, and the defaults for what they leave out.
@@ -217,7 +342,7 @@ class OptionsSchema:
     default_resource_model: str = "standard-small"
     default_storage_gb: int = 10
     default_auto_shutdown_hours: int = 0
-    max_auto_shutdown_hours: int = 8760
+    max_auto_shutdown_hours: int = MAX_AUTO_SHUTDOWN_HOURS
     default_shutdown_mode: str = "after_start"
     default_reminder_hours: tuple[int, ...] = (24, 1)
     max_description_chars: int = 1000
@@ -251,8 +376,9 @@ class OptionsSchema:
                 f"got {self.default_shutdown_mode!r}"
             )
         reminder_errors: list[FieldError] = []
-        _check_reminders(list(self.default_reminder_hours), self.max_auto_shutdown_hours,
-                         reminder_errors)  # fmt: skip
+        _check_reminders(
+            list(self.default_reminder_hours), self.max_auto_shutdown_hours, reminder_errors
+        )
         problems.extend(f"default_{e.field}: {e.message}" for e in reminder_errors)
         if problems:
             raise ValueError("; ".join(problems))
@@ -279,11 +405,7 @@ class OptionsSchema:
         Unknown keys are refused. With ``host``, a resource model that host cannot run is
         refused too. Every problem is collected; if any, raises one :class:`OptionsError`.
         """
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            message = f"must be a JSON object of option: value, got {shown(raw)}"
-            raise OptionsError([FieldError("options", message)])
+        raw = _options_object(raw)
         allowed = ", ".join(OPTION_NAMES)
         errors = [
             FieldError(str(key), f"unknown option {str(key)!r}; allowed options: {allowed}")
@@ -297,12 +419,7 @@ class OptionsSchema:
             "storage_gb": self._check_storage(values["storage_gb"], errors),
             "access_mode": self._check_access_mode(values["access_mode"], errors),
             "description": self._check_description(values["description"], errors),
-            "auto_shutdown_hours": self._check_shutdown(values["auto_shutdown_hours"], errors),
-            "shutdown_mode": _check_shutdown_mode(values["shutdown_mode"], errors),
-            "keep_until": _check_keep_until(values["keep_until"], errors),
-            "reminder_hours": _check_reminders(
-                values["reminder_hours"], self.max_auto_shutdown_hours, errors
-            ),
+            **_check_run_time_policy(values, self.max_auto_shutdown_hours, errors),
             "restore_checkpoint": _check_restore_checkpoint(values["restore_checkpoint"], errors),
         }
         whitelist, whitelist_errors = _parse_whitelist(values["whitelist"], values["access_mode"])
@@ -362,18 +479,6 @@ class OptionsSchema:
             errors.append(FieldError("description", message))
         return value
 
-    def _check_shutdown(self, value: object, errors: list[FieldError]) -> int | None:
-        number = whole_number(value)
-        if number is None or not 0 <= number <= self.max_auto_shutdown_hours:
-            errors.append(
-                FieldError(
-                    "auto_shutdown_hours",
-                    f"must be a whole number of hours from 0 to {self.max_auto_shutdown_hours} "
-                    f"(0 = no automatic shutdown), got {shown(value)}",
-                )
-            )
-        return number
-
     def check_change(self, old: WorkspaceSpec | None, new: WorkspaceSpec) -> None:
         """Refuse a change from ``old`` (None for a new workspace) to ``new`` that would lose
         data: storage can grow, never shrink. Raises :class:`OptionsError` on ``storage_gb``.
@@ -384,6 +489,19 @@ class OptionsSchema:
                 f"storage can only grow (stop the workspace and choose ≥ {old.storage_gb})"
             )
             raise OptionsError([FieldError("storage_gb", message)])
+
+
+def _check_auto_shutdown(value: object, max_hours: int, errors: list[FieldError]) -> int | None:
+    number = whole_number(value)
+    if number is None or not 0 <= number <= max_hours:
+        errors.append(
+            FieldError(
+                "auto_shutdown_hours",
+                f"must be a whole number of hours from 0 to {max_hours} "
+                f"(0 = no automatic shutdown), got {shown(value)}",
+            )
+        )
+    return number
 
 
 def _check_shutdown_mode(value: object, errors: list[FieldError]) -> str:
@@ -408,10 +526,13 @@ def _check_keep_until(value: object, errors: list[FieldError]) -> str:
         parsed = datetime.fromisoformat(value.strip()) if isinstance(value, str) else None
     except ValueError:
         parsed = None
-    if parsed is None or parsed.utcoffset() is None:
+    try:
+        if parsed is None or parsed.utcoffset() is None:
+            raise ValueError("no time or no timezone")
+        return parsed.astimezone(UTC).isoformat(timespec="seconds")
+    except (ValueError, OverflowError):  # OverflowError: e.g. 0001-01-01 at +05:00 in UTC
         errors.append(FieldError("keep_until", message))
         return value
-    return parsed.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _check_restore_checkpoint(value: object, errors: list[FieldError]) -> str:
@@ -439,11 +560,7 @@ def _check_reminders(value: object, max_hours: int, errors: list[FieldError]) ->
     if isinstance(value, str):
         value = [part for part in value.replace(" ", "").split(",") if part]
     hours = [whole_number(v) for v in value] if isinstance(value, list) else [None]
-    if (
-        None in hours
-        or len(hours) > MAX_REMINDERS
-        or not all(1 <= h <= max_hours for h in hours)
-    ):
+    if None in hours or len(hours) > MAX_REMINDERS or not all(1 <= h <= max_hours for h in hours):
         message = (
             f"must be a list of at most {MAX_REMINDERS} whole numbers of hours from 1 to "
             f"{max_hours} (how long before a shutdown or restart to remind), got {shown(value)}"

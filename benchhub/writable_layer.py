@@ -106,16 +106,19 @@ def run_ceiling(limit_bytes: int, baseline_bytes: int | None) -> int:
     return min(baseline_bytes + CLEANUP_ALLOWANCE, hard_cap(limit_bytes))
 
 
-def over_limit_reason(usage: LayerUsage, limit_bytes: int, ceiling_bytes: int,
-                      whose: str = WORKSPACE_FILES) -> str | None:  # fmt: skip
+def over_limit_reason(
+    usage: LayerUsage, limit_bytes: int, ceiling_bytes: int, whose: str = WORKSPACE_FILES
+) -> str | None:
     """The ``errored`` reason when ``usage`` passed the run's ceiling, else None."""
     if usage.charged <= ceiling_bytes:
         return None
     if ceiling_bytes <= limit_bytes:
         return f"disk limit: {whose} passed {format_size(limit_bytes)}; /data is separate"
     size, limit = format_size(usage.charged), format_size(limit_bytes)
-    return (f"disk limit: {whose} are {size}, over the {limit} limit, and grew after the "
-            "start; delete files outside /data to get below the limit (/data is separate)")
+    return (
+        f"disk limit: {whose} are {size}, over the {limit} limit, and grew after the "
+        "start; delete files outside /data to get below the limit (/data is separate)"
+    )
 
 
 def next_check_in(usage_bytes: int, ceiling_bytes: int, rate: float, cadence: Cadence) -> float:
@@ -147,9 +150,15 @@ async def measure(upper_dir: str, limit_s: float = 120) -> LayerUsage:
 
     async def total(*options: str) -> int:
         proc = await asyncio.create_subprocess_exec(
-            "du", "-s", "-x", *options, "--", upper_dir,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            "du",
+            "-s",
+            "-x",
+            *options,
+            "--",
+            upper_dir,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
             out, err = await asyncio.wait_for(proc.communicate(), limit_s)
         except TimeoutError:
@@ -185,9 +194,9 @@ class WritableLayerWatch(LoggingConfigurable):
         help="""MB/s a container is assumed able to write when planning the next measurement
         (the faster observed rate wins), e.g. 200.""",
     ).tag(config=True)
-    concurrency = Integer(
-        2, help="Measurements (du walks) at once in this process, e.g. 2."
-    ).tag(config=True)
+    concurrency = Integer(2, help="Measurements (du walks) at once in this process, e.g. 2.").tag(
+        config=True
+    )
     timeout = Float(120.0, help="Seconds one measurement may take, e.g. 120.").tag(config=True)
 
     @validate("min_interval", "max_interval", "assumed_write_rate_mb", "timeout")
@@ -206,12 +215,16 @@ class WritableLayerWatch(LoggingConfigurable):
 
     @property
     def cadence(self) -> Cadence:
-        return Cadence(self.min_interval, max(self.min_interval, self.max_interval),
-                       self.assumed_write_rate_mb * MIB)  # fmt: skip
+        return Cadence(
+            self.min_interval,
+            max(self.min_interval, self.max_interval),
+            self.assumed_write_rate_mb * MIB,
+        )
 
     async def usage(self, upper_dir: str) -> LayerUsage:
         """Measure ``upper_dir`` (at most ``concurrency`` at once in this process)."""
         slots = WritableLayerWatch._slots.setdefault(
-            id(asyncio.get_running_loop()), asyncio.Semaphore(self.concurrency))
+            id(asyncio.get_running_loop()), asyncio.Semaphore(self.concurrency)
+        )
         async with slots:
             return await measure(upper_dir, self.timeout)

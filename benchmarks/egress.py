@@ -1,19 +1,19 @@
 """Egress proxy overhead, one run: throughput, latency, and squid reloads at 500 workspaces.
 
-A real hub (tests/hub_harness, prefix "benchegress", restricted subnet a /22 for 500 addresses)
-starts "closed" (restricted, whitelist files.test) and "opened" (open). A web server container
-(python3, sendfile) on the proxy's outside network and the open network, as files.test and
+A real hub (tests.support.hub_harness, prefix "benchegress", restricted subnet a /22 for 500
+addresses) starts "closed" (restricted, whitelist files.test) and "opened" (open). A web server
+container (python3, sendfile) on the proxy's outside network and the open network, as files.test and
 new.test, serves a 200 MB random file and a tiny one. Timing happens inside the workspaces:
 1. curl fetches the big file 3 times per side after a warm-up (median, MB = 10^6 B); 2. one
 python3 per side makes 1,000 sequential urllib GETs of the tiny file (a new connection each;
 "closed" via its HTTP_PROXY); 3. 500 fake workspaces x 20 entries (host, .domain, https://,
 path) are written as EgressState records naming the "closed" container, "closed" also allowed
 new.test; the render is timed. The egress service is paused (SIGSTOP) meanwhile so it neither
-rewrites the file nor restarts the proxy. (a) Product path: render (atomic replace) + SIGHUP as
-EgressProxy.reload sends it: does a poller in "closed" (every 5 ms) see new.test go 403 -> 200
-in 10 s? (b) squid itself: a proxy restart loads the config without new.test; the one with it
-is written over the file squid has mounted (same inode); SIGHUP -> first 200. A 20 MB/s download
-(~10 s) spans it: curl exit 0 and all bytes = no dropped connection. The own record is restored
+rewrites the file nor restarts the proxy. The product's path: render (atomic replace, as the
+service's render_conf does) + SIGHUP as EgressProxy.reload sends it: does a poller in "closed"
+(every 5 ms) see new.test go 403 -> 200 within 10 s, and when? (squid's own reconfigure time
+is not separated from the render here.) A 20 MB/s download (~10 s) spans it: curl exit 0 and
+all bytes = no dropped connection. The own record is restored
 afterwards (proxy restarted). Raw numbers: .cache/bench/egress.json."""
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import json
 import os
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,13 +30,13 @@ from subprocess import PIPE, Popen, check_output, run
 
 import docker as docker_sdk
 
+from benchhub.egress_state import EgressState
+from hub_services.egress.proxy import render_conf
+from tests.support.certificates import self_signed
+from tests.support.docker_cli import cleanup
+from tests.support.hub_harness import HubProcess
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from docker_cli import cleanup  # noqa: E402
-from hub_harness import HubProcess  # noqa: E402
-
-from hub_services.egress.proxy import EgressState  # noqa: E402
 
 PREFIX = "benchegress"
 SERVER, PROXY, OUTSIDE, OPEN = (f"{PREFIX}-{n}" for n in ("files", "egress", "egress-out", "open"))
@@ -45,8 +44,12 @@ BIG, SMALL, NEW = "http://files.test/big.bin", "http://files.test/small.txt", "h
 BIG_TLS = "https://files.test/big.bin"
 CURL = ("curl", "-s", "-o", "/dev/null", "-w")
 SIZE, MB, RUNS, REQUESTS, FAKES, ENTRIES = 200 * 10**6, 10**6, 3, "1000", 500, 20
-KINDS = ("host{j}.site{i}.test", ".cdn{j}.site{i}.test", "https://api{j}.site{i}.test",
-         "data{j}.site{i}.test/v{j}/files/")  # fmt: skip
+KINDS = (
+    "host{j}.site{i}.test",
+    ".cdn{j}.site{i}.test",
+    "https://api{j}.site{i}.test",
+    "data{j}.site{i}.test/v{j}/files/",
+)
 OPTIONS = {"resource_model": "standard-small", "storage_gb": 1}
 SERVE = r"""
 import functools, http.server, ssl, threading
@@ -121,17 +124,22 @@ def fake_records(subnet: str, own: dict) -> list[dict]:
     hosts = (str(a) for a in ipaddress.ip_network(subnet).hosts() if (int(a) & 0x3FF) >= 32)
     addresses = [a for a in hosts if a != own["address"]][:FAKES]
     return [
-        {"key": f"fake{i}/ws", "container": own["container"], "address": addresses[i],
-         "entries": [KINDS[j % 4].format(i=i, j=j) for j in range(ENTRIES)]}
+        {
+            "key": f"fake{i}/ws",
+            "container": own["container"],
+            "address": addresses[i],
+            "entries": [KINDS[j % 4].format(i=i, j=j) for j in range(ENTRIES)],
+        }
         for i in range(FAKES)
-    ]  # fmt: skip
+    ]
 
 
 def reload(hub: Hub, closed: str) -> dict:
     """500 workspaces' lists rendered, written atomically and loaded with SIGHUP (the product's
     path), timed to the first request the new rule allows, with a download running across it."""
-    state = EgressState(hub.egress_dir, [])
-    conf, own_path = state.conf_path, state.workspaces_dir / "bench--closed.json"
+    state = EgressState(hub.egress_dir)
+    conf, own_path = state.conf_path, state._record_path("bench/closed")
+    forbidden = json.loads(hub.env["BENCHHUB_EGRESS_FORBIDDEN"])
     own = json.loads(own_path.read_text())
     api = docker_sdk.APIClient(version="auto")
     pgrep = ["pgrep", "-P", str(hub.proc.pid), "-f", "hub_services.egress"]
@@ -146,11 +154,11 @@ def reload(hub: Hub, closed: str) -> dict:
         poll, first = poller(closed, NEW, 30)
         assert first == 403, first
         with state.locked():
-            for i, rec in enumerate(fake_records(hub.env["BENCHHUB_RESTRICTED_SUBNET"], own)):
-                (state.workspaces_dir / f"fake{i}--ws.json").write_text(json.dumps(rec))
+            for rec in fake_records(hub.env["BENCHHUB_RESTRICTED_SUBNET"], own):
+                state._record_path(rec["key"]).write_text(json.dumps(rec))
             own_path.write_text(json.dumps({**own, "entries": [*own["entries"], "new.test"]}))
         r["hup_at"] = t0 = time.time()
-        state.render()
+        render_conf(state, state.registered(), forbidden)
         r.update(render_s=time.time() - t0, conf_bytes=conf.stat().st_size)
         r["conf_lines"] = conf.read_text().count("\n")
         api.kill(PROXY, signal="HUP")
@@ -161,10 +169,10 @@ def reload(hub: Hub, closed: str) -> dict:
         r["no_dropped_connections"] = download.returncode == 0 and size == SIZE
     finally:
         with state.locked():
-            for p in state.workspaces_dir.glob("fake*--ws.json"):
+            for p in state.workspaces_dir.glob("fake*.json"):
                 p.unlink()
             own_path.write_text(json.dumps(own))
-        state.render()
+        render_conf(state, state.registered(), forbidden)
         restart_proxy(closed)
         os.kill(service, signal.SIGCONT)
     return r
@@ -182,9 +190,27 @@ def measure(files: Path, out: Path) -> tuple[dict, dict, dict]:
         hub.start_workspace("bench", "closed", restricted)
         hub.start_workspace("bench", "opened", OPTIONS)
         closed, opened = (hub.container_name("bench", n) for n in ("closed", "opened"))
-        docker("run", "-d", "--name", SERVER, "-u", "0", "-v", f"{files}:/srv:ro", "--network",
-               OUTSIDE, "--network-alias", "files.test", "--network-alias", "new.test",
-               "--entrypoint", "python3", "benchhub/jupyterlab:latest", "-c", SERVE)  # fmt: skip
+        docker(
+            "run",
+            "-d",
+            "--name",
+            SERVER,
+            "-u",
+            "0",
+            "-v",
+            f"{files}:/srv:ro",
+            "--network",
+            OUTSIDE,
+            "--network-alias",
+            "files.test",
+            "--network-alias",
+            "new.test",
+            "--entrypoint",
+            "python3",
+            "benchhub/jupyterlab:latest",
+            "-c",
+            SERVE,
+        )
         docker("network", "connect", "--alias", "files.test", "--alias", "new.test", OPEN, SERVER)
         time.sleep(1)
         curl(closed), curl(opened)  # warm-up
@@ -211,10 +237,7 @@ def main() -> None:
         (files := Path(tmp) / "files").mkdir()
         (files / "big.bin").write_bytes(os.urandom(SIZE))
         (files / "small.txt").write_text("ok\n")
-        run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-             "/CN=files.test", "-keyout", files / "k.pem", "-out", files / "c.pem"],
-            check=True, capture_output=True)  # fmt: skip
-        (files / "k.pem").chmod(0o644)
+        self_signed(files, "files.test")
         rates, lat, rel = measure(files, out)
     ms = lambda s: f"{s * 1000:.0f} ms" if s is not None else "never (10 s)"  # noqa: E731
 
@@ -223,21 +246,27 @@ def main() -> None:
     print("| metric | direct | via proxy | ratio/added | target |\n|---|---|---|---|---|")
     for scheme, r in rates.items():
         d, p = statistics.median(r["direct"]), statistics.median(r["proxy"])
-        print(f"| throughput {scheme}, 200 MB (median of {RUNS}) | {d:.0f} MB/s | {p:.0f} MB/s "
-              f"| {p / d:.2f} | ≥ 0.8 |")  # fmt: skip
+        print(
+            f"| throughput {scheme}, 200 MB (median of {RUNS}) | {d:.0f} MB/s | {p:.0f} MB/s "
+            f"| {p / d:.2f} | ≥ 0.8 |"
+        )
     for q, target in ((50, "< 2 ms"), (99, "")):
         a, b = (statistics.quantiles(lat[s], n=100, method="inclusive")[q - 1] for s in lat)
-        print(f"| latency p{q} ({REQUESTS} GETs) | {a:.2f} ms | {b:.2f} ms | +{b - a:.2f} ms "
-              f"| {target} |")  # fmt: skip
+        print(
+            f"| latency p{q} ({REQUESTS} GETs) | {a:.2f} ms | {b:.2f} ms | +{b - a:.2f} ms "
+            f"| {target} |"
+        )
     dl = rel["download"]
     spans = rel["download_start"] < rel["hup_at"] < dl["end"]
-    print(f"\nReload, {FAKES} workspaces x {ENTRIES} entries ({rel['conf_lines']} lines, "
-          f"{rel['conf_bytes'] / 1000:.0f} kB)\n\n| reload | value |\n|---|---|\n"
-          f"| render + atomic write of squid.conf | {ms(rel['render_s'])} |\n"
-          f"| render + write + SIGHUP → new rule in effect | {ms(rel['reload_s'])} |\n"
-          f"| download across the reload (20 MB/s; spans it: {spans}) "
-          f"| curl rc {dl['rc']}, {dl['bytes']} of {SIZE} B |\n"
-          f"| no dropped connections | {rel['no_dropped_connections']} |")  # fmt: skip
+    print(
+        f"\nReload, {FAKES} workspaces x {ENTRIES} entries ({rel['conf_lines']} lines, "
+        f"{rel['conf_bytes'] / 1000:.0f} kB)\n\n| reload | value |\n|---|---|\n"
+        f"| render + atomic write of squid.conf | {ms(rel['render_s'])} |\n"
+        f"| render + write + SIGHUP → new rule in effect | {ms(rel['reload_s'])} |\n"
+        f"| download across the reload (20 MB/s; spans it: {spans}) "
+        f"| curl rc {dl['rc']}, {dl['bytes']} of {SIZE} B |\n"
+        f"| no dropped connections | {rel['no_dropped_connections']} |"
+    )
     raw = {"when": when, "throughput_MBps": rates, "latency_ms": lat, "reload": rel}
     (out / "egress.json").write_text(json.dumps(raw, indent=1))
 

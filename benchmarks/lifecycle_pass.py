@@ -33,16 +33,14 @@ from jupyterhub_idle_culler import cull_idle
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from benchhub.hub_client import HubClient
+from hub_services.lifecycle.activity_log import ActivityLog
+from hub_services.lifecycle.cpu import CpuSample, CpuWindow
+from hub_services.lifecycle.cycles import CycleStore
+from hub_services.lifecycle.service import LifecycleService
+from tests.support.hub_harness import HubProcess, free_port
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from hub_harness import HubProcess, free_port  # noqa: E402
-
-from benchhub.hub_client import HubClient  # noqa: E402
-from hub_services.lifecycle.activity_log import ActivityLog  # noqa: E402
-from hub_services.lifecycle.cpu import CpuSample, CpuWindow  # noqa: E402
-from hub_services.lifecycle.cycles import CycleStore  # noqa: E402
-from hub_services.lifecycle.service import LifecycleService  # noqa: E402
 
 USERS, PER_USER, WARMUP, PASSES = 100, 10, 2, 5
 LIFECYCLE_TOKEN = "bench-lifecycle-token-0123456789abcdef"
@@ -72,11 +70,17 @@ class CountingProxy(web.RequestHandler):
     async def _forward(self, *_):
         token = self.request.headers.get("Authorization", "")
         self.settings["counts"][token] = self.settings["counts"].get(token, 0) + 1
-        response = await AsyncHTTPClient().fetch(HTTPRequest(
-            self.settings["hub"] + self.request.uri, method=self.request.method,
-            headers=self.request.headers, body=self.request.body or None,
-            allow_nonstandard_methods=True, request_timeout=60,
-        ), raise_error=False)  # fmt: skip
+        response = await AsyncHTTPClient().fetch(
+            HTTPRequest(
+                self.settings["hub"] + self.request.uri,
+                method=self.request.method,
+                headers=self.request.headers,
+                body=self.request.body or None,
+                allow_nonstandard_methods=True,
+                request_timeout=60,
+            ),
+            raise_error=False,
+        )
         self.set_status(response.code)
         for name in ("Content-Type", "Link"):
             if name in response.headers:
@@ -95,8 +99,13 @@ class StandInLifecycle(LifecycleService):
     async def _containers(self):
         found = await super()._containers()
         for key in self._standin_keys:
-            found.setdefault(key, {"Id": f"standin-{key}", "NetworkSettings": {
-                "Networks": {"standin": {"IPAddress": "127.0.0.1"}}}})  # fmt: skip
+            found.setdefault(
+                key,
+                {
+                    "Id": f"standin-{key}",
+                    "NetworkSettings": {"Networks": {"standin": {"IPAddress": "127.0.0.1"}}},
+                },
+            )
         return found
 
     def _sample_cpu(self, containers):
@@ -123,9 +132,10 @@ def _spawn_all(hub: HubProcess) -> None:
     def spawn(i: int) -> None:
         user = f"u{i // PER_USER:03d}"
         options = (
-            {"auto_shutdown_hours": 8, "shutdown_mode": "idle"} if i % 2 == 0
+            {"auto_shutdown_hours": 8, "shutdown_mode": "idle"}
+            if i % 2 == 0
             else {"auto_shutdown_hours": 24, "shutdown_mode": "after_start"}
-        )  # fmt: skip
+        )
         r = hub.api("POST", f"/users/{user}/servers/w{i % PER_USER}", {"user_options": options})
         assert r.status_code in (201, 202), r.text
 
@@ -140,17 +150,24 @@ async def _measure(hub: HubProcess, proxy_url: str, counts: dict, workdir: Path)
     results = {}
 
     async def culler_pass():
-        await cull_idle(f"{proxy_url}/hub/api", CULLER_TOKEN, inactive_limit=10**9,
-                        logger=logging.getLogger("culler"), api_page_size=200)  # fmt: skip
+        await cull_idle(
+            f"{proxy_url}/hub/api",
+            CULLER_TOKEN,
+            inactive_limit=10**9,
+            logger=logging.getLogger("culler"),
+            api_page_size=200,
+        )
 
     db = f"sqlite:///{workdir / 'lifecycle-bench.sqlite'}"
     service = StandInLifecycle(
         hub=HubClient(f"{proxy_url}/hub/api", LIFECYCLE_TOKEN),
-        activity_log=ActivityLog(db), cycles=CycleStore(db),
+        activity_log=ActivityLog(db),
+        cycles=CycleStore(db),
         server_port=int(hub.env_overrides["STANDIN_PORT"]),
-    )  # fmt: skip
-    service._standin_keys = [f"u{i // PER_USER:03d}/w{i % PER_USER}"
-                             for i in range(USERS * PER_USER)]  # fmt: skip
+    )
+    service._standin_keys = [
+        f"u{i // PER_USER:03d}/w{i % PER_USER}" for i in range(USERS * PER_USER)
+    ]
 
     async def lifecycle_pass():
         report = await service.run_pass()
@@ -186,13 +203,21 @@ async def _measure(hub: HubProcess, proxy_url: str, counts: dict, workdir: Path)
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="benchlife-"))
     standin_port, proxy_port = free_port(), free_port()
-    standin = subprocess.Popen([sys.executable, "-m", "benchmarks.standin", str(standin_port)],
-                               cwd=REPO)  # fmt: skip
-    hub = HubProcess(workdir, prefix="benchlp", extra_config=HUB_CONFIG, env_overrides={
-        "STANDIN_URL": f"http://127.0.0.1:{standin_port}", "STANDIN_PORT": str(standin_port),
-        "PYTHONPATH": str(REPO), "BENCHHUB_LIFECYCLE_INTERVAL": "86400",
-        "BENCHHUB_EGRESS_INTERVAL": "86400",
-    })  # fmt: skip
+    standin = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.standin", str(standin_port)], cwd=REPO
+    )
+    hub = HubProcess(
+        workdir,
+        prefix="benchlp",
+        extra_config=HUB_CONFIG,
+        env_overrides={
+            "STANDIN_URL": f"http://127.0.0.1:{standin_port}",
+            "STANDIN_PORT": str(standin_port),
+            "PYTHONPATH": str(REPO),
+            "BENCHHUB_LIFECYCLE_INTERVAL": "86400",
+            "BENCHHUB_EGRESS_INTERVAL": "86400",
+        },
+    )
     try:
         hub.start()
         t0 = time.monotonic()
@@ -214,18 +239,22 @@ def main() -> None:
 
 def _report(r: dict) -> None:
     culler = r["culler"]
-    print(f"\n## Lifecycle policy pass, {USERS * PER_USER} workspaces "
-          f"({datetime.now(UTC):%Y-%m-%d}, median of {PASSES} passes)\n")  # fmt: skip
+    print(
+        f"\n## Lifecycle policy pass, {USERS * PER_USER} workspaces "
+        f"({datetime.now(UTC):%Y-%m-%d}, median of {PASSES} passes)\n"
+    )
     print("| tool | time per pass | hub API calls per pass | servers asked | ratio (time) |")
     print("|---|---|---|---|---|")
-    rows = [("jupyterhub-idle-culler", culler, "0"),
-            ("BenchHub lifecycle", r["lifecycle"], str(r["probes_typical"])),
-            ("BenchHub lifecycle, every server asked", r["lifecycle-worst"],
-             str(r["probes_worst"]))]  # fmt: skip
+    rows = [
+        ("jupyterhub-idle-culler", culler, "0"),
+        ("BenchHub lifecycle", r["lifecycle"], str(r["probes_typical"])),
+        ("BenchHub lifecycle, every server asked", r["lifecycle-worst"], str(r["probes_worst"])),
+    ]
     for name, row, asked in rows:
         ratio = row["seconds"] / culler["seconds"]
-        print(f"| {name} | {row['seconds']:.3f} s | {row['hub_calls']:.0f} | {asked} "
-              f"| {ratio:.2f} |")  # fmt: skip
+        print(
+            f"| {name} | {row['seconds']:.3f} s | {row['hub_calls']:.0f} | {asked} | {ratio:.2f} |"
+        )
 
 
 if __name__ == "__main__":

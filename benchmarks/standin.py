@@ -50,8 +50,18 @@ class _Answer(web.RequestHandler):
     def get(self, path: str):
         self.set_header("Content-Type", "application/json")
         if path.endswith("api/kernels"):
-            self.write(json.dumps([{"id": "k1", "execution_state": "idle", "connections": 0,
-                                    "last_activity": "2026-01-01T00:00:00Z"}]))  # fmt: skip
+            self.write(
+                json.dumps(
+                    [
+                        {
+                            "id": "k1",
+                            "execution_state": "idle",
+                            "connections": 0,
+                            "last_activity": "2026-01-01T00:00:00Z",
+                        }
+                    ]
+                )
+            )
         elif path.endswith("api/terminals"):
             self.write("[]")
         else:

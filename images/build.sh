@@ -1,28 +1,28 @@
 #!/usr/bin/env bash
 # Build BenchHub's container images locally (no registry is used; nothing is pulled).
 # Usage: images/build.sh [all|base|jupyterlab|egress|cluster]   (default: all)
-# Env:   BENCH_BASE_IMAGE        (default benchhub/base:bookworm)
-#        BENCH_JUPYTERLAB_IMAGE  (default benchhub/jupyterlab:latest)
-#        BENCH_EGRESS_IMAGE      (default benchhub/egress:latest)
-#        BENCH_CLUSTER_IMAGE     (default benchhub/cluster:latest; Son of Grid Engine manager and members)
-#        BENCH_CA_BUNDLE         (default /etc/ssl/certs/ca-certificates.crt if present; empty = none)
-#        BENCH_JUPYTERHUB_VERSION (default: version of jupyterhub in ${PYTHON:-python3})
-#        BENCH_PYSPARK_VERSION   (default 4.0.1; the same in the workspace and cluster images)
+# Env:   BENCHHUB_BASE_IMAGE        (default benchhub/base:bookworm)
+#        BENCHHUB_JUPYTERLAB_IMAGE  (default benchhub/jupyterlab:latest)
+#        BENCHHUB_EGRESS_IMAGE      (default benchhub/egress:latest)
+#        BENCHHUB_CLUSTER_IMAGE     (default benchhub/cluster:latest; Son of Grid Engine manager and members)
+#        BENCHHUB_CA_BUNDLE         (default /etc/ssl/certs/ca-certificates.crt if present; empty = none)
+#        BENCHHUB_JUPYTERHUB_VERSION (default: version of jupyterhub in ${PYTHON:-python3})
+#        BENCHHUB_PYSPARK_VERSION   (default 4.0.1; the same in the workspace and cluster images)
 #        PIP_INDEX_URL           (passed through as a build-arg when set)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 target=${1:-all}
-BASE_IMAGE=${BENCH_BASE_IMAGE:-benchhub/base:bookworm}
-LAB_IMAGE=${BENCH_JUPYTERLAB_IMAGE:-benchhub/jupyterlab:latest}
-EGRESS_IMAGE=${BENCH_EGRESS_IMAGE:-benchhub/egress:latest}
-CLUSTER_IMAGE=${BENCH_CLUSTER_IMAGE:-benchhub/cluster:latest}
+BASE_IMAGE=${BENCHHUB_BASE_IMAGE:-benchhub/base:bookworm}
+LAB_IMAGE=${BENCHHUB_JUPYTERLAB_IMAGE:-benchhub/jupyterlab:latest}
+EGRESS_IMAGE=${BENCHHUB_EGRESS_IMAGE:-benchhub/egress:latest}
+CLUSTER_IMAGE=${BENCHHUB_CLUSTER_IMAGE:-benchhub/cluster:latest}
 # Drivers (workspace kernels) and executors (cluster members) must run the same Spark.
-PYSPARK_VERSION=${BENCH_PYSPARK_VERSION:-4.0.1}
-if [[ -z "${BENCH_CA_BUNDLE+set}" && -f /etc/ssl/certs/ca-certificates.crt ]]; then
+PYSPARK_VERSION=${BENCHHUB_PYSPARK_VERSION:-4.0.1}
+if [[ -z "${BENCHHUB_CA_BUNDLE+set}" && -f /etc/ssl/certs/ca-certificates.crt ]]; then
   CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 else
-  CA_BUNDLE=${BENCH_CA_BUNDLE:-}
+  CA_BUNDLE=${BENCHHUB_CA_BUNDLE:-}
 fi
 
 say() { printf '==> %s\n' "$*"; }
@@ -70,8 +70,8 @@ build_base() {
 build_jupyterlab() {
   local version
   have_image "$BASE_IMAGE" || die "jupyterlab: base image $BASE_IMAGE missing (run: $0 base)"
-  version=${BENCH_JUPYTERHUB_VERSION:-$("${PYTHON:-python3}" -c 'import jupyterhub;print(jupyterhub.__version__)' 2>/dev/null || true)}
-  [[ -n "$version" ]] || die "jupyterlab: set BENCH_JUPYTERHUB_VERSION (jupyterhub not importable by ${PYTHON:-python3})"
+  version=${BENCHHUB_JUPYTERHUB_VERSION:-$("${PYTHON:-python3}" -c 'import jupyterhub;print(jupyterhub.__version__)' 2>/dev/null || true)}
+  [[ -n "$version" ]] || die "jupyterlab: set BENCHHUB_JUPYTERHUB_VERSION (jupyterhub not importable by ${PYTHON:-python3})"
   [[ -z "$CA_BUNDLE" || -r "$CA_BUNDLE" ]] || die "jupyterlab: CA bundle $CA_BUNDLE not readable"
   pip_args jupyterlab
   cached_build jupyterlab "$LAB_IMAGE" --build-arg "BASE=$BASE_IMAGE" \

@@ -1,20 +1,17 @@
 """Shared fixtures: a real hub on the real Docker Engine, cleaned up after the run.
 
-When a test fails, the hub's log tail and the logs of the run's workspace containers are
-printed (as dockerspawner's own test suite does), so a CI failure explains itself.
+When a test fails, whatever its fixtures can tell about it is printed (as dockerspawner's own
+test suite does), so a CI failure explains itself: the ``failure_sections()`` of every fixture
+value that has them (a hub: its log tail and its containers' logs; a cluster: also the
+scaler's and Spark's logs) or has a ``hub`` with them, and of the test module if it defines
+that function (e.g. the logs of the containers it runs without a hub).
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from docker_cli import cleanup, docker  # noqa: E402
-from hub_harness import TEST_PREFIX, HubProcess  # noqa: E402
+from support.docker_cli import cleanup
+from support.hub_harness import TEST_PREFIX, HubProcess
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -39,11 +36,14 @@ def hub(tmp_path_factory):
 def _logs_on_failure(request):
     yield
     failed = getattr(request.node, "rep_call", None)
-    if not (failed and failed.failed) or "hub" not in request.fixturenames:
+    if not (failed and failed.failed):
         return
-    h = request.getfixturevalue("hub")
-    print(f"\n----- hub log (tail) -----\n{h.log_tail()}")
-    for name in docker("ps", "-a", "--format", "{{.Names}}", "--filter", f"name=^{TEST_PREFIX}-",
-                       check=False).split():  # fmt: skip
-        print(f"----- docker logs {name} -----")
-        print(docker("logs", "--tail", "30", name, check=False))
+    sections: dict[str, str] = {}  # by title: a hub shared by two fixtures is printed once
+    sources = [request.module]
+    for value in getattr(request.node, "funcargs", {}).values():  # fixtures already set up
+        sources.append(value if hasattr(value, "failure_sections") else getattr(value, "hub", None))
+    for source in sources:
+        if callable(getattr(source, "failure_sections", None)):
+            sections.update(source.failure_sections())
+    for title, text in sections.items():
+        print(f"\n----- {title} -----\n{text}")

@@ -192,8 +192,15 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
-_TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
-                    "RequestTimeTooSkewed", "503", "500"}  # fmt: skip
+_TRANSIENT_CODES = {
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "503",
+    "500",
+}
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
 
 
@@ -209,10 +216,11 @@ class S3Backend(ChunkBackend):
     bucket = Unicode(help="Bucket name, e.g. 'benchhub-checkpoints' (must exist).").tag(config=True)
     prefix = Unicode("", help="Key prefix inside the bucket, e.g. 'site-a/'.").tag(config=True)
     endpoint_url = Unicode(
-        None, allow_none=True,
+        None,
+        allow_none=True,
         help="S3 endpoint for S3-compatible stores, e.g. 'https://s3.example.org'; "
         "None uses AWS's.",
-    ).tag(config=True)  # fmt: skip
+    ).tag(config=True)
     region_name = Unicode(None, allow_none=True, help="Region, e.g. 'eu-west-1'.").tag(config=True)
     access_key_id = Unicode(None, allow_none=True, help="Access key; None: boto3's chain.").tag(
         config=True
@@ -240,8 +248,13 @@ class S3Backend(ChunkBackend):
         "than this many seconds; keep it well below CheckpointStore.gc_grace.",
     ).tag(config=True)
 
-    def __init__(self, bucket: str | None = None, prefix: str | None = None,
-                 endpoint_url: str | None = None, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        bucket: str | None = None,
+        prefix: str | None = None,
+        endpoint_url: str | None = None,
+        **kwargs,
+    ):
         for name, value in (("bucket", bucket), ("prefix", prefix), ("endpoint_url", endpoint_url)):
             if value is not None:
                 kwargs[name] = value
@@ -266,13 +279,17 @@ class S3Backend(ChunkBackend):
 
             config = Config(
                 retries={"mode": "standard", "max_attempts": self.max_attempts},
-                connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
-            )  # fmt: skip
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+            )
             self._client = boto3.session.Session().client(
-                "s3", endpoint_url=self.endpoint_url, region_name=self.region_name,
+                "s3",
+                endpoint_url=self.endpoint_url,
+                region_name=self.region_name,
                 aws_access_key_id=self.access_key_id,
-                aws_secret_access_key=self.secret_access_key, config=config,
-            )  # fmt: skip
+                aws_secret_access_key=self.secret_access_key,
+                config=config,
+            )
         return self._client
 
     def _request(self, operation: str, **params):
@@ -326,10 +343,16 @@ class S3Backend(ChunkBackend):
         target = {"Bucket": self.bucket, "Key": self._key(key)}
         stamp = datetime.now(UTC).isoformat()
         try:
-            self._retrying(f"touch {key}", lambda: self._request(
-                "copy_object", CopySource=target, MetadataDirective="REPLACE",
-                Metadata={"touched": stamp}, **target,
-            ))  # fmt: skip
+            self._retrying(
+                f"touch {key}",
+                lambda: self._request(
+                    "copy_object",
+                    CopySource=target,
+                    MetadataDirective="REPLACE",
+                    Metadata={"touched": stamp},
+                    **target,
+                ),
+            )
         except Exception as e:
             if _error_code(e) in _MISSING_CODES:
                 return None

@@ -59,8 +59,11 @@ class ChunkingParams:
     def __post_init__(self) -> None:
         ordered = self.min_size <= self.avg_size <= self.max_size
         # FastCDC's own bounds: min 64 B-1 MiB, avg 256 B-4 MiB, max 1 KiB-16 MiB.
-        bounded = (64 <= self.min_size <= 1 << 20 and 256 <= self.avg_size <= 4 << 20
-                   and 1024 <= self.max_size <= MAX_CHUNK_BYTES)  # fmt: skip
+        bounded = (
+            64 <= self.min_size <= 1 << 20
+            and 256 <= self.avg_size <= 4 << 20
+            and 1024 <= self.max_size <= MAX_CHUNK_BYTES
+        )
         if not (ordered and bounded):
             raise ValueError(
                 "chunk sizes must satisfy min_size <= avg_size <= max_size with min_size "

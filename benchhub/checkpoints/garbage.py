@@ -242,9 +242,10 @@ def sweep_candidates(
     return [
         info
         for info in chunks
-        if (key := parse_chunk_object(info.key)) and key not in referenced
+        if (key := parse_chunk_object(info.key))
+        and key not in referenced
         and info.modified < cutoff
-    ]  # fmt: skip
+    ]
 
 
 def collect(
@@ -275,6 +276,7 @@ def collect(
             backend.delete(chunk_object(key))
             report.deleted.append(key)
             report.bytes_freed += info.size
-    log.info("garbage collection removed %d chunks (%d bytes)", len(report.deleted),
-             report.bytes_freed)  # fmt: skip
+    log.info(
+        "garbage collection removed %d chunks (%d bytes)", len(report.deleted), report.bytes_freed
+    )
     return report

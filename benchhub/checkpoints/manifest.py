@@ -71,8 +71,12 @@ FORMAT = "benchhub-checkpoint"
 VERSION = 1
 ENTRY_TYPES = ("dir", "file", "hardlink", "symlink", "whiteout", "fifo")
 KINDS = ("automatic", "named")
-_KEPT_XATTRS = ("user.", "security.capability", "system.posix_acl_access",
-                "system.posix_acl_default")  # fmt: skip
+_KEPT_XATTRS = (
+    "user.",
+    "security.capability",
+    "system.posix_acl_access",
+    "system.posix_acl_default",
+)
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _MAX_ID = 2**32 - 1
@@ -176,8 +180,14 @@ class Entry:
 
     def to_json(self) -> dict:
         """The entry as JSON data, leaving out fields at their defaults."""
-        data = {"path": self.path, "type": self.type, "mode": self.mode, "uid": self.uid,
-                "gid": self.gid, "mtime_ns": self.mtime_ns}  # fmt: skip
+        data = {
+            "path": self.path,
+            "type": self.type,
+            "mode": self.mode,
+            "uid": self.uid,
+            "gid": self.gid,
+            "mtime_ns": self.mtime_ns,
+        }
         if self.type == "file":
             data["size"] = self.size
             data["chunks"] = list(self.chunks)
@@ -204,13 +214,21 @@ class Entry:
                 for k, v in sorted(dict(data.get("xattrs") or {}).items())
             )
             entry = cls(
-                path=data["path"], type=data["type"], mode=data["mode"], uid=data["uid"],
-                gid=data["gid"], mtime_ns=data["mtime_ns"], size=data.get("size", 0),
-                target=data.get("target"), chunks=tuple(data.get("chunks", ())),
-                opaque=data.get("opaque", False), xattrs=xattrs, ino=data.get("ino"),
+                path=data["path"],
+                type=data["type"],
+                mode=data["mode"],
+                uid=data["uid"],
+                gid=data["gid"],
+                mtime_ns=data["mtime_ns"],
+                size=data.get("size", 0),
+                target=data.get("target"),
+                chunks=tuple(data.get("chunks", ())),
+                opaque=data.get("opaque", False),
+                xattrs=xattrs,
+                ino=data.get("ino"),
                 ctime_ns=data.get("ctime_ns"),
                 holes=tuple(tuple(hole) for hole in data.get("holes", ())),
-            )  # fmt: skip
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise ManifestInvalid(f"entry {data.get('path')!r} is malformed: {e!r}") from e
         entry.check()
@@ -240,8 +258,9 @@ class Entry:
             return "chunk keys must be sha256 hex digests"
         if (self.target is not None) != (self.type in ("symlink", "hardlink")):
             return "symlinks and hard links, and only they, have a target"
-        if self.type == "symlink" and (not isinstance(self.target, str) or not self.target
-                                       or "\0" in self.target):  # fmt: skip
+        if self.type == "symlink" and (
+            not isinstance(self.target, str) or not self.target or "\0" in self.target
+        ):
             return "a symlink target must be a non-empty string"
         if self.type == "hardlink" and not is_safe_path(self.target):
             return "a hard link target must be a relative normalised path"
@@ -279,12 +298,17 @@ class Manifest:
     def summary(self) -> dict:
         """Lineage and totals without entries or chunks (what a listing shows)."""
         return {
-            "workspace": self.workspace_id, "checkpoint": self.checkpoint_id,
-            "created": self.created, "kind": self.kind, "name": self.name,
-            "parent": self.parent, "origin": dict(self.origin) if self.origin else None,
-            "reason": self.reason, "image": dict(self.image) if self.image else None,
+            "workspace": self.workspace_id,
+            "checkpoint": self.checkpoint_id,
+            "created": self.created,
+            "kind": self.kind,
+            "name": self.name,
+            "parent": self.parent,
+            "origin": dict(self.origin) if self.origin else None,
+            "reason": self.reason,
+            "image": dict(self.image) if self.image else None,
             "totals": dict(self.totals),
-        }  # fmt: skip
+        }
 
     def to_json(self) -> dict:
         """The manifest as JSON data (see the module docstring)."""
@@ -311,14 +335,21 @@ class Manifest:
             raise ManifestInvalid(f"manifest version {data.get('version')!r} is not {VERSION}")
         try:
             manifest = cls(
-                workspace_id=data["workspace"], checkpoint_id=data["checkpoint"],
-                created=data["created"], kind=data["kind"], name=data.get("name"),
-                parent=data.get("parent"), origin=data.get("origin"),
-                source=data.get("source"), reason=data.get("reason"), image=data.get("image"),
-                chunking=dict(data.get("chunking") or {}), totals=dict(data.get("totals") or {}),
+                workspace_id=data["workspace"],
+                checkpoint_id=data["checkpoint"],
+                created=data["created"],
+                kind=data["kind"],
+                name=data.get("name"),
+                parent=data.get("parent"),
+                origin=data.get("origin"),
+                source=data.get("source"),
+                reason=data.get("reason"),
+                image=data.get("image"),
+                chunking=dict(data.get("chunking") or {}),
+                totals=dict(data.get("totals") or {}),
                 chunks={k: (int(v[0]), int(v[1])) for k, v in dict(data["chunks"]).items()},
                 entries=tuple(Entry.from_json(e) for e in data["entries"]),
-            )  # fmt: skip
+            )
         except (KeyError, TypeError, ValueError, IndexError) as e:
             if isinstance(e, ManifestInvalid):
                 raise
@@ -396,8 +427,9 @@ def _check_tree(entries: Iterable[Entry], chunks: Mapping[str, tuple[int, int]])
             raise ManifestInvalid(f"{entry.path!r} uses a chunk missing from the chunk table")
         holes = sum(length for _, length in entry.holes)
         if sum(chunks[k][0] for k in entry.chunks) + holes != entry.size:
-            raise ManifestInvalid(f"{entry.path!r}: chunk sizes and holes do not add up to "
-                                  f"{entry.size}")  # fmt: skip
+            raise ManifestInvalid(
+                f"{entry.path!r}: chunk sizes and holes do not add up to {entry.size}"
+            )
         types[entry.path] = entry.type
 
 
@@ -428,21 +460,30 @@ def build_manifest(
     table = {k: tuple(chunks[k]) for k in sorted(used)}
     files = [e for e in entries if e.type == "file"]
     totals = {
-        "entries": len(entries), "files": len(files),
-        "logical_bytes": sum(e.size for e in files), "chunks": len(table),
+        "entries": len(entries),
+        "files": len(files),
+        "logical_bytes": sum(e.size for e in files),
+        "chunks": len(table),
         "referenced_bytes": sum(v[0] for v in table.values()),
         "stored_bytes": sum(v[1] for v in table.values()),
-        "new_chunks": new_chunks, "new_stored_bytes": new_stored_bytes,
-    }  # fmt: skip
+        "new_chunks": new_chunks,
+        "new_stored_bytes": new_stored_bytes,
+    }
     name = normalise_name(name) if name is not None else None
     manifest = Manifest(
         workspace_id=workspace_id,
         checkpoint_id=checkpoint_id or make_checkpoint_id(created),
         created=created.astimezone(UTC).isoformat(),
         kind="named" if name else "automatic",
-        name=name, parent=parent, source=source, reason=reason, chunking=dict(chunking or {}),
+        name=name,
+        parent=parent,
+        source=source,
+        reason=reason,
+        chunking=dict(chunking or {}),
         image=dict(image) if image else None,
-        totals=totals, chunks=table, entries=entries,
-    )  # fmt: skip
+        totals=totals,
+        chunks=table,
+        entries=entries,
+    )
     manifest.validate()
     return manifest

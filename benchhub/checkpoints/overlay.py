@@ -102,8 +102,15 @@ def _scan_dir(dir_fd: int, rel: str, excludes: tuple[str, ...], inodes: dict) ->
 
 
 def _base_entry(path: str, st: os.stat_result, type_: str, **fields) -> Entry:
-    return Entry(path=path, type=type_, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid,
-                 gid=st.st_gid, mtime_ns=st.st_mtime_ns, **fields)  # fmt: skip
+    return Entry(
+        path=path,
+        type=type_,
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        mtime_ns=st.st_mtime_ns,
+        **fields,
+    )
 
 
 def _open_child(dir_fd: int, name: str, flags: int, kind: int) -> tuple[int, os.stat_result] | None:
@@ -148,9 +155,16 @@ def _scan_file(dir_fd, name, path, st, inodes) -> Iterator[Scanned]:
         inodes[(st.st_dev, st.st_ino)] = path
     try:
         xattrs, _ = _read_xattrs(fd, path)
-        entry = _base_entry(path, st, "file", size=st.st_size, xattrs=xattrs,
-                            ino=st.st_ino, ctime_ns=st.st_ctime_ns,
-                            holes=_holes(fd, st, path))  # fmt: skip
+        entry = _base_entry(
+            path,
+            st,
+            "file",
+            size=st.st_size,
+            xattrs=xattrs,
+            ino=st.st_ino,
+            ctime_ns=st.st_ctime_ns,
+            holes=_holes(fd, st, path),
+        )
         yield Scanned(entry, fd, st)
     finally:
         os.close(fd)
@@ -365,8 +379,13 @@ class _TreeWriter:
             src_parent, src_name = posixpath.split(entry.target)
             src_fd = os.dup(self.open_dir(src_parent))
             try:
-                os.link(src_name, name, src_dir_fd=src_fd, dst_dir_fd=self.open_dir(parent),
-                        follow_symlinks=False)  # fmt: skip
+                os.link(
+                    src_name,
+                    name,
+                    src_dir_fd=src_fd,
+                    dst_dir_fd=self.open_dir(parent),
+                    follow_symlinks=False,
+                )
             finally:
                 os.close(src_fd)
             return
@@ -384,8 +403,9 @@ class _TreeWriter:
             os.mknod(name, kind | 0o600, os.makedev(0, 0), dir_fd=dir_fd)
             os.chown(name, entry.uid, entry.gid, dir_fd=dir_fd, follow_symlinks=False)
             os.chmod(name, entry.mode, dir_fd=dir_fd)
-            os.utime(name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd,
-                     follow_symlinks=False)  # fmt: skip
+            os.utime(
+                name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd, follow_symlinks=False
+            )
 
     def finish(self) -> None:
         """Apply directory ownership, xattrs, opaque markers, modes and mtimes, deepest

@@ -43,8 +43,9 @@ def format_bytes(size: int) -> str:
     return f"{size} bytes"
 
 
-def quota_refusal(user: str, quota_bytes: int, used_bytes: int, after_bytes: int,
-                  name: str) -> str | None:  # fmt: skip
+def quota_refusal(
+    user: str, quota_bytes: int, used_bytes: int, after_bytes: int, name: str
+) -> str | None:
     """Why naming a checkpoint ``name`` is refused (None: it is not). ``used_bytes`` is the
     user's use now, ``after_bytes`` with it named; a quota of 0 means none."""
     if not quota_bytes or after_bytes <= quota_bytes or after_bytes <= used_bytes:

@@ -70,16 +70,18 @@ class CheckpointStore(LoggingConfigurable):
     """Content-addressed, deduplicated checkpoints of workspace containers' upper dirs."""
 
     backend_class = Type(
-        LocalDirectoryBackend, klass=ChunkBackend,
+        LocalDirectoryBackend,
+        klass=ChunkBackend,
         help="Where chunks and manifests live: LocalDirectoryBackend (configure "
         "LocalDirectoryBackend.root) or S3Backend (configure S3Backend.bucket, prefix, "
         "endpoint_url).",
-    ).tag(config=True)  # fmt: skip
+    ).tag(config=True)
     backend = Instance(ChunkBackend, help="The backend in use (built from backend_class).")
     chunk_avg_size = Integer(
-        1024 * 1024, help="Target average chunk size in bytes (FastCDC adds about "
+        1024 * 1024,
+        help="Target average chunk size in bytes (FastCDC adds about "
         "chunk_min_size), e.g. 1048576; a power of two.",
-    ).tag(config=True)  # fmt: skip
+    ).tag(config=True)
     chunk_min_size = Integer(256 * 1024, help="Smallest chunk in bytes, e.g. 262144.").tag(
         config=True
     )
@@ -88,33 +90,39 @@ class CheckpointStore(LoggingConfigurable):
     )
     compression_level = Integer(3, help="zstd level 1-22 for new chunks, e.g. 3.").tag(config=True)
     always_exclude = List(
-        Unicode(), ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"],
+        Unicode(),
+        ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"],
         help="Container paths never checkpointed, on top of each call's mount points; "
         "Docker writes these files for every container.",
-    ).tag(config=True)  # fmt: skip
+    ).tag(config=True)
     gc_grace = Float(
-        86400.0, help="Seconds a chunk is kept after it was last written or re-used even if "
+        86400.0,
+        help="Seconds a chunk is kept after it was last written or re-used even if "
         "no manifest references it, e.g. 86400 (a day).",
-    ).tag(config=True)  # fmt: skip
+    ).tag(config=True)
     gc_wait = Float(
-        120.0, help="Seconds garbage collection waits for checkpoints in progress before it "
+        120.0,
+        help="Seconds garbage collection waits for checkpoints in progress before it "
         "gives up for this run, e.g. 120.",
-    ).tag(config=True)  # fmt: skip
+    ).tag(config=True)
     lease_ttl = Float(
-        600.0, help="Seconds a writer lease or sweep lock stays valid without renewal; far "
+        600.0,
+        help="Seconds a writer lease or sweep lock stays valid without renewal; far "
         "above clock skew between hosts, e.g. 600.",
-    ).tag(config=True)  # fmt: skip
+    ).tag(config=True)
     lock_poll_interval = Float(1.0, help="Seconds between looks at locks, e.g. 1.").tag(config=True)
     racy_window = Float(
-        2.0, help="Files changed less than this many seconds before a checkpoint started are "
+        2.0,
+        help="Files changed less than this many seconds before a checkpoint started are "
         "re-read by the next one instead of trusted by size/mtime/ctime, e.g. 2.",
-    ).tag(config=True)  # fmt: skip
+    ).tag(config=True)
 
     upload_threads = Integer(
-        4, help="Chunks stored (or fetched, on restore) in parallel by one operation: each "
+        4,
+        help="Chunks stored (or fetched, on restore) in parallel by one operation: each "
         "waits on fsync or an S3 request. E.g. 4; memory use is up to 2 x this x "
         "chunk_max_size.",
-    ).tag(config=True)  # fmt: skip
+    ).tag(config=True)
 
     @default("backend")
     def _default_backend(self):
@@ -135,15 +143,17 @@ class CheckpointStore(LoggingConfigurable):
     @property
     def chunking(self) -> ChunkingParams:
         """The chunking parameters (raises ValueError naming the inconsistent setting)."""
-        return ChunkingParams(self.chunk_avg_size, self.chunk_min_size, self.chunk_max_size,
-                              self.compression_level)  # fmt: skip
+        return ChunkingParams(
+            self.chunk_avg_size, self.chunk_min_size, self.chunk_max_size, self.compression_level
+        )
 
     @property
     def leases(self) -> LeaseManager:
         """The lease manager over this store's backend (tests replace its clock)."""
         if getattr(self, "_leases", None) is None or self._leases.backend is not self.backend:
-            self._leases = LeaseManager(self.backend, self.lease_ttl, self.lease_ttl,
-                                        self.lock_poll_interval)  # fmt: skip
+            self._leases = LeaseManager(
+                self.backend, self.lease_ttl, self.lease_ttl, self.lock_poll_interval
+            )
         return self._leases
 
     # ---- reading manifests -------------------------------------------------------------
@@ -191,8 +201,9 @@ class CheckpointStore(LoggingConfigurable):
             try:
                 return self.load(workspace_id, checkpoint_id)
             except (CheckpointNotFound, ManifestInvalid, ValueError) as e:
-                self.log.warning("checkpoint %s/%s is unreadable: %s", workspace_id,
-                                 checkpoint_id, e)  # fmt: skip
+                self.log.warning(
+                    "checkpoint %s/%s is unreadable: %s", workspace_id, checkpoint_id, e
+                )
         return None
 
     # ---- creating ----------------------------------------------------------------------
@@ -224,16 +235,17 @@ class CheckpointStore(LoggingConfigurable):
                 self._require_name_free(workspace_id, name, None)
             previous = self.load(workspace_id, parent) if parent else None
             created = utcnow()
-            manifest = self._capture(workspace_id, upper_dir, excludes, previous, created, lease,
-                                     name, reason, image)  # fmt: skip
+            manifest = self._capture(
+                workspace_id, upper_dir, excludes, previous, created, lease, name, reason, image
+            )
             lease.check()
             self._publish(manifest)
-        self.log.info("checkpoint %s/%s: %s", workspace_id, manifest.checkpoint_id,
-                      manifest.totals)  # fmt: skip
+        self.log.info("checkpoint %s/%s: %s", workspace_id, manifest.checkpoint_id, manifest.totals)
         return manifest
 
-    def _capture(self, workspace_id, upper_dir, excludes, previous, created, lease, name, reason,
-                 image):  # fmt: skip
+    def _capture(
+        self, workspace_id, upper_dir, excludes, previous, created, lease, name, reason, image
+    ):
         source = _source_identity(upper_dir)
         reusable = {}
         if previous is not None and previous.source == source:
@@ -253,14 +265,24 @@ class CheckpointStore(LoggingConfigurable):
                 entries.append((entry, keys))
                 lease.refresh()
             sink.finish()
-        entries = [entry if keys is None else replace(entry, chunks=tuple(k.result() for k in keys))
-                   for entry, keys in entries]  # fmt: skip
+        entries = [
+            entry if keys is None else replace(entry, chunks=tuple(k.result() for k in keys))
+            for entry, keys in entries
+        ]
         return build_manifest(
-            workspace_id, entries, sink.table, created=created, name=name,
-            parent=previous.checkpoint_id if previous else None, source=source, reason=reason,
-            image=image, chunking=self.chunking.describe(), new_chunks=sink.new_chunks,
+            workspace_id,
+            entries,
+            sink.table,
+            created=created,
+            name=name,
+            parent=previous.checkpoint_id if previous else None,
+            source=source,
+            reason=reason,
+            image=image,
+            chunking=self.chunking.describe(),
+            new_chunks=sink.new_chunks,
             new_stored_bytes=sink.new_bytes,
-        )  # fmt: skip
+        )
 
     def _publish(self, manifest: Manifest) -> None:
         key = manifest_object(manifest.workspace_id, manifest.checkpoint_id)
@@ -324,8 +346,9 @@ class CheckpointStore(LoggingConfigurable):
 
     def _fetch(self, manifest: Manifest, path: str, key: str) -> bytes:
         def corrupt(reason: str) -> CheckpointCorrupt:
-            return CheckpointCorrupt(manifest.workspace_id, manifest.checkpoint_id, path, key,
-                                     reason)  # fmt: skip
+            return CheckpointCorrupt(
+                manifest.workspace_id, manifest.checkpoint_id, path, key, reason
+            )
 
         try:
             data = unpack_chunk(key, self.backend.get(chunk_object(key)))
@@ -370,11 +393,14 @@ class CheckpointStore(LoggingConfigurable):
             source = self.load(src_workspace, checkpoint_id)  # under the lease: chunks stay
             created = utcnow()
             clone = source.with_changes(
-                workspace_id=new_workspace, checkpoint_id=make_checkpoint_id(created),
-                created=created.isoformat(), parent=None, source=None,
+                workspace_id=new_workspace,
+                checkpoint_id=make_checkpoint_id(created),
+                created=created.isoformat(),
+                parent=None,
+                source=None,
                 origin={"workspace": src_workspace, "checkpoint": checkpoint_id},
                 totals={**source.totals, "new_chunks": 0, "new_stored_bytes": 0},
-            )  # fmt: skip
+            )
             lease.check()
             self._publish(clone)
         return clone
@@ -482,7 +508,11 @@ def _source_identity(upper_dir: str) -> str:
 
 def _unchanged(old: Entry, new: Entry) -> bool:
     return old.ino is not None and (old.size, old.mtime_ns, old.ino, old.ctime_ns) == (
-        new.size, new.mtime_ns, new.ino, new.ctime_ns)  # fmt: skip
+        new.size,
+        new.mtime_ns,
+        new.ino,
+        new.ctime_ns,
+    )
 
 
 def _read_file(scanned: Scanned, sink: _ChunkSink, stable_before: int):
@@ -496,7 +526,10 @@ def _read_file(scanned: Scanned, sink: _ChunkSink, stable_before: int):
     after = os.fstat(scanned.fd)
     before = scanned.stat
     same = (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
-        before.st_size, before.st_mtime_ns, before.st_ctime_ns)  # fmt: skip
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ctime_ns,
+    )
     stable = same and before.st_ctime_ns < stable_before
     fields = {} if stable else {"ino": None, "ctime_ns": None}
     return replace(scanned.entry, **fields), keys

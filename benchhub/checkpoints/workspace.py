@@ -162,14 +162,23 @@ def _clone_path(storage_root: str | os.PathLike, user: str, workspace: str) -> P
     return Path(storage_root) / CLONES_DIR / f"{digest}.json"
 
 
-def write_pending_clone(storage_root, user: str, workspace: str, workspace_id: str,
-                        origin: dict) -> None:  # fmt: skip
+def write_pending_clone(
+    storage_root, user: str, workspace: str, workspace_id: str, origin: dict
+) -> None:
     """Record that ``user``'s new workspace ``workspace`` starts from ``origin`` (a clone
     already published, or about to be, under ``workspace_id``)."""
     path = _clone_path(storage_root, user, workspace)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write_json(path, {"user": user, "workspace": workspace, "workspace_id": workspace_id,
-                       "origin": origin, "expires": time.time() + PENDING_CLONE_TTL})  # fmt: skip
+    _write_json(
+        path,
+        {
+            "user": user,
+            "workspace": workspace,
+            "workspace_id": workspace_id,
+            "origin": origin,
+            "expires": time.time() + PENDING_CLONE_TTL,
+        },
+    )
 
 
 def remove_pending_clone(storage_root, user: str, workspace: str) -> None:
@@ -252,8 +261,14 @@ class WorkspaceCheckpoints:
 
     # ---- taking -------------------------------------------------------------------------------
 
-    def take(self, upper_dir: str, excludes, reason: str, name: str | None = None,
-             image: dict | None = None) -> Manifest:  # fmt: skip
+    def take(
+        self,
+        upper_dir: str,
+        excludes,
+        reason: str,
+        name: str | None = None,
+        image: dict | None = None,
+    ) -> Manifest:
         """Checkpoint ``upper_dir`` (parent: the record's ``last``), make it ``last``, and
         prune automatic checkpoints beyond ``keep_automatic``. Raises what the store raises;
         the record is changed only after the manifest is published."""
@@ -264,9 +279,15 @@ class WorkspaceCheckpoints:
             parent = state.parent
             if parent and not self._exists(state.workspace_id, parent):
                 parent = None  # pruned or damaged: a full checkpoint, which is always correct
-            manifest = self.store.create(state.workspace_id, upper_dir, exclude=excludes,
-                                         name=name, parent=parent, reason=reason,
-                                         image=image)  # fmt: skip
+            manifest = self.store.create(
+                state.workspace_id,
+                upper_dir,
+                exclude=excludes,
+                name=name,
+                parent=parent,
+                reason=reason,
+                image=image,
+            )
             last = {"checkpoint": manifest.checkpoint_id, "at": manifest.created, "reason": reason}
             self._update(last=last)
         try:

@@ -38,8 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
-import docker
-from traitlets import Any, Float, Instance, Integer, List, Unicode, default, validate
+from traitlets import Float, Instance, Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from benchhub.checkpoints.backends import parse_manifest_object
@@ -69,11 +68,18 @@ from benchhub.checkpoints.workspace import (
     remove_pending_clone,
     write_pending_clone,
 )
+from benchhub.docker_engine import DockerEngine
 from benchhub.hub_client import HubClient
 from benchhub.labels import WORKSPACE
 
-__all__ = ["FIXED_OPTIONS", "CheckpointService", "NamedQuotaExceeded", "NotRunning",
-           "OptionRefused", "summary"]  # fmt: skip
+__all__ = [
+    "FIXED_OPTIONS",
+    "CheckpointService",
+    "NamedQuotaExceeded",
+    "NotRunning",
+    "OptionRefused",
+    "summary",
+]
 
 log = logging.getLogger("benchhub.checkpoints")
 _NANOS = re.compile(r"(\.\d{6})\d+")
@@ -91,8 +97,10 @@ class WorkspaceUnknown(CheckpointNotFound):
     """No workspace of that user and name has a checkpoint record (the API's 404)."""
 
     def __init__(self, user: str, name: str):
-        CheckpointError.__init__(self, f"{user} has no workspace '{name}' with checkpoints "
-                                       "(it never ran, or it was deleted)")  # fmt: skip
+        CheckpointError.__init__(
+            self,
+            f"{user} has no workspace '{name}' with checkpoints (it never ran, or it was deleted)",
+        )
         self.workspace_id, self.checkpoint_id = f"{user}/{name}", None
 
 
@@ -109,15 +117,20 @@ def summary(manifest: Manifest, current: str | None = None) -> dict:
     """A checkpoint as the API and page list it (sizes in bytes)."""
     totals = manifest.totals
     return {
-        "id": manifest.checkpoint_id, "name": manifest.name, "kind": manifest.kind,
-        "reason": manifest.reason, "created": manifest.created, "parent": manifest.parent,
+        "id": manifest.checkpoint_id,
+        "name": manifest.name,
+        "kind": manifest.kind,
+        "reason": manifest.reason,
+        "created": manifest.created,
+        "parent": manifest.parent,
         "origin": dict(manifest.origin) if manifest.origin else None,
-        "image": (manifest.image or {}).get("name"), "files": totals.get("files"),
+        "image": (manifest.image or {}).get("name"),
+        "files": totals.get("files"),
         "size_bytes": totals.get("logical_bytes"),
         "stored_bytes": totals.get("stored_bytes"),
         "new_stored_bytes": totals.get("new_stored_bytes"),
         "current": manifest.checkpoint_id == current,
-    }  # fmt: skip
+    }
 
 
 class CheckpointService(LoggingConfigurable):
@@ -163,7 +176,7 @@ class CheckpointService(LoggingConfigurable):
     ).tag(config=True)
     store = Instance(CheckpointStore)
     hub = Instance(HubClient)
-    docker_client = Any()
+    engine = Instance(DockerEngine, help="The Docker Engine (docker-py behind a thread pool).")
 
     @default("store")
     def _default_store(self):
@@ -173,9 +186,9 @@ class CheckpointService(LoggingConfigurable):
     def _default_hub(self):
         return HubClient()
 
-    @default("docker_client")
-    def _default_docker(self):
-        return docker.APIClient(version="auto", timeout=60)
+    @default("engine")
+    def _default_engine(self):
+        return DockerEngine(threads=4, timeout=60)
 
     @validate("keep_automatic", "concurrency")
     def _at_least_one(self, proposal):
@@ -195,7 +208,7 @@ class CheckpointService(LoggingConfigurable):
 
     async def docker(self, method: str, *args, **kwargs):
         """One Docker API call in a worker thread (the client has a timeout)."""
-        return await asyncio.to_thread(getattr(self.docker_client, method), *args, **kwargs)
+        return await self.engine.call(method, *args, **kwargs)
 
     def checkpoints(self, host_dir: Path) -> WorkspaceCheckpoints:
         return WorkspaceCheckpoints(self.store, host_dir, self.keep_automatic)
@@ -204,8 +217,10 @@ class CheckpointService(LoggingConfigurable):
 
     async def running_containers(self) -> dict[str, dict]:
         """``{"user/workspace": docker ps entry}`` of this hub's running workspaces."""
-        found = await self.docker("containers", filters={
-            "label": WORKSPACE, "status": "running", "name": f"^{self.prefix}-"})
+        found = await self.docker(
+            "containers",
+            filters={"label": WORKSPACE, "status": "running", "name": f"^{self.prefix}-"},
+        )
         containers = {}
         for container in found:
             owner = workspace_of(container)
@@ -253,20 +268,28 @@ class CheckpointService(LoggingConfigurable):
             try:
                 await asyncio.to_thread(ops.ensure, user, name, self.storage_root)
                 manifest = await asyncio.to_thread(
-                    ops.take, upper_dir_of(inspect), excluded_paths_of(inspect, self.exclude),
-                    "periodic", None, image_of(inspect))  # fmt: skip
+                    ops.take,
+                    upper_dir_of(inspect),
+                    excluded_paths_of(inspect, self.exclude),
+                    "periodic",
+                    None,
+                    image_of(inspect),
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as e:
                 message = f"periodic checkpoint failed: {e}"
-                self.log.error("%s: %s (the workspace keeps running)", key, message,
-                               exc_info=True)  # fmt: skip
+                self.log.error("%s: %s (the workspace keeps running)", key, message, exc_info=True)
                 await asyncio.to_thread(_quietly, ops.note_periodic, message)
                 return
         await asyncio.to_thread(ops.note_periodic, None)
-        self.log.info("%s: periodic checkpoint %s in %.2f s, %d new bytes", key,
-                      manifest.checkpoint_id, time.monotonic() - t0,
-                      manifest.totals["new_stored_bytes"])  # fmt: skip
+        self.log.info(
+            "%s: periodic checkpoint %s in %.2f s, %d new bytes",
+            key,
+            manifest.checkpoint_id,
+            time.monotonic() - t0,
+            manifest.totals["new_stored_bytes"],
+        )
 
     # ---- the API's operations -----------------------------------------------------------------
 
@@ -292,8 +315,13 @@ class CheckpointService(LoggingConfigurable):
         state = await asyncio.to_thread(ops.state)
         manifests = await asyncio.to_thread(self.store.list, state.workspace_id)
         running = f"{user}/{name}" in await self.running_containers()
-        return {"user": user, "workspace": name, "running": running, **_status(state),
-                "checkpoints": [summary(m, state.parent) for m in reversed(manifests)]}  # fmt: skip
+        return {
+            "user": user,
+            "workspace": name,
+            "running": running,
+            **_status(state),
+            "checkpoints": [summary(m, state.parent) for m in reversed(manifests)],
+        }
 
     async def take_now(self, user: str, name: str, checkpoint_name: str | None) -> dict:
         """Checkpoint a running workspace now (named if ``checkpoint_name``, within the
@@ -302,8 +330,10 @@ class CheckpointService(LoggingConfigurable):
             checkpoint_name = normalise_name(checkpoint_name)  # a bad name: 400, nothing taken
         container = (await self.running_containers()).get(f"{user}/{name}")
         if container is None:
-            raise NotRunning(f"workspace '{name}' is not running: its last checkpoint (taken on "
-                             "stop) already holds its current state; name that one instead")
+            raise NotRunning(
+                f"workspace '{name}' is not running: its last checkpoint (taken on "
+                "stop) already holds its current state; name that one instead"
+            )
         inspect = await self.docker("inspect_container", container["Id"])
         ops = self.checkpoints(host_dir_of(inspect))
         state = await asyncio.to_thread(ops.ensure, user, name, self.storage_root)
@@ -311,14 +341,20 @@ class CheckpointService(LoggingConfigurable):
         if checkpoint_name is not None and capture_as is None:
             await asyncio.to_thread(self._require_name_free, state.workspace_id, checkpoint_name)
         manifest = await asyncio.to_thread(
-            ops.take, upper_dir_of(inspect), excluded_paths_of(inspect, self.exclude),
-            "on request", capture_as, image_of(inspect))  # fmt: skip
+            ops.take,
+            upper_dir_of(inspect),
+            excluded_paths_of(inspect, self.exclude),
+            "on request",
+            capture_as,
+            image_of(inspect),
+        )
         if checkpoint_name is not None and capture_as is None:
             try:
                 manifest = await self._name_within_quota(user, manifest, checkpoint_name)
             except NamedQuotaExceeded as e:
-                raise NamedQuotaExceeded(f"{e}; the state was kept as automatic checkpoint "
-                                         f"{manifest.checkpoint_id}") from None  # fmt: skip
+                raise NamedQuotaExceeded(
+                    f"{e}; the state was kept as automatic checkpoint {manifest.checkpoint_id}"
+                ) from None
         return summary(manifest, manifest.checkpoint_id)
 
     def _require_name_free(self, workspace_id: str, checkpoint_name: str) -> None:
@@ -345,38 +381,44 @@ class CheckpointService(LoggingConfigurable):
         async with lock:
             if manifest.kind != "named" and self.named_quota_gb:
                 others = await asyncio.to_thread(self._user_manifests, user)
-                others = [m for m in others if (m.workspace_id, m.checkpoint_id)
-                          != (manifest.workspace_id, manifest.checkpoint_id)]  # fmt: skip
+                others = [
+                    m
+                    for m in others
+                    if (m.workspace_id, m.checkpoint_id)
+                    != (manifest.workspace_id, manifest.checkpoint_id)
+                ]
                 used = named_bytes(others)
-                after = named_bytes([*others, manifest.with_changes(name=new_name,
-                                                                    kind="named")])  # fmt: skip
-                refusal = quota_refusal(user, int(self.named_quota_gb * 1024**3), used, after,
-                                        new_name)  # fmt: skip
+                after = named_bytes([*others, manifest.with_changes(name=new_name, kind="named")])
+                refusal = quota_refusal(
+                    user, int(self.named_quota_gb * 1024**3), used, after, new_name
+                )
                 if refusal:
                     raise NamedQuotaExceeded(refusal)
-            return await asyncio.to_thread(self.store.rename, manifest.workspace_id,
-                                           manifest.checkpoint_id, new_name)  # fmt: skip
+            return await asyncio.to_thread(
+                self.store.rename, manifest.workspace_id, manifest.checkpoint_id, new_name
+            )
 
     async def _manifest(self, user: str, name: str, checkpoint_id: str) -> Manifest:
         state = await asyncio.to_thread(self.checkpoints(self._host_dir(user, name)).state)
         return await asyncio.to_thread(self.store.load, state.workspace_id, checkpoint_id)
 
-    async def rename(self, user: str, name: str, checkpoint_id: str,
-                     new_name: str | None) -> dict:  # fmt: skip
+    async def rename(self, user: str, name: str, checkpoint_id: str, new_name: str | None) -> dict:
         """Name or rename a checkpoint (naming within the quota); ``None`` un-names it: it
         becomes automatic again and is pruned like the others."""
         manifest = await self._manifest(user, name, checkpoint_id)
         if new_name is None:
-            unnamed = await asyncio.to_thread(self.store.unname, manifest.workspace_id,
-                                              checkpoint_id)  # fmt: skip
+            unnamed = await asyncio.to_thread(
+                self.store.unname, manifest.workspace_id, checkpoint_id
+            )
             return summary(unnamed)
         return summary(await self._name_within_quota(user, manifest, normalise_name(new_name)))
 
     async def verify(self, user: str, name: str, checkpoint_id: str) -> dict:
         manifest = await self._manifest(user, name, checkpoint_id)
         try:
-            counts = await asyncio.to_thread(self.store.verify, manifest.workspace_id,
-                                             checkpoint_id)  # fmt: skip
+            counts = await asyncio.to_thread(
+                self.store.verify, manifest.workspace_id, checkpoint_id
+            )
         except CheckpointCorrupt as e:
             return {"id": checkpoint_id, "ok": False, "problem": str(e)}
         return {"id": checkpoint_id, "ok": True, **counts}
@@ -384,12 +426,16 @@ class CheckpointService(LoggingConfigurable):
     async def restore_at_next_start(self, user: str, name: str, checkpoint_id: str) -> dict:
         """Set the stopped workspace's ``restore_checkpoint`` option (through the hub)."""
         manifest = await self._manifest(user, name, checkpoint_id)
-        await self.hub.request("PATCH", f"users/{quote(user)}/servers/{quote(name)}",
-                               {"user_options": {"restore_checkpoint": checkpoint_id}})  # fmt: skip
+        await self.hub.request(
+            "PATCH",
+            f"users/{quote(user)}/servers/{quote(name)}",
+            {"user_options": {"restore_checkpoint": checkpoint_id}},
+        )
         return summary(manifest)
 
-    async def start_as_new(self, user: str, name: str, checkpoint_id: str, new_name: str,
-                           changes: dict) -> dict:  # fmt: skip
+    async def start_as_new(
+        self, user: str, name: str, checkpoint_id: str, new_name: str, changes: dict
+    ) -> dict:
         """Create and start ``user``'s workspace ``new_name`` from a checkpoint of ``name``.
 
         Its options are the origin's with ``changes`` applied (the image is fixed), and its
@@ -397,11 +443,13 @@ class CheckpointService(LoggingConfigurable):
         FileExistsError (409) for a name in use; the hub's own refusal is passed on.
         """
         manifest = await self._manifest(user, name, checkpoint_id)
-        servers = (await self.hub.request(
-            "GET", f"users/{quote(user)}?include_stopped_servers=1")).get("servers") or {}
+        servers = (
+            await self.hub.request("GET", f"users/{quote(user)}?include_stopped_servers=1")
+        ).get("servers") or {}
         if new_name in servers:
-            raise FileExistsError(f"name: {user} already has a workspace '{new_name}'; "
-                                  "choose another name")  # fmt: skip
+            raise FileExistsError(
+                f"name: {user} already has a workspace '{new_name}'; choose another name"
+            )
         options = dict((servers.get(name) or {}).get("user_options") or {})
         for key in FIXED_OPTIONS:
             if key in changes and changes[key] != options.get(key):
@@ -416,24 +464,36 @@ class CheckpointService(LoggingConfigurable):
         options.update(changes)
         options["restore_checkpoint"] = ""
         new_id = new_workspace_id(user, new_name)
-        origin = {"workspace_id": manifest.workspace_id, "checkpoint": checkpoint_id,
-                  "user": user, "workspace": name}  # fmt: skip
+        origin = {
+            "workspace_id": manifest.workspace_id,
+            "checkpoint": checkpoint_id,
+            "user": user,
+            "workspace": name,
+        }
         # the pending record first: from then on cleanup keeps the clone's checkpoints
-        await asyncio.to_thread(write_pending_clone, self.storage_root, user, new_name, new_id,
-                                origin)  # fmt: skip
+        await asyncio.to_thread(
+            write_pending_clone, self.storage_root, user, new_name, new_id, origin
+        )
         try:
-            clone = await asyncio.to_thread(self.store.clone_lineage, manifest.workspace_id,
-                                            checkpoint_id, new_id)  # fmt: skip
-            await self.hub.request("POST", f"users/{quote(user)}/servers/{quote(new_name)}",
-                                   {"user_options": options})  # fmt: skip
+            clone = await asyncio.to_thread(
+                self.store.clone_lineage, manifest.workspace_id, checkpoint_id, new_id
+            )
+            await self.hub.request(
+                "POST", f"users/{quote(user)}/servers/{quote(new_name)}", {"user_options": options}
+            )
         except BaseException:
             await asyncio.to_thread(remove_pending_clone, self.storage_root, user, new_name)
             await asyncio.to_thread(self.store.delete_workspace, new_id)
             raise
         self.log.info("%s/%s started as new from %s/%s", user, new_name, name, checkpoint_id)
-        return {"user": user, "workspace": new_name, "workspace_id": new_id,
-                "checkpoint": clone.checkpoint_id, "origin": origin,
-                "user_options": options}  # fmt: skip
+        return {
+            "user": user,
+            "workspace": new_name,
+            "workspace_id": new_id,
+            "checkpoint": clone.checkpoint_id,
+            "origin": origin,
+            "user_options": options,
+        }
 
     # ---- cleanup ------------------------------------------------------------------------------
 
@@ -448,8 +508,11 @@ class CheckpointService(LoggingConfigurable):
         live = {self.checkpoints(d).state().workspace_id for d in find_workspaces(root).values()}
         live |= pending_clone_ids(root)
         if not root.is_dir() or (newest and not live):
-            self.log.warning("no workspace records under %s: not deleting any checkpoints "
-                             "(is the storage root right?)", root)  # fmt: skip
+            self.log.warning(
+                "no workspace records under %s: not deleting any checkpoints "
+                "(is the storage root right?)",
+                root,
+            )
             return []
         cutoff = time.time() - self.orphan_grace
         return sorted(i for i, modified in newest.items() if i not in live and modified < cutoff)
@@ -461,9 +524,14 @@ class CheckpointService(LoggingConfigurable):
             await asyncio.to_thread(self.store.delete_workspace, workspace_id)
             self.log.info("deleted the checkpoints of deleted workspace %s", workspace_id)
         report: GarbageReport = await asyncio.to_thread(self.store.collect_garbage)
-        self.last_gc = {"at": _now(), "deleted_workspaces": orphans,
-                        "chunks_deleted": len(report.deleted), "bytes_freed": report.bytes_freed,
-                        "chunks_seen": report.chunks_seen, "skipped": report.skipped}  # fmt: skip
+        self.last_gc = {
+            "at": _now(),
+            "deleted_workspaces": orphans,
+            "chunks_deleted": len(report.deleted),
+            "bytes_freed": report.bytes_freed,
+            "chunks_seen": report.chunks_seen,
+            "skipped": report.skipped,
+        }
         return self.last_gc
 
     # ---- the loops ----------------------------------------------------------------------------
@@ -486,15 +554,24 @@ class CheckpointService(LoggingConfigurable):
             await asyncio.sleep(self.tick)
 
     def health(self) -> dict:
-        return {"last_pass_at": self.last_pass_at, "last_error": self.last_error,
-                "in_flight": sorted(self._in_flight), "last_gc": self.last_gc}  # fmt: skip
+        return {
+            "last_pass_at": self.last_pass_at,
+            "last_error": self.last_error,
+            "in_flight": sorted(self._in_flight),
+            "last_gc": self.last_gc,
+        }
 
 
 def _status(state) -> dict:
     if state is None:
         return {"workspace_id": None}
-    return {"workspace_id": state.workspace_id, "origin": state.origin, "last": state.last,
-            "periodic_error": state.periodic_error, "unsaved": state.unsaved}  # fmt: skip
+    return {
+        "workspace_id": state.workspace_id,
+        "origin": state.origin,
+        "last": state.last,
+        "periodic_error": state.periodic_error,
+        "unsaved": state.unsaved,
+    }
 
 
 def _now() -> str:

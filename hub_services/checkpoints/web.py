@@ -1,7 +1,9 @@
 """The checkpoints service's HTTP surface (under its prefix; HubOAuth for people and tokens).
 
-Everything about a workspace is for its owner or an admin (403 otherwise). JSON errors are
-``{"status": 4xx, "message": "<what and how to fix it>"}``.
+Who may see (GET) and change (everything else) a user's checkpoints is the one access rule
+(:mod:`benchhub.access`: the owner, an admin, a token with ``read:servers`` / ``servers`` for
+that user; 403 otherwise). JSON errors are ``{"status": 4xx, "message": "<what and how to fix
+it>"}`` (:mod:`benchhub.service_web`).
 
 - ``GET api/workspaces[?user=NAME]`` — a user's workspaces with checkpoint status, and
   ``named_checkpoints``: ``{"used_bytes", "quota_bytes"}`` (the named-checkpoint quota;
@@ -21,7 +23,8 @@ Everything about a workspace is for its owner or an admin (403 otherwise). JSON 
   of the same user from this checkpoint (201; 409 name in use; 400 image change).
 - ``POST …/checkpoints/<id>/restore-at-next-start`` — the stopped workspace's next start
   restores this checkpoint (sets its ``restore_checkpoint`` option).
-- ``POST api/gc`` (admins) — delete deleted workspaces' checkpoints and unreferenced chunks.
+- ``POST api/gc`` (admins, or a token with ``servers`` on every user) — delete deleted
+  workspaces' checkpoints and unreferenced chunks.
 - ``GET api/health`` — the last pass and cleanup.
 - ``GET /[?user=NAME]`` — the page (Services menu): workspaces, checkpoints, actions.
 """
@@ -31,60 +34,52 @@ from __future__ import annotations
 import asyncio
 import json
 
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpclient import HTTPClientError
 
+from benchhub.access import CHANGE, SEE, Action, may_for_everyone
 from benchhub.checkpoints.errors import (
     CheckpointNameTaken,
     CheckpointNotFound,
     InvalidCheckpointName,
 )
+from benchhub.service_pages import ServicesMenu
+from benchhub.service_web import ServiceHandler, ServicePage
 from benchhub.workspace_spec import OptionsError, validate_workspace_name
 
-from .page import render_page
+from .page import TEMPLATES, TITLE, page_context
 from .service import CheckpointService, NamedQuotaExceeded, NotRunning, OptionRefused
 
-__all__ = ["is_admin", "make_app", "may_act_for"]
+__all__ = ["make_app"]
 
-_ADMIN_SCOPES = ("admin:servers", "admin:users")
-
-
-def is_admin(caller: dict) -> bool:
-    """A hub admin, or a token (e.g. a service's) with admin scopes."""
-    if caller.get("kind", "user") == "user" and caller.get("admin") is True:
-        return True
-    return any(scope in (caller.get("scopes") or ()) for scope in _ADMIN_SCOPES)
-
-
-def may_act_for(caller: dict, user: str) -> bool:
-    """Whether ``caller`` (the hub's model of a user or service) may see and change
-    ``user``'s checkpoints: the user themselves or an admin."""
-    own = caller.get("kind", "user") == "user" and caller.get("name") == user
-    return own or is_admin(caller)
+_STATUS = (
+    (CheckpointNotFound, 404),
+    (CheckpointNameTaken, 409),
+    (InvalidCheckpointName, 400),
+    (NotRunning, 409),
+    (OptionRefused, 400),
+    (FileExistsError, 409),
+    (OptionsError, 400),
+    (NamedQuotaExceeded, 409),
+)
 
 
-_STATUS = ((CheckpointNotFound, 404), (CheckpointNameTaken, 409), (InvalidCheckpointName, 400),
-           (NotRunning, 409), (OptionRefused, 400), (FileExistsError, 409),
-           (OptionsError, 400), (NamedQuotaExceeded, 409))  # fmt: skip
-
-
-class _Handler(HubOAuthenticated, web.RequestHandler):
+class _Checkpoints:
     @property
     def service(self) -> CheckpointService:
         return self.settings["checkpoints"]
 
-    def owner(self, user: str | None) -> str:
+    def owner(self, user: str | None, action: Action = SEE, workspace: str | None = None) -> str:
         """The user whose checkpoints are asked for (the caller by default); 403 if the
-        caller may not act for them."""
-        caller = self.current_user
-        user = user or caller["name"]
-        if not may_act_for(caller, user):
-            raise web.HTTPError(403, f"only {user} or an admin may see or change their "
-                                     "workspaces' checkpoints")  # fmt: skip
+        caller may not ``action`` them (those of ``workspace``, when one is named)."""
+        user = user or self.current_user["name"]
+        self.require(action, user, workspace, what=f"the checkpoints of {user}'s workspaces")
         return user
 
+
+class _Handler(_Checkpoints, ServiceHandler):
     def body(self) -> dict:
         try:
             data = json.loads(self.request.body or b"{}")
@@ -108,12 +103,6 @@ class _Handler(HubOAuthenticated, web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json.dumps(result))
-
-    def write_error(self, status_code: int, **kwargs) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        message = getattr(error, "log_message", None) or self._reason
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps({"status": status_code, "message": message}))
 
 
 def _hub_message(error: HTTPClientError) -> str:
@@ -144,35 +133,42 @@ async def _workspaces(service: CheckpointService, user: str) -> dict:
 class CheckpointsHandler(_Handler):
     @web.authenticated
     async def get(self, user, name):
-        await self.answer(self.service.list(self.owner(user), name))
+        await self.answer(self.service.list(self.owner(user, SEE, name), name))
 
     @web.authenticated
     async def post(self, user, name):
+        user = self.owner(user, CHANGE, name)
         body = self.body()
-        await self.answer(self.service.take_now(self.owner(user), name, body.get("name")), 201)
+        await self.answer(self.service.take_now(user, name, body.get("name")), 201)
 
 
 class CheckpointHandler(_Handler):
     @web.authenticated
     async def patch(self, user, name, checkpoint):
+        user = self.owner(user, CHANGE, name)
         body = self.body()
         new_name = body.get("name")
         if not isinstance(new_name, str) and not ("name" in body and new_name is None):
-            raise web.HTTPError(400, 'name: give the new name as {"name": "before upgrade"} '
-                                     '(or {"name": null} to un-name it)')  # fmt: skip
-        await self.answer(self.service.rename(self.owner(user), name, checkpoint, new_name))
+            raise web.HTTPError(
+                400,
+                'name: give the new name as {"name": "before upgrade"} '
+                '(or {"name": null} to un-name it)',
+            )
+        await self.answer(self.service.rename(user, name, checkpoint, new_name))
 
 
 class VerifyHandler(_Handler):
     @web.authenticated
     async def post(self, user, name, checkpoint):
-        await self.answer(self.service.verify(self.owner(user), name, checkpoint))
+        # a POST that reads every chunk: for those who may change the checkpoints
+        user = self.owner(user, CHANGE, name)
+        await self.answer(self.service.verify(user, name, checkpoint))
 
 
 class StartAsNewHandler(_Handler):
     @web.authenticated
     async def post(self, user, name, checkpoint):
-        user = self.owner(user)
+        user = self.owner(user, CHANGE, name)
         body = self.body()
         new_name, changes = body.get("name"), body.get("user_options") or {}
         if not isinstance(new_name, str) or not isinstance(changes, dict):
@@ -181,22 +177,23 @@ class StartAsNewHandler(_Handler):
             validate_workspace_name(new_name)
         except OptionsError as e:
             raise web.HTTPError(400, str(e)) from None
-        await self.answer(
-            self.service.start_as_new(user, name, checkpoint, new_name, changes), 201
-        )
+        await self.answer(self.service.start_as_new(user, name, checkpoint, new_name, changes), 201)
 
 
 class RestoreNextHandler(_Handler):
     @web.authenticated
     async def post(self, user, name, checkpoint):
-        await self.answer(self.service.restore_at_next_start(self.owner(user), name, checkpoint))
+        user = self.owner(user, CHANGE, name)
+        await self.answer(self.service.restore_at_next_start(user, name, checkpoint))
 
 
 class CollectHandler(_Handler):
     @web.authenticated
     async def post(self):
-        if not is_admin(self.current_user):
-            raise web.HTTPError(403, "only admins may run the cleanup")
+        if not may_for_everyone(self.current_user, CHANGE):
+            raise web.HTTPError(
+                403, "only admins may run the cleanup; a token needs the scope servers"
+            )
         await self.answer(self.service.collect())
 
 
@@ -206,14 +203,17 @@ class HealthHandler(_Handler):
         self.write(self.service.health())
 
 
-class PageHandler(_Handler):
+class PageHandler(_Checkpoints, ServicePage):
+    templates = TEMPLATES
+
     @web.authenticated
     async def get(self):
         user = self.owner(self.get_query_argument("user", None))
         details = []
         for row in await self.service.workspaces(user):
             details.append(await self.service.list(user, row["workspace"]))
-        self.write(render_page(user, details, self.settings["prefix"], self.xsrf_token))
+        context = page_context(user, details, self.settings["prefix"], self.xsrf_token)
+        await self.render_page("checkpoints.html", TITLE, **context)
 
 
 def make_app(service: CheckpointService, prefix: str, cookie_secret: bytes) -> web.Application:
@@ -234,4 +234,5 @@ def make_app(service: CheckpointService, prefix: str, cookie_secret: bytes) -> w
         checkpoints=service,
         prefix=prefix,
         cookie_secret=cookie_secret,
+        services_menu=ServicesMenu.from_environment(),
     )

@@ -84,8 +84,15 @@ def recent_access_log(log_dir: Path, window: int = ACCESS_LOG_WINDOW) -> list[st
 class EgressProxy:
     """The squid container: on the restricted network (fixed address) and an outside one."""
 
-    def __init__(self, state: EgressState, engine: DockerEngine, container: str, image: str,
-                 outside_network: str, mtu: int):  # fmt: skip
+    def __init__(
+        self,
+        state: EgressState,
+        engine: DockerEngine,
+        container: str,
+        image: str,
+        outside_network: str,
+        mtu: int,
+    ):
         self.state = state
         self.engine = engine
         self.container = container
@@ -155,11 +162,16 @@ class EgressProxy:
             # squid's own messages (-d1) go to the engine's log file: bounded like a workspace's
             log_config=LOG_CONFIG,
         )
-        await self.engine.call("create_container", self.image, name=self.container,
-                               host_config=host_config,
-                               labels={ROLE: "egress-proxy"})  # fmt: skip
-        await self.engine.call("connect_container_to_network", self.container,
-                               restricted_network, ipv4_address=address)  # fmt: skip
+        await self.engine.call(
+            "create_container",
+            self.image,
+            name=self.container,
+            host_config=host_config,
+            labels={ROLE: "egress-proxy"},
+        )
+        await self.engine.call(
+            "connect_container_to_network", self.container, restricted_network, ipv4_address=address
+        )
         await self.engine.call("start", self.container)
         await self._wait_listening()
 
@@ -184,7 +196,11 @@ class EgressProxy:
             await self.engine.call("inspect_network", name)
         except NotFound:
             await self.engine.call(
-                "create_network", name, driver="bridge", internal=False, check_duplicate=True,
+                "create_network",
+                name,
+                driver="bridge",
+                internal=False,
+                check_duplicate=True,
                 options={"com.docker.network.driver.mtu": str(self.mtu)},
                 labels={NETWORK: "egress-outside"},
-            )  # fmt: skip
+            )

@@ -97,8 +97,9 @@ class EgressService(LoggingConfigurable):
         super().__init__(**kwargs)
         self.state = EgressState(self.config_dir)
         self.engine = DockerEngine(threads=4)
-        self.proxy = EgressProxy(self.state, self.engine, self.container, self.image,
-                                 self.outside_network, int(self.mtu))  # fmt: skip
+        self.proxy = EgressProxy(
+            self.state, self.engine, self.container, self.image, self.outside_network, int(self.mtu)
+        )
         self._down_since: float | None = None
         self._loaded_conf = ""  # the squid.conf text squid was last told to load
         self._confirm_reload = False
@@ -114,8 +115,9 @@ class EgressService(LoggingConfigurable):
             await self._drop_stopped()
         generation = await asyncio.to_thread(self.state.generation)
         records = await asyncio.to_thread(self.state.registered)
-        conf = await asyncio.to_thread(render_conf, self.state, records,
-                                       self.forbidden_destinations)  # fmt: skip
+        conf = await asyncio.to_thread(
+            render_conf, self.state, records, self.forbidden_destinations
+        )
         if records:
             await self._keep_proxy_running()
         if conf != self._loaded_conf or (full and self._confirm_reload):
@@ -125,8 +127,9 @@ class EgressService(LoggingConfigurable):
         if await self.proxy.healthy():
             await asyncio.to_thread(self.state.mark_loaded, generation, records)
         if full and await asyncio.to_thread(self.proxy.access_log_size) > ACCESS_LOG_ROTATE_BYTES:
-            self.log.info("rotating the proxy's access log (over %d MiB)",
-                          ACCESS_LOG_ROTATE_BYTES >> 20)  # fmt: skip
+            self.log.info(
+                "rotating the proxy's access log (over %d MiB)", ACCESS_LOG_ROTATE_BYTES >> 20
+            )
             await self.proxy.rotate_log()
 
     async def _keep_proxy_running(self) -> None:
@@ -154,8 +157,9 @@ class EgressService(LoggingConfigurable):
         if net is None:
             return
         registered = await asyncio.to_thread(self.state.registered)
-        found = await self.engine.call("containers", filters={
-            "network": net.name, "label": WORKSPACE, "status": "running"})  # fmt: skip
+        found = await self.engine.call(
+            "containers", filters={"network": net.name, "label": WORKSPACE, "status": "running"}
+        )
         missing = [c for c in found if workspace_key(c["Labels"]) not in registered]
         if not missing:
             return
@@ -168,8 +172,9 @@ class EgressService(LoggingConfigurable):
             address = container["NetworkSettings"]["Networks"][net.name]["IPAddress"]
             name = container["Names"][0].lstrip("/")
             entries = normalised_entries(options[key].get("whitelist") or [])
-            await asyncio.to_thread(self.state.adopt, key, name, address, entries, net.subnet,
-                                    time.time())  # fmt: skip
+            await asyncio.to_thread(
+                self.state.adopt, key, name, address, entries, net.subnet, time.time()
+            )
             self.log.info("adopted running workspace %s at %s", key, address)
 
     async def _drop_stopped(self) -> None:
@@ -221,6 +226,8 @@ class EgressService(LoggingConfigurable):
         if record is None:
             return {"workspace": key, "address": None, "refusals": []}
         found = parse_access_log(recent_access_log(self.state.log_dir))
-        return {"workspace": key, "address": record["address"],
-                "refusals": summarise(found, record["address"])}  # fmt: skip
-
+        return {
+            "workspace": key,
+            "address": record["address"],
+            "refusals": summarise(found, record["address"]),
+        }

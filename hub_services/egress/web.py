@@ -2,89 +2,86 @@
 
 - ``GET api/health`` — proxy running or down, how many workspaces it serves, the last pass.
 - ``GET api/refusals/<user>/<workspace>`` — refused hosts with counts and times, from the
-  last 4 MiB of the proxy's access log (the owner or an admin; 403 otherwise).
-- ``GET /`` — a page listing the caller's restricted workspaces and their refusals.
+  last 4 MiB of the proxy's access log.
+- ``GET /[?user=NAME]`` — a page listing the user's (by default the caller's) restricted
+  workspaces and their refusals.
+
+Who may see a user's refusals is the one access rule (:mod:`benchhub.access`: the owner, an
+admin, a token with ``read:servers`` for that user; 403 otherwise). Errors are JSON
+``{"status": ..., "message": ...}`` (:mod:`benchhub.service_web`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import html
-import json
-import time
+from datetime import UTC, datetime
+from pathlib import Path
 
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
+
+from benchhub.access import SEE
+from benchhub.service_pages import PageTemplates, ServicesMenu
+from benchhub.service_web import ServiceHandler, ServicePage
 
 from .service import EgressService
 
 __all__ = ["make_app"]
 
+TEMPLATES = PageTemplates(Path(__file__).parent / "templates")
 
-class _Handler(HubOAuthenticated, web.RequestHandler):
+
+class _Egress:
     @property
     def service(self) -> EgressService:
         return self.settings["egress"]
 
-    def allowed(self, user_name: str) -> bool:
-        user = self.current_user
-        return user["name"] == user_name or user.get("admin", False)
-
-    def write_error(self, status_code: int, **kwargs) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        message = getattr(error, "log_message", None) or self._reason
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps({"status": status_code, "message": message}))
+    def check(self, user: str, workspace: str | None = None) -> None:
+        self.require(SEE, user, workspace, what=f"the refusals of {user}'s workspaces")
 
 
-class HealthHandler(_Handler):
+class HealthHandler(_Egress, ServiceHandler):
     @web.authenticated
     async def get(self):
         service = self.service
-        self.write({
-            "proxy": "running" if await service.proxy.healthy() else "down",
-            "workspaces": len(await asyncio.to_thread(service.state.registered)),
-            "last_pass_at": service.last_pass_at,
-            "last_error": service.last_error,
-        })  # fmt: skip
+        last = service.last_pass_at  # epoch seconds; ISO 8601 as every service reports it
+        self.write(
+            {
+                "proxy": "running" if await service.proxy.healthy() else "down",
+                "workspaces": len(await asyncio.to_thread(service.state.registered)),
+                "last_pass_at": datetime.fromtimestamp(last, UTC).isoformat() if last else None,
+                "last_error": service.last_error,
+            }
+        )
 
 
-class RefusalsHandler(_Handler):
+class RefusalsHandler(_Egress, ServiceHandler):
     @web.authenticated
     async def get(self, user_name: str, workspace: str):
-        if not self.allowed(user_name):
-            raise web.HTTPError(403, f"only {user_name} or an admin may see these refusals")
+        self.check(user_name, workspace)
         self.write(await asyncio.to_thread(self.service.refusals, f"{user_name}/{workspace}"))
 
 
-class PageHandler(_Handler):
+class PageHandler(_Egress, ServicePage):
+    templates = TEMPLATES
+
     @web.authenticated
     async def get(self):
-        name = self.current_user["name"]
+        user = self.get_query_argument("user", None) or self.current_user["name"]
+        self.check(user)
         registered = await asyncio.to_thread(self.service.state.registered)
-        rows = []
-        for key in sorted(k for k in registered if k.startswith(f"{name}/")):
-            data = await asyncio.to_thread(self.service.refusals, key)
-            cells = (
-                "".join(
-                    f"<tr><td>{html.escape(r['host'])}</td><td>{r['count']}</td>"
-                    f"<td>{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(r['last']))}</td></tr>"
-                    for r in data["refusals"]
-                )
-                or "<tr><td colspan=3>nothing refused</td></tr>"
-            )
-            rows.append(
-                f"<h2>{html.escape(key)}</h2><table class='table'><tr><th>Refused host</th>"
-                f"<th>Requests</th><th>Last (UTC)</th></tr>{cells}</table>"
-            )
-        healthy = await self.service.proxy.healthy()
-        self.write(
-            "<!doctype html><title>Egress</title><h1>Restricted workspaces</h1>"
-            f"<p>Egress proxy: {'running' if healthy else 'DOWN: no outside access'}</p>"
-            + ("".join(rows) or "<p>No running restricted workspace.</p>")
-            + "<p>Ask an admin to add a refused host to the workspace's whitelist; it applies at"
-            " the next start.</p>"
+        workspaces = [
+            await asyncio.to_thread(self.service.refusals, key)
+            for key in sorted(k for k in registered if k.startswith(f"{user}/"))
+        ]
+        await self.render_page(
+            "egress.html",
+            "Restricted workspaces",
+            owner=user,
+            own=user == self.current_user["name"],
+            workspaces=workspaces,
+            proxy_running=await self.service.proxy.healthy(),
         )
 
 
@@ -97,5 +94,7 @@ def make_app(service: EgressService, prefix: str, cookie_secret: bytes) -> web.A
             (prefix, PageHandler),
         ],
         egress=service,
+        prefix=prefix,
         cookie_secret=cookie_secret,
+        services_menu=ServicesMenu.from_environment(),
     )

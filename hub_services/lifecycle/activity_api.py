@@ -9,34 +9,36 @@ Mounted under the service prefix by :func:`activity_handlers`:
   and a refused one a 403, as ``{"status": ..., "message": "<field>: ..."}``;
 - ``GET activity`` — the same query as an HTML page: a filter form, the table and paging links.
 
-Callers authenticate with the hub (``HubOAuthenticated``). An admin user sees everyone's
-activity; anyone else (users and services alike) only entries whose ``user`` is their own name:
-asking for another user's is a 403.
+Callers authenticate with the hub (``HubOAuthenticated``); what they see is the one access
+rule's (:mod:`benchhub.access`): ``user=NAME`` needs the right to see NAME's workspaces (a 403
+otherwise). Without ``user``, whoever may see everyone's (an admin, a token with
+``read:servers``) gets everyone's; a person their own; a service whose scopes cover only some
+users nothing (it names the user).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlencode
 
-import jinja2
-from jupyterhub.services.auth import HubOAuthenticated
 from jupyterhub.utils import url_path_join
 from tornado import web
 
+from benchhub.access import SEE, is_person, may, may_for_everyone
 from benchhub.activity_journal import ACTIONS
+from benchhub.service_pages import PageTemplates
+from benchhub.service_web import ServiceHandler, ServicePage
 
-from .access import sees_everyone
 from .activity_log import MAX_LIMIT, ActivityLog
 
 __all__ = [
     "DEFAULT_LIMIT",
     "PARAMETERS",
     "ActivityQuery",
+    "TEMPLATES",
     "QueryRefused",
     "activity_handlers",
     "parse_query",
@@ -48,11 +50,8 @@ PARAMETERS = ("user", "workspace", "action", "since", "until", "offset", "limit"
 # HubAuth accepts an API token as ?token=...; it is not a filter but must not be refused
 _AUTH_PARAMETERS = ("token",)
 _TIME_EXAMPLE = "2025-03-01T08:00:00Z"
-_templates = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
+# the lifecycle service's pages (this one and web.py's), on the shared page template
+TEMPLATES = PageTemplates(Path(__file__).parent / "templates")
 
 
 class QueryRefused(Exception):
@@ -147,22 +146,27 @@ def _whole(name: str, value: str | None, low: int, high: int | None, default: in
     return number
 
 
-def scope_to_caller(query: ActivityQuery, caller: dict) -> ActivityQuery:
-    """``query`` as ``caller`` (the hub's user or service model) may run it: as is for an
-    admin or a caller whose role reads every server (:func:`.access.sees_everyone`), anyone
-    else's restricted to their own name; another user's → QueryRefused (403)."""
-    if sees_everyone(caller):
-        return query
-    if query.user not in (None, caller["name"]):
+def scope_to_caller(query: ActivityQuery, caller: dict) -> ActivityQuery | None:
+    """``query`` as ``caller`` (the hub's user or service model) may run it, by the access
+    rule: a named user the caller may see, as is; another user's → QueryRefused (403). No user
+    named: everyone's for a caller who may see everyone's, a person's own, and None (nothing
+    to show) for a service that may see only some users' (it has to name one)."""
+    if query.user is not None:
+        if may(caller, SEE, query.user):
+            return query
         raise QueryRefused(
             403,
             f"user: only your own activity ({caller['name']}) unless you are an admin, "
             f"got {query.user!r}",
         )
-    return replace(query, user=caller["name"])
+    if may_for_everyone(caller, SEE):
+        return query
+    if is_person(caller):
+        return replace(query, user=caller["name"])
+    return None
 
 
-class _ActivityHandler(HubOAuthenticated, web.RequestHandler):
+class _ActivityHandler:
     def initialize(self, activity_log: ActivityLog, run_blocking) -> None:
         self.activity_log = activity_log
         self.run_blocking = run_blocking
@@ -170,41 +174,39 @@ class _ActivityHandler(HubOAuthenticated, web.RequestHandler):
     def _arguments(self) -> dict[str, list[str]]:
         return {name: self.get_query_arguments(name) for name in self.request.query_arguments}
 
-    async def _run(self, query: ActivityQuery) -> tuple[list[dict], int]:
-        """The page of entries ``query`` selects (in the service's executor) and the total."""
+    async def _run(self, query: ActivityQuery | None) -> tuple[list[dict], int]:
+        """The page of entries ``query`` selects (in the service's executor) and the total;
+        none for None (the caller may see nobody's)."""
+        if query is None:
+            return [], 0
         return await self.run_blocking(partial(self.activity_log.query, **asdict(query)))
 
 
-class ActivityApiHandler(_ActivityHandler):
+class ActivityApiHandler(_ActivityHandler, ServiceHandler):
     """``GET api/activity``: see the module docstring."""
-
-    def get_login_url(self) -> str:
-        # an API client gets a 403, not a redirect into the OAuth login
-        raise web.HTTPError(403, "authenticate with a hub API token or the service's cookie")
-
-    def write_error(self, status_code: int, **kwargs) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        message = getattr(error, "log_message", None) or self._reason
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps({"status": status_code, "message": message}))
 
     @web.authenticated
     async def get(self) -> None:
         try:
-            query = scope_to_caller(parse_query(self._arguments()), self.current_user)
+            asked = parse_query(self._arguments())
+            query = scope_to_caller(asked, self.current_user)
         except QueryRefused as refused:
             raise web.HTTPError(refused.status, refused.message) from None
         entries, total = await self._run(query)
-        self.write({
-            "entries": [{**entry, "at": entry["at"].isoformat()} for entry in entries],
-            "total": total,
-            "offset": query.offset,
-            "limit": query.limit,
-        })  # fmt: skip
+        self.write(
+            {
+                "entries": [{**entry, "at": entry["at"].isoformat()} for entry in entries],
+                "total": total,
+                "offset": asked.offset,
+                "limit": asked.limit,
+            }
+        )
 
 
-class ActivityPageHandler(_ActivityHandler):
+class ActivityPageHandler(_ActivityHandler, ServicePage):
     """``GET activity``: the filter form, one page of the table and links to the others."""
+
+    templates = TEMPLATES
 
     @web.authenticated
     async def get(self) -> None:
@@ -226,14 +228,14 @@ class ActivityPageHandler(_ActivityHandler):
             context["error"] = refused.message
         else:
             context.update(entries=entries, total=total, **self._paging(asked, total))
-        self.write(
-            _templates.get_template("activity.html").render(
-                caller=caller["name"],
-                admin=sees_everyone(caller),
-                actions=ACTIONS,
-                form=form,
-                **context,
-            )
+        await self.render_page(
+            "activity.html",
+            "Workspace activity",
+            caller=caller["name"],
+            everyone=may_for_everyone(caller, SEE),
+            actions=ACTIONS,
+            form=form,
+            **context,
         )
 
     def _paging(self, query: ActivityQuery, total: int) -> dict:

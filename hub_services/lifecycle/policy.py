@@ -26,8 +26,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from numbers import Real
 
+from benchhub.workspace_spec import SHUTDOWN_MODES, OptionsError, parse_run_time_policy
+
 __all__ = [
-    "SHUTDOWN_MODES",
+    "POLICY_MODES",
     "Activity",
     "Decision",
     "Policy",
@@ -38,9 +40,10 @@ __all__ = [
     "utcnow",
 ]
 
-SHUTDOWN_MODES = ("none", "after_start", "idle")
+# The decision core's modes: the schema's shutdown modes, and "none" for a workspace whose
+# auto_shutdown_hours is 0 (not an option value: the hub refuses shutdown_mode "none").
+POLICY_MODES = ("none", *SHUTDOWN_MODES)
 _ZERO = timedelta(0)
-_KEEP_UNTIL_EXAMPLE = "2025-01-31T18:00:00+00:00"
 
 
 def utcnow() -> datetime:
@@ -87,35 +90,30 @@ class Policy:
 
     @classmethod
     def from_options(
-        cls, user_options: dict | None, defaults: Policy, hour: timedelta = timedelta(hours=1)
+        cls, user_options: dict | None, settings: Policy, hour: timedelta = timedelta(hours=1)
     ) -> Policy:
-        """The policy of a workspace from its ``user_options``; other settings from ``defaults``.
-
-        Reads ``auto_shutdown_hours`` (whole hours, 0 = no automatic shutdown; absent = the
-        defaults' shutdown setting), optional ``shutdown_mode`` (one of
-        :data:`SHUTDOWN_MODES`; when absent a non-zero setting uses the defaults' mode, or
-        ``after_start`` if that is ``none``) and optional ``keep_until`` (ISO 8601 text with a
-        timezone) and optional ``reminder_hours`` (a list of whole hours). ``hour`` is how long
-        an option's hour lasts (tests and demos shorten it). Other keys are ignored; ``None``
-        options mean all defaults.
-        Raises :class:`PolicyUnreadable` with the field and the reason on malformed input.
+        """The policy of a workspace from its ``user_options``, read by the workspace schema's
+        own parser (:func:`benchhub.workspace_spec.parse_run_time_policy`): an option means
+        here what it meant to the hub, and one left out takes the schema's default, as it did
+        when the workspace started. ``auto_shutdown_hours`` 0 gives ``shutdown_mode`` "none".
+        ``settings`` gives the service's own settings (``restart_every``,
+        ``not_accessed_limit``, ``idle_cpu_share``); ``hour`` is how long an option's hour
+        lasts (tests and demos shorten it).
+        Raises :class:`PolicyUnreadable` with the schema's sentence (field and what is
+        allowed) when the options are malformed.
         """
-        if user_options is None:
-            user_options = {}
-        if not isinstance(user_options, dict):
-            raise PolicyUnreadable(f"workspace options must be a mapping, got {user_options!r}")
-        mode, after = _shutdown_setting(user_options, defaults, hour)
-        keep_until = _keep_until(user_options.get("keep_until"))
-        reminders = defaults.reminders
-        if "reminder_hours" in user_options:
-            reminders = _reminders(user_options["reminder_hours"], hour)
+        try:
+            options = parse_run_time_policy(user_options)
+        except OptionsError as err:
+            raise PolicyUnreadable(str(err)) from None
+        hours = options.auto_shutdown_hours
         try:
             return replace(
-                defaults,
-                shutdown_mode=mode,
-                shutdown_after=after,
-                keep_until=keep_until,
-                reminders=reminders,
+                settings,
+                shutdown_mode=options.shutdown_mode if hours else "none",
+                shutdown_after=hours * hour if hours else None,
+                keep_until=options.keep_until_time,
+                reminders=tuple(lead * hour for lead in options.reminder_hours),
             )
         except ValueError as err:
             raise PolicyUnreadable(str(err)) from err
@@ -128,10 +126,9 @@ def _positive(value: object) -> bool:
 def _policy_problems(policy: Policy) -> list[str]:
     """Every problem with ``policy``'s fields, each naming the field and the allowed values."""
     problems = []
-    if policy.shutdown_mode not in SHUTDOWN_MODES:
+    if policy.shutdown_mode not in POLICY_MODES:
         problems.append(
-            f"shutdown_mode must be one of {', '.join(SHUTDOWN_MODES)}, "
-            f"got {policy.shutdown_mode!r}"
+            f"shutdown_mode must be one of {', '.join(POLICY_MODES)}, got {policy.shutdown_mode!r}"
         )
     elif policy.shutdown_mode != "none" and not _positive(policy.shutdown_after):
         problems.append(
@@ -153,73 +150,6 @@ def _policy_problems(policy: Policy) -> list[str]:
     if isinstance(share, bool) or not isinstance(share, Real) or not 0 < share <= 1:
         problems.append(f"idle_cpu_share must be a fraction in (0, 1], got {share!r}")
     return problems
-
-
-def _reminders(value: object, hour: timedelta) -> tuple[timedelta, ...]:
-    """``reminder_hours`` (a list of whole hours >= 1) as lead times, else PolicyUnreadable."""
-    if not isinstance(value, list) or not all(
-        isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in value
-    ):
-        raise PolicyUnreadable(
-            f"reminder_hours must be a list of whole numbers of hours >= 1, got {value!r}"
-        )
-    return tuple(h * hour for h in value)
-
-
-def _shutdown_setting(
-    options: dict, defaults: Policy, hour: timedelta
-) -> tuple[str, timedelta | None]:
-    """``(shutdown_mode, shutdown_after)`` from the options, see :meth:`Policy.from_options`."""
-    mode = options.get("shutdown_mode")
-    if mode is not None and mode not in SHUTDOWN_MODES:
-        raise PolicyUnreadable(
-            f"shutdown_mode must be one of {', '.join(SHUTDOWN_MODES)}, got {mode!r}"
-        )
-    after = defaults.shutdown_after if defaults.shutdown_mode != "none" else None
-    if "auto_shutdown_hours" in options:
-        hours = _whole_hours(options["auto_shutdown_hours"])
-        after = hours * hour if hours else None
-    if mode is None:
-        fallback = defaults.shutdown_mode if defaults.shutdown_mode != "none" else "after_start"
-        mode = fallback if after is not None else "none"
-    if mode == "none" or ("auto_shutdown_hours" in options and after is None):
-        return "none", None  # 0 hours switches the automatic shutdown off in every mode
-    if after is None:
-        raise PolicyUnreadable(
-            f"shutdown_mode {mode!r} needs auto_shutdown_hours of at least 1, got 0 or none"
-        )
-    return mode, after
-
-
-def _whole_hours(value: object) -> int:
-    """``auto_shutdown_hours`` as an int >= 0 (an int or digit text), else PolicyUnreadable."""
-    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise PolicyUnreadable(
-            f"auto_shutdown_hours must be a whole number of hours >= 0 (0 = no automatic "
-            f"shutdown), got {value!r}"
-        )
-    return value
-
-
-def _keep_until(value: object) -> datetime | None:
-    """``keep_until`` ISO text (with a timezone) as an aware UTC datetime; None/"" → None."""
-    if value is None or value == "":
-        return None
-    message = (
-        f"keep_until must be an ISO 8601 time with a timezone, "
-        f"e.g. {_KEEP_UNTIL_EXAMPLE}, got {value!r}"
-    )
-    if not isinstance(value, str):
-        raise PolicyUnreadable(message)
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise PolicyUnreadable(message) from None
-    if parsed.utcoffset() is None:
-        raise PolicyUnreadable(message)
-    return parsed.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -306,8 +236,12 @@ def _shutdown_event(policy: Policy, activity: Activity) -> _Event | None:
         reason = f"automatic shutdown: ran {_span(after)} since start"
         rule = "shutdown"
     elif policy.shutdown_mode == "idle" and _is_idle(policy, activity):
-        signals = (activity.started, activity.last_request, activity.last_terminal_input,
-                   activity.last_busy)  # fmt: skip
+        signals = (
+            activity.started,
+            activity.last_request,
+            activity.last_terminal_input,
+            activity.last_busy,
+        )
         at = max(moment for moment in signals if moment is not None) + after
         reason = f"idle for {_span(after)}"
         rule = "idle"
@@ -378,10 +312,12 @@ def next_trigger(policy: Policy, activity: Activity) -> datetime | None:
         if event.event_id in activity.actions_done:
             continue
         moments.append(event.at)
-        sent = [lead for lead in policy.reminders
-                if _reminder_id(event, lead) in activity.reminders_sent]  # fmt: skip
-        moments += [event.at - lead for lead in policy.reminders
-                    if not sent or lead < min(sent)]  # fmt: skip
+        sent = [
+            lead
+            for lead in policy.reminders
+            if _reminder_id(event, lead) in activity.reminders_sent
+        ]
+        moments += [event.at - lead for lead in policy.reminders if not sent or lead < min(sent)]
     return min(moments, default=None)
 
 

@@ -22,8 +22,14 @@ from tornado.httpclient import HTTPClientError
 
 from benchhub.workspace_http import fetch_bounded
 
-__all__ = ["MAX_ANSWER_BYTES", "ServerActivity", "latest_activity", "parse_kernels",
-           "probe_server", "server_token"]  # fmt: skip
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "ServerActivity",
+    "latest_activity",
+    "parse_kernels",
+    "probe_server",
+    "server_token",
+]
 
 # A kernel or terminal model is a few hundred bytes: 1 MiB is thousands of them.
 MAX_ANSWER_BYTES = 1024 * 1024

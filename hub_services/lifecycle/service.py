@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-import docker
 from jupyterhub.utils import exponential_backoff, maybe_future
-from traitlets import Any, Callable, Float, Instance, Integer, Unicode, default
+from traitlets import Callable, Float, Instance, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from benchhub.docker_engine import DockerEngine
 from benchhub.hub_client import HubClient, HubServer
 from benchhub.labels import WORKSPACE, workspace_key
 
@@ -116,15 +116,15 @@ class LifecycleService(LoggingConfigurable):
     hub = Instance(HubClient)
     activity_log = Instance(ActivityLog)
     cycles = Instance(CycleStore)
-    docker_client = Any()
+    engine = Instance(DockerEngine, help="The Docker Engine (docker-py behind a thread pool).")
 
     @default("hub")
     def _default_hub(self):
         return HubClient()
 
-    @default("docker_client")
-    def _default_docker(self):
-        return docker.APIClient(version="auto", timeout=30)
+    @default("engine")
+    def _default_engine(self):
+        return DockerEngine(threads=4, timeout=30)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -143,7 +143,9 @@ class LifecycleService(LoggingConfigurable):
         self.last_error = ""
 
     @property
-    def defaults(self) -> Policy:
+    def settings(self) -> Policy:
+        """The service's own part of every workspace's policy (restart, not-accessed limit, CPU
+        share); the shutdown and reminders come from each workspace's options."""
         return Policy(
             shutdown_mode="none",
             shutdown_after=None,
@@ -199,9 +201,8 @@ class LifecycleService(LoggingConfigurable):
         return report
 
     async def _containers(self) -> dict[str, dict]:
-        found = await asyncio.to_thread(
-            self.docker_client.containers,
-            filters={"label": WORKSPACE, "status": "running"},
+        found = await self.engine.call(
+            "containers", filters={"label": WORKSPACE, "status": "running"}
         )
         return {
             workspace_key(c["Labels"]): c
@@ -246,8 +247,9 @@ class LifecycleService(LoggingConfigurable):
             try:
                 token = await self._server_token(container["Id"])
                 if token is None:
-                    self.log.info("%s: its container has no server token: counted as busy",
-                                  server.key)  # fmt: skip
+                    self.log.info(
+                        "%s: its container has no server token: counted as busy", server.key
+                    )
                     return None
                 return await probe_server(url, token)
             except Exception as e:
@@ -258,7 +260,7 @@ class LifecycleService(LoggingConfigurable):
         """The server token in the container's environment (one ``docker inspect`` per
         container: a container keeps its token for life, a new start is a new container)."""
         if container_id not in self._server_tokens:
-            inspect = await asyncio.to_thread(self.docker_client.inspect_container, container_id)
+            inspect = await self.engine.call("inspect_container", container_id)
             self._server_tokens[container_id] = server_token(inspect)
         return self._server_tokens[container_id]
 
@@ -269,7 +271,7 @@ class LifecycleService(LoggingConfigurable):
         cycle = await self._current_cycle(server, cycle)
         try:
             policy = Policy.from_options(
-                server.model.get("user_options") or {}, self.defaults, timedelta(seconds=self.hour)
+                server.model.get("user_options") or {}, self.settings, timedelta(seconds=self.hour)
             )
         except PolicyUnreadable as e:
             await self._skip(server, cycle, e.reason)
@@ -338,8 +340,12 @@ class LifecycleService(LoggingConfigurable):
 
     async def _skip(self, server: HubServer, cycle: Cycle, reason: str) -> None:
         """A policy that cannot be read: never act on the workspace; log the reason once."""
-        self.schedule[server.key] = {"user": server.user, "workspace": server.name,
-                                     "next_event": None, "policy_error": reason}  # fmt: skip
+        self.schedule[server.key] = {
+            "user": server.user,
+            "workspace": server.name,
+            "next_event": None,
+            "policy_error": reason,
+        }
         if cycle.skipped == reason:
             return
         self.log.warning("%s: policy unreadable, left alone: %s", server.key, reason)
@@ -363,8 +369,12 @@ class LifecycleService(LoggingConfigurable):
 
     async def _act(self, server, cycle, policy, activity, decision: Decision) -> None:
         now = policy_module.utcnow()
-        pending = {"event_id": decision.event_id, "action": decision.action,
-                   "reason": decision.reason, "phase": "stopping"}  # fmt: skip
+        pending = {
+            "event_id": decision.event_id,
+            "action": decision.action,
+            "reason": decision.reason,
+            "phase": "stopping",
+        }
         carry = None
         if decision.action == "restart":
             carried = carry_over(policy, activity, now).total_seconds()
@@ -416,22 +426,39 @@ class LifecycleService(LoggingConfigurable):
             self._launch(key, self._carry_out(user, name, cycle))
 
     async def _remind(self, server: HubServer, cycle: Cycle, decision: Decision) -> None:
-        reminder = Reminder(server.user, server.name, decision.next_event,
-                            decision.next_event_at, decision.reason, self.hub_url)  # fmt: skip
+        reminder = Reminder(
+            server.user,
+            server.name,
+            decision.next_event,
+            decision.next_event_at,
+            decision.reason,
+            self.hub_url,
+        )
         if self.reminder_hook is not None:
             await maybe_future(self.reminder_hook(reminder))
-        await self._log_entry(server.user, server.name, "reminded", f"reminder: {decision.reason}",
-                              f"{server.key}:{decision.event_id}",
-                              {"event": decision.next_event,
-                               "at": decision.next_event_at.isoformat()})  # fmt: skip
+        await self._log_entry(
+            server.user,
+            server.name,
+            "reminded",
+            f"reminder: {decision.reason}",
+            f"{server.key}:{decision.event_id}",
+            {"event": decision.next_event, "at": decision.next_event_at.isoformat()},
+        )
         cycle = (await asyncio.to_thread(self.cycles.all)).get(server.key, cycle)
         cycle = cycle.with_reminder(decision.event_id)
         await asyncio.to_thread(self.cycles.save, server.key, cycle)
 
     async def _log_entry(self, user, workspace, action, description, uid, fields=None) -> None:
-        entry = {"uid": uid, "at": policy_module.utcnow(), "user": user, "workspace": workspace,
-                 "actor": ACTOR, "action": action, "description": description,
-                 "fields": fields or {}}  # fmt: skip
+        entry = {
+            "uid": uid,
+            "at": policy_module.utcnow(),
+            "user": user,
+            "workspace": workspace,
+            "actor": ACTOR,
+            "action": action,
+            "description": description,
+            "fields": fields or {},
+        }
         await asyncio.to_thread(self.activity_log.append, entry)
 
     # ---- the loop ------------------------------------------------------------------------------
@@ -453,8 +480,12 @@ class LifecycleService(LoggingConfigurable):
         """The last pass: when, how long, what it saw; and the last error ("" if it worked)."""
         report = vars(self.last_pass) if self.last_pass else None
         at = self.last_pass_at.isoformat() if self.last_pass_at else None
-        return {"last_pass_at": at, "last_pass": report, "last_error": self.last_error,
-                "actions_in_flight": sorted(self._in_flight)}  # fmt: skip
+        return {
+            "last_pass_at": at,
+            "last_pass": report,
+            "last_error": self.last_error,
+            "actions_in_flight": sorted(self._in_flight),
+        }
 
 
 def _view(server, policy: Policy, activity: Activity, decision: Decision, probe, asked) -> dict:

@@ -10,51 +10,28 @@ import json
 import re
 import time
 
-import pytest
-from docker_cli import docker
-from hub_harness import ADMIN_PASSWORD, PASSWORD
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import expect
+from support.docker_cli import docker
+from support.hub_harness import ADMIN_PASSWORD, UNRUNNABLE_MODEL
+from support.waiting import wait
 
 GIB = 1024**3
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-]  # fmt: skip
 
 
-@pytest.fixture
-def page(request, tmp_path):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(30_000)
-            yield page
-            rep = getattr(request.node, "rep_call", None)
-            if rep is not None and rep.failed:
-                shot = tmp_path / "failure.png"
-                page.screenshot(path=str(shot), full_page=True)
-                print(f"\nscreenshot of the page at failure ({page.url}): {shot}")
-        finally:
-            browser.close()
-
-
-def login(page: Page, hub, user: str, password: str = PASSWORD) -> None:
-    page.goto(f"{hub.url}/hub/login?next=%2Fhub%2Fhome")
-    page.fill("#username_input", user)
-    page.fill("#password_input", password)
-    page.click("#login_submit")
-    page.wait_for_url(f"{hub.url}/hub/home")
+def activity(hub, owner: str, ws: str) -> list[tuple[str, str]]:
+    """The workspace's activity log as (action, actor), newest first."""
+    entries = hub.service_api("lifecycle", "api/activity", user=owner, workspace=ws).json()
+    return [(e["action"], e["actor"]) for e in entries["entries"]]
 
 
 def container_ids(name: str) -> list[str]:
     return docker("ps", "-aq", "--filter", f"name=^{name}$").split()
 
 
-def test_spawn_from_form_into_lab_then_stop(hub, page):
+def test_spawn_from_form_into_lab_then_stop(hub, page, log_in):
     user, ws = "browseruser", "lab1"
     container = hub.container_name(user, ws)
-    login(page, hub, user)
+    log_in(user)
 
     # add the workspace on the home page (JupyterHub's JS creates it, then reloads)
     page.fill(".new-server-name", ws)
@@ -73,10 +50,10 @@ def test_spawn_from_form_into_lab_then_stop(hub, page):
     page.click("#bench-access-open")
     expect(whitelist).to_be_hidden()
 
-    # a model this 2-CPU host cannot run is disabled, and its row says why
-    xlarge = page.locator("#bench-model-standard-xlarge")
-    expect(xlarge).to_be_disabled()
-    expect(page.locator("#bench-models tr", has=xlarge)).to_contain_text("16 CPUs")
+    # a model no host can run (the test catalog's 4096 CPUs) is disabled, and its row says why
+    unrunnable = page.locator(f"#bench-model-{UNRUNNABLE_MODEL}")
+    expect(unrunnable).to_be_disabled()
+    expect(page.locator("#bench-models tr", has=unrunnable)).to_contain_text("4096 CPUs")
     expect(page.locator("#bench-model-test-small")).to_be_enabled()
 
     page.check("#bench-model-test-small")
@@ -127,22 +104,22 @@ def test_spawn_from_form_into_lab_then_stop(hub, page):
     page.goto(f"{hub.url}/hub/home")
     page.click(f"#stop-{ws}")
     expect(page.locator(f"#start-{ws}")).to_be_visible(timeout=60_000)  # the stop returned
-    deadline = time.monotonic() + 60
-    while True:  # the cell is filled once per page load: reload until it says stopped
+
+    def status_after_reload() -> str | None:  # the cell is filled once per page load
         page.reload()
         page.wait_for_selector(f"#status-{ws}[data-status]")
-        if status.get_attribute("data-status") == "stopped" or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+        return status.get_attribute("data-status")
+
+    wait(status_after_reload, 60, "the home page says stopped", until=lambda s: s == "stopped")
     expect(status).to_have_attribute("data-status", "stopped", timeout=1_000)
     expect(status).to_have_text("stopped")
     assert container_ids(container) == []
 
 
-def test_invalid_storage_is_refused_on_the_form(hub, page):
+def test_invalid_storage_is_refused_on_the_form(hub, page, log_in):
     user, ws = "browserbad", "bad1"
     container = hub.container_name(user, ws)
-    login(page, hub, user)
+    log_in(user)
     page.goto(f"{hub.url}/hub/spawn/{user}/{ws}")
     storage = page.locator("#bench-storage")
     storage.evaluate("el => el.removeAttribute('min')")
@@ -158,23 +135,48 @@ def test_invalid_storage_is_refused_on_the_form(hub, page):
     assert hub.workspaces(user).get(ws, {}).get("status") != "running"
 
 
-def test_an_admin_entering_and_leaving_someone_elses_workspace_is_logged(hub, page):
+def test_an_admin_entering_and_leaving_someone_elses_workspace_is_logged(hub, page, log_in):
     owner, ws = "visited", "lab2"
     hub.ensure_user(owner)
     hub.start_workspace(owner, ws)
-    login(page, hub, "admin", ADMIN_PASSWORD)
+    log_in("admin", ADMIN_PASSWORD)
     page.goto(f"{hub.url}/user/{owner}/{ws}/lab")
     page.click("button:has-text('Authorize')")  # JupyterHub asks before opening another's
     expect(page.locator("#main.jp-LabShell")).to_be_visible(timeout=120_000)
     page.goto(f"{hub.url}/hub/logout")
     page.wait_for_url("**/hub/login**")
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # copied into the log on the service's next pass
-        entries = hub.service_api("lifecycle", "api/activity", user=owner, workspace=ws).json()
-        actions = [(e["action"], e["actor"]) for e in entries["entries"]]
-        if ("admin-exited", "admin:admin") in actions:
-            break
-        time.sleep(1)
-    assert actions[:2] == [("admin-exited", "admin:admin"), ("admin-entered", "admin:admin")]
+    # copied into the log on the service's next pass
+    found = wait(
+        lambda: activity(hub, owner, ws),
+        30,
+        "the admin's exit is in the log",
+        step=1,
+        until=lambda seen: ("admin-exited", "admin:admin") in seen,
+    )
+    assert found[:2] == [("admin-exited", "admin:admin"), ("admin-entered", "admin:admin")]
     hub.stop_workspace(owner, ws)
+
+
+def test_an_admin_inside_a_workspace_that_dies_is_logged_as_having_left(hub, page, log_in):
+    owner, ws = "visited", "dies"
+    hub.ensure_user(owner)
+    hub.start_workspace(owner, ws)
+    log_in("admin", ADMIN_PASSWORD)
+    page.goto(f"{hub.url}/user/{owner}/{ws}/lab")
+    page.click("button:has-text('Authorize')")
+    expect(page.locator("#main.jp-LabShell")).to_be_visible(timeout=120_000)
+    docker("kill", hub.container_name(owner, ws))  # dies with the admin inside, no logout
+
+    # the hub notices the death at its next poll; the service copies the entries at its next pass
+    found = wait(
+        lambda: activity(hub, owner, ws),
+        90,
+        "the admin's exit is in the log",
+        step=1,
+        until=lambda seen: ("admin-exited", "admin:admin") in seen,
+    )
+    assert ("admin-entered", "admin:admin") in found and ("errored", "hub") in found
+    assert found.index(("admin-exited", "admin:admin")) < found.index(
+        ("admin-entered", "admin:admin")
+    )  # newest first: the exit came after the entry

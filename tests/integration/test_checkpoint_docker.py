@@ -10,7 +10,7 @@ import shutil
 import subprocess
 
 import pytest
-from docker_cli import docker, exec_in
+from support.docker_cli import docker, exec_in
 
 from benchhub.checkpoints.backends import LocalDirectoryBackend
 from benchhub.checkpoints.store import CheckpointStore

@@ -25,9 +25,10 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
-from docker_cli import cleanup, docker, exec_in
-from hub_harness import PASSWORD, TOKEN, HubProcess, free_port
 from moto.server import ThreadedMotoServer
+from support.docker_cli import cleanup, docker, exec_in
+from support.hub_harness import PASSWORD, TOKEN, HubProcess, free_port
+from support.waiting import wait
 
 PREFIX = "benchckpt"
 
@@ -76,18 +77,23 @@ def pip_install_demo(hub: HubProcess, user: str, name: str, tmp_path: Path) -> N
     wheel.write_bytes(demo_wheel())
     container = hub.container_name(user, name)
     docker("cp", str(wheel), f"{container}:/tmp/{wheel.name}")
-    done = exec_in(container, f"pip install -q --no-index /tmp/{wheel.name} && rm /tmp/*.whl",
-                   user="0")  # fmt: skip
+    done = exec_in(
+        container, f"pip install -q --no-index /tmp/{wheel.name} && rm /tmp/*.whl", user="0"
+    )
     assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     workdir = tmp_path_factory.mktemp(PREFIX)
-    h = HubProcess(workdir, prefix=PREFIX, env_overrides={
-        "BENCHHUB_CHECKPOINTS_PORT": str(free_port()),
-        "BENCHHUB_CHECKPOINT_ORPHAN_GRACE": "0",
-    })  # fmt: skip
+    h = HubProcess(
+        workdir,
+        prefix=PREFIX,
+        env_overrides={
+            "BENCHHUB_CHECKPOINTS_PORT": str(free_port()),
+            "BENCHHUB_CHECKPOINT_ORPHAN_GRACE": "0",
+        },
+    )
     cleanup(PREFIX, h.storage_root)
     h.start()
     yield h
@@ -162,8 +168,9 @@ def test_a_failed_checkpoint_on_stop_keeps_the_container_until_a_start_saves_it(
         assert status["status"] == "errored"
         assert status["reason"].startswith("checkpoint on stop failed: "), status
         assert "Operation not permitted" in status["reason"]
-        kept = docker("ps", "-a", "--format", "{{.Names}}", "--filter",
-                      f"name=^{container}.unsaved").split()  # fmt: skip
+        kept = docker(
+            "ps", "-a", "--format", "{{.Names}}", "--filter", f"name=^{container}.unsaved"
+        ).split()
         assert len(kept) == 1, "the stopped container was not kept"
 
         # while the store still fails, a start fails too and the container stays
@@ -185,9 +192,12 @@ def test_a_failed_checkpoint_on_stop_keeps_the_container_until_a_start_saves_it(
 def api(hub: HubProcess, method: str, path: str, body=None, token: str = TOKEN):
     """Call the checkpoints service's API through the proxy."""
     return requests.request(
-        method, f"{hub.url}/services/checkpoints/api/{path.lstrip('/')}", json=body,
-        headers={"Authorization": f"token {token}"}, timeout=120,
-    )  # fmt: skip
+        method,
+        f"{hub.url}/services/checkpoints/api/{path.lstrip('/')}",
+        json=body,
+        headers={"Authorization": f"token {token}"},
+        timeout=120,
+    )
 
 
 def user_token(hub: HubProcess, user: str) -> str:
@@ -223,8 +233,13 @@ def test_start_as_new_from_an_older_checkpoint_has_that_state_and_not_later_chan
     path = f"workspaces/cyd/source/checkpoints/{older['id']}"
     r = api(hub, "PATCH", path, {"name": "first version"}, token=token)
     assert r.ok and r.json()["name"] == "first_version" and r.json()["kind"] == "named", r.text
-    clash = api(hub, "PATCH", f"workspaces/cyd/source/checkpoints/{newer['id']}",
-                {"name": "first_version"}, token=token)  # fmt: skip
+    clash = api(
+        hub,
+        "PATCH",
+        f"workspaces/cyd/source/checkpoints/{newer['id']}",
+        {"name": "first_version"},
+        token=token,
+    )
     assert clash.status_code == 409 and "first_version" in clash.json()["message"]
     bad = api(hub, "PATCH", path, {"name": "../etc"}, token=token)
     assert bad.status_code == 400 and "must be" in bad.json()["message"]
@@ -235,13 +250,23 @@ def test_start_as_new_from_an_older_checkpoint_has_that_state_and_not_later_chan
     assert api(hub, "POST", f"{path}/start-as-new", {"name": "mine"}, token=eve).status_code == 403
 
     # the image template is fixed; an existing name is a 409
-    refused = api(hub, "POST", f"{path}/start-as-new",
-                  {"name": "copy", "user_options": {"image": "missing"}}, token=token)  # fmt: skip
+    refused = api(
+        hub,
+        "POST",
+        f"{path}/start-as-new",
+        {"name": "copy", "user_options": {"image": "missing"}},
+        token=token,
+    )
     assert refused.status_code == 400 and refused.json()["message"].startswith("image:")
     taken = api(hub, "POST", f"{path}/start-as-new", {"name": "source"}, token=token)
     assert taken.status_code == 409
-    r = api(hub, "POST", f"{path}/start-as-new",
-            {"name": "copy", "user_options": {"resource_model": "test-medium"}}, token=token)
+    r = api(
+        hub,
+        "POST",
+        f"{path}/start-as-new",
+        {"name": "copy", "user_options": {"resource_model": "test-medium"}},
+        token=token,
+    )
     assert r.status_code == 201, r.text
     hub.wait_for("cyd", "copy", "running")
     state = write(hub, "cyd", "copy", "cat ~/version.txt; ls ~ | grep -E 'early|late' || true")
@@ -255,8 +280,10 @@ def test_start_as_new_from_an_older_checkpoint_has_that_state_and_not_later_chan
     hub.stop_workspace("cyd", "copy")
     copy = api(hub, "GET", "workspaces/cyd/copy/checkpoints", token=token).json()
     assert copy["origin"]["checkpoint"] == older["id"]
-    assert copy["checkpoints"][-1]["origin"] == {"workspace": workspace_id(hub, "cyd", "source"),
-                                                 "checkpoint": older["id"]}  # fmt: skip
+    assert copy["checkpoints"][-1]["origin"] == {
+        "workspace": workspace_id(hub, "cyd", "source"),
+        "checkpoint": older["id"],
+    }
     hub.start_workspace("cyd", "source")
     assert write(hub, "cyd", "source", "cat ~/version.txt") == "v2\n"
     hub.stop_workspace("cyd", "source")
@@ -285,29 +312,6 @@ def test_the_page_is_in_the_services_menu_and_lists_a_users_checkpoints(hub):
     assert "first_version" in page.text and "start as new" in page.text
 
 
-def service_pid(hub: HubProcess) -> int | None:
-    """The pid of ``hub``'s checkpoints service process."""
-    mine = f"--storage-root={hub.storage_root}".encode()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"hub_services.checkpoints" in cmdline and mine in cmdline:
-            return int(pid)
-    return None
-
-
-def wait(predicate, timeout: float, what: str, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"not after {timeout} s: {what}")
-
-
 def test_kill_9_during_a_checkpoint_lists_nothing_partial_and_the_previous_one_restores(hub):
     token = user_token(hub, "kim")
     hub.start_workspace("kim", "big")
@@ -326,23 +330,40 @@ def test_kill_9_during_a_checkpoint_lists_nothing_partial_and_the_previous_one_r
 
     taking = threading.Thread(target=take_checkpoint)
     taking.start()
-    wait(lambda: sum(1 for _ in (store / "chunks").rglob("*")) > chunks_before + 20, 60,
-         "the checkpoint is storing chunks of ~/big")  # fmt: skip
-    pid = service_pid(hub)
+    wait(
+        lambda: sum(1 for _ in (store / "chunks").rglob("*")) > chunks_before + 20,
+        60,
+        "the checkpoint is storing chunks of ~/big",
+        step=0.05,
+    )
+    pid = hub.service_pid("checkpoints")
     os.kill(pid, signal.SIGKILL)
     taking.join(60)
 
-    wait(lambda: service_pid(hub) not in (None, pid), 60, "the hub starts the service again", 1)
-    listed = wait(lambda: api(hub, "GET", "workspaces/kim/big/checkpoints", token=token), 30,
-                  "the service answers again", 0.5).json()  # fmt: skip
+    wait(
+        lambda: hub.service_pid("checkpoints") not in (None, pid),
+        60,
+        "the hub starts the service again",
+        1,
+    )
+    listed = wait(
+        lambda: api(hub, "GET", "workspaces/kim/big/checkpoints", token=token),
+        30,
+        "the service answers again",
+        0.5,
+    ).json()
     assert [c["id"] for c in listed["checkpoints"]] == [baseline["id"]], "a partial one listed"
     assert [m["checkpoint"] for m in checkpoints_on_disk(hub, "kim", "big")] == [baseline["id"]]
 
     # the previous checkpoint restores: choose it for the next start from the service
     write(hub, "kim", "big", "rm ~/big")
     hub.stop_workspace("kim", "big")
-    r = api(hub, "POST", f"workspaces/kim/big/checkpoints/{baseline['id']}/restore-at-next-start",
-            token=token)  # fmt: skip
+    r = api(
+        hub,
+        "POST",
+        f"workspaces/kim/big/checkpoints/{baseline['id']}/restore-at-next-start",
+        token=token,
+    )
     assert r.ok, r.text
     hub.start_workspace("kim", "big")
     assert write(hub, "kim", "big", "cat ~/state.txt; ls ~") == "before\nstate.txt\n"
@@ -370,9 +391,12 @@ def test_a_damaged_chunk_stops_the_start_and_the_message_offers_the_previous_goo
     assert "/home/jovyan/two.bin" in status["reason"]
     assert f"restore_checkpoint '{good['checkpoint']}'" in status["reason"], status["reason"]
 
-    checks = {c["checkpoint"]: api(hub, "POST", f"workspaces/dan/lab/checkpoints/"
-                                   f"{c['checkpoint']}/verify", token=token).json()
-              for c in (good, bad)}  # fmt: skip
+    checks = {
+        c["checkpoint"]: api(
+            hub, "POST", f"workspaces/dan/lab/checkpoints/{c['checkpoint']}/verify", token=token
+        ).json()
+        for c in (good, bad)
+    }
     assert checks[good["checkpoint"]]["ok"] is True
     assert checks[bad["checkpoint"]]["ok"] is False
     assert "two.bin" in checks[bad["checkpoint"]]["problem"]
@@ -401,9 +425,13 @@ def moto():
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                 aws_access_key_id="testing", aws_secret_access_key="testing",
-                 ).create_bucket(Bucket=BUCKET)  # fmt: skip
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=BUCKET)
     state = {"server": server, "endpoint": endpoint, "port": port}
     yield state
     state["server"].stop()
@@ -412,17 +440,22 @@ def moto():
 @pytest.fixture(scope="module")
 def s3_hub(tmp_path_factory, moto):
     workdir = tmp_path_factory.mktemp(S3_PREFIX)
-    h = HubProcess(workdir, prefix=S3_PREFIX, extra_config=FAST_S3_FAILURE, env_overrides={
-        "BENCHHUB_CHECKPOINTS_PORT": str(free_port()),
-        "BENCHHUB_CHECKPOINT_S3_BUCKET": BUCKET,
-        "BENCHHUB_CHECKPOINT_S3_PREFIX": "site-a",
-        "BENCHHUB_CHECKPOINT_S3_ENDPOINT": moto["endpoint"],
-        "BENCHHUB_CHECKPOINT_INTERVAL": "4",
-        "BENCHHUB_CHECKPOINT_TICK": "1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    })  # fmt: skip
+    h = HubProcess(
+        workdir,
+        prefix=S3_PREFIX,
+        extra_config=FAST_S3_FAILURE,
+        env_overrides={
+            "BENCHHUB_CHECKPOINTS_PORT": str(free_port()),
+            "BENCHHUB_CHECKPOINT_S3_BUCKET": BUCKET,
+            "BENCHHUB_CHECKPOINT_S3_PREFIX": "site-a",
+            "BENCHHUB_CHECKPOINT_S3_ENDPOINT": moto["endpoint"],
+            "BENCHHUB_CHECKPOINT_INTERVAL": "4",
+            "BENCHHUB_CHECKPOINT_TICK": "1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        },
+    )
     cleanup(S3_PREFIX, h.storage_root)
     h.start()
     yield h
@@ -441,8 +474,12 @@ def test_s3_store_round_trip_and_periodic_checkpoints_survive_an_outage(s3_hub, 
     def checkpoints():
         return api(hub, "GET", "workspaces/sam/cloud/checkpoints", token=token).json()
 
-    wait(lambda: any(c["reason"] == "periodic" for c in checkpoints()["checkpoints"]), 30,
-         "a periodic checkpoint in the bucket", 0.5)  # fmt: skip
+    wait(
+        lambda: any(c["reason"] == "periodic" for c in checkpoints()["checkpoints"]),
+        30,
+        "a periodic checkpoint in the bucket",
+        0.5,
+    )
 
     def record():
         (row,) = api(hub, "GET", "workspaces", token=token).json()["workspaces"]
@@ -455,17 +492,24 @@ def test_s3_store_round_trip_and_periodic_checkpoints_survive_an_outage(s3_hub, 
         assert hub.workspaces("sam")["cloud"]["status"] == "running"
         assert write(hub, "sam", "cloud", "echo still working") == "still working\n"
     finally:
-        moto["server"] = ThreadedMotoServer(ip_address="127.0.0.1", port=moto["port"],
-                                            verbose=False)  # fmt: skip
+        moto["server"] = ThreadedMotoServer(
+            ip_address="127.0.0.1", port=moto["port"], verbose=False
+        )
         moto["server"].start()
     wait(lambda: record()["periodic_error"] is None, 30, "the next one works again", 0.5)
 
     hub.stop_workspace("sam", "cloud")
     hub.start_workspace("sam", "cloud")
     assert write(hub, "sam", "cloud", CHECK) == before
-    keys = [o["Key"] for o in boto3.client(
-        "s3", endpoint_url=moto["endpoint"], region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    ).list_objects_v2(Bucket=BUCKET, Prefix="site-a/manifests/")["Contents"]]  # fmt: skip
+    keys = [
+        o["Key"]
+        for o in boto3.client(
+            "s3",
+            endpoint_url=moto["endpoint"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).list_objects_v2(Bucket=BUCKET, Prefix="site-a/manifests/")["Contents"]
+    ]
     assert any(k.startswith(f"site-a/manifests/{workspace_id(hub, 'sam', 'cloud')}/") for k in keys)
     hub.stop_workspace("sam", "cloud")

@@ -12,18 +12,28 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import requests
-from docker_cli import docker, exec_in
-from hub_harness import TEST_PREFIX as PREFIX
+from support.certificates import self_signed
+from support.docker_cli import docker, exec_in
+from support.hub_harness import TEST_PREFIX as PREFIX
+from support.waiting import wait
 
-NAMES = ["allowed.test", "sub.allowed.test", "other.test", "allowed.test.evil.test",
-         "paths.test", "wild.test", "a.wild.test"]  # fmt: skip
+NAMES = [
+    "allowed.test",
+    "sub.allowed.test",
+    "other.test",
+    "allowed.test.evil.test",
+    "paths.test",
+    "wild.test",
+    "a.wild.test",
+]
 WHITELIST = "allowed.test\n.wild.test\npaths.test/folder/"
 SERVER = f"{PREFIX}-egress-web"
 OUTSIDE_NS, OUTSIDE_HOST_SIDE, OUTSIDE_NS_SIDE = f"{PREFIX}-outside", "bt-out0", "bt-out1"
@@ -60,18 +70,30 @@ def code(container: str, url: str, *extra: str) -> str:
 @pytest.fixture(scope="module")
 def web(hub, tmp_path_factory):
     certs = tmp_path_factory.mktemp("certs")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=allowed.test", "-keyout", certs / "k.pem",
-                    "-out", certs / "c.pem"], check=True, capture_output=True)  # fmt: skip
-    (certs / "k.pem").chmod(0o644)
+    self_signed(certs, "allowed.test")
     outside = f"{PREFIX}-egress-out"
     if not docker("network", "ls", "-q", "--filter", f"name=^{outside}$").strip():
         docker("network", "create", "-o", "com.docker.network.driver.mtu=1400", outside)
     aliases = [a for n in NAMES for a in ("--network-alias", n)]
     docker("rm", "-f", SERVER, check=False)
-    docker("run", "-d", "--name", SERVER, "-u", "0", "--network", outside, *aliases,
-           "-v", f"{certs}:/certs:ro", "--entrypoint", "python3", "benchhub/jupyterlab:latest",
-           "-c", SERVE)  # fmt: skip
+    docker(
+        "run",
+        "-d",
+        "--name",
+        SERVER,
+        "-u",
+        "0",
+        "--network",
+        outside,
+        *aliases,
+        "-v",
+        f"{certs}:/certs:ro",
+        "--entrypoint",
+        "python3",
+        "benchhub/jupyterlab:latest",
+        "-c",
+        SERVE,
+    )
     yield json.loads(docker("inspect", SERVER))[0]["NetworkSettings"]["Networks"][outside]
     docker("rm", "-f", SERVER, check=False)
 
@@ -84,13 +106,21 @@ def ip(*args: str, check: bool = True) -> None:
 def outside(tmp_path_factory):
     """The test servers at OUTSIDE_ADDRESS, in a network namespace the host routes to."""
     certs = tmp_path_factory.mktemp("outside-certs")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=outside.test", "-keyout", certs / "k.pem",
-                    "-out", certs / "c.pem"], check=True, capture_output=True)  # fmt: skip
+    self_signed(certs, "outside.test")
     ip("netns", "del", OUTSIDE_NS, check=False)
     ip("netns", "add", OUTSIDE_NS)
-    ip("link", "add", OUTSIDE_HOST_SIDE, "type", "veth", "peer", "name", OUTSIDE_NS_SIDE,
-       "netns", OUTSIDE_NS)  # fmt: skip
+    ip(
+        "link",
+        "add",
+        OUTSIDE_HOST_SIDE,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        OUTSIDE_NS_SIDE,
+        "netns",
+        OUTSIDE_NS,
+    )
     ip("addr", "add", "203.0.113.1/24", "dev", OUTSIDE_HOST_SIDE)
     ip("link", "set", OUTSIDE_HOST_SIDE, "up")
     inside = ("ip", "-n", OUTSIDE_NS)
@@ -98,14 +128,21 @@ def outside(tmp_path_factory):
     ip(*inside[1:], "link", "set", OUTSIDE_NS_SIDE, "up")
     ip(*inside[1:], "link", "set", "lo", "up")
     ip(*inside[1:], "route", "add", "default", "via", "203.0.113.1")
-    server = subprocess.Popen(["ip", "netns", "exec", OUTSIDE_NS, sys.executable, "-c", SERVE,
-                               str(certs)])  # fmt: skip
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", OUTSIDE_NS, sys.executable, "-c", SERVE, str(certs)]
+    )
     try:
-        deadline = time.monotonic() + 10
-        while subprocess.run(["curl", "-s", "-m", "1", f"http://{OUTSIDE_ADDRESS}:8080/"],
-                             capture_output=True).returncode:  # fmt: skip
-            assert time.monotonic() < deadline, "the outside servers did not start"
-            time.sleep(0.1)
+        wait(
+            lambda: (
+                subprocess.run(
+                    ["curl", "-s", "-m", "1", f"http://{OUTSIDE_ADDRESS}:8080/"],
+                    capture_output=True,
+                ).returncode
+                == 0
+            ),
+            10,
+            "the outside servers answer",
+        )
         yield OUTSIDE_ADDRESS
     finally:
         server.kill()
@@ -171,8 +208,9 @@ def test_host_services_other_than_the_hub_are_closed_to_open_and_restricted_alik
             "gw=$(echo $JUPYTERHUB_API_URL | sed -E 's#^http://([^:/]+).*#\\1#');"
             f" curl -s -m 3 -o /dev/null --noproxy '*' http://$gw:{port}/; echo rc=$?"
         )
-        here = subprocess.run(["curl", "-s", "-m", "3", "-o", "/dev/null",
-                               f"http://127.0.0.1:{port}/"])  # fmt: skip
+        here = subprocess.run(
+            ["curl", "-s", "-m", "3", "-o", "/dev/null", f"http://127.0.0.1:{port}/"]
+        )
         assert here.returncode == 0  # a host service, answering on the host ...
         for workspace in workspaces:  # ... but refused at once from either workspace
             assert exec_in(workspace, script).stdout.strip() == "rc=7", workspace
@@ -197,21 +235,26 @@ def test_refusals_are_visible_to_the_owner(hub, workspaces):
     closed, _ = workspaces
     code(closed, "http://other.test/")
     token = hub.api("POST", "/users/rita/tokens", {"expires_in": 600}).json()["token"]
-    deadline = time.monotonic() + 10
-    while True:
-        r = requests.get(f"{hub.url}/services/egress/api/refusals/rita/closed",
-                         headers={"Authorization": f"token {token}"}, timeout=10)  # fmt: skip
+
+    def refused() -> dict:
+        r = requests.get(
+            f"{hub.url}/services/egress/api/refusals/rita/closed",
+            headers={"Authorization": f"token {token}"},
+            timeout=10,
+        )
         assert r.status_code == 200, r.text
-        hosts = {row["host"]: row for row in r.json()["refusals"]}
-        if "other.test" in hosts or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+        return {row["host"]: row for row in r.json()["refusals"]}
+
+    hosts = wait(refused, 10, "other.test among rita's refusals", until=lambda h: "other.test" in h)
     assert hosts["other.test"]["count"] >= 1
     assert "wild.test" not in hosts and "a.wild.test" not in hosts  # allowed: never refused
     hub.ensure_user("sam")
     other = hub.api("POST", "/users/sam/tokens", {"expires_in": 600}).json()["token"]
-    r = requests.get(f"{hub.url}/services/egress/api/refusals/rita/closed",
-                     headers={"Authorization": f"token {other}"}, timeout=10)  # fmt: skip
+    r = requests.get(
+        f"{hub.url}/services/egress/api/refusals/rita/closed",
+        headers={"Authorization": f"token {other}"},
+        timeout=10,
+    )
     assert r.status_code == 403
 
 
@@ -221,21 +264,31 @@ def test_proxy_restart_keeps_restrictions_and_a_dead_proxy_fails_closed(hub, wor
     docker("restart", "-t", "1", proxy)
     assert wait_code(closed, "http://allowed.test/", "200", timeout=60)
     assert code(closed, "http://other.test/") == "403"
-    docker("stop", "-t", "1", proxy)  # the service waits 5 s before it starts it again
-    assert code(closed, "http://allowed.test/", "-m 2") == "000"  # fail closed: no way out
-    assert hub.workspaces("rita")["closed"]["reason"].startswith("egress proxy is down")
+    # The proxy's owner, the egress service, is paused while the proxy is down: it cannot
+    # bring the proxy back before the checks below, however long they take on this machine
+    # (its restart grace is 5 s, no bound on a test).
+    service = hub.service_pid("egress")
+    assert service, "the egress service is not running"
+    os.kill(service, signal.SIGSTOP)
+    try:
+        docker("stop", "-t", "1", proxy)
+        assert code(closed, "http://allowed.test/", "-m 2") == "000"  # fail closed: no way out
+        assert hub.workspaces("rita")["closed"]["reason"].startswith("egress proxy is down")
+    finally:
+        os.kill(service, signal.SIGCONT)
     # the egress service notices and brings the proxy back with the same lists
     assert wait_code(closed, "http://allowed.test/", "200", timeout=60)
     assert code(closed, "http://other.test/") == "403"
 
 
-def wait_code(container: str, url: str, expected: str, timeout: float = 15) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if code(container, url) == expected:
-            return True
-        time.sleep(0.5)
-    return False
+def wait_code(container: str, url: str, expected: str, timeout: float = 15) -> str:
+    """``expected``, once curl in ``container`` sees it for ``url`` (WaitTimedOut otherwise)."""
+    return wait(
+        lambda: code(container, url),
+        timeout,
+        f"{url} answers {expected} in {container}",
+        until=lambda status: status == expected,
+    )
 
 
 def test_data_science_preset_comes_from_the_image_pip_configuration():
@@ -244,16 +297,26 @@ def test_data_science_preset_comes_from_the_image_pip_configuration():
     from benchhub.whitelist_presets import data_science_preset, probe_image
 
     settings = probe_image(docker_py.from_env(), "benchhub/jupyterlab:latest")
-    index_url = exec_in_image("pip config list; python3 -c 'from pip._internal.models.index "
-                              "import PyPI; print(PyPI.url)'")  # fmt: skip
+    index_url = exec_in_image(
+        "pip config list; python3 -c 'from pip._internal.models.index import PyPI; print(PyPI.url)'"
+    )
     preset = data_science_preset(settings)
     assert len(settings["pip"]) == 2 and preset[-1] == "github.com"
     assert preset[0] in index_url  # the index pip in the image really uses
 
 
 def exec_in_image(script: str) -> str:
-    return docker("run", "--rm", "--network", "none", "--entrypoint", "sh",
-                  "benchhub/jupyterlab:latest", "-c", script)  # fmt: skip
+    return docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        "benchhub/jupyterlab:latest",
+        "-c",
+        script,
+    )
 
 
 def test_each_workspace_gets_its_own_list_and_a_stop_takes_it_away(hub, workspaces):
@@ -266,10 +329,13 @@ def test_each_workspace_gets_its_own_list_and_a_stop_takes_it_away(hub, workspac
     address = exec_in(second, "hostname -i").stdout.split()[0]
     hub.stop_workspace("rita", "second")
     # the egress service owns squid.conf: it drops the rules as soon as it sees the record go
-    conf_path, deadline = hub.egress_dir / "squid" / "squid.conf", time.monotonic() + 10
-    while address in conf_path.read_text() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    conf = conf_path.read_text()
+    conf_path = hub.egress_dir / "squid" / "squid.conf"
+    conf = wait(
+        conf_path.read_text,
+        10,
+        f"squid.conf without {address}",
+        until=lambda text: address not in text,
+    )
     assert address not in conf and "other.test" not in conf  # its rules are gone
     assert code(closed, "http://allowed.test/") == "200"  # the others' are untouched
 
@@ -279,9 +345,7 @@ def test_lost_egress_state_is_rebuilt_from_the_hub_and_docker(hub, workspaces):
     records = hub.egress_dir / "workspaces"
     before = json.loads((records / "rita%2Fclosed.json").read_text())
     (records / "rita%2Fclosed.json").unlink()  # as if the egress state were lost while it runs
-    deadline = time.monotonic() + 30
-    while not (records / "rita%2Fclosed.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait((records / "rita%2Fclosed.json").exists, 30, "the service rebuilt rita/closed's record")
     after = json.loads((records / "rita%2Fclosed.json").read_text())  # rebuilt by the service
     assert (after["address"], after["entries"]) == (before["address"], before["entries"])
     assert wait_code(closed, "http://allowed.test/", "200")
@@ -312,9 +376,8 @@ def test_the_proxy_starts_a_new_access_log_when_asked_to_rotate(hub, workspaces)
 
 
 def wait_for_text(path, text: str, timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text(errors="replace"):
-            return True
-        time.sleep(0.2)
-    return False
+    return wait(
+        lambda: path.exists() and text in path.read_text(errors="replace"),
+        timeout,
+        f"{text!r} in {path}",
+    )

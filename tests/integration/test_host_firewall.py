@@ -14,14 +14,19 @@ import os
 import subprocess
 
 import pytest
-from docker_cli import network_ids
+from support.docker_cli import network_ids
 
 from benchhub import firewall
 from benchhub.firewall import BridgeGuard, Opening
 
 OPEN = BridgeGuard("feed0000000a" + "0" * 52, "benchfw-open", host_ports=(8081,), isolated=True)
-RESTRICTED = BridgeGuard("feed0000000b" + "0" * 52, "benchfw-restricted", host_ports=(8081,),
-                         isolated=True, openings=(Opening("10.254.0.2", 3128),))  # fmt: skip
+RESTRICTED = BridgeGuard(
+    "feed0000000b" + "0" * 52,
+    "benchfw-restricted",
+    host_ports=(8081,),
+    isolated=True,
+    openings=(Opening("10.254.0.2", 3128),),
+)
 CLUSTER = BridgeGuard("feed0000000c" + "0" * 52, "benchfw-cluster-x")
 GUARDS = [OPEN, RESTRICTED, CLUSTER]
 

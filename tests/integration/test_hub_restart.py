@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 
 import requests
-from docker_cli import cleanup, docker, exec_in
-from hub_harness import HubProcess
+from support.docker_cli import cleanup, docker, exec_in
+from support.hub_harness import HubProcess
 
 PREFIX = "benchrestart"
 
@@ -38,8 +38,9 @@ def test_hub_sigkill_and_restart_readopts_workspaces(tmp_path):
         # reachable through the proxy again, with the hub's routing
         r = requests.get(
             f"{hub.url}/user/ivy/one/api/status",
-            headers={"Authorization": "token " + hub_token(hub, "ivy")}, timeout=10,
-        )  # fmt: skip
+            headers={"Authorization": "token " + hub_token(hub, "ivy")},
+            timeout=10,
+        )
         assert r.status_code == 200, r.text
         gone = hub.wait_for_stopped("ivy", "two")
         assert gone["status"] == "errored" and "vanished" in gone["reason"]

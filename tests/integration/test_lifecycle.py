@@ -16,12 +16,12 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
-from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from docker_cli import cleanup, docker, exec_in
-from hub_harness import TOKEN, HubProcess, free_port
+from support.docker_cli import cleanup, docker, exec_in
+from support.hub_harness import TOKEN, HubProcess, free_port
+from support.waiting import wait
 from tornado.websocket import websocket_connect
 
 HOUR_S = 6
@@ -58,16 +58,20 @@ def _hub(tmp_path_factory, prefix: str, env: dict):
 @pytest.fixture(scope="module")
 def life_hub(tmp_path_factory, inbox):
     controller, _ = inbox
-    hub = _hub(tmp_path_factory, "benchlife", {
-        "BENCHHUB_LIFECYCLE_HOUR": str(HOUR_S),
-        "BENCHHUB_LIFECYCLE_IDLE_WINDOW": "6",
-        # an idle server with a sleeping kernel stays under 0.1 CPU even on a loaded machine,
-        # so the sleeper's kernel is asked about (a CPU-bound loop uses the whole 0.5 CPU)
-        "BENCHHUB_LIFECYCLE_IDLE_CPU_SHARE": "0.2",
-        "BENCHHUB_SMTP_HOST": "127.0.0.1",
-        "BENCHHUB_SMTP_PORT": str(controller.port),
-        "BENCHHUB_SMTP_TO": "{user}@example.org",
-    })  # fmt: skip
+    hub = _hub(
+        tmp_path_factory,
+        "benchlife",
+        {
+            "BENCHHUB_LIFECYCLE_HOUR": str(HOUR_S),
+            "BENCHHUB_LIFECYCLE_IDLE_WINDOW": "6",
+            # an idle server with a sleeping kernel stays under 0.1 CPU even on a loaded machine,
+            # so the sleeper's kernel is asked about (a CPU-bound loop uses the whole 0.5 CPU)
+            "BENCHHUB_LIFECYCLE_IDLE_CPU_SHARE": "0.2",
+            "BENCHHUB_SMTP_HOST": "127.0.0.1",
+            "BENCHHUB_SMTP_PORT": str(controller.port),
+            "BENCHHUB_SMTP_TO": "{user}@example.org",
+        },
+    )
     yield hub
     hub.stop()
     cleanup("benchlife", hub.storage_root)
@@ -83,8 +87,12 @@ def cycle_hub(tmp_path_factory):
 
 def _container_url(hub: HubProcess, user: str, name: str) -> str:
     """The workspace's server on its container address (not through the proxy)."""
-    address = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                     hub.container_name(user, name)).strip()  # fmt: skip
+    address = docker(
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        hub.container_name(user, name),
+    ).strip()
     return f"http://{address}:8888/user/{user}/{name}"
 
 
@@ -101,18 +109,42 @@ async def _run_in_kernel(base_url: str, code: str) -> None:
     ws_url = base_url.replace("http://", "ws://") + f"/api/kernels/{kernel}/channels"
     conn = await websocket_connect(HTTPRequest(ws_url, headers=headers))
     session = uuid.uuid4().hex
-    header = {"msg_id": uuid.uuid4().hex, "msg_type": "execute_request", "session": session,
-              "username": "test", "version": "5.3", "date": datetime.now(UTC).isoformat()}
-    content = {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-               "allow_stdin": False, "stop_on_error": True}  # fmt: skip
-    await conn.write_message(json.dumps({"header": header, "parent_header": {}, "metadata": {},
-                                         "content": content, "channel": "shell", "buffers": []}))
+    header = {
+        "msg_id": uuid.uuid4().hex,
+        "msg_type": "execute_request",
+        "session": session,
+        "username": "test",
+        "version": "5.3",
+        "date": datetime.now(UTC).isoformat(),
+    }
+    content = {
+        "code": code,
+        "silent": False,
+        "store_history": False,
+        "user_expressions": {},
+        "allow_stdin": False,
+        "stop_on_error": True,
+    }
+    await conn.write_message(
+        json.dumps(
+            {
+                "header": header,
+                "parent_header": {},
+                "metadata": {},
+                "content": content,
+                "channel": "shell",
+                "buffers": [],
+            }
+        )
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         message = json.loads(await conn.read_message())
         ours = message.get("parent_header", {}).get("msg_id") == header["msg_id"]
-        if ours and message.get("msg_type") == "status" and (
-            message["content"]["execution_state"] == "busy"
+        if (
+            ours
+            and message.get("msg_type") == "status"
+            and (message["content"]["execution_state"] == "busy")
         ):  # busy with our code (not with the kernel_info requests of the connection)
             break
     conn.close()
@@ -122,16 +154,6 @@ def _activity(hub, user, name, **params) -> list[dict]:
     r = hub.service_api("lifecycle", "api/activity", user=user, workspace=name, **params)
     assert r.ok, r.text
     return r.json()["entries"]
-
-
-def _wait(predicate, timeout: float, what: str, step: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"not after {timeout} s: {what}")
 
 
 def test_idle_stops_but_a_busy_kernel_or_cpu_without_a_browser_does_not(life_hub, inbox):
@@ -148,13 +170,21 @@ def test_idle_stops_but_a_busy_kernel_or_cpu_without_a_browser_does_not(life_hub
     sleeper = _container_url(hub, "ida", "sleeper")
     asyncio.run(_run_in_kernel(sleeper, "import time; time.sleep(75)"))
     # a CPU-bound process outside any kernel (e.g. started from a terminal that was closed)
-    docker("exec", "-d", "-u", "1000", hub.container_name("ida", "cpu"),
-           "python3", "-c", busy_loop.format(60))  # fmt: skip
+    docker(
+        "exec",
+        "-d",
+        "-u",
+        "1000",
+        hub.container_name("ida", "cpu"),
+        "python3",
+        "-c",
+        busy_loop.format(60),
+    )
     started = time.monotonic()
 
     hub.wait_for_stopped("ida", "quiet", timeout=60)
     quiet_stop = time.monotonic() - quiet_start
-    entries = _wait(lambda: _activity(hub, "ida", "quiet", action="stopped"), 10, "logged")
+    entries = wait(lambda: _activity(hub, "ida", "quiet", action="stopped"), 10, "logged")
     assert entries[0]["actor"] == "service:lifecycle", entries
     assert "idle for" in entries[0]["description"]
     assert quiet_stop >= 2 * HOUR_S - 4, f"stopped too early: {quiet_stop:.0f} s"
@@ -172,8 +202,11 @@ def test_idle_stops_but_a_busy_kernel_or_cpu_without_a_browser_does_not(life_hub
         assert workspaces["cpu"]["status"] == "running", "stopped while using CPU"
         assert workspaces["sleeper"]["status"] == "running", "stopped while a kernel waits"
         schedule = hub.service_api("lifecycle", "api/workspaces", user="ida").json()
-        busy_seen |= {w["activity"]["kernels_busy"] for w in schedule["workspaces"]
-                      if w["workspace"] == "sleeper"}  # fmt: skip
+        busy_seen |= {
+            w["activity"]["kernels_busy"]
+            for w in schedule["workspaces"]
+            if w["workspace"] == "sleeper"
+        }
         time.sleep(3)
     # the server reported the waiting kernel busy (a single answer may say idle: the kernel
     # also answers other requests meanwhile; the idle period restarts at every busy answer,
@@ -197,18 +230,20 @@ def test_keep_until_postpones_the_shutdown_and_only_the_policy_is_editable(life_
     hub.ensure_user("kai")
     hub.start_workspace("kai", "long", {"auto_shutdown_hours": 1, "reminder_hours": []})
     keep = (datetime.now(UTC) + timedelta(seconds=30)).replace(microsecond=0)
-    r = hub.api("PATCH", "/users/kai/servers/long",
-                {"user_options": {"keep_until": keep.isoformat()}})  # fmt: skip
+    r = hub.api(
+        "PATCH", "/users/kai/servers/long", {"user_options": {"keep_until": keep.isoformat()}}
+    )
     assert r.ok, r.text
-    refused = hub.api("PATCH", "/users/kai/servers/long",
-                      {"user_options": {"resource_model": "test-medium"}})  # fmt: skip
+    refused = hub.api(
+        "PATCH", "/users/kai/servers/long", {"user_options": {"resource_model": "test-medium"}}
+    )
     assert refused.status_code == 409 and "resource_model" in refused.json()["message"]
 
     def scheduled():
         rows = hub.service_api("lifecycle", "api/workspaces", user="kai").json()["workspaces"]
         return rows and rows[0]["next_event_at"] == keep.isoformat() and rows[0]
 
-    row = _wait(scheduled, 20, "the schedule shows the keep-until time")
+    row = wait(scheduled, 20, "the schedule shows the keep-until time")
     assert row["next_event"] == "shutdown" and 0 < row["remaining_seconds"] <= 30
     assert hub.workspaces("kai")["long"]["status"] == "running"  # 6 s shutdown postponed
     hub.wait_for_stopped("kai", "long", timeout=60)
@@ -236,19 +271,6 @@ def _started(hub, user, name) -> str | None:
     return server and server.get("ready") and server["started"]
 
 
-def _service_pid(hub) -> int | None:
-    """The pid of ``hub``'s lifecycle service process (a child of the hub)."""
-    journal = f"--journal={hub.workdir}/state/activity.jsonl".encode()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"hub_services.lifecycle" in cmdline and journal in cmdline:
-            return int(pid)
-    return None
-
-
 def _journal_uids(hub, user, name) -> set[str]:
     lines = (hub.workdir / "state" / "activity.jsonl").read_text().splitlines()
     entries = [json.loads(line) for line in lines if line.strip()]
@@ -270,18 +292,22 @@ def test_security_restart_happens_once_keeps_data_and_survives_kill_9(cycle_hub)
         server = hub.api("GET", "/users/rita").json()["servers"].get("lab")
         return server is None or server.get("pending") == "stop"
 
-    _wait(mid_restart, 70, "the security restart begins", step=0.2)
-    pid = _service_pid(hub)
+    wait(mid_restart, 70, "the security restart begins", step=0.2)
+    pid = hub.service_pid("lifecycle")
     assert pid, "the lifecycle service is not running"
     os.kill(pid, signal.SIGKILL)
-    second = _wait(lambda: (_started(hub, "rita", "lab") or first) != first
-                   and _started(hub, "rita", "lab"), 90, "the restart finishes")  # fmt: skip
+    second = wait(
+        lambda: (_started(hub, "rita", "lab") or first) != first and _started(hub, "rita", "lab"),
+        90,
+        "the restart finishes",
+    )
     # a repeated restart would follow right away; the next due one is 45 s after `second`
     for _ in range(25):
         assert _started(hub, "rita", "lab") in (second, None), "restarted a second time"
         time.sleep(1)
     assert _started(hub, "rita", "lab") == second
-    assert _service_pid(hub) not in (None, pid), "the hub did not start the service again"
+    restarted = hub.service_pid("lifecycle")
+    assert restarted not in (None, pid), "the hub did not start the service again"
     hub.wait_for("rita", "lab", "running")
     assert exec_in(hub.container_name("rita", "lab"), "cat /data/result.txt").stdout == "kept\n"
 
@@ -289,7 +315,7 @@ def test_security_restart_happens_once_keeps_data_and_survives_kill_9(cycle_hub)
         entries = _activity(hub, "rita", "lab", limit=1000)
         return _journal_uids(hub, "rita", "lab") <= {e["uid"] for e in entries} and entries
 
-    entries = _wait(logged, 30, "every journal entry in the activity log")
+    entries = wait(logged, 30, "every journal entry in the activity log")
     uids = [e["uid"] for e in entries]
     assert len(uids) == len(set(uids))
     stops = [e for e in entries if e["action"] == "stopped"]

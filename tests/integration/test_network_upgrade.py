@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from docker_cli import cleanup, docker, exec_in
-from hub_harness import HubProcess
+from support.docker_cli import cleanup, docker, exec_in
+from support.hub_harness import HubProcess
 
 PREFIX = "benchupg"
 SUBNET = "10.244.0.0/24"  # the harness's restricted subnet for this prefix
@@ -30,10 +30,32 @@ def hub(tmp_path_factory):
     cleanup(PREFIX, h.storage_root)
     # the networks as the previous version made them
     docker("network", "create", "--label", "org.benchhub.network=open", f"{PREFIX}-open")
-    docker("network", "create", "--internal", "--subnet", SUBNET, "--gateway", "10.244.0.1",
-           "--label", "org.benchhub.network=restricted", f"{PREFIX}-restricted")  # fmt: skip
-    docker("run", "-d", "--name", OLD, "--network", f"{PREFIX}-restricted", "--ip",
-           "10.244.0.250", "--entrypoint", "sleep", "benchhub/jupyterlab:latest", "600")
+    docker(
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        SUBNET,
+        "--gateway",
+        "10.244.0.1",
+        "--label",
+        "org.benchhub.network=restricted",
+        f"{PREFIX}-restricted",
+    )
+    docker(
+        "run",
+        "-d",
+        "--name",
+        OLD,
+        "--network",
+        f"{PREFIX}-restricted",
+        "--ip",
+        "10.244.0.250",
+        "--entrypoint",
+        "sleep",
+        "benchhub/jupyterlab:latest",
+        "600",
+    )
     h.start()
     yield h
     h.stop()
@@ -53,8 +75,11 @@ def test_an_unused_network_of_the_previous_version_is_made_anew_with_neighbours_
 def test_a_network_in_use_is_kept_isolated_by_the_firewall_and_the_log_says_how_to_finish(hub):
     before = network(f"{PREFIX}-restricted")["Id"]
     hub.ensure_user("uma")
-    hub.start_workspace("uma", "closed", {"resource_model": "test-small",
-                                          "access_mode": "restricted", "whitelist": "a.test"})
+    hub.start_workspace(
+        "uma",
+        "closed",
+        {"resource_model": "test-small", "access_mode": "restricted", "whitelist": "a.test"},
+    )
     closed = hub.container_name("uma", "closed")
     assert network(f"{PREFIX}-restricted")["Id"] == before  # kept: the old workspace runs on it
     assert "made before BenchHub kept workspaces apart" in hub.log_path.read_text()

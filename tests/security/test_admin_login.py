@@ -11,8 +11,8 @@ from __future__ import annotations
 import stat
 
 import pytest
-from docker_cli import cleanup
-from hub_harness import PASSWORD, HubProcess
+from support.docker_cli import cleanup
+from support.hub_harness import PASSWORD, HubProcess
 
 PREFIX = "benchadm"
 

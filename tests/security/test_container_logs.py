@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
-from docker_cli import docker, exec_in
+from support.docker_cli import docker, exec_in
+from support.waiting import wait
 
 MB = 1000 * 1000
 
@@ -28,17 +28,19 @@ def test_a_workspace_printing_60_mb_keeps_at_most_30_mb_of_logs_on_the_host(hub)
     container = hub.container_name("loud", "printer")
     try:
         # as the workspace user, into the output of its own server (PID 1's stdout)
-        printed = exec_in(container, "head -c 60000000 /dev/zero | tr '\\0' x | fold -w 1000"
-                                     " > /proc/1/fd/1; echo done")  # fmt: skip
+        printed = exec_in(
+            container,
+            "head -c 60000000 /dev/zero | tr '\\0' x | fold -w 1000 > /proc/1/fd/1; echo done",
+        )
         assert printed.stdout.strip() == "done", printed.stderr
-        deadline = time.monotonic() + 30  # the engine writes the log asynchronously
-        while True:
-            files = log_files(container)
-            sizes = [os.path.getsize(f) for f in files]
-            if len(files) >= 3 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert len(files) >= 3, files  # it rotated, so the output really went there ...
+        # the engine writes the log asynchronously; once it rotated, the output went there ...
+        files = wait(
+            lambda: log_files(container),
+            30,
+            "the log rotated into three files",
+            until=lambda found: len(found) >= 3,
+        )
+        sizes = [os.path.getsize(f) for f in files]
         assert len(files) <= 3 and sum(sizes) <= 31 * MB, sizes  # ... and was capped
         assert hub.workspaces("loud")["printer"]["status"] == "running"  # printing is allowed
     finally:

@@ -13,7 +13,7 @@ import secrets
 import time
 
 import pytest
-from docker_cli import docker
+from support.docker_cli import docker
 
 from benchhub.docker_engine import DockerEngine
 
@@ -23,8 +23,19 @@ MIB = 1024**2
 @pytest.fixture(scope="module")
 def container():
     name = f"benchsec-exec-{secrets.token_hex(3)}"
-    docker("run", "-d", "--name", name, "--network", "none", "--user", "1000:100",
-           "benchhub/base:bookworm", "sleep", "600")  # fmt: skip
+    docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "--user",
+        "1000:100",
+        "benchhub/base:bookworm",
+        "sleep",
+        "600",
+    )
     yield name
     docker("rm", "-f", name, check=False)
 

@@ -23,14 +23,14 @@ import http.server
 import json
 import shlex
 import threading
-import time
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from docker_cli import cleanup, exec_in
-from hub_harness import ADMIN_PASSWORD, SERVICE_TOKEN, TOKEN, HubProcess
+from support.docker_cli import cleanup, exec_in
+from support.hub_harness import ADMIN_PASSWORD, SERVICE_TOKEN, TOKEN, HubProcess
+from support.waiting import wait
 
 WORKSPACE_USER = "1000"
 SEEN = "/data/seen-requests.jsonl"
@@ -67,11 +67,15 @@ tornado.web.Application.find_handler = _redirect
 @pytest.fixture(scope="module")
 def cred_hub(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("benchcred")
-    hub = HubProcess(workdir, prefix="benchcred", env_overrides={
-        "BENCHHUB_LIFECYCLE_HOUR": "6",
-        "BENCHHUB_LIFECYCLE_IDLE_WINDOW": "6",
-        "BENCHHUB_LIFECYCLE_IDLE_CPU_SHARE": "0.2",
-    })  # fmt: skip
+    hub = HubProcess(
+        workdir,
+        prefix="benchcred",
+        env_overrides={
+            "BENCHHUB_LIFECYCLE_HOUR": "6",
+            "BENCHHUB_LIFECYCLE_IDLE_WINDOW": "6",
+            "BENCHHUB_LIFECYCLE_IDLE_CPU_SHARE": "0.2",
+        },
+    )
     cleanup("benchcred", hub.storage_root)
     hub.start()
     yield hub
@@ -79,20 +83,11 @@ def cred_hub(tmp_path_factory):
     cleanup("benchcred", hub.storage_root)
 
 
-def _wait(predicate, timeout: float, what: str, step: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"not after {timeout} s: {what}")
-
-
 def _seen(hub: HubProcess) -> list[dict]:
     """What the spying server recorded so far (one dict per request)."""
-    out = exec_in(hub.container_name("mallory", "spy"), f"cat {SEEN} 2>/dev/null || true",
-                  user=WORKSPACE_USER).stdout  # fmt: skip
+    out = exec_in(
+        hub.container_name("mallory", "spy"), f"cat {SEEN} 2>/dev/null || true", user=WORKSPACE_USER
+    ).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
@@ -113,8 +108,9 @@ def _credentials(requests_seen: list[dict]) -> dict[str, dict]:
 
 
 def _as(hub: HubProcess, method: str, path: str, headers: dict) -> requests.Response:
-    return requests.request(method, f"{hub.url}{path}", headers=headers, timeout=60,
-                            allow_redirects=False)  # fmt: skip
+    return requests.request(
+        method, f"{hub.url}{path}", headers=headers, timeout=60, allow_redirects=False
+    )
 
 
 def _refused(r: requests.Response) -> bool:
@@ -134,8 +130,12 @@ def _plant_server_config(hub: HubProcess, user: str, name: str, text: str) -> No
     """Write ``~/.jupyter/jupyter_server_config.py`` as the workspace's user, then stop and
     start the workspace: the checkpoint on stop keeps the home directory."""
     container = hub.container_name(user, name)
-    planted = exec_in(container, f"mkdir -p ~/.jupyter && printf '%s' {shlex.quote(text)} "
-                      "> ~/.jupyter/jupyter_server_config.py", user=WORKSPACE_USER)  # fmt: skip
+    planted = exec_in(
+        container,
+        f"mkdir -p ~/.jupyter && printf '%s' {shlex.quote(text)} "
+        "> ~/.jupyter/jupyter_server_config.py",
+        user=WORKSPACE_USER,
+    )
     assert planted.returncode == 0, planted.stderr
     hub.stop_workspace(user, name)
     hub.start_workspace(user, name)
@@ -168,21 +168,26 @@ def test_what_a_hostile_server_captures_from_the_lifecycle_probe_opens_only_its_
 
     def probed():
         seen = _seen(hub)
-        asked = [s for s in seen if "/api/kernels" in s["uri"]
-                 and any(n.lower() == "authorization" for n, _ in s["headers"])]  # fmt: skip
+        asked = [
+            s
+            for s in seen
+            if "/api/kernels" in s["uri"]
+            and any(n.lower() == "authorization" for n, _ in s["headers"])
+        ]
         return asked and seen
 
-    _wait(probed, 90, "the lifecycle service asked the spying server about kernels")
+    wait(probed, 90, "the lifecycle service asked the spying server about kernels")
     # an administrator who opens the user's workspace in a browser sends it their cookies
     admin, login = hub.log_in("admin", ADMIN_PASSWORD)
     assert login.status_code == 302, login.text
     admin.get(f"{hub.url}/user/mallory/spy/api/kernels", allow_redirects=False, timeout=60)
+
     def with_cookies():
         seen = _seen(hub)
         cookies = any(n.lower() == "cookie" for s in seen for n, _ in s["headers"])
         return cookies and seen
 
-    seen = _wait(with_cookies, 30, "the spying server saw the administrator's cookies")
+    seen = wait(with_cookies, 30, "the spying server saw the administrator's cookies")
     credentials = _credentials(seen)
     assert any(w.startswith("cookie") for w in credentials), credentials
     assert SERVICE_TOKEN.format("lifecycle") not in json.dumps(seen)

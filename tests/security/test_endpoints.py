@@ -20,7 +20,9 @@ The access rule, per family (docs/security.md):
 - services' APIs and pages: a hub token or the service's own login cookie with
   ``access:services`` on that service (every user and admin has it; a service's own token does
   not). A user sees and changes only their own workspaces' data (403 otherwise), an admin
-  anyone's; anonymous GETs are sent to the hub's login, other methods are 403.
+  anyone's (the one access rule, ``benchhub.access``). Without credentials an API call is a
+  403 (JSON); a page, and the script the hub's home page loads (lifecycle
+  ``api/workspaces.js``), sends the browser to the hub's login.
 
 Callers: no credentials at all; ``mallory`` (another user); ``wendy`` (owns the stopped
 workspace ``lab``, which has one checkpoint, and the running ``live``); ``admin``; the service
@@ -47,8 +49,8 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from docker_cli import docker
-from hub_harness import ADMIN_PASSWORD, PASSWORD, SERVICE_TOKEN
+from support.docker_cli import docker
+from support.hub_harness import ADMIN_PASSWORD, PASSWORD, SERVICE_TOKEN
 from tornado import web
 
 import hub_services
@@ -59,8 +61,10 @@ CALLERS = ("anonymous", "other", "owner", "admin", "service")
 LOGIN = "login"  # a redirect to the hub's login page (or, from a service, to the hub's OAuth)
 SPAWN_FORM = {"resource_model": "no-such-model"}  # refused by validation: nothing starts
 BAD_OPTIONS = {"user_options": SPAWN_FORM}
-AUTHORIZE = ("/api/oauth2/authorize?client_id=service-lifecycle&response_type=code"
-             "&redirect_uri=/services/lifecycle/oauth_callback")  # fmt: skip
+AUTHORIZE = (
+    "/api/oauth2/authorize?client_id=service-lifecycle&response_type=code"
+    "&redirect_uri=/services/lifecycle/oauth_callback"
+)
 CK = "/api/workspaces/{owner}/{ws}/checkpoints"
 SERVERS = "/api/users/{owner}/servers"
 
@@ -119,17 +123,18 @@ TABLE = {
     ],
     "lifecycle": [
         R("GET",    "/oauth_callback",                         400,   400,   400,   400,   400),
-        R("GET",    "/api/workspaces?user={owner}",            LOGIN, 403,   200,   200,   403),
+        R("GET",    "/api/workspaces?user={owner}",            403,   403,   200,   200,   403),
+        # loaded by the hub's home page as a <script>: the login redirect gives it the cookie
         R("GET",    "/api/workspaces.js?user={owner}",         LOGIN, 403,   200,   200,   403),
-        R("GET",    "/api/health",                             LOGIN, 200,   200,   200,   403),
+        R("GET",    "/api/health",                             403,   200,   200,   200,   403),
         R("GET",    "/api/activity?user={owner}",              403,   403,   200,   200,   403),
         R("GET",    "/activity?user={owner}",                  LOGIN, 403,   200,   200,   403),
         R("GET",    "/",                                       LOGIN, 200,   200,   200,   403),
     ],
     "checkpoints": [
         R("GET",    "/oauth_callback",                         400,   400,   400,   400,   400),
-        R("GET",    "/api/workspaces?user={owner}",            LOGIN, 403,   200,   200,   403),
-        R("GET",    CK,                                        LOGIN, 403,   200,   200,   403),
+        R("GET",    "/api/workspaces?user={owner}",            403,   403,   200,   200,   403),
+        R("GET",    CK,                                        403,   403,   200,   200,   403),
         R("POST",   CK,                                        403,   403,   409,   409,   403,
           json={}),  # take one now: the workspace is stopped
         R("PATCH",  CK + "/{checkpoint}",                      403,   403,   200,   200,   403,
@@ -139,24 +144,26 @@ TABLE = {
           json={"name": "{caller}-copy", "user_options": {"image": "missing"}}),  # image: fixed
         R("POST",   CK + "/{checkpoint}/restore-at-next-start", 403,  403,   200,   200,   403),
         R("POST",   "/api/gc",                                 403,   403,   403,   200,   403),
-        R("GET",    "/api/health",                             LOGIN, 200,   200,   200,   403),
+        R("GET",    "/api/health",                             403,   200,   200,   200,   403),
         R("GET",    "/?user={owner}",                          LOGIN, 403,   200,   200,   403),
     ],
     "clusters": [
         R("GET",    "/oauth_callback",                         400,   400,   400,   400,   400),
-        R("GET",    "/api/clusters",                           LOGIN, 200,   200,   200,   403),
-        R("GET",    "/api/clusters/{owner}/{ws}",              LOGIN, 403,   404,   404,   403),
+        R("GET",    "/api/clusters",                           403,   200,   200,   200,   403),
+        R("GET",    "/api/clusters/{owner}/{ws}",              403,   403,   404,   404,   403),
         R("POST",   "/api/clusters/{owner}/{ws}",              403,   403,   409,   409,   403,
           json={"type": "static", "members": 1, "resource_model": "standard-small"}),  # stopped
         R("DELETE", "/api/clusters/{owner}/{ws}",              403,   403,   204,   204,   403),
-        R("GET",    "/api/health",                             LOGIN, 200,   200,   200,   403),
+        R("GET",    "/api/health",                             403,   200,   200,   200,   403),
         R("GET",    "/",                                       LOGIN, 200,   200,   200,   403),
+        R("GET",    "/?user={owner}",                          LOGIN, 403,   200,   200,   403),
     ],
     "egress": [
         R("GET",    "/oauth_callback",                         400,   400,   400,   400,   400),
-        R("GET",    "/api/health",                             LOGIN, 200,   200,   200,   403),
-        R("GET",    "/api/refusals/{owner}/{ws}",              LOGIN, 403,   200,   200,   403),
+        R("GET",    "/api/health",                             403,   200,   200,   200,   403),
+        R("GET",    "/api/refusals/{owner}/{ws}",              403,   403,   200,   200,   403),
         R("GET",    "/",                                       LOGIN, 200,   200,   200,   403),
+        R("GET",    "/?user={owner}",                          LOGIN, 403,   200,   200,   403),
     ],
 }
 # fmt: on
@@ -179,9 +186,10 @@ class _StandIn(SimpleNamespace):
 def _methods(handler: type) -> list[str]:
     """The HTTP methods ``handler`` answers (those it, or a base other than Tornado's, defines)."""
     return [
-        m for m in handler.SUPPORTED_METHODS
+        m
+        for m in handler.SUPPORTED_METHODS
         if getattr(handler, m.lower()) is not getattr(web.RequestHandler, m.lower())
-    ]  # fmt: skip
+    ]
 
 
 def service_apps() -> dict[str, web.Application]:
@@ -232,18 +240,23 @@ SAMPLE = {"owner": OWNER, "ws": WS, "live": LIVE, "checkpoint": "0123abcd", "cal
 def _endpoint_of(row: Row, endpoints, values=SAMPLE) -> list[tuple[str, str, str]]:
     path = (row.mount + row.path).format(**values).split("?")[0]
     return [
-        e for e in endpoints
-        if e[0] == row.app and e[1] == row.method and re.fullmatch(e[2], path)
-    ]  # fmt: skip
+        e for e in endpoints if e[0] == row.app and e[1] == row.method and re.fullmatch(e[2], path)
+    ]
 
 
 def test_every_discovered_endpoint_has_a_row_in_the_table():
     endpoints = discovered_endpoints()
-    assert {app for app, _, _ in endpoints} >= {"hub", "lifecycle", "checkpoints", "clusters",
-                                                  "egress"}  # fmt: skip
+    assert {app for app, _, _ in endpoints} >= {
+        "hub",
+        "lifecycle",
+        "checkpoints",
+        "clusters",
+        "egress",
+    }
     covered = {e for row in ROWS for e in _endpoint_of(row, endpoints)}
-    missing = "\n".join(f"  {app} {method} {pattern}" for app, method, pattern in
-                        sorted(endpoints - covered))  # fmt: skip
+    missing = "\n".join(
+        f"  {app} {method} {pattern}" for app, method, pattern in sorted(endpoints - covered)
+    )
     assert not missing, f"endpoints without a row in TABLE (decide who may call them):\n{missing}"
 
 
@@ -316,8 +329,12 @@ def world(hub, live):
     }
     services = {"hub": _token_session(SERVICE_TOKEN.format("lifecycle"))}
     services |= {name: _token_session(SERVICE_TOKEN.format(name)) for name in service_apps()}
-    yield World(sessions, services, r.json()["checkpoints"][0]["id"],
-                hub.workdir / "state" / "activity.jsonl")  # fmt: skip
+    yield World(
+        sessions,
+        services,
+        r.json()["checkpoints"][0]["id"],
+        hub.workdir / "state" / "activity.jsonl",
+    )
     for session in [*sessions.values(), *services.values()]:
         session.close()
 
@@ -333,8 +350,13 @@ def _send(hub, world: World, row: Row, caller: str) -> requests.Response:
         kwargs["json"] = json.loads(json.dumps(row.json).replace("{caller}", caller))
     if row.form is not None:
         kwargs["data"] = {**row.form, "_xsrf": session.cookies.get("_xsrf", path="/hub/") or ""}
-    return session.request(row.method, hub.url + (row.mount + row.path).format(**values),
-                           allow_redirects=False, timeout=120, **kwargs)  # fmt: skip
+    return session.request(
+        row.method,
+        hub.url + (row.mount + row.path).format(**values),
+        allow_redirects=False,
+        timeout=120,
+        **kwargs,
+    )
 
 
 def _outcome(r: requests.Response):
@@ -355,15 +377,24 @@ def snapshot(hub, world: World) -> dict:
             name: {key: s.get(key) for key in ("user_options", "ready", "pending", "started")}
             for name, s in u["servers"].items()
         }
-        for u in users if u["name"] in ours
-    }  # fmt: skip
+        for u in users
+        if u["name"] in ours
+    }
     journal = [
-        line for line in world.journal.read_text().splitlines()
+        line
+        for line in world.journal.read_text().splitlines()
         if line.startswith("{") and json.loads(line).get("user") in ours
-    ]  # fmt: skip
-    containers = docker("ps", "-a", "--format", "{{.Names}} {{.State}}",
-                        "--filter", f"name=^{hub.prefix}-{OWNER}", "--filter",
-                        f"name=^{hub.prefix}-{OTHER}").split("\n")  # fmt: skip
+    ]
+    containers = docker(
+        "ps",
+        "-a",
+        "--format",
+        "{{.Names}} {{.State}}",
+        "--filter",
+        f"name=^{hub.prefix}-{OWNER}",
+        "--filter",
+        f"name=^{hub.prefix}-{OTHER}",
+    ).split("\n")
     checkpoints = hub.service_api("checkpoints", f"api/workspaces/{OWNER}/{WS}/checkpoints")
     clusters = hub.service_api("clusters", "api/clusters").json()
     egress = sorted(str(p.relative_to(hub.egress_dir)) for p in hub.egress_dir.rglob("*"))
@@ -380,8 +411,9 @@ def snapshot(hub, world: World) -> dict:
 def _difference(before: dict, after: dict) -> str:
     return "; ".join(
         f"{key}: {json.dumps(before[key])[:400]} -> {json.dumps(after[key])[:400]}"
-        for key in before if before[key] != after[key]
-    )  # fmt: skip
+        for key in before
+        if before[key] != after[key]
+    )
 
 
 def test_every_endpoint_answers_each_caller_as_the_table_says_and_refusals_change_nothing(
@@ -418,8 +450,7 @@ def test_without_credentials_or_as_another_user_a_running_workspace_is_neither_r
     url = f"{hub.url}/hub/api/users/{OWNER}/servers/{live}"
     before = hub.workspaces(OWNER)[live]["user_options"]["auto_shutdown_hours"]
     attack = {"user_options": {"auto_shutdown_hours": 1}}  # the lifecycle service would stop it
-    for session, refused in ((requests.Session(), 403),
-                             (_user_session(hub, OTHER, PASSWORD), 404)):  # fmt: skip
+    for session, refused in ((requests.Session(), 403), (_user_session(hub, OTHER, PASSWORD), 404)):
         r = session.patch(url, json=attack, timeout=60)
         assert r.status_code == refused, r.text
         assert "auto_shutdown_hours" not in r.text  # and the options are not revealed
@@ -434,11 +465,18 @@ def test_without_credentials_or_as_another_user_a_running_workspace_is_neither_r
 
 def test_refused_stop_and_start_requests_do_not_put_the_senders_name_on_the_owners_log(hub, live):
     other = _user_session(hub, OTHER, PASSWORD)
-    r = other.delete(f"{hub.url}/hub/api/users/{OWNER}/servers/{live}",
-                     json={"reason": "mallory was here"}, timeout=60)  # fmt: skip
+    r = other.delete(
+        f"{hub.url}/hub/api/users/{OWNER}/servers/{live}",
+        json={"reason": "mallory was here"},
+        timeout=60,
+    )
     assert r.status_code == 404, r.text
-    r = other.post(f"{hub.url}/hub/spawn/{OWNER}/{live}", allow_redirects=False, timeout=60,
-                   data={"_xsrf": other.cookies.get("_xsrf", path="/hub/")})  # fmt: skip
+    r = other.post(
+        f"{hub.url}/hub/spawn/{OWNER}/{live}",
+        allow_redirects=False,
+        timeout=60,
+        data={"_xsrf": other.cookies.get("_xsrf", path="/hub/")},
+    )
     assert r.status_code == 404, r.text
     assert hub.workspaces(OWNER)[live]["status"] == "running"
 

@@ -22,9 +22,10 @@ import subprocess
 import threading
 
 import pytest
-from cluster_harness import Clusters, image_present, remove_cluster_leftovers, wait_for
-from docker_cli import cleanup, docker, exec_in
-from hub_harness import HubProcess
+from support.cluster_harness import Clusters, image_present, remove_cluster_leftovers
+from support.docker_cli import cleanup, docker, exec_in
+from support.hub_harness import HubProcess
+from support.waiting import wait
 
 PREFIX = "benchiso"
 CLUSTER_IMAGE = "benchhub/cluster:latest"
@@ -66,8 +67,12 @@ pytestmark = pytest.mark.skipif(
 def probe(container: str, targets: list[str], user: str | None = None) -> dict[str, str]:
     """``{target: "open" or the error}`` of TCP connects from inside ``container``."""
     argv = ["docker", "exec"] + (["-u", user] if user else [])
-    result = subprocess.run([*argv, container, "python3", "-c", PROBE, *targets],
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [*argv, container, "python3", "-c", PROBE, *targets],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return dict(line.split(" ", 1) for line in result.stdout.splitlines())
 
@@ -94,10 +99,23 @@ def addresses(container: str) -> list[str]:
 
 def serve_app(container: str, user: str = "1000") -> None:
     """A web server on APP_PORT in ``container`` as ``user``, answering the test process."""
-    docker("exec", "-d", "-u", user, container, "python3", "-m", "http.server", str(APP_PORT),
-           "--bind", "0.0.0.0", "--directory", "/tmp")  # fmt: skip
+    docker(
+        "exec",
+        "-d",
+        "-u",
+        user,
+        container,
+        "python3",
+        "-m",
+        "http.server",
+        str(APP_PORT),
+        "--bind",
+        "0.0.0.0",
+        "--directory",
+        "/tmp",
+    )
     address = addresses(container)[0]
-    wait_for(lambda: reachable_from_here(address, APP_PORT), 20, f"{container} serves")
+    wait(lambda: reachable_from_here(address, APP_PORT), 20, f"{container} serves")
 
 
 class Site:
@@ -122,11 +140,15 @@ class Site:
 def site(tmp_path_factory):
     workdir = tmp_path_factory.mktemp(PREFIX)
     scratch = workdir / "scratch"
-    hub = HubProcess(workdir, prefix=PREFIX, env_overrides={
-        "BENCHHUB_CLUSTER_SUBNETS": "10.237.0.0/20",
-        "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
-        "BENCHHUB_CLUSTER_INTERVAL": "1",
-    })  # fmt: skip
+    hub = HubProcess(
+        workdir,
+        prefix=PREFIX,
+        env_overrides={
+            "BENCHHUB_CLUSTER_SUBNETS": "10.237.0.0/20",
+            "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
+            "BENCHHUB_CLUSTER_INTERVAL": "1",
+        },
+    )
     cleanup(PREFIX, hub.storage_root)
     remove_cluster_leftovers(PREFIX, scratch)
     docker("rm", "-f", WEB, check=False)
@@ -135,9 +157,25 @@ def site(tmp_path_factory):
     try:
         outside = f"{PREFIX}-egress-out"
         docker("network", "create", "-o", "com.docker.network.driver.mtu=1400", outside)
-        docker("run", "-d", "--name", WEB, "-u", "0", "--network", outside, "--network-alias",
-               "allowed.test", "--network-alias", "other.test", "--entrypoint", "python3",
-               "benchhub/jupyterlab:latest", "-c", SERVE)  # fmt: skip
+        docker(
+            "run",
+            "-d",
+            "--name",
+            WEB,
+            "-u",
+            "0",
+            "--network",
+            outside,
+            "--network-alias",
+            "allowed.test",
+            "--network-alias",
+            "other.test",
+            "--entrypoint",
+            "python3",
+            "benchhub/jupyterlab:latest",
+            "-c",
+            SERVE,
+        )
         hub.start()
         restricted = {"access_mode": "restricted", "whitelist": WHITELIST}
         for user in ("alice", "bob"):
@@ -145,15 +183,18 @@ def site(tmp_path_factory):
             hub.start_workspace(user, "lab", {"resource_model": "test-small"})
             hub.start_workspace(user, "closed", {"resource_model": "test-small", **restricted})
         clusters = Clusters(hub, scratch)
-        r = clusters.api("POST", "alice/closed", {"type": "static", "members": 1,
-                                                  "resource_model": "standard-small"})  # fmt: skip
+        r = clusters.api(
+            "POST",
+            "alice/closed",
+            {"type": "static", "members": 1, "resource_model": "standard-small"},
+        )
         assert r.status_code == 202, r.text
 
         def member_idle():
             members = clusters.api("GET", "alice/closed").json()["members"]
             return [m["name"] for m in members if m["state"] == "idle"]
 
-        member = wait_for(member_idle, 90, "alice's cluster member is idle")[0]
+        member = wait(member_idle, 90, "alice's cluster member is idle")[0]
         for user in ("alice", "bob"):
             for workspace in ("lab", "closed"):
                 serve_app(hub.container_name(user, workspace))
@@ -165,14 +206,6 @@ def site(tmp_path_factory):
         docker("rm", "-f", WEB, check=False)
         cleanup(PREFIX, hub.storage_root)
         remove_cluster_leftovers(PREFIX, scratch)
-
-
-@pytest.fixture(autouse=True)
-def _logs_on_failure(request):
-    yield
-    failed = getattr(request.node, "rep_call", None)
-    if failed and failed.failed and "site" in request.fixturenames:
-        print(f"\n----- hub log (tail) -----\n{request.getfixturevalue('site').hub.log_tail(60)}")
 
 
 VANTAGE = [
@@ -224,8 +257,10 @@ def test_every_workspace_still_reaches_the_hub_api(site):
     for user in ("alice", "bob"):
         for workspace in ("lab", "closed"):
             container = site.hub.container_name(user, workspace)
-            answer = exec_in(container, 'curl -s -m 5 -o /dev/null -w "%{http_code}" '
-                             '--noproxy "*" "$JUPYTERHUB_API_URL/"')  # fmt: skip
+            answer = exec_in(
+                container,
+                'curl -s -m 5 -o /dev/null -w "%{http_code}" --noproxy "*" "$JUPYTERHUB_API_URL/"',
+            )
             assert answer.stdout == "200", (container, answer.stdout, answer.stderr)
 
 

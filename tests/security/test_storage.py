@@ -17,9 +17,10 @@ import time
 
 import pytest
 import requests
-from cluster_harness import image_present, remove_cluster_leftovers, wait_for
-from docker_cli import cleanup, docker, exec_in
-from hub_harness import TEST_MODELS, TOKEN, HubProcess
+from support.cluster_harness import image_present, remove_cluster_leftovers
+from support.docker_cli import cleanup, docker, exec_in
+from support.hub_harness import TEST_MODELS, TOKEN, HubProcess
+from support.waiting import wait
 
 PREFIX = "benchstor"
 GIB, MIB = 1024**3, 1024**2
@@ -27,24 +28,29 @@ QUOTA_GB = 3
 DISK_GB = 0.25
 NAMED_QUOTA_MB = 20
 MODELS = {**TEST_MODELS, "tiny-disk": {"cpus": 0.5, "memory_gb": 0.5, "disk_gb": DISK_GB}}
-CLUSTER_IMAGE = os.environ.get("BENCH_CLUSTER_IMAGE", "benchhub/cluster:latest")
+CLUSTER_IMAGE = os.environ.get("BENCHHUB_CLUSTER_IMAGE", "benchhub/cluster:latest")
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     workdir = tmp_path_factory.mktemp(PREFIX)
     scratch = workdir / "scratch"
-    h = HubProcess(workdir, prefix=PREFIX, extra_config=f"""
+    h = HubProcess(
+        workdir,
+        prefix=PREFIX,
+        extra_config=f"""
 c.BenchSpawner.resource_models = {json.dumps(MODELS)}
 c.BenchSpawner.storage_max_gb = 10**7  # only admission stands between a request and the host
 c.WritableLayerWatch.max_interval = 5
-""", env_overrides={
-        "BENCHHUB_STORAGE_USER_QUOTA": str(QUOTA_GB),
-        "BENCHHUB_CHECKPOINT_NAMED_QUOTA_GB": str(NAMED_QUOTA_MB / 1024),
-        "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
-        "BENCHHUB_CLUSTER_SUBNETS": "10.239.0.0/20",
-        "BENCHHUB_CLUSTER_INTERVAL": "1",
-    })  # fmt: skip
+""",
+        env_overrides={
+            "BENCHHUB_STORAGE_USER_QUOTA": str(QUOTA_GB),
+            "BENCHHUB_CHECKPOINT_NAMED_QUOTA_GB": str(NAMED_QUOTA_MB / 1024),
+            "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
+            "BENCHHUB_CLUSTER_SUBNETS": "10.239.0.0/20",
+            "BENCHHUB_CLUSTER_INTERVAL": "1",
+        },
+    )
     h.scratch = scratch
     cleanup(PREFIX, h.storage_root)
     remove_cluster_leftovers(PREFIX, scratch)
@@ -84,11 +90,17 @@ def test_a_data_volume_larger_than_the_host_has_free_is_a_400_saying_what_is_fre
     hub.storage_root.mkdir(parents=True, exist_ok=True)
     st = os.statvfs(hub.storage_root)
     free_gb = st.f_bavail * st.f_frsize / GIB
-    r = hub.api("POST", "/users/fay/servers/huge",
-                {"user_options": {"storage_gb": int(free_gb) + 50}})  # fmt: skip
+    r = hub.api(
+        "POST", "/users/fay/servers/huge", {"user_options": {"storage_gb": int(free_gb) + 50}}
+    )
     message = refused(r, "storage_gb")
-    shown = float(re.search(r"only ([\d.]+) GB is free for workspace and cluster storage on "
-                            r"this host", message).group(1))  # fmt: skip
+    shown = float(
+        re.search(
+            r"only ([\d.]+) GB is free for workspace and cluster storage on "
+            r"this host",
+            message,
+        ).group(1)
+    )
     assert shown <= free_gb + 1, message  # what is free here, less the host's reserve
     assert "choose at most" in message
     nothing_created(hub, "fay", "huge")
@@ -104,8 +116,10 @@ def test_over_the_user_quota_is_a_400_saying_what_is_left_and_others_still_get_t
     hub.stop_workspace("quinn", "first")  # stopped, its /data stays allocated
     r = hub.api("POST", "/users/quinn/servers/second", {"user_options": {"storage_gb": 2}})
     message = refused(r, "storage_gb")
-    assert ("quinn's storage quota is 3 GB, of which 2 GB is allocated, so 1 GB is left; "
-            "choose at most 1 GB") in message  # fmt: skip
+    assert (
+        "quinn's storage quota is 3 GB, of which 2 GB is allocated, so 1 GB is left; "
+        "choose at most 1 GB"
+    ) in message
     nothing_created(hub, "quinn", "second")
 
     hub.start_workspace("quinn", "second", {"storage_gb": 1})  # within the quota
@@ -144,9 +158,13 @@ def test_growing_data_past_the_quota_is_refused_at_the_edit_and_again_at_the_res
 
 
 def clusters_api(hub, method, path, body=None, token=TOKEN):
-    return requests.request(method, f"{hub.url}/services/clusters/api/clusters/{path}",
-                            json=body, headers={"Authorization": f"token {token}"},
-                            timeout=60)  # fmt: skip
+    return requests.request(
+        method,
+        f"{hub.url}/services/clusters/api/clusters/{path}",
+        json=body,
+        headers={"Authorization": f"token {token}"},
+        timeout=60,
+    )
 
 
 @pytest.mark.skipif(not image_present(CLUSTER_IMAGE), reason=f"{CLUSTER_IMAGE} is absent")
@@ -161,7 +179,9 @@ def test_a_cluster_whose_scratch_cannot_fit_is_a_400_naming_scratch_gb_and_start
         "3 GB, of which 1 GB is allocated, so 2 GB is left; choose at most 1 GB per member, or "
         "fewer members (1 fit at 2 GB)"
     )
-    assert r.json()["errors"] == [{"field": "scratch_gb", "message": message[len("scratch_gb: "):]}]
+    assert r.json()["errors"] == [
+        {"field": "scratch_gb", "message": message[len("scratch_gb: ") :]}
+    ]
     assert clusters_api(hub, "GET", "sam/lab").status_code == 404  # nothing was created
 
     body = {**body, "members": 1, "scratch_gb": 1}  # what fits
@@ -172,11 +192,11 @@ def test_a_cluster_whose_scratch_cannot_fit_is_a_400_naming_scratch_gb_and_start
         members = status.get("members") or []
         return members if members and members[0]["state"] == "idle" else None
 
-    (member,) = wait_for(member_with_scratch, 120, "the member is up")
+    (member,) = wait(member_with_scratch, 120, "the member is up")
     claim = next(hub.scratch.glob(f"*/{member['name']}/allocation.json"))
     assert json.loads(claim.read_text()) == {"owner": "sam", "bytes": GIB}
     assert clusters_api(hub, "DELETE", "sam/lab").status_code == 202
-    wait_for(lambda: clusters_api(hub, "GET", "sam/lab").status_code == 404, 60, "it is gone")
+    wait(lambda: clusters_api(hub, "GET", "sam/lab").status_code == 404, 60, "it is gone")
     assert not list(hub.scratch.glob("*/*/allocation.json"))  # the scratch went with it
     hub.stop_workspace("sam", "lab")
 
@@ -198,19 +218,36 @@ def test_writing_past_the_disk_limit_stops_the_workspace_and_its_checkpoint_rest
     assert done.returncode == 0, done.stderr
     kept = sha256_in(container, "~/keep.bin")
     # 82% of its limit: the watch has measured it, and it keeps running
-    wait_for(lambda: re.search(r"dora.*full.*writable layer at \d+% of its 0\.25 GB limit",
-                               hub.log_path.read_text(errors="replace")), 60,
-             "the watch measured the layer near its limit")  # fmt: skip
+    wait(
+        lambda: re.search(
+            r"dora.*full.*writable layer at \d+% of its 0\.25 GB limit",
+            hub.log_path.read_text(errors="replace"),
+        ),
+        60,
+        "the watch measured the layer near its limit",
+    )
     assert hub.workspaces("dora")["full"]["status"] == "running"
 
     # an unbounded writer (the test stops it after 60 s whatever happens)
-    docker("exec", "-d", "-u", "1000", container, "timeout", "60", "sh", "-c",
-           "i=0; while head -c 10M /dev/urandom > ~/fill$i; do i=$((i+1)); done")  # fmt: skip
+    docker(
+        "exec",
+        "-d",
+        "-u",
+        "1000",
+        container,
+        "timeout",
+        "60",
+        "sh",
+        "-c",
+        "i=0; while head -c 10M /dev/urandom > ~/fill$i; do i=$((i+1)); done",
+    )
     started = time.monotonic()
     ws = hub.wait_for("dora", "full", "errored", timeout=90)
     print(f"MEASURED stopped {time.monotonic() - started:.1f} s after the writer started")
-    assert ws["reason"] == ("disk limit: the workspace's own files (home, /tmp, installed "
-                            "packages) passed 0.25 GB; /data is separate")  # fmt: skip
+    assert ws["reason"] == (
+        "disk limit: the workspace's own files (home, /tmp, installed "
+        "packages) passed 0.25 GB; /data is separate"
+    )
     assert docker("ps", "-aq", "--filter", f"name=^{container}$").strip() == ""  # released
 
     # the stop took its checkpoint, and it holds about what was written: nothing else filled
@@ -232,8 +269,13 @@ def test_writing_past_the_disk_limit_stops_the_workspace_and_its_checkpoint_rest
 
 
 def checkpoints_api(hub, method, path, body=None, token=TOKEN):
-    return requests.request(method, f"{hub.url}/services/checkpoints/api/{path}", json=body,
-                            headers={"Authorization": f"token {token}"}, timeout=120)  # fmt: skip
+    return requests.request(
+        method,
+        f"{hub.url}/services/checkpoints/api/{path}",
+        json=body,
+        headers={"Authorization": f"token {token}"},
+        timeout=120,
+    )
 
 
 def user_token(hub: HubProcess, user: str) -> str:
@@ -256,8 +298,10 @@ def test_the_named_checkpoint_quota_refuses_naming_past_it_and_accepts_within_it
     r = checkpoints_api(hub, "POST", path, {"name": "with results"}, token=token)
     assert r.status_code == 409, r.text
     message = r.json()["message"]
-    assert message.startswith("name: nia's named checkpoints may keep 20 MB in the checkpoint "
-                              "store (the named-checkpoint quota) and keep ")  # fmt: skip
+    assert message.startswith(
+        "name: nia's named checkpoints may keep 20 MB in the checkpoint "
+        "store (the named-checkpoint quota) and keep "
+    )
     assert "naming 'with_results' would make it" in message
     kept = re.search(r"kept as automatic checkpoint (\S+)$", message).group(1)
     listed = checkpoints_api(hub, "GET", path, token=token).json()["checkpoints"]

@@ -67,8 +67,9 @@ def test_the_journal_is_private_to_the_hub(journal):
 def test_each_record_is_a_single_write_of_the_whole_line_then_an_fsync(journal, monkeypatch):
     calls = []
     real_write, real_fsync = os.write, os.fsync
-    monkeypatch.setattr(os, "write", lambda fd, data: calls.append(("write", data)) or
-                        real_write(fd, data))  # fmt: skip
+    monkeypatch.setattr(
+        os, "write", lambda fd, data: calls.append(("write", data)) or real_write(fd, data)
+    )
     monkeypatch.setattr(os, "fsync", lambda fd: calls.append(("fsync", None)) or real_fsync(fd))
     record(journal)  # creates the file: its directory is fsynced too
     record(journal, "stopped")

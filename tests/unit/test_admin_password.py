@@ -74,14 +74,22 @@ def test_make_run_prints_the_password_and_where_it_lives(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in (ENV_VAR, "BENCHHUB_ADMINS")}
     out = subprocess.run(
         [sys.executable, "-m", "benchhub.admin_password", str(tmp_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     password = (tmp_path / FILE_NAME).read_text().strip()
     assert f"log in with the password {password}" in out
     assert str(tmp_path / FILE_NAME) in out and "'admin'" in out
     env[ENV_VAR] = "an-operator-chosen-password-of-40-characters"
     out = subprocess.run(
         [sys.executable, "-m", "benchhub.admin_password", str(tmp_path / "other")],
-        cwd=REPO, env=env, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert ENV_VAR in out and env[ENV_VAR] not in out

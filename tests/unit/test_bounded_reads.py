@@ -146,11 +146,20 @@ async def test_the_cluster_status_shows_the_logs_tail_however_big_the_user_made_
     the controller (no Docker call: the record is in memory), the log read in a worker
     thread and only its end."""
     controller = ClusterController(state_dir=str(tmp_path / "state"), network_mtu=1400)
-    rec = ClusterRecord(user="ida", workspace="ws", cluster_id="abc123",
-                        settings={"type": "static", "members": 1}, subnet="10.231.0.0/26",
-                        workspace_container="c0ffee", workspace_address="10.231.0.3",
-                        internal=False, model={"name": "test-small"}, data_dir=str(data),
-                        created_at="2026-01-31T18:00:00+00:00", status="running")  # fmt: skip
+    rec = ClusterRecord(
+        user="ida",
+        workspace="ws",
+        cluster_id="abc123",
+        settings={"type": "static", "members": 1},
+        subnet="10.231.0.0/26",
+        workspace_container="c0ffee",
+        workspace_address="10.231.0.3",
+        internal=False,
+        model={"name": "test-small"},
+        data_dir=str(data),
+        created_at="2026-01-31T18:00:00+00:00",
+        status="running",
+    )
     controller.records[rec.key] = rec
     sparse(data / LOG_IN_DATA, HUGE, b"\n2026-01-31T18:00:00Z cluster abc123 started\n")
     before = bytes_read()
@@ -178,8 +187,13 @@ def egress_service(tmp_path) -> EgressService:
 def test_refusals_come_from_the_access_logs_end_whatever_its_size(tmp_path):
     service = egress_service(tmp_path)
     service.state.register("ida/ws", "c1", "10.9.0.10", ["a.example.org"])
-    recent = "\n" + "\n".join(refusal(1_800_000_000 + i, "10.9.0.10", "blocked.example.net")
-                       for i in range(3)) + "\n"  # fmt: skip
+    recent = (
+        "\n"
+        + "\n".join(
+            refusal(1_800_000_000 + i, "10.9.0.10", "blocked.example.net") for i in range(3)
+        )
+        + "\n"
+    )
     sparse(service.state.log_dir / "access.log", HUGE, recent.encode())
     before = bytes_read()
     found = service.refusals("ida/ws")

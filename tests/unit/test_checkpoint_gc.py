@@ -10,7 +10,6 @@ import random
 import shutil
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -81,16 +80,31 @@ def test_grace_keeps_young_chunks_and_reuse_makes_old_ones_young(tmp_path, upper
 def test_a_writer_waits_while_a_collector_sweeps(tmp_path, upper):
     store = make_store(tmp_path / "store")
     store.backend.put(f"{GC_PREFIX}sweeping.json", b"{}", overwrite=True)
+    # Observe the lock, not the clock: the writer backs off by sleeping through its lease
+    # manager; its third back-off (the sweep lock found three times) is held here while the
+    # test looks. A writer that ignored the sweep lock would never get there.
+    back_offs, parked, go_on = [], threading.Event(), threading.Event()
+    real_sleep = store.leases.sleep
+
+    def sleep(seconds: float) -> None:
+        back_offs.append(seconds)
+        if len(back_offs) == 3:
+            parked.set()
+            go_on.wait(10)
+        real_sleep(seconds)
+
+    store.leases.sleep = sleep
     done = []
     writer = threading.Thread(
         target=lambda: done.append(store.create(WS, str(upper), exclude=MOUNT_POINTS))
     )
     writer.start()
-    time.sleep(0.3)
+    assert parked.wait(10), "the writer did not wait for the sweep lock"
 
     assert writer.is_alive() and store.list(WS) == []
     assert list(store.backend.list(WRITER_PREFIX)) == []  # withdrawn while waiting
     store.backend.delete(f"{GC_PREFIX}sweeping.json")
+    go_on.set()
     writer.join(10)
     assert [m.checkpoint_id for m in store.list(WS)] == [done[0].checkpoint_id]
 

@@ -119,11 +119,27 @@ def test_the_next_checkpoint_of_an_unchanged_sparse_file_reuses_it_with_its_hole
 
 @pytest.mark.parametrize(
     "holes",
-    [((10, 5), (12, 5)), ((20, 5), (10, 5)), ((10, 5), (15, 5)), ((95, 10),), ((10, 0),),
-     ((-1, 5),), ((10, True),), ((10,),)],
-    ids=["overlapping", "unsorted", "touching", "past-the-end", "empty", "negative", "bool",
-         "not-a-pair"],
-)  # fmt: skip
+    [
+        ((10, 5), (12, 5)),
+        ((20, 5), (10, 5)),
+        ((10, 5), (15, 5)),
+        ((95, 10),),
+        ((10, 0),),
+        ((-1, 5),),
+        ((10, True),),
+        ((10,),),
+    ],
+    ids=[
+        "overlapping",
+        "unsorted",
+        "touching",
+        "past-the-end",
+        "empty",
+        "negative",
+        "bool",
+        "not-a-pair",
+    ],
+)
 def test_a_manifest_with_holes_out_of_order_or_outside_the_file_is_refused(holes):
     with pytest.raises(ManifestInvalid, match="holes"):
         Entry(path="f", type="file", size=100, holes=holes).check()
@@ -158,11 +174,12 @@ def test_a_directory_that_became_a_link_between_checkpoints_is_restored_as_the_l
     assert list(outside.iterdir()) == []
     with pytest.raises(ManifestInvalid, match="before its directory"):
         # the same path as a link and then as a directory with content: refused on load
-        second.with_changes(entries=(*second.entries,
-                                     Entry(path="work/result.txt", type="file")))  # fmt: skip
+        second.with_changes(entries=(*second.entries, Entry(path="work/result.txt", type="file")))
     third = new_layer(tmp_path, "container-3")
-    entries = [Entry(path="work", type="symlink", target=str(outside)),
-               Entry(path="work/planted", type="file")]  # fmt: skip
+    entries = [
+        Entry(path="work", type="symlink", target=str(outside)),
+        Entry(path="work/planted", type="file"),
+    ]
     with pytest.raises((ManifestInvalid, OSError)):
         restore_tree(str(third), entries, lambda entry: iter(()))
     assert list(outside.iterdir()) == [] and list(third.iterdir()) == []

@@ -80,7 +80,7 @@ def tree(*extra: Entry) -> list[Entry]:
             xattrs=(("user.k", b"\x00v"),),
             ino=5,
             ctime_ns=7,
-        ),  # fmt: skip
+        ),
         Entry(path="home/b.txt", type="hardlink", mode=0o644, target="home/a.txt"),
         Entry(path="home/gone", type="whiteout", mode=0),
         Entry(path="home/link", type="symlink", mode=0o777, target="../../etc/passwd"),
@@ -101,9 +101,16 @@ def test_manifest_round_trips_through_json_with_lineage_and_totals():
     assert loaded == manifest
     assert loaded.checkpoint_id.startswith("20250102T030405678Z-")
     assert (loaded.kind, loaded.name) == ("named", "before_upgrade")
-    assert loaded.totals == {"entries": 5, "files": 1, "logical_bytes": 6, "chunks": 1,
-                             "referenced_bytes": 6, "stored_bytes": 15, "new_chunks": 0,
-                             "new_stored_bytes": 0}  # fmt: skip
+    assert loaded.totals == {
+        "entries": 5,
+        "files": 1,
+        "logical_bytes": 6,
+        "chunks": 1,
+        "referenced_bytes": 6,
+        "stored_bytes": 15,
+        "new_chunks": 0,
+        "new_stored_bytes": 0,
+    }
     assert manifest_of(tree()).kind == "automatic"
 
 
@@ -120,13 +127,13 @@ def test_manifest_round_trips_through_json_with_lineage_and_totals():
         (
             Entry(path="home/e", type="file", mode=0o644, size=7, chunks=(chunk_key(b"hello\n"),)),
             "add up",
-        ),  # fmt: skip
+        ),
         (
             Entry(
                 path="home/f", type="dir", mode=0o755, xattrs=(("trusted.overlay.redirect", b"/x"),)
             ),
             "xattrs",
-        ),  # fmt: skip
+        ),
         (Entry(path="home/g", type="whiteout", mode=0o70000), "mode"),
     ],
 )
@@ -155,7 +162,10 @@ def test_names_ids_and_excludes_are_normalised_or_refused():
         with pytest.raises(ValueError, match="letters, digits"):
             check_id("workspace id", bad)
     assert normalise_excludes(["/data/", "/data/project", "/etc/hosts"]) == (
-        "data", "data/project", "etc/hosts")  # fmt: skip
+        "data",
+        "data/project",
+        "etc/hosts",
+    )
     with pytest.raises(ValueError, match="absolute"):
         normalise_excludes(["data"])
     assert is_excluded("data/project/x", ["data"]) and not is_excluded("database", ["data"])
@@ -164,8 +174,7 @@ def test_names_ids_and_excludes_are_normalised_or_refused():
 def test_reason_and_base_image_are_kept_and_checked():
     created = datetime(2025, 1, 1, tzinfo=UTC)
     image = {"name": "benchhub/jupyterlab:latest", "id": "sha256:" + "a" * 64}
-    manifest = build_manifest("alice--lab", [], {}, created=created, reason="on stop",
-                              image=image)  # fmt: skip
+    manifest = build_manifest("alice--lab", [], {}, created=created, reason="on stop", image=image)
     again = Manifest.from_bytes(manifest.to_bytes())
     assert (again.reason, dict(again.image)) == ("on stop", image)
     assert again.summary()["image"] == image and again.summary()["reason"] == "on stop"

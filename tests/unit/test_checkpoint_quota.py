@@ -28,8 +28,10 @@ def manifest(name, chunks):
 
 
 def test_only_named_checkpoints_count_and_a_shared_chunk_counts_once():
-    named = [manifest("one", {A: (100, 10), B: (100, 20)}),
-             manifest("two", {B: (100, 20), C: (100, 30)})]  # fmt: skip
+    named = [
+        manifest("one", {A: (100, 10), B: (100, 20)}),
+        manifest("two", {B: (100, 20), C: (100, 30)}),
+    ]
     automatic = manifest(None, {A: (100, 10), "d" * 64: (100, 99)})
     assert named_bytes([*named, automatic]) == 60
     assert named_bytes([automatic]) == 0
@@ -37,12 +39,17 @@ def test_only_named_checkpoints_count_and_a_shared_chunk_counts_once():
 
 @pytest.mark.parametrize(
     ("quota", "used", "after", "refused"),
-    [(100, 50, 100, False), (100, 50, 101, True), (0, 50, 10**12, False),
-     (100, 150, 150, False),  # over already, but naming adds nothing (all chunks shared)
-     (100, 150, 151, True)],
-)  # fmt: skip
-def test_naming_is_refused_only_when_it_passes_the_quota_by_adding_bytes(quota, used, after,
-                                                                         refused):  # fmt: skip
+    [
+        (100, 50, 100, False),
+        (100, 50, 101, True),
+        (0, 50, 10**12, False),
+        (100, 150, 150, False),  # over already, but naming adds nothing (all chunks shared)
+        (100, 150, 151, True),
+    ],
+)
+def test_naming_is_refused_only_when_it_passes_the_quota_by_adding_bytes(
+    quota, used, after, refused
+):
     message = quota_refusal("ann", quota, used, after, "before_upgrade")
     assert (message is not None) is refused
     if refused:
@@ -52,7 +59,11 @@ def test_naming_is_refused_only_when_it_passes_the_quota_by_adding_bytes(quota, 
 
 def test_sizes_read_in_binary_units():
     assert [format_bytes(n) for n in (512, 2048, 20 * MIB, 3 * 1024**3 // 2)] == [
-        "512 bytes", "2 KB", "20 MB", "1.5 GB"]  # fmt: skip
+        "512 bytes",
+        "2 KB",
+        "20 MB",
+        "1.5 GB",
+    ]
 
 
 # ---- through the service -------------------------------------------------------------------
@@ -60,11 +71,13 @@ def test_sizes_read_in_binary_units():
 
 @pytest.fixture
 def service(tmp_path):
-    store = CheckpointStore(backend=LocalDirectoryBackend(tmp_path / "store"),
-                            compression_level=1)  # fmt: skip
-    return CheckpointService(store=store, storage_root=str(tmp_path / "root"),
-                             named_quota_gb=3 * MIB / 1024**3, docker_client=object(),
-                             hub=HubClient("http://127.0.0.1:1/hub/api", "unused"))  # fmt: skip
+    store = CheckpointStore(backend=LocalDirectoryBackend(tmp_path / "store"), compression_level=1)
+    return CheckpointService(
+        store=store,
+        storage_root=str(tmp_path / "root"),
+        named_quota_gb=3 * MIB / 1024**3,
+        hub=HubClient("http://127.0.0.1:1/hub/api", "unused"),
+    )
 
 
 def checkpoint(service, tmp_path, user, name, random_mib):
@@ -81,7 +94,7 @@ def checkpoint(service, tmp_path, user, name, random_mib):
 
 async def test_naming_within_the_quota_works_and_past_it_is_refused_naming_quota_and_use(
     service, tmp_path
-):  # fmt: skip
+):
     small = checkpoint(service, tmp_path, "ann", "lab", 1)
     named = await service.rename("ann", "lab", small.checkpoint_id, "small one")
     assert named["name"] == "small_one" and named["kind"] == "named"
@@ -99,13 +112,14 @@ async def test_naming_within_the_quota_works_and_past_it_is_refused_naming_quota
 
 async def test_renaming_a_named_checkpoint_and_naming_what_is_already_kept_cost_nothing(
     service, tmp_path
-):  # fmt: skip
+):
     first = checkpoint(service, tmp_path, "ann", "lab", 2)
     await service.rename("ann", "lab", first.checkpoint_id, "first")
     service.named_quota_gb = 1 * MIB / 1024**3  # the quota was lowered: ann is over it now
     await service.rename("ann", "lab", first.checkpoint_id, "renamed")  # no new bytes
     same = WorkspaceCheckpoints(service.store, tmp_path / "root/ann/lab", 30).take(
-        str(tmp_path / "upper-ann-lab"), (), "on stop")  # the same files again
+        str(tmp_path / "upper-ann-lab"), (), "on stop"
+    )  # the same files again
     named = await service.rename("ann", "lab", same.checkpoint_id, "again")  # shares every chunk
     assert named["name"] == "again"
 

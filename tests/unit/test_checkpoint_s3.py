@@ -38,9 +38,12 @@ def s3_endpoint():
 def bucket(s3_endpoint, request):
     name = "ckpt-" + request.node.name.replace("_", "-")[:40].lower().strip("-")
     client = boto3.client(
-        "s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )  # fmt: skip
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     client.create_bucket(Bucket=name)
     return name
 
@@ -65,8 +68,10 @@ class FlakyS3Backend(S3Backend):
         if targeted and not self.failed:
             self.failed.append(params["Key"])
             code = {503: "ServiceUnavailable", 403: "AccessDenied"}[self.fail_status]
-            reply = {"Error": {"Code": code, "Message": "injected"},
-                     "ResponseMetadata": {"HTTPStatusCode": self.fail_status}}  # fmt: skip
+            reply = {
+                "Error": {"Code": code, "Message": "injected"},
+                "ResponseMetadata": {"HTTPStatusCode": self.fail_status},
+            }
             raise ClientError(reply, operation)
         return super()._request(operation, **params)
 
@@ -132,8 +137,9 @@ def test_an_unreachable_endpoint_is_retried_then_reported(bucket):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    down = backend(FlakyS3Backend, f"http://127.0.0.1:{port}", bucket, max_attempts=1,
-                   operation_attempts=3)  # fmt: skip
+    down = backend(
+        FlakyS3Backend, f"http://127.0.0.1:{port}", bucket, max_attempts=1, operation_attempts=3
+    )
 
     with pytest.raises(EndpointConnectionError):
         down.get("manifests/x/y.json")

@@ -1,5 +1,6 @@
-"""The checkpoints service without a hub: who may act, when a periodic checkpoint is due,
-which workspaces' checkpoints cleanup deletes, and what the page shows (escaped)."""
+"""The checkpoints service without a hub: when a periodic checkpoint is due, which workspaces'
+checkpoints cleanup deletes, and what the page shows (escaped, in the hub's look). Who may act
+is the one access rule: tests/unit/test_access.py."""
 
 from __future__ import annotations
 
@@ -15,39 +16,28 @@ from benchhub.checkpoints.manifest import build_manifest
 from benchhub.checkpoints.store import CheckpointStore
 from benchhub.checkpoints.workspace import WorkspaceCheckpoints, write_pending_clone
 from benchhub.hub_client import HubClient
-from hub_services.checkpoints.page import human_bytes, render_page
+from benchhub.service_pages import MenuEntry, hub_page_context
+from hub_services.checkpoints.page import TEMPLATES, TITLE, human_bytes, page_context
 from hub_services.checkpoints.service import CheckpointService, _epoch, summary
-from hub_services.checkpoints.web import is_admin, may_act_for
-
-
-@pytest.mark.parametrize(
-    "caller, user, allowed",
-    [
-        ({"kind": "user", "name": "ann", "admin": False}, "ann", True),
-        ({"kind": "user", "name": "eve", "admin": False}, "ann", False),
-        ({"kind": "user", "name": "root", "admin": True}, "ann", True),
-        ({"kind": "service", "name": "monitor", "scopes": ["read:servers"]}, "ann", False),
-        ({"kind": "service", "name": "ops", "scopes": ["admin:servers"]}, "ann", True),
-        ({"kind": "service", "name": "ann", "scopes": []}, "ann", False),  # not the user ann
-    ],
-)
-def test_only_the_owner_or_an_admin_may_act(caller, user, allowed):
-    assert may_act_for(caller, user) is allowed
-    assert is_admin(caller) is (allowed and caller["name"] != user)
 
 
 @pytest.fixture
 def service(tmp_path):
     store = CheckpointStore(backend=LocalDirectoryBackend(tmp_path / "store"))
-    return CheckpointService(store=store, storage_root=str(tmp_path / "root"), interval=300,
-                             orphan_grace=0, docker_client=object(),
-                             hub=HubClient("http://127.0.0.1:1/hub/api", "unused"))  # fmt: skip
+    return CheckpointService(
+        store=store,
+        storage_root=str(tmp_path / "root"),
+        interval=300,
+        orphan_grace=0,
+        hub=HubClient("http://127.0.0.1:1/hub/api", "unused"),
+    )
 
 
 def _publish(store: CheckpointStore, workspace_id: str, created: datetime):
     manifest = build_manifest(workspace_id, [], {}, created=created, reason="on stop")
-    store.backend.put(manifest_object(workspace_id, manifest.checkpoint_id),
-                      manifest.to_bytes(), overwrite=True)  # fmt: skip
+    store.backend.put(
+        manifest_object(workspace_id, manifest.checkpoint_id), manifest.to_bytes(), overwrite=True
+    )
     return manifest
 
 
@@ -78,9 +68,10 @@ def test_cleanup_deletes_nothing_when_no_workspace_record_is_found(service, tmp_
 
 
 def _inspect(started: datetime, host_dir: str) -> dict:
-    return {"State": {"StartedAt": started.isoformat().replace("+00:00", "123Z")},
-            "Mounts": [{"Type": "bind", "Destination": "/data",
-                        "Source": f"{host_dir}/mnt"}]}  # fmt: skip
+    return {
+        "State": {"StartedAt": started.isoformat().replace("+00:00", "123Z")},
+        "Mounts": [{"Type": "bind", "Destination": "/data", "Source": f"{host_dir}/mnt"}],
+    }
 
 
 def test_a_periodic_checkpoint_is_due_an_interval_after_start_or_the_last_one(service):
@@ -90,8 +81,11 @@ def test_a_periodic_checkpoint_is_due_an_interval_after_start_or_the_last_one(se
     assert not service._due("ann/lab", _inspect(now - timedelta(seconds=60), host_dir))
     assert service._due("ann/lab", _inspect(now - timedelta(seconds=301), host_dir))
     ops = WorkspaceCheckpoints(service.store, host_dir, 3)
-    with_last = {"checkpoint": "x", "at": (now - timedelta(seconds=30)).isoformat(),
-                 "reason": "periodic"}  # fmt: skip
+    with_last = {
+        "checkpoint": "x",
+        "at": (now - timedelta(seconds=30)).isoformat(),
+        "reason": "periodic",
+    }
     with_restored = {**with_last, "reason": "restored"}  # restored: counts from the start
     ops._update(last=with_last)
     assert not service._due("ann/lab", _inspect(now - timedelta(hours=1), host_dir))
@@ -108,25 +102,55 @@ def test_docker_and_manifest_times_are_read_alike():
     assert _epoch("0001-01-01T00:00:00Z") == 0.0 and _epoch(None) == 0.0
 
 
+def render_page(user, workspaces, xsrf):
+    chrome = hub_page_context(
+        {"kind": "user", "name": user},
+        "/hub/",
+        [MenuEntry("checkpoints", "/services/checkpoints/")],
+        "t",
+        "/login",
+    )
+    context = page_context(user, workspaces, "/services/checkpoints/", xsrf)
+    return TEMPLATES.render("checkpoints.html", {**chrome, "page_title": TITLE, **context})
+
+
 def test_the_page_escapes_what_users_wrote_and_offers_actions(tmp_path):
-    manifest = build_manifest("ann.lab.aaaaaa", [], {}, created=datetime.now(UTC),
-                              name="before_upgrade", reason="on stop")  # fmt: skip
+    manifest = build_manifest(
+        "ann.lab.aaaaaa",
+        [],
+        {},
+        created=datetime(2026, 11, 30, 7, 4, 31, 123456, tzinfo=UTC),
+        name="before_upgrade",
+        reason="on stop",
+    )
     row = summary(manifest, manifest.checkpoint_id)
-    workspace = {"workspace": "lab<script>", "running": False, "checkpoints": [row],
-                 "periodic_error": {"at": "2026-01-01T00:00:00", "message": "<b>S3 down</b>"},
-                 "unsaved": None, "origin": None}  # fmt: skip
-    page = render_page("ann", [workspace], "/services/checkpoints/", b"xsrf-token")
+    workspace = {
+        "workspace": "lab<script>",
+        "running": False,
+        "checkpoints": [row],
+        "periodic_error": {"at": "2026-01-01T00:00:00", "message": "<b>S3 down</b>"},
+        "unsaved": None,
+        "origin": None,
+    }
+    page = render_page("ann", [workspace], b"xsrf-token")
     assert "lab<script>" not in page and "lab&lt;script&gt;" in page
     assert "&lt;b&gt;S3 down&lt;/b&gt;" in page
     assert "before_upgrade" in page and "restore at next start" in page
     assert '"xsrf": "xsrf-token"' in page and "current" in page
-    empty = render_page("ann", [], "/services/checkpoints/", "t")
+    assert "2026-11-30 07:04 UTC" in page and "07:04:31" not in page  # a time for people
+    assert "failed at 2026-01-01 00:00 UTC" in page
+    assert 'href="/hub/home"' in page and 'href="/services/checkpoints/"' in page  # the navbar
+    empty = render_page("ann", [], "t")
     assert "No workspace has checkpoints yet" in empty
 
 
 def test_sizes_read_like_a_person_would_write_them():
     assert [human_bytes(n) for n in (None, 512, 1536, 3 * 1024**3)] == [
-        "—", "512 B", "1.5 KiB", "3.0 GiB"]  # fmt: skip
+        "—",
+        "512 B",
+        "1.5 KiB",
+        "3.0 GiB",
+    ]
 
 
 def test_an_unknown_workspace_is_a_404_sentence(service):

@@ -156,8 +156,15 @@ def test_a_manifest_with_unsafe_paths_is_rejected_before_anything_is_written(
     entry = {"mode": 0o644, "uid": 0, "gid": 0, "mtime_ns": 0, **hostile}
     if entry["type"] == "file":
         entry.update(size=0, chunks=[])
-    link = {"path": "link", "type": "symlink", "mode": 0o777, "uid": 0, "gid": 0,
-            "mtime_ns": 0, "target": str(tmp_path)}  # fmt: skip
+    link = {
+        "path": "link",
+        "type": "symlink",
+        "mode": 0o777,
+        "uid": 0,
+        "gid": 0,
+        "mtime_ns": 0,
+        "target": str(tmp_path),
+    }
     data["entries"] += [link, entry]
     key = manifest_object(WS, manifest.checkpoint_id)
     store.backend.put(key, json.dumps(data).encode(), overwrite=True)

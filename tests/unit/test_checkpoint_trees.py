@@ -144,9 +144,14 @@ def test_scan_classifies_overlay_markers_and_skips_mount_points(tmp_path):
     assert found["etc/motd"].type == "whiteout"
     assert found["etc/apt"].opaque and found["etc/apt"].type == "dir"
     assert found["home/jovyan/todo.hardlink"] == Entry(
-        path="home/jovyan/todo.hardlink", type="hardlink", mode=0o600, uid=1000, gid=100,
-        mtime_ns=found["home/jovyan/notes/todo.txt"].mtime_ns, target="home/jovyan/notes/todo.txt",
-    )  # fmt: skip
+        path="home/jovyan/todo.hardlink",
+        type="hardlink",
+        mode=0o600,
+        uid=1000,
+        gid=100,
+        mtime_ns=found["home/jovyan/notes/todo.txt"].mtime_ns,
+        target="home/jovyan/notes/todo.txt",
+    )
     assert found["home/jovyan/dangling"].target == "/nonexistent/target"
     assert found["home/jovyan/run.log"].xattrs == (("user.origin", b"pipeline-7"),)
     assert found["usr/local/bin/tool"].mode == 0o4755

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from support.waiting import wait
 from test_checkpoint_trees import needs_root, new_layer
 
 from benchhub.checkpoints import workspace as workspace_module
@@ -56,7 +56,11 @@ def test_inspect_gives_upper_dir_host_dir_owner_and_every_mount_point_excluded()
     assert host_dir_of(INSPECT) == Path("/srv/ws/alice/lab")
     assert workspace_of(INSPECT) == ("alice", "lab")
     assert excluded_paths_of(INSPECT, ["/data", "/tmp/cache/"]) == [
-        "/data", "/data/project", "/scratch", "/tmp/cache"]  # fmt: skip
+        "/data",
+        "/data/project",
+        "/scratch",
+        "/tmp/cache",
+    ]
 
 
 def test_another_storage_driver_is_named_with_the_fix():
@@ -73,8 +77,10 @@ def test_a_container_without_a_data_bind_mount_has_no_workspace_dir():
 # ---- ids and records ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("user, name", [("alice", "lab"), ("Zoë+x@site.org", "rna_seq-2"),
-                                        ("_svc", "a" * 63), ("u" * 300, "w")])  # fmt: skip
+@pytest.mark.parametrize(
+    "user, name",
+    [("alice", "lab"), ("Zoë+x@site.org", "rna_seq-2"), ("_svc", "a" * 63), ("u" * 300, "w")],
+)
 def test_workspace_ids_are_store_safe_readable_and_unique(user, name):
     first, second = new_workspace_id(user, name), new_workspace_id(user, name)
     assert check_id("workspace id", first) == first and first != second
@@ -146,8 +152,9 @@ def _upper(tmp_path: Path, name: str, files: dict[str, bytes]) -> Path:
 
 
 @needs_root
-def test_each_checkpoint_is_the_next_ones_parent_and_retention_keeps_the_newest(store, host_dir,
-                                                                                tmp_path):
+def test_each_checkpoint_is_the_next_ones_parent_and_retention_keeps_the_newest(
+    store, host_dir, tmp_path
+):
     ops = WorkspaceCheckpoints(store, host_dir, keep_automatic=2)
     ops.ensure("alice", "lab")
     upper = _upper(tmp_path, "c1", {"home/a.txt": b"one"})
@@ -207,16 +214,45 @@ def test_the_lock_makes_a_second_checkpoint_wait_for_the_first(store, host_dir, 
     with workspace_module._locked(host_dir):
         worker = threading.Thread(target=lambda: order.append(ops.take(upper, [], "on stop")))
         worker.start()
-        time.sleep(0.3)
+        # observe the lock, not the clock: the kernel lists the worker as waiting for it
+        wait(
+            lambda: waiting_for_flock(host_dir / workspace_module.LOCK_NAME),
+            10,
+            "the second checkpoint waits for the lock",
+            step=0.01,
+        )
         order.append("periodic finished")
     worker.join(10)
     assert order[0] == "periodic finished" and order[1].reason == "on stop"
     assert json.loads((host_dir / "checkpoints.json").read_text())["last"]["reason"] == "on stop"
 
 
+def waiting_for_flock(path: Path) -> bool:
+    """Whether some process or thread waits for an flock on ``path`` (a "->" line of
+    /proc/locks: "1: -> FLOCK ADVISORY WRITE <pid> <major>:<minor>:<inode> 0 EOF")."""
+    st = os.stat(path)
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1:3] != ["->", "FLOCK"]:
+            continue
+        major, minor, inode = fields[6].split(":")
+        if (int(major, 16), int(minor, 16), int(inode)) == (
+            os.major(st.st_dev),
+            os.minor(st.st_dev),
+            st.st_ino,
+        ):
+            return True
+    return False
+
+
 def test_a_checkpoint_is_restored_only_onto_the_image_it_was_taken_on():
-    taken = build_manifest("alice.lab.aaaaaa", [], {}, created=datetime.now(UTC),
-                           image={"name": "benchhub/jupyterlab:latest", "id": "sha256:1"})
+    taken = build_manifest(
+        "alice.lab.aaaaaa",
+        [],
+        {},
+        created=datetime.now(UTC),
+        image={"name": "benchhub/jupyterlab:latest", "id": "sha256:1"},
+    )
     assert image_mismatch(taken, "benchhub/jupyterlab:latest") is None
     refusal = image_mismatch(taken, "benchhub/rstudio:latest")
     assert refusal.startswith("image: ") and "restore_checkpoint to 'none'" in refusal

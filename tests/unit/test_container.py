@@ -8,10 +8,14 @@ GIB = 1024**3
 
 def plan(model: ResourceModel) -> ContainerPlan:
     return ContainerPlan(
-        name="bench-alice--ws", image="benchhub/jupyterlab:latest", model=model,
-        network="bench-open", data_source="/srv/ws/mnt", environment={"A": "1"},
+        name="bench-alice--ws",
+        image="benchhub/jupyterlab:latest",
+        model=model,
+        network="bench-open",
+        data_source="/srv/ws/mnt",
+        environment={"A": "1"},
         labels={"org.benchhub.user": "alice"},
-    )  # fmt: skip
+    )
 
 
 def test_cpu_and_memory_become_quota_and_limit_without_swap():
@@ -51,16 +55,17 @@ def test_restricted_network_is_internal_with_our_subnet_and_gateway_first():
     assert kw["internal"] is True
     pool = kw["ipam"]["Config"][0]
     assert (pool["Subnet"], pool["Gateway"]) == ("10.213.0.0/16", "10.213.0.1")
-    assert kw["options"] == {"com.docker.network.driver.mtu": "1400",
-                             "com.docker.network.bridge.enable_icc": "false"}  # fmt: skip
+    assert kw["options"] == {
+        "com.docker.network.driver.mtu": "1400",
+        "com.docker.network.bridge.enable_icc": "false",
+    }
     opened = network_create_kwargs("bench-open", "open", None, 1500)
     assert opened["internal"] is False and opened["ipam"] is None
 
 
 def test_the_engine_keeps_at_most_30_mb_of_a_workspaces_output():
     hc = host_config_kwargs(plan(ResourceModel("m", cpus=1, memory_gb=1)))
-    assert hc["log_config"] == {"type": "json-file",
-                                "config": {"max-size": "10m", "max-file": "3"}}  # fmt: skip
+    assert hc["log_config"] == {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}}
 
 
 def test_a_restricted_workspace_fails_a_name_lookup_after_one_short_try():

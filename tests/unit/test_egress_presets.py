@@ -13,9 +13,13 @@ def test_preset_is_the_configured_index_hosts_then_code_hosts():
         "npm": ["https://npm.example.com/"],
     }
     assert data_science_preset(settings) == [
-        "mirror.example.org", "files.example.org", "conda.example.net", "cran.example.edu",
-        "npm.example.com", "github.com",
-    ]  # fmt: skip
+        "mirror.example.org",
+        "files.example.org",
+        "conda.example.net",
+        "cran.example.edu",
+        "npm.example.com",
+        "github.com",
+    ]
 
 
 def test_a_site_mirror_replaces_the_default_and_nothing_is_hard_coded():
@@ -27,7 +31,10 @@ def test_a_site_mirror_replaces_the_default_and_nothing_is_hard_coded():
 def test_probe_output_parsing_tolerates_noise():
     line = json.dumps({"pip": ["https://a.example.org/"], "npm": [""], "conda": [], "r": [1]})
     assert parse_probe_output("warning\n" + line) == {
-        "pip": ["https://a.example.org/"], "npm": [], "conda": [], "r": [],
-    }  # fmt: skip
+        "pip": ["https://a.example.org/"],
+        "npm": [],
+        "conda": [],
+        "r": [],
+    }
     assert parse_probe_output("") == {}
     assert parse_probe_output("not json") == {}

@@ -27,8 +27,14 @@ from hub_services.clusters.containers import network_guard
 OPEN_ID = "a1b2c3d4e5f6" + "0" * 52
 RESTRICTED_ID = "0123456789ab" + "f" * 52
 CLUSTER_ID = "c0ffee000001" + "1" * 52
-DOCKER_CHAINS = ["-P INPUT ACCEPT", "-P FORWARD DROP", "-N DOCKER", "-N DOCKER-USER",
-                 "-A FORWARD -j DOCKER-USER", "-A DOCKER-USER -j RETURN"]  # fmt: skip
+DOCKER_CHAINS = [
+    "-P INPUT ACCEPT",
+    "-P FORWARD DROP",
+    "-N DOCKER",
+    "-N DOCKER-USER",
+    "-A FORWARD -j DOCKER-USER",
+    "-A DOCKER-USER -j RETURN",
+]
 
 
 def installed(*guards: BridgeGuard, parent: str = "DOCKER-USER") -> list[str]:
@@ -81,10 +87,12 @@ def test_a_restricted_workspace_reaches_only_the_proxy_port_among_its_neighbours
 
 def test_a_cluster_bridge_reaches_no_host_port_and_keeps_its_own_traffic():
     guard = network_guard(CLUSTER_ID, "bench-cluster-k3x9q2")
-    assert chain_rules(guard) == {"BENCH-IN-c0ffee000001": [
-        "-A BENCH-IN-c0ffee000001 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-        "-A BENCH-IN-c0ffee000001 -j REJECT --reject-with icmp-admin-prohibited",
-    ]}  # fmt: skip
+    assert chain_rules(guard) == {
+        "BENCH-IN-c0ffee000001": [
+            "-A BENCH-IN-c0ffee000001 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+            "-A BENCH-IN-c0ffee000001 -j REJECT --reject-with icmp-admin-prohibited",
+        ]
+    }
     assert len(jump_rules(guard)) == 1 and jump_rules(guard)[0].startswith("-A INPUT ")
 
 
@@ -97,13 +105,16 @@ def test_a_guard_is_in_place_only_when_every_rule_and_jump_is_there_in_order():
     extra = full + ["-A BENCH-IN-0123456789ab -p tcp -m tcp --dport 22 -j ACCEPT"]
     assert not in_place(guard, extra)  # a rule someone added lets something through
     swapped = [line for line in full if "REJECT" not in line]
-    swapped.insert(swapped.index(chain_rules(guard)["BENCH-IN-0123456789ab"][0]),
-                   chain_rules(guard)["BENCH-IN-0123456789ab"][-1])  # fmt: skip
+    swapped.insert(
+        swapped.index(chain_rules(guard)["BENCH-IN-0123456789ab"][0]),
+        chain_rules(guard)["BENCH-IN-0123456789ab"][-1],
+    )
     assert not in_place(guard, swapped)  # the reject first: the hub port would be closed
     other_port = workspace_guard(
         WorkspaceNetwork("bench-restricted", RESTRICTED_ID, "10.213.0.0/16", "10.213.0.1"),
-        "restricted", 9999,
-    )  # fmt: skip
+        "restricted",
+        9999,
+    )
     assert not in_place(other_port, full)  # the hub moved: the chain is rewritten
 
 
@@ -115,10 +126,13 @@ def test_restoring_declares_the_chains_and_inserts_only_missing_jumps_first():
     assert lines[0] == "*filter" and lines[-1] == "COMMIT"
     assert ":BENCH-IN-a1b2c3d4e5f6 - [0:0]" in lines and ":BENCH-FWD-a1b2c3d4e5f6 - [0:0]" in lines
     inserted = [line for line in lines if line.startswith("-I ")]
-    assert inserted == ['-I INPUT 1 -i br-a1b2c3d4e5f6 -m comment --comment "benchhub bench-open" '
-                        "-j BENCH-IN-a1b2c3d4e5f6"]  # fmt: skip
-    assert lines.index(inserted[0]) > lines.index("-A BENCH-IN-a1b2c3d4e5f6 -j REJECT "
-                                                  "--reject-with icmp-admin-prohibited")
+    assert inserted == [
+        '-I INPUT 1 -i br-a1b2c3d4e5f6 -m comment --comment "benchhub bench-open" '
+        "-j BENCH-IN-a1b2c3d4e5f6"
+    ]
+    assert lines.index(inserted[0]) > lines.index(
+        "-A BENCH-IN-a1b2c3d4e5f6 -j REJECT --reject-with icmp-admin-prohibited"
+    )
 
 
 def test_without_docker_user_the_isolation_jump_goes_first_in_forward():
@@ -126,14 +140,16 @@ def test_without_docker_user_the_isolation_jump_goes_first_in_forward():
     listing = [line for line in DOCKER_CHAINS if "DOCKER-USER" not in line]
     text = restore_text([guard], listing)
     assert "-I FORWARD 1 -i br-a1b2c3d4e5f6 -o br-a1b2c3d4e5f6" in text
-    ours = installed(guard, parent="FORWARD")[len(DOCKER_CHAINS):]
+    ours = installed(guard, parent="FORWARD")[len(DOCKER_CHAINS) :]
     assert in_place(guard, [*listing, *ours])
 
 
 def test_removing_deletes_the_jumps_then_the_chains_also_the_old_restricted_chain():
-    old = ["-N BENCH-RESTRICT-0123456789ab",
-           "-A INPUT -i br-0123456789ab -j BENCH-RESTRICT-0123456789ab",
-           "-A BENCH-RESTRICT-0123456789ab -j DROP"]  # fmt: skip
+    old = [
+        "-N BENCH-RESTRICT-0123456789ab",
+        "-A INPUT -i br-0123456789ab -j BENCH-RESTRICT-0123456789ab",
+        "-A BENCH-RESTRICT-0123456789ab -j DROP",
+    ]
     listing = installed(restricted_guard(), open_guard()) + old
     text = remove_text(listing, {"0123456789ab"})
     lines = text.splitlines()
@@ -141,8 +157,11 @@ def test_removing_deletes_the_jumps_then_the_chains_also_the_old_restricted_chai
     assert len(deletes) == 3 and all("0123456789ab" in line for line in deletes)
     assert "-D INPUT -i br-0123456789ab -j BENCH-RESTRICT-0123456789ab" in lines
     assert lines.index(deletes[-1]) < lines.index("-F BENCH-IN-0123456789ab")
-    assert {"-X BENCH-IN-0123456789ab", "-X BENCH-FWD-0123456789ab",
-            "-X BENCH-RESTRICT-0123456789ab"} <= set(lines)  # fmt: skip
+    assert {
+        "-X BENCH-IN-0123456789ab",
+        "-X BENCH-FWD-0123456789ab",
+        "-X BENCH-RESTRICT-0123456789ab",
+    } <= set(lines)
     assert "a1b2c3d4e5f6" not in text  # the other bridge's rules stay
     assert remove_text(DOCKER_CHAINS, {"0123456789ab"}) is None
 

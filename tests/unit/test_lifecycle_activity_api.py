@@ -54,13 +54,15 @@ def entry(at, user, workspace, action, description="", uid=None):
 @pytest.fixture
 def store(tmp_path):
     log = ActivityLog(f"sqlite:///{tmp_path / 'activity.sqlite'}")
-    log.append_many([
-        entry(T0, "alice", "ws1", "created", uid="a1"),
-        entry(T0 + H, "alice", "ws1", "started", uid="a2"),
-        entry(T0 + 2 * H, "alice", "ws2", "started", uid="a3"),
-        entry(T0 + 3 * H, "bob", "ws1", "started", uid="b1"),
-        entry(T0 + 4 * H, "bob", "ws1", "stopped", "<script>alert(1)</script>", uid="b2"),
-    ])  # fmt: skip
+    log.append_many(
+        [
+            entry(T0, "alice", "ws1", "created", uid="a1"),
+            entry(T0 + H, "alice", "ws1", "started", uid="a2"),
+            entry(T0 + 2 * H, "alice", "ws2", "started", uid="a3"),
+            entry(T0 + 3 * H, "bob", "ws1", "started", uid="b1"),
+            entry(T0 + 4 * H, "bob", "ws1", "stopped", "<script>alert(1)</script>", uid="b2"),
+        ]
+    )
     yield log
     log.close()
 
@@ -79,7 +81,7 @@ async def server(store):
         for pattern, handler, kwargs in activity_handlers(PREFIX, store, run_blocking)
     ]
     sock, port = bind_unused_port()
-    http = httpserver.HTTPServer(web.Application(routes))
+    http = httpserver.HTTPServer(web.Application(routes, cookie_secret=b"0" * 32))
     http.add_sockets([sock])
     yield f"http://127.0.0.1:{port}{PREFIX}", calls
     http.stop()
@@ -133,10 +135,13 @@ async def test_a_user_sees_only_their_own_activity(server):
 
 
 async def test_a_user_asking_for_someone_elses_activity_is_refused(server):
-    assert await api(server, ALICE, user="bob") == (403, {
-        "status": 403,
-        "message": "user: only your own activity (alice) unless you are an admin, got 'bob'",
-    })  # fmt: skip
+    assert await api(server, ALICE, user="bob") == (
+        403,
+        {
+            "status": 403,
+            "message": "user: only your own activity (alice) unless you are an admin, got 'bob'",
+        },
+    )
 
 
 async def test_a_service_sees_only_its_own_unless_its_role_reads_every_server(server):
@@ -173,24 +178,35 @@ async def test_filters_and_paging(server, params, expected):
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"action": "rebooted"}, "action: one of created, started, stopped, errored, edited, "
-                                 "deleted, admin-entered, admin-exited, reminded, "
-                                 "policy-skipped, got 'rebooted'"),
-        ({"since": "2025-03-01T08:00:00"}, "since: an ISO 8601 time with a timezone, "
-                                           "e.g. 2025-03-01T08:00:00Z, got '2025-03-01T08:00:00'"),
+        (
+            {"action": "rebooted"},
+            "action: one of created, started, stopped, errored, edited, "
+            "deleted, admin-entered, admin-exited, reminded, "
+            "policy-skipped, got 'rebooted'",
+        ),
+        (
+            {"since": "2025-03-01T08:00:00"},
+            "since: an ISO 8601 time with a timezone, "
+            "e.g. 2025-03-01T08:00:00Z, got '2025-03-01T08:00:00'",
+        ),
         ({"until": "tomorrow"}, "until: an ISO 8601 time with a timezone"),
-        ({"since": "2025-03-02T00:00:00Z", "until": "2025-03-01T00:00:00Z"},
-         "until: a time later than since (2025-03-02T00:00:00Z), got '2025-03-01T00:00:00Z'"),
+        (
+            {"since": "2025-03-02T00:00:00Z", "until": "2025-03-01T00:00:00Z"},
+            "until: a time later than since (2025-03-02T00:00:00Z), got '2025-03-01T00:00:00Z'",
+        ),
         ({"offset": "-1"}, "offset: a whole number >= 0, got '-1'"),
         ({"limit": "0"}, "limit: a whole number from 1 to 1000, got '0'"),
         ({"limit": "1001"}, "limit: a whole number from 1 to 1000, got '1001'"),
         ({"limit": "ten"}, "limit: a whole number from 1 to 1000, got 'ten'"),
         ({"offset": "9" * 5000}, "offset: a whole number >= 0, got '999"),
         ({"since": "0001-01-01T00:00:00+14:00"}, "since: an ISO 8601 time with a timezone"),
-        ({"usr": "bob"}, "usr: not a parameter (use user, workspace, action, since, until, "
-                         "offset, limit), got ['bob']"),
+        (
+            {"usr": "bob"},
+            "usr: not a parameter (use user, workspace, action, since, until, "
+            "offset, limit), got ['bob']",
+        ),
     ],
-)  # fmt: skip
+)
 async def test_each_bad_value_is_a_400_naming_the_field(server, params, message):
     code, body = await api(server, ADMIN, **params)
     assert code == 400 and body["status"] == 400
@@ -220,8 +236,13 @@ async def test_the_page_shows_date_user_workspace_actor_action_and_description(s
     assert response.code == 200
     rows = table_rows(response.body)
     assert rows[0] == [
-        "2025-03-01 12:00:00", "bob", "ws1", "bob", "stopped", "<script>alert(1)</script>"
-    ]  # fmt: skip
+        "2025-03-01 12:00 UTC",
+        "bob",
+        "ws1",
+        "bob",
+        "stopped",
+        "<script>alert(1)</script>",
+    ]
     assert [row[0] for row in rows] == sorted((row[0] for row in rows), reverse=True)
     assert b"<script>alert" not in response.body, "descriptions are escaped"
     assert b'id="filter-user"' in response.body
@@ -266,5 +287,5 @@ async def test_paging_links_keep_the_filters(server):
     first = await fetch(base + "activity", ADMIN, limit="1", since="2025-03-01T10:00:00+01:00")
     older = re.search(rb'id="activity-older" href="([^"]+)"', first.body).group(1)
     second = await fetch(base.split(PREFIX)[0] + unescape(older.decode()), ADMIN)
-    assert [row[0] for row in table_rows(second.body)] == ["2025-03-01 11:00:00"]
+    assert [row[0] for row in table_rows(second.body)] == ["2025-03-01 11:00 UTC"]
     assert b"Entries 2 to 2 of 4." in second.body

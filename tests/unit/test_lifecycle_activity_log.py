@@ -189,8 +189,11 @@ def test_filters_select_newest_first(seeded, filters, expected):
 def test_pages_partition_the_results_and_keep_the_total(seeded):
     pages = [seeded.query(offset=offset, limit=2) for offset in (0, 2, 4, 6)]
     assert [[e["uid"] for e in page] for page, _ in pages] == [
-        ["b2", "b1"], ["a3", "a2"], ["a1"], []
-    ]  # fmt: skip
+        ["b2", "b1"],
+        ["a3", "a2"],
+        ["a1"],
+        [],
+    ]
     assert {total for _, total in pages} == {5}
 
 

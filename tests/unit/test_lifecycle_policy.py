@@ -58,9 +58,13 @@ def test_after_start_shutdown_happens_exactly_at_the_configured_run_time(elapsed
 
 def test_after_start_ignores_activity_and_busy_kernels():
     busy = Activity(
-        started=T0, last_request=T0 + 23 * H, last_terminal_input=T0 + 23 * H,
-        kernels_busy=True, cpu_share=0.99, last_access=T0 + 23 * H,
-    )  # fmt: skip
+        started=T0,
+        last_request=T0 + 23 * H,
+        last_terminal_input=T0 + 23 * H,
+        kernels_busy=True,
+        cpu_share=0.99,
+        last_access=T0 + 23 * H,
+    )
     assert decide(after_start(24 * H), busy, T0 + 24 * H).action == "stop"
 
 
@@ -75,9 +79,13 @@ def test_no_automatic_shutdown_shows_the_restart_as_next_event():
 
 IDLE_NOW = T0 + 5 * H
 IDLE_BASE = Activity(
-    started=T0, last_request=T0 + H, last_terminal_input=T0 + 30 * MIN,
-    kernels_busy=False, cpu_share=0.01, last_access=T0 + H,
-)  # fmt: skip
+    started=T0,
+    last_request=T0 + H,
+    last_terminal_input=T0 + 30 * MIN,
+    kernels_busy=False,
+    cpu_share=0.01,
+    last_access=T0 + H,
+)
 
 
 @pytest.mark.parametrize(
@@ -365,8 +373,8 @@ def test_ids_name_the_same_instant_the_same_way_in_any_timezone():
         ({"auto_shutdown_hours": 24, "image": "jupyterlab"}, "after_start", 24 * H),
         ({"auto_shutdown_hours": "8"}, "after_start", 8 * H),
         ({"auto_shutdown_hours": 2, "shutdown_mode": "idle"}, "idle", 2 * H),
-        ({"auto_shutdown_hours": 5, "shutdown_mode": "none"}, "none", None),
         ({"auto_shutdown_hours": 0, "shutdown_mode": "idle"}, "none", None),
+        ({"shutdown_mode": "idle"}, "none", None),  # the schema's default: 0 hours
         ({}, "none", None),
         (None, "none", None),
     ],
@@ -378,11 +386,18 @@ def test_options_give_the_shutdown_setting(options, mode, after):
     assert policy.keep_until is None
 
 
-def test_options_take_the_other_settings_and_the_mode_from_the_defaults():
-    defaults = Policy("idle", 3 * H, restart_every=14 * D, reminders=(H,), idle_cpu_share=0.1)
-    assert Policy.from_options({}, defaults) == defaults
-    policy = Policy.from_options({"auto_shutdown_hours": 6}, defaults)
-    assert policy == replace(defaults, shutdown_after=6 * H)
+def test_options_left_out_take_the_schemas_defaults_and_the_rest_comes_from_the_service():
+    """What the hub started the workspace with: a missing option means the schema's default
+    (no automatic shutdown, after_start, reminders 24 h and 1 h before); restart, the
+    not-accessed limit and the CPU share are the service's own settings."""
+    service = Policy("idle", 3 * H, restart_every=14 * D, reminders=(H,), idle_cpu_share=0.1)
+    assert Policy.from_options({}, service) == replace(
+        service, shutdown_mode="none", shutdown_after=None, reminders=(24 * H, H)
+    )
+    policy = Policy.from_options({"auto_shutdown_hours": 6}, service)
+    assert policy == replace(
+        service, shutdown_mode="after_start", shutdown_after=6 * H, reminders=(24 * H, H)
+    )
 
 
 @pytest.mark.parametrize(
@@ -401,15 +416,16 @@ def test_keep_until_is_read_as_a_utc_time(text, expected):
 @pytest.mark.parametrize(
     "options, field",
     [
-        ("auto_shutdown_hours=4", "mapping"),
-        (["auto_shutdown_hours", 4], "mapping"),
+        ("auto_shutdown_hours=4", "options"),
+        (["auto_shutdown_hours", 4], "options"),
         ({"auto_shutdown_hours": -1}, "auto_shutdown_hours"),
         ({"auto_shutdown_hours": 2.5}, "auto_shutdown_hours"),
         ({"auto_shutdown_hours": True}, "auto_shutdown_hours"),
         ({"auto_shutdown_hours": "a day"}, "auto_shutdown_hours"),
         ({"auto_shutdown_hours": None}, "auto_shutdown_hours"),
         ({"auto_shutdown_hours": 4, "shutdown_mode": "sometimes"}, "shutdown_mode"),
-        ({"shutdown_mode": "idle"}, "shutdown_mode 'idle' needs"),
+        ({"auto_shutdown_hours": 5, "shutdown_mode": "none"}, "shutdown_mode"),  # 0 hours is
+        ({"auto_shutdown_hours": 8761}, "auto_shutdown_hours"),  # how to say none; a year max
         ({"auto_shutdown_hours": 4, "keep_until": "tomorrow"}, "keep_until"),
         ({"auto_shutdown_hours": 4, "keep_until": "2025-03-02T18:00:00"}, "with a timezone"),
         ({"auto_shutdown_hours": 4, "keep_until": 1740938400}, "keep_until"),

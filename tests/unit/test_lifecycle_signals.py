@@ -77,9 +77,11 @@ def test_kernels_busy_or_starting_count_as_busy():
 
 def test_latest_terminal_activity():
     assert latest_activity([]) is None
-    body = [{"name": "1", "last_activity": "2026-11-21T10:00:00.000000Z"},
-            {"name": "2", "last_activity": "2026-11-21T11:30:00+00:00"},
-            {"name": "3", "last_activity": "garbage"}]  # fmt: skip
+    body = [
+        {"name": "1", "last_activity": "2026-11-21T10:00:00.000000Z"},
+        {"name": "2", "last_activity": "2026-11-21T11:30:00+00:00"},
+        {"name": "3", "last_activity": "garbage"},
+    ]
     assert latest_activity(body) == datetime(2026, 11, 21, 11, 30, tzinfo=UTC)
 
 
@@ -106,9 +108,13 @@ def test_done_clears_pending_and_ids_are_bounded():
 
 
 REMINDER = Reminder(
-    "ann", "rnaseq", "shutdown", datetime(2026, 11, 21, 18, 0, tzinfo=UTC),
-    "automatic shutdown: ran 8 h since start", "https://hub.example.org",
-)  # fmt: skip
+    "ann",
+    "rnaseq",
+    "shutdown",
+    datetime(2026, 11, 21, 18, 0, tzinfo=UTC),
+    "automatic shutdown: ran 8 h since start",
+    "https://hub.example.org",
+)
 
 
 def test_reminder_text_says_what_when_why_and_how_to_keep_it():
@@ -136,8 +142,12 @@ async def test_smtp_reminder_reaches_a_real_smtp_server():
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        sender = SMTPReminder(host="127.0.0.1", port=port, sender="bench@example.org",
-                              to_template="{user}@example.org")  # fmt: skip
+        sender = SMTPReminder(
+            host="127.0.0.1",
+            port=port,
+            sender="bench@example.org",
+            to_template="{user}@example.org",
+        )
         await sender(REMINDER)
         await asyncio.sleep(0)
     finally:

@@ -315,8 +315,23 @@ def test_good_workspace_names(name):
 
 @pytest.mark.parametrize(
     "name",
-    ["", "x" * 31, "my workspace", "ws.1", "café", "日本", "a/b", "ws\n", None, 7,
-     "My_Workspace", "proj--2", "-lead", "9", "trail-"],
+    [
+        "",
+        "x" * 31,
+        "my workspace",
+        "ws.1",
+        "café",
+        "日本",
+        "a/b",
+        "ws\n",
+        None,
+        7,
+        "My_Workspace",
+        "proj--2",
+        "-lead",
+        "9",
+        "trail-",
+    ],
 )
 def test_bad_workspace_names_state_the_rule_and_the_name(name):
     with pytest.raises(OptionsError) as caught:
@@ -407,9 +422,12 @@ def test_lifecycle_options_default_and_normalise(schema):
     assert spec.shutdown_mode == "after_start" and spec.keep_until == ""
     assert spec.reminder_hours == (24, 1)
     spec = schema.parse(
-        {"shutdown_mode": "idle", "keep_until": "2026-03-02T19:30:00+01:00",
-         "reminder_hours": "1, 48,1"}
-    )  # fmt: skip
+        {
+            "shutdown_mode": "idle",
+            "keep_until": "2026-03-02T19:30:00+01:00",
+            "reminder_hours": "1, 48,1",
+        }
+    )
     assert spec.shutdown_mode == "idle"
     assert spec.keep_until == "2026-03-02T18:30:00+00:00"
     assert spec.reminder_hours == (48, 1)
@@ -440,9 +458,14 @@ def test_bad_lifecycle_options_name_the_field(schema, raw, field, fragment):
 
 @pytest.mark.parametrize(
     "value, stored",
-    [(None, ""), ("", ""), ("none", "none"), (" before upgrade ", "before_upgrade"),
-     ("20250101T120000123Z-a1b2c3", "20250101T120000123Z-a1b2c3")],
-)  # fmt: skip
+    [
+        (None, ""),
+        ("", ""),
+        ("none", "none"),
+        (" before upgrade ", "before_upgrade"),
+        ("20250101T120000123Z-a1b2c3", "20250101T120000123Z-a1b2c3"),
+    ],
+)
 def test_restore_checkpoint_is_latest_none_or_a_checkpoint(schema, value, stored):
     assert schema.parse({"restore_checkpoint": value}).restore_checkpoint == stored
 

@@ -93,8 +93,9 @@ def test_keeping_the_size_is_admitted_even_when_the_host_is_over_its_limits():
 
 def test_growth_with_nothing_left_says_to_keep_the_size():
     verdict = decide(NO_RESERVE, FS, allocated(70), data(20, current_gb=10))
-    assert verdict.message.endswith("keep 10 GB or free space first (delete a workspace you no "
-                                    "longer need)")  # fmt: skip
+    assert verdict.message.endswith(
+        "keep 10 GB or free space first (delete a workspace you no longer need)"
+    )
 
 
 def test_a_new_volume_with_nothing_left_says_nothing_more_can_be_allocated():
@@ -143,18 +144,29 @@ def test_free_space_is_never_overstated_in_a_message():
 
 @pytest.mark.parametrize(
     ("size", "down", "text"),
-    [(GIB, False, "1 GB"), (int(1.5 * GIB), False, "1.5 GB"), (int(10.99 * GIB), True, "10.9 GB"),
-     (int(10.99 * GIB), False, "11 GB"), (0, True, "0 GB")],
-)  # fmt: skip
+    [
+        (GIB, False, "1 GB"),
+        (int(1.5 * GIB), False, "1.5 GB"),
+        (int(10.99 * GIB), True, "10.9 GB"),
+        (int(10.99 * GIB), False, "11 GB"),
+        (0, True, "0 GB"),
+    ],
+)
 def test_sizes_are_shown_in_gb_with_one_decimal_at_most(size, down, text):
     assert format_gb(size, down) == text
 
 
 @pytest.mark.parametrize(
     ("text", "quota"),
-    [("", None), ("  ", None), ("200", Quota(size_bytes=200 * GIB)),
-     ("0.5", Quota(size_bytes=GIB // 2)), ("50%", Quota(share=0.5)), ("100%", Quota(share=1.0))],
-)  # fmt: skip
+    [
+        ("", None),
+        ("  ", None),
+        ("200", Quota(size_bytes=200 * GIB)),
+        ("0.5", Quota(size_bytes=GIB // 2)),
+        ("50%", Quota(share=0.5)),
+        ("100%", Quota(share=1.0)),
+    ],
+)
 def test_a_quota_is_gb_a_share_or_nothing(text, quota):
     assert parse_quota(text) == quota
 
@@ -168,14 +180,25 @@ def test_a_bad_quota_says_how_to_write_one(text):
 sizes = st.integers(min_value=0, max_value=200 * GIB)
 
 
-@given(available=sizes, used=sizes, total=sizes, owner=sizes, current=sizes, wanted=sizes,
-       quota=st.one_of(st.none(), sizes), overcommit=st.sampled_from([0.5, 1.0, 1.5, 3.0]))
+@given(
+    available=sizes,
+    used=sizes,
+    total=sizes,
+    owner=sizes,
+    current=sizes,
+    wanted=sizes,
+    quota=st.one_of(st.none(), sizes),
+    overcommit=st.sampled_from([0.5, 1.0, 1.5, 3.0]),
+)
 def test_admitted_exactly_when_the_growth_fits_both_the_free_space_and_the_quota(
     available, used, total, owner, current, wanted, quota, overcommit
-):  # fmt: skip
+):
     fs = FilesystemFacts(400 * GIB, available, used)
-    policy = AdmissionPolicy(reserve_fraction=0.05, overcommit=overcommit,
-                             quota=None if quota is None else Quota(size_bytes=quota))  # fmt: skip
+    policy = AdmissionPolicy(
+        reserve_fraction=0.05,
+        overcommit=overcommit,
+        quota=None if quota is None else Quota(size_bytes=quota),
+    )
     request = StorageRequest("storage_gb", "alice", wanted, current_bytes=current)
     verdict = decide(policy, fs, Allocations(total, owner), request)
     admitted_total = int(derived_capacity(fs, 0.05) * overcommit)

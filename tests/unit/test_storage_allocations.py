@@ -39,10 +39,16 @@ def test_images_half_made_images_size_markers_and_claims_all_count(tmp_path):
     (claim / RECORD_NAME).write_text(json.dumps({"owner": "bob", "bytes": GIB}))
     (tmp_path / "workspaces/carol/never-started").mkdir(parents=True)  # nothing allocated
     (tmp_path / "workspaces/.checkpoint-clones/x").mkdir(parents=True)  # not a volume
-    found = {os.path.relpath(a.path, tmp_path): (a.owner, a.allocated_bytes // GIB)
-             for a in admission(tmp_path).allocations()}  # fmt: skip
-    assert found == {"workspaces/alice/one": ("alice", 2), "workspaces/alice/two": ("alice", 3),
-                     "workspaces/bob/dir": ("bob", 4), "scratch/c0ffee/m1": ("bob", 1)}  # fmt: skip
+    found = {
+        os.path.relpath(a.path, tmp_path): (a.owner, a.allocated_bytes // GIB)
+        for a in admission(tmp_path).allocations()
+    }
+    assert found == {
+        "workspaces/alice/one": ("alice", 2),
+        "workspaces/alice/two": ("alice", 3),
+        "workspaces/bob/dir": ("bob", 4),
+        "scratch/c0ffee/m1": ("bob", 1),
+    }
     assert all(a.used_bytes < GIB for a in admission(tmp_path).allocations())  # sparse: unused
 
 
@@ -61,8 +67,10 @@ def test_an_admitted_volume_is_claimed_before_it_exists_and_counts_for_its_owner
 def test_an_owner_is_counted_across_workspaces_and_cluster_scratch_for_the_quota(tmp_path):
     adm = admission(tmp_path, capacity_gb=100, user_quota="8")
     sparse(tmp_path / "workspaces/alice/one/data.ext4", 5)
-    adm.admit(tmp_path / "scratch/c0ffee/m1", StorageRequest("scratch_gb", "alice", 2 * GIB,
-                                                            what="/scratch"))  # fmt: skip
+    adm.admit(
+        tmp_path / "scratch/c0ffee/m1",
+        StorageRequest("scratch_gb", "alice", 2 * GIB, what="/scratch"),
+    )
     with pytest.raises(StorageRefused, match="alice's storage quota is 8 GB, of which 7 GB"):
         adm.admit(tmp_path / "workspaces/alice/two", data(2))
     adm.admit(tmp_path / "workspaces/bob/two", data(2, owner="bob"))  # bob has his own quota
@@ -91,7 +99,8 @@ def test_concurrent_claims_never_both_pass_the_check(tmp_path):
         try:
             # each thread opens the lock file itself, as another process would
             StorageAdmission(roots=adm.roots, capacity_gb=10, user_quota="").admit(
-                tmp_path / f"workspaces/u{n}/w", data(6, owner=f"u{n}"))
+                tmp_path / f"workspaces/u{n}/w", data(6, owner=f"u{n}")
+            )
             outcomes.append("admitted")
         except StorageRefused:
             outcomes.append("refused")
@@ -128,18 +137,24 @@ def test_a_check_of_new_scratch_claims_nothing(tmp_path):
 
 
 def test_the_lock_file_is_shared_by_processes_that_list_the_same_roots(tmp_path):
-    hub = StorageAdmission(roots=[tmp_path / "workspaces"],
-                           volume_roots=[str(tmp_path / "scratch")])  # fmt: skip
-    clusters = StorageAdmission(roots=[tmp_path / "scratch"],
-                                volume_roots=[str(tmp_path / "workspaces")])  # fmt: skip
+    hub = StorageAdmission(
+        roots=[tmp_path / "workspaces"], volume_roots=[str(tmp_path / "scratch")]
+    )
+    clusters = StorageAdmission(
+        roots=[tmp_path / "scratch"], volume_roots=[str(tmp_path / "workspaces")]
+    )
     assert hub.roots == clusters.roots
 
 
 @pytest.mark.parametrize(
     ("setting", "value", "says"),
-    [("user_quota", "lots", "write a size in GB"), ("overcommit", 0.0, "above 0"),
-     ("capacity_gb", -1.0, "0 or more"), ("reserve_percent", -5.0, "0 or more")],
-)  # fmt: skip
+    [
+        ("user_quota", "lots", "write a size in GB"),
+        ("overcommit", 0.0, "above 0"),
+        ("capacity_gb", -1.0, "0 or more"),
+        ("reserve_percent", -5.0, "0 or more"),
+    ],
+)
 def test_bad_settings_say_how_to_fix_them(tmp_path, setting, value, says):
     with pytest.raises((TraitError, ValueError), match=says):
         StorageAdmission(roots=[tmp_path], **{setting: value})

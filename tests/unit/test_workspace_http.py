@@ -33,8 +33,17 @@ class Recorded(web.RequestHandler):
             if self.request.path.endswith("/terminals"):
                 self.write(json.dumps([]))
             else:
-                self.write(json.dumps([{"id": "k1", "execution_state": "busy",
-                                        "last_activity": "2026-01-31T18:00:00Z"}]))  # fmt: skip
+                self.write(
+                    json.dumps(
+                        [
+                            {
+                                "id": "k1",
+                                "execution_state": "busy",
+                                "last_activity": "2026-01-31T18:00:00Z",
+                            }
+                        ]
+                    )
+                )
         else:
             self.write(b'{"ok": true}')
 
@@ -48,8 +57,9 @@ class Trickle(web.RequestHandler):
 
 
 async def serve(answer: str, target: str = "") -> tuple[str, list, HTTPServer]:
-    app = web.Application([(r"/slow", Trickle), (r"/(.*)", Recorded)], asked=[],
-                          answer=answer, target=target)  # fmt: skip
+    app = web.Application(
+        [(r"/slow", Trickle), (r"/(.*)", Recorded)], asked=[], answer=answer, target=target
+    )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
@@ -72,8 +82,9 @@ async def test_a_redirect_to_a_host_service_is_an_error_and_is_not_followed():
     url, _, server = await serve("redirect", target=f"{host_url}/hub/api/users")
     try:
         with pytest.raises(HTTPClientError) as refused:
-            await fetch_bounded(f"{url}/api", max_bytes=1024, wait_s=5,
-                                headers={"Authorization": "token own"})  # fmt: skip
+            await fetch_bounded(
+                f"{url}/api", max_bytes=1024, wait_s=5, headers={"Authorization": "token own"}
+            )
         assert refused.value.code == 302
         assert host_asked == []
     finally:
@@ -110,14 +121,14 @@ async def test_the_probe_presents_the_token_it_is_given_and_reads_the_kernels():
     finally:
         server.stop()
     assert activity.kernels_busy and activity.kernels == 1
-    assert [path for path, _ in asked] == ["/user/ida/ws/api/kernels",
-                                           "/user/ida/ws/api/terminals"]  # fmt: skip
+    assert [path for path, _ in asked] == ["/user/ida/ws/api/kernels", "/user/ida/ws/api/terminals"]
     assert {h["Authorization"] for _, h in asked} == {"token the-servers-own-token"}
 
 
 def test_the_server_token_comes_from_the_containers_environment():
-    inspect = {"Config": {"Env": ["PATH=/usr/bin", "JUPYTERHUB_API_TOKEN=abc=def",
-                                  "JUPYTERHUB_USER=ida"]}}  # fmt: skip
+    inspect = {
+        "Config": {"Env": ["PATH=/usr/bin", "JUPYTERHUB_API_TOKEN=abc=def", "JUPYTERHUB_USER=ida"]}
+    }
     assert server_token(inspect) == "abc=def"
     assert server_token({"Config": {"Env": ["JUPYTERHUB_API_TOKEN="]}}) is None
     assert server_token({"Config": {}}) is None

@@ -18,14 +18,17 @@ from bench_spawner.workspace_status import (
     [
         ({"OOMKilled": True, "ExitCode": 137}, 8, "out of memory: limit 8 GB"),
         ({"OOMKilled": True, "ExitCode": 137}, 0.5, "out of memory: limit 0.5 GB"),
-        ({"OOMKilled": False, "ExitCode": 137}, 8, "killed (exit code 137, SIGKILL; "
-         "out of memory is the usual cause: limit 8 GB)"),
+        (
+            {"OOMKilled": False, "ExitCode": 137},
+            8,
+            "killed (exit code 137, SIGKILL; out of memory is the usual cause: limit 8 GB)",
+        ),
         ({"ExitCode": 1}, 8, "the server exited with code 1"),
         ({"ExitCode": 143}, 8, "killed by signal 15 (exit code 143)"),
         ({"ExitCode": 0}, 8, "the server exited by itself (exit code 0)"),
         ({"ExitCode": 127, "Error": "no such file"}, 8, "container error: no such file"),
     ],
-)  # fmt: skip
+)
 def test_exit_reasons(state, memory, reason):
     assert exit_reason(state, memory) == reason
 

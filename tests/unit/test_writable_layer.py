@@ -64,11 +64,14 @@ def test_a_run_restored_over_the_limit_may_clean_up_but_not_grow_and_never_past_
     assert run_ceiling(LIMIT, LIMIT + GIB) == LIMIT + GIB + CLEANUP_ALLOWANCE
     assert run_ceiling(LIMIT, 3 * LIMIT) == hard_cap(LIMIT) == 2 * LIMIT
     assert hard_cap(GIB // 4) == GIB // 4 + GIB  # a small limit: room for a stop's overshoot
-    reason = over_limit_reason(LayerUsage(LIMIT + 2 * GIB, 0, 0), LIMIT,
-                               run_ceiling(LIMIT, LIMIT + GIB))  # fmt: skip
-    assert reason.startswith("disk limit: the workspace's own files (home, /tmp, installed "
-                             "packages) are 22 GB, over the 20 GB limit, and grew after the "
-                             "start")  # fmt: skip
+    reason = over_limit_reason(
+        LayerUsage(LIMIT + 2 * GIB, 0, 0), LIMIT, run_ceiling(LIMIT, LIMIT + GIB)
+    )
+    assert reason.startswith(
+        "disk limit: the workspace's own files (home, /tmp, installed "
+        "packages) are 22 GB, over the 20 GB limit, and grew after the "
+        "start"
+    )
 
 
 CADENCE = Cadence(min_interval=1, max_interval=60, assumed_rate=200 * MIB)
@@ -76,13 +79,16 @@ CADENCE = Cadence(min_interval=1, max_interval=60, assumed_rate=200 * MIB)
 
 @pytest.mark.parametrize(
     ("usage", "rate", "seconds"),
-    [(0, 0, 51.2),                          # 20 GB of headroom at 200 MB/s, halved
-     (19 * GIB, 0, 2.56),                   # 1 GB left
-     (int(19.9 * GIB), 0, 1),               # close: the shortest interval
-     (LIMIT + 1, 0, 1),                     # over (a restored run): watch closely
-     (0, 2 * GIB, 5),                       # growing fast: sooner
-     (0, -GIB, 51.2), (0, 100 * MIB, 51.2)],  # shrinking or slow: the assumed rate
-)  # fmt: skip
+    [
+        (0, 0, 51.2),  # 20 GB of headroom at 200 MB/s, halved
+        (19 * GIB, 0, 2.56),  # 1 GB left
+        (int(19.9 * GIB), 0, 1),  # close: the shortest interval
+        (LIMIT + 1, 0, 1),  # over (a restored run): watch closely
+        (0, 2 * GIB, 5),  # growing fast: sooner
+        (0, -GIB, 51.2),
+        (0, 100 * MIB, 51.2),
+    ],  # shrinking or slow: the assumed rate
+)
 def test_the_next_look_comes_before_the_headroom_can_be_used_up(usage, rate, seconds):
     assert next_check_in(usage, LIMIT, rate, CADENCE) == pytest.approx(seconds, rel=0.01)
     assert next_check_in(usage, 1000 * GIB, rate, CADENCE) <= 60
@@ -97,8 +103,12 @@ def test_a_checkpoint_too_big_for_the_model_is_not_restored():
 
 
 def test_a_resource_model_has_a_disk_limit_with_a_documented_default():
-    catalog = load_catalog({"small": {"cpus": 1, "memory_gb": 2},
-                            "tiny-disk": {"cpus": 1, "memory_gb": 2, "disk_gb": 0.5}})  # fmt: skip
+    catalog = load_catalog(
+        {
+            "small": {"cpus": 1, "memory_gb": 2},
+            "tiny-disk": {"cpus": 1, "memory_gb": 2, "disk_gb": 0.5},
+        }
+    )
     assert catalog["small"].disk_gb == DEFAULT_DISK_GB == 20
     assert catalog["tiny-disk"].disk_gb == 0.5
     with pytest.raises(ValueError, match="'disk_gb' must be a number greater than 0"):

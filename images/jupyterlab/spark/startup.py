@@ -1,7 +1,7 @@
 """BenchHub's PySpark kernels: ``spark`` and ``sc`` ready when the kernel starts.
 
 IPython runs this file in the kernel's namespace at start (``IPKernelApp.exec_files`` in the
-kernel specs under /opt/venv/share/jupyter/kernels/pyspark-*). ``BENCH_SPARK_MODE`` is
+kernel specs under /opt/venv/share/jupyter/kernels/pyspark-*). ``BENCHHUB_SPARK_MODE`` is
 ``local``, ``remote`` or ``dynamic``; ``SPARK_CONF_DIR`` is the mode's directory in /data/.spark,
 whose ``spark-defaults.conf`` Spark reads when the kernel's driver starts: edit it and restart
 the kernel. A missing file is written with defaults (for the remote modes, sized to the members
@@ -16,9 +16,11 @@ def _bench_spark_start():
     import pathlib
     import sys
 
-    mode = os.environ.get("BENCH_SPARK_MODE", "local")
+    mode = os.environ.get("BENCHHUB_SPARK_MODE", "local")
     conf = pathlib.Path(os.environ["SPARK_CONF_DIR"]) / "spark-defaults.conf"
-    cluster_file = pathlib.Path(os.environ.get("BENCH_SPARK_CLUSTER", "/data/.spark/cluster.json"))
+    cluster_file = pathlib.Path(
+        os.environ.get("BENCHHUB_SPARK_CLUSTER", "/data/.spark/cluster.json")
+    )
     try:
         cluster = json.loads(cluster_file.read_text())
     except (OSError, ValueError):
@@ -30,17 +32,21 @@ def _bench_spark_start():
         os.replace(partial, conf)
         print(f"Default Spark settings written to {conf}: edit them, then restart the kernel.")
     if mode != "local" and cluster is None:
-        why = ("this kernel runs Spark on the workspace's cluster, and none is running: start "
-               "a cluster (Services > clusters), then restart the kernel; the kernel "
-               "'PySpark – Local' needs no cluster")  # fmt: skip
+        why = (
+            "this kernel runs Spark on the workspace's cluster, and none is running: start "
+            "a cluster (Services > clusters), then restart the kernel; the kernel "
+            "'PySpark – Local' needs no cluster"
+        )
         print(why, file=sys.stderr)
         return _BenchSparkUnavailable(why)
     from pyspark.sql import SparkSession
 
     spark = SparkSession.builder.getOrCreate()
     sc = spark.sparkContext
-    print(f"Spark {spark.version} ready: sc.master = {sc.master}, application "
-          f"{sc.applicationId} ({sc.appName}); settings: {conf}")
+    print(
+        f"Spark {spark.version} ready: sc.master = {sc.master}, application "
+        f"{sc.applicationId} ({sc.appName}); settings: {conf}"
+    )
     return spark
 
 
@@ -80,17 +86,25 @@ def _bench_spark_memory_limit() -> int:
 
 def _bench_spark_defaults(mode: str, cluster: dict | None) -> str:
     """The first spark-defaults.conf of ``mode`` (see the module docstring)."""
-    title = {"local": "PySpark – Local", "remote": "PySpark – Remote",
-             "dynamic": "PySpark – Remote - Dynamic"}[mode]  # fmt: skip
-    lines = [f"# {title}: Spark settings, read when the kernel starts (restart it after a change).",
-             "# Every property: https://spark.apache.org/docs/latest/configuration.html", "",
-             f"spark.app.name                   pyspark-{mode}"]  # fmt: skip
+    title = {
+        "local": "PySpark – Local",
+        "remote": "PySpark – Remote",
+        "dynamic": "PySpark – Remote - Dynamic",
+    }[mode]
+    lines = [
+        f"# {title}: Spark settings, read when the kernel starts (restart it after a change).",
+        "# Every property: https://spark.apache.org/docs/latest/configuration.html",
+        "",
+        f"spark.app.name                   pyspark-{mode}",
+    ]
     if mode == "local":
         limit = _bench_spark_memory_limit()
         driver_mb = max(1024, limit // 2 // 1024**2) if limit else 1024
-        lines += ["# The driver and its executors run in this workspace, on all its cores.",
-                  "spark.master                     local[*]",
-                  f"spark.driver.memory              {driver_mb}m"]  # fmt: skip
+        lines += [
+            "# The driver and its executors run in this workspace, on all its cores.",
+            "spark.master                     local[*]",
+            f"spark.driver.memory              {driver_mb}m",
+        ]
         return "\n".join(lines) + "\n"
     executor = (cluster or {}).get("executor") or {"cores": 1, "memory": "1g"}
     lines += [
@@ -103,21 +117,29 @@ def _bench_spark_defaults(mode: str, cluster: dict | None) -> str:
         f"spark.executor.memory            {executor['memory']}",
     ]
     if mode == "dynamic":
-        lines += ["", "# Executors come and go with the work; the cluster scales with them.",
-                  "spark.dynamicAllocation.enabled                  true",
-                  "spark.dynamicAllocation.shuffleTracking.enabled  true",
-                  "spark.dynamicAllocation.minExecutors             0",
-                  "spark.dynamicAllocation.executorIdleTimeout      60s",
-                  "spark.dynamicAllocation.schedulerBacklogTimeout  1s"]  # fmt: skip
+        lines += [
+            "",
+            "# Executors come and go with the work; the cluster scales with them.",
+            "spark.dynamicAllocation.enabled                  true",
+            "spark.dynamicAllocation.shuffleTracking.enabled  true",
+            "spark.dynamicAllocation.minExecutors             0",
+            "spark.dynamicAllocation.executorIdleTimeout      60s",
+            "spark.dynamicAllocation.schedulerBacklogTimeout  1s",
+        ]
         if (cluster or {}).get("max_executors"):
-            lines.append(f"spark.dynamicAllocation.maxExecutors             "
-                         f"{cluster['max_executors']}")  # fmt: skip
+            lines.append(
+                f"spark.dynamicAllocation.maxExecutors             {cluster['max_executors']}"
+            )
     return "\n".join(lines) + "\n"
 
 
 spark = _bench_spark_start()
 sc = spark.sparkContext
-for _name in ("_bench_spark_start", "_bench_spark_memory_limit", "_bench_spark_defaults",
-              "_BenchSparkUnavailable"):
+for _name in (
+    "_bench_spark_start",
+    "_bench_spark_memory_limit",
+    "_bench_spark_defaults",
+    "_BenchSparkUnavailable",
+):
     globals().pop(_name)  # the user's namespace keeps only spark and sc
 del _name

@@ -23,9 +23,39 @@ def exec_in(container: str, script: str, user: str | None = None) -> subprocess.
     return subprocess.run(argv, capture_output=True, text=True, timeout=300)
 
 
+def container_logs(prefix: str, tail: int = 30) -> dict[str, str]:
+    """``{"docker logs <name>": its last lines}`` of every container whose name starts with
+    ``<prefix>-`` (what explains a failed test; the daemons in them log to stderr too)."""
+    names = docker(
+        "ps", "-a", "--format", "{{.Names}}", "--filter", f"name=^{prefix}-", check=False
+    ).split()
+    found = {}
+    for name in names:
+        out = subprocess.run(
+            ["docker", "logs", "--tail", str(tail), name],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        found[f"docker logs {name}"] = out.stdout + out.stderr
+    return found
+
+
 async def network_ids() -> list[str]:
     """The ids of every Docker network there is."""
     return (await asyncio.to_thread(docker, "network", "ls", "-q", "--no-trunc")).split()
+
+
+def remove_network(name: str) -> None:
+    """Remove a Docker network and the host firewall rules BenchHub made for its bridge (a
+    network removed with ``docker network rm`` alone leaves its ``BENCH-*`` chains behind)."""
+    found = docker(
+        "network", "ls", "-q", "--no-trunc", "--filter", f"name=^{name}$", check=False
+    ).split()
+    for net_id in found:
+        asyncio.run(firewall.remove(net_id))
+        docker("network", "rm", net_id, check=False)
+    asyncio.run(firewall.sweep(network_ids))  # and of any bridge gone without its rules
 
 
 def cleanup(prefix: str, storage_root: Path) -> None:
@@ -33,8 +63,9 @@ def cleanup(prefix: str, storage_root: Path) -> None:
     ids = docker("ps", "-aq", "--filter", f"name=^{prefix}-", check=False).split()
     if ids:
         docker("rm", "-f", *ids, check=False)
-    ours = docker("network", "ls", "-q", "--no-trunc", "--filter", f"name=^{prefix}-",
-                  check=False).split()  # fmt: skip
+    ours = docker(
+        "network", "ls", "-q", "--no-trunc", "--filter", f"name=^{prefix}-", check=False
+    ).split()
     for net_id in ours:  # every bridge's host firewall, also of cluster networks
         asyncio.run(firewall.remove(net_id))
     for net in (f"{prefix}-open", f"{prefix}-restricted", f"{prefix}-egress-out"):
@@ -46,7 +77,8 @@ def cleanup(prefix: str, storage_root: Path) -> None:
             if target.startswith(str(storage_root)):
                 subprocess.run(["umount", "-l", target], check=False)
         for image in storage_root.rglob("data.ext4"):
-            loops = subprocess.run(["losetup", "-j", str(image), "-O", "NAME", "-n"],
-                                   capture_output=True, text=True).stdout.split()  # fmt: skip
+            loops = subprocess.run(
+                ["losetup", "-j", str(image), "-O", "NAME", "-n"], capture_output=True, text=True
+            ).stdout.split()
             for loop in loops:
                 subprocess.run(["losetup", "-d", loop], check=False)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import requests
-from docker_cli import docker, exec_in
-from hub_harness import HubProcess
+
+from .docker_cli import docker, exec_in
+from .hub_harness import HubProcess
 
 
 def image_present(image: str) -> bool:
@@ -108,27 +108,19 @@ class Clusters:
         return path.read_text() if path.exists() else ""
 
     def service_pid(self) -> int | None:
-        """The pid of this hub's clusters service (its state directory is unique), or None
-        while it is not running."""
-        state = f"--state-dir={self.hub.workdir / 'state' / 'clusters'}".encode()
-        for proc in Path("/proc").iterdir():
-            try:
-                argv = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"hub_services.clusters" in argv and state in argv:
-                return int(proc.name)
-        return None
+        """The pid of this hub's clusters service, or None while it is not running."""
+        return self.hub.service_pid("clusters")
 
-
-def wait_for(predicate, timeout: float, what: str, step: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"not after {timeout} s: {what}")
+    def failure_sections(self) -> dict[str, str]:
+        """The hub's sections, the scaler log, and each cluster container's Spark logs."""
+        sections = {**self.hub.failure_sections(), "scaler log": self.scaler_log()}
+        names = docker("ps", "-a", "--format", "{{.Names}}", "--filter",
+                       f"name=^{self.hub.prefix}-cluster-", check=False).split()  # fmt: skip
+        for name in names:
+            sections[f"spark logs {name}"] = docker(
+                "exec", name, "sh", "-c", "tail -n 30 /var/log/bench-spark/*.log", check=False
+            )
+        return sections
 
 
 def members_in(state: str):

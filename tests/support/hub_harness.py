@@ -4,6 +4,9 @@
 overrides only what a test run needs (ports, state and storage in a temp dir, a test catalog,
 an admin token, names prefixed so a developer's own hub on this machine is left alone), starts
 ``jupyterhub`` in its own session, and talks to its REST API with ``requests``.
+
+The test catalog pins :data:`UNRUNNABLE_MODEL`, a model no host can run (4096 CPUs), so tests
+of "unavailable on this host" hold on any machine, a big CI runner included.
 """
 
 from __future__ import annotations
@@ -14,23 +17,28 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
-REPO = Path(__file__).resolve().parent.parent
+from .docker_cli import container_logs
+from .waiting import WaitTimedOut, wait
+
+REPO = Path(__file__).resolve().parents[2]
 TEST_PREFIX = "benchtest"  # names of everything the suite creates in Docker
 TOKEN = "benchhub-test-token-5f0c1a2b3c4d5e6f"
 PASSWORD = "test-password-123"
 ADMIN_PASSWORD = "test-admin-password-456-0123456789abc"  # "admin"; >= 32 chars
 # each hub service's own API token (by its name), so tests can call as "the service itself"
 SERVICE_TOKEN = "benchhub-test-{}-service-token-0f1e2d3c"
+# A model no host can run: its CPUs come first in the "unavailable" reason ("needs 4096 CPUs;
+# this host has 2"), whatever the machine's size.
+UNRUNNABLE_MODEL = "test-unrunnable"
 TEST_MODELS = {
     "test-small": {"cpus": 0.5, "memory_gb": 0.5},
     "test-medium": {"cpus": 1, "memory_gb": 1},
     "standard-small": {"cpus": 2, "memory_gb": 8},
-    "standard-xlarge": {"cpus": 16, "memory_gb": 64},
+    UNRUNNABLE_MODEL: {"cpus": 4096, "memory_gb": 1},
 }
 
 
@@ -114,21 +122,26 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(self.config_path)],
-            cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
         self.process_groups.append(self.proc.pid)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"hub exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
-                if requests.get(f"{self.url}/hub/api/", timeout=1).ok:
-                    return
+                return requests.get(f"{self.url}/hub/api/", timeout=1).ok
             except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"hub did not answer in {timeout} s:\n{self.log_tail()}")
+                return False
+
+        try:
+            wait(answers, timeout, "the hub answers on its API", step=0.2)
+        except WaitTimedOut:
+            raise RuntimeError(f"hub did not answer in {timeout} s:\n{self.log_tail()}") from None
 
     def kill(self) -> None:
         """SIGKILL the hub only (the proxy survives as an orphan, as in a real crash)."""
@@ -159,13 +172,34 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def service_pid(self, service: str) -> int | None:
+        """The pid of this hub's ``service`` process (e.g. "egress"), or None while none runs:
+        the hub's child started as ``python -m hub_services.<service>``."""
+        module = f"hub_services.{service}".encode()
+        for pid in child_pids(self.proc.pid) if self.proc else []:
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue  # ended meanwhile
+            if module in argv:
+                return pid
+        return None
+
+    def failure_sections(self) -> dict[str, str]:
+        """What explains a failed test: the hub's log tail and the last lines of every
+        container this hub's prefix names (workspaces, the proxy, cluster members)."""
+        return {f"hub log (tail), {self.log_path}": self.log_tail(), **container_logs(self.prefix)}
+
     # ---- REST API --------------------------------------------------------------------------------
 
     def api(self, method: str, path: str, json_body=None, token: str = TOKEN) -> requests.Response:
         return requests.request(
-            method, f"{self.url}/hub/api{path}", json=json_body,
-            headers={"Authorization": f"token {token}"}, timeout=150,
-        )  # fmt: skip
+            method,
+            f"{self.url}/hub/api{path}",
+            json=json_body,
+            headers={"Authorization": f"token {token}"},
+            timeout=150,
+        )
 
     def log_in(self, user: str, password: str) -> tuple[requests.Session, requests.Response]:
         """Log in through the hub's login form as a browser does (the XSRF cookie from
@@ -173,9 +207,11 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
         session = requests.Session()
         session.get(f"{self.url}/hub/login", timeout=30).raise_for_status()
         r = session.post(
-            f"{self.url}/hub/login", allow_redirects=False, timeout=60,
+            f"{self.url}/hub/login",
+            allow_redirects=False,
+            timeout=60,
             data={"username": user, "password": password, "_xsrf": session.cookies["_xsrf"]},
-        )  # fmt: skip
+        )
         return session, r
 
     def ensure_user(self, name: str) -> None:
@@ -188,13 +224,14 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
         return {w["name"]: w for w in r.json()["workspaces"]}
 
     def wait_for(self, user: str, name: str, status: str, timeout: float = 120) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ws = self.workspaces(user).get(name)
-            if ws and ws["status"] == status:
-                return ws
-            time.sleep(0.1)
-        raise AssertionError(f"{user}/{name} not {status} after {timeout} s: {ws}")
+        """The workspace once its status is ``status`` (WaitTimedOut with the last one seen)."""
+        return wait(
+            lambda: self.workspaces(user).get(name),
+            timeout,
+            f"{user}/{name} is {status}",
+            step=0.1,
+            until=lambda ws: ws and ws["status"] == status,
+        )
 
     def start_workspace(self, user: str, name: str, options: dict | None = None) -> dict:
         body = {"user_options": options} if options is not None else None
@@ -208,32 +245,51 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
         self.wait_for_stopped(user, name)
 
     def wait_for_stopped(self, user: str, name: str, timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ws = self.workspaces(user)[name]
-            if ws["status"] in ("stopped", "errored"):
-                return ws
-            time.sleep(0.1)
-        raise AssertionError(f"{user}/{name} did not stop: {ws}")
+        """The workspace once it is stopped or errored."""
+        return wait(
+            lambda: self.workspaces(user)[name],
+            timeout,
+            f"{user}/{name} stops",
+            step=0.1,
+            until=lambda ws: ws["status"] in ("stopped", "errored"),
+        )
 
     def service_api(self, service: str, path: str, token: str = TOKEN, **params):
         """GET a hub service's API (through the proxy), e.g. ("lifecycle", "api/workspaces")."""
         return requests.get(
-            f"{self.url}/services/{service}/{path}", params=params,
-            headers={"Authorization": f"token {token}"}, timeout=30,
-        )  # fmt: skip
+            f"{self.url}/services/{service}/{path}",
+            params=params,
+            headers={"Authorization": f"token {token}"},
+            timeout=30,
+        )
 
     def wait_for_activity(self, user: str, workspace: str, action: str, timeout: float = 30):
         """The newest activity-log entry of ``action`` for a workspace (the lifecycle service
-        copies the hub's journal on each pass), or AssertionError after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            r = self.service_api("lifecycle", "api/activity", user=user, workspace=workspace,
-                                 action=action)  # fmt: skip
-            if r.ok and r.json()["entries"]:
-                return r.json()["entries"][0]
-            time.sleep(0.5)
-        raise AssertionError(f"no {action!r} entry for {user}/{workspace} after {timeout} s")
+        copies the hub's journal on each pass), or WaitTimedOut after ``timeout``."""
+
+        def entries() -> list[dict]:
+            r = self.service_api(
+                "lifecycle", "api/activity", user=user, workspace=workspace, action=action
+            )
+            return r.json()["entries"] if r.ok else []
+
+        return wait(entries, timeout, f"a {action!r} entry for {user}/{workspace}")[0]
 
     def container_name(self, user: str, name: str) -> str:
         return f"{self.prefix}-{user}--{name}"
+
+
+def child_pids(parent: int) -> list[int]:
+    """The pids of ``parent``'s child processes (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        if int(stat.rpartition(")")[2].split()[1]) == parent:
+            found.append(int(entry.name))
+    return found
