@@ -1,8 +1,9 @@
 """Workspace clusters, one run: scale-up after a burst, scale-down after the work, throughput.
 
-A real hub (tests/hub_harness, prefix "benchclusb") with the clusters service (a pass every
-second and at once on Docker events, ``parallel_starts`` 4, stabilisation 5 s, minimum member
-lifetime 10 s instead of ICA Bench's 300 s) and one workspace, alice/bench. Members are
+A real hub (tests/support/hub_harness, prefix "benchclusb") with the clusters service (a pass
+every second and at once on Docker events, stabilisation 5 s, minimum member lifetime 10 s
+instead of ICA Bench's 300 s; members boot paced by the default start window of this host,
+hub_services/clusters/pacing.py) and one workspace, alice/bench. Members are
 standard-small (2 CPUs, 8 GB) with a dedicated manager, so each offers 2 cores to jobs; jobs
 are submitted with qsub inside the workspace as its user. Member readiness is read from the
 manager (``qhost``: the execution daemon reports) every 0.1 s, independently of the service.
@@ -11,39 +12,44 @@ manager (``qhost``: the execution daemon reports) every 0.1 s, independently of 
    qsub to the new member accepting jobs is the floor's unit (median of 3, scaled back to 0
    between them).
 2. Burst: 20 one-core jobs (sleep 20) submitted at once need k = 10 members. Time from the
-   first qsub to all 10 accepting jobs, against member start x ceil(k / parallel starts).
+   first qsub to all 10 accepting jobs, against member start x ceil(k / start window).
 3. Scale-down: from the last job's end to 0 members, against the policy's own pacing (one
    member drained at a time, the next after the stabilisation time: (k - 1) x 5 s).
 4. Throughput: a static cluster of 4 members (8 cores) runs 500 one-second jobs (one array
    job, -t 1-500): time from qsub to the last task's end, against 500 CPU-s / 8 cores.
-Raw numbers: .cache/bench/clusters.json.
+Raw numbers: .cache/bench/clusters.json; the run's scaler log: .cache/bench/clusters-scaler.log.
+A wait that fails does not end the run: it becomes a row (what was awaited, what was reached
+and when, the scaler log's tail) in the table and in the JSON (``failed``), and the next phase
+starts.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import requests
 
+from hub_services.clusters import pacing, sge
+from tests.support import waiting
+from tests.support.docker_cli import cleanup, docker, exec_in
+from tests.support.hub_harness import HubProcess
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from docker_cli import cleanup, docker, exec_in  # noqa: E402
-from hub_harness import HubProcess  # noqa: E402
-
-from hub_services.clusters import sge  # noqa: E402
 
 PREFIX = "benchclusb"
-# PARALLEL is the service's parallel_starts (its default)
-STABILISATION_S, MIN_LIFETIME_S, PARALLEL = 5, 10, 4
+# WINDOW is the service's default start window on this host (parallel_starts 0)
+STABILISATION_S, MIN_LIFETIME_S = 5, 10
+WINDOW = pacing.start_window(os.cpu_count() or 1)
+SCALER_LOG = "logs/sge-scaler.log"  # in the workspace's /data
 MEMBER = {"resource_model": "standard-small", "dedicated_manager": True}  # 2 cores per member
 BURST, BURST_SLEEP_S, CORES_PER_MEMBER = 20, 20, 2
 THROUGHPUT_JOBS, THROUGHPUT_MEMBERS = 500, 4
@@ -57,9 +63,13 @@ class Bench:
         self.token = r.json()["token"]
 
     def api(self, method: str, body: dict | None = None) -> dict | None:
-        r = requests.request(method, f"{self.hub.url}/services/clusters/api/clusters/alice/bench",
-                             json=body, headers={"Authorization": f"token {self.token}"},
-                             timeout=30)  # fmt: skip
+        r = requests.request(
+            method,
+            f"{self.hub.url}/services/clusters/api/clusters/alice/bench",
+            json=body,
+            headers={"Authorization": f"token {self.token}"},
+            timeout=30,
+        )
         if r.status_code in (204, 404):
             return None
         r.raise_for_status()
@@ -73,14 +83,23 @@ class Bench:
 
     def accepting(self, manager: str) -> int:
         """Members (not the manager) whose execution daemon reports and take jobs."""
-        out = [subprocess.run(["docker", "exec", manager, *argv], capture_output=True,
-                              text=True).stdout for argv in (sge.HOSTS_ARGV, sge.QUEUES_ARGV)]
+        out = [
+            subprocess.run(
+                ["docker", "exec", manager, *argv], capture_output=True, text=True
+            ).stdout
+            for argv in (sge.HOSTS_ARGV, sge.QUEUES_ARGV)
+        ]
         hosts = sge.parse_members(out[0], out[1] or "<job_info/>")
-        return sum(1 for name, h in hosts.items()
-                   if name != manager and h.reporting and not h.disabled)  # fmt: skip
+        return sum(
+            1 for name, h in hosts.items() if name != manager and h.reporting and not h.disabled
+        )
 
     def members(self) -> int:
         return len((self.api("GET") or {}).get("members") or [])
+
+    def scaler_log(self) -> str:
+        path = self.hub.storage_root / "alice" / "bench" / "mnt" / SCALER_LOG
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def start(self, settings: dict) -> str:
         self.api("POST", {**MEMBER, **settings})
@@ -92,19 +111,44 @@ class Bench:
         wait(lambda: self.api("GET") is None, 60, "the cluster is gone")
 
     def queue_empty(self, manager: str) -> bool:
-        out = subprocess.run(["docker", "exec", manager, "qstat", "-u", "*"],
-                             capture_output=True, text=True).stdout  # fmt: skip
+        out = subprocess.run(
+            ["docker", "exec", manager, "qstat", "-u", "*"], capture_output=True, text=True
+        ).stdout
         return not out.strip()
 
 
-def wait(predicate, timeout: float, what: str, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise RuntimeError(f"not after {timeout} s: {what}")
+# the support package's wait, looking at least every 0.1 s: the times measured here are seen
+# within 0.1 s of the event
+wait = partial(waiting.wait, step=0.1)
+
+
+def attempt(bench: Bench, results: dict, phase: str, measure, *args):
+    """``measure(*args)``; a wait in it that fails is recorded in ``results["failed"]`` (what
+    it waited for, what it reached, seconds into the phase, the scaler log's last lines) and
+    gives None instead of ending the run."""
+    t0 = time.monotonic()
+    try:
+        return measure(*args)
+    except waiting.WaitTimedOut as e:
+        results.setdefault("failed", []).append(
+            {
+                "phase": phase,
+                "waited_for": e.what,
+                "timeout_s": e.timeout,
+                "reached": repr(e.last),
+                "after_s": round(time.monotonic() - t0, 1),
+                "scaler_log_tail": bench.scaler_log().splitlines()[-15:],
+            }
+        )
+        print(f"FAILED {phase}: {e}", flush=True)
+        return None
+
+
+def keep_scaler_log(bench: Bench, name: str) -> None:
+    """Copy the run's scaler log to .cache/bench/<name> (the workspace is removed after)."""
+    out = REPO / ".cache" / "bench" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(bench.scaler_log())
 
 
 def member_start(bench: Bench, manager: str) -> float:
@@ -112,7 +156,7 @@ def member_start(bench: Bench, manager: str) -> float:
     wait(lambda: bench.accepting(manager) == 0 and bench.members() == 0, 120, "0 members")
     t0 = time.monotonic()
     bench.sh("cd /data && qsub -o /dev/null -e /dev/null -b y sleep 1")
-    wait(lambda: bench.accepting(manager) == 1, 60, "one member accepts jobs")
+    wait(lambda: bench.accepting(manager), 60, "one member accepts jobs", until=lambda n: n == 1)
     return time.monotonic() - t0
 
 
@@ -120,21 +164,32 @@ def burst(bench: Bench, manager: str) -> dict:
     k = math.ceil(BURST / CORES_PER_MEMBER)
     wait(lambda: bench.members() == 0, 120, "0 members before the burst")
     t0 = time.monotonic()
-    bench.sh(f"cd /data && for i in $(seq {BURST}); do qsub -o /dev/null -e /dev/null "
-             f"-b y sleep {BURST_SLEEP_S} >/dev/null; done")  # fmt: skip
+    bench.sh(
+        f"cd /data && for i in $(seq {BURST}); do qsub -o /dev/null -e /dev/null "
+        f"-b y sleep {BURST_SLEEP_S} >/dev/null; done"
+    )
     submitted = time.monotonic() - t0
-    wait(lambda: bench.accepting(manager) >= k, 120, f"{k} members accept jobs")
+    wait(lambda: bench.accepting(manager), 120, f"{k} members accept jobs", until=lambda n: n >= k)
     up = time.monotonic() - t0
     wait(lambda: bench.queue_empty(manager), 300, "the burst's jobs end")
     ended = time.monotonic()
     wait(lambda: bench.members() == 0, 600, "back to 0 members", step=0.5)
-    return {"k": k, "submit_s": submitted, "scale_up_s": up,
-            "scale_down_s": time.monotonic() - ended}  # fmt: skip
+    return {
+        "k": k,
+        "submit_s": submitted,
+        "scale_up_s": up,
+        "scale_down_s": time.monotonic() - ended,
+    }
 
 
 def throughput(bench: Bench) -> float:
     manager = bench.start({"type": "static", "members": THROUGHPUT_MEMBERS})
-    wait(lambda: bench.accepting(manager) == THROUGHPUT_MEMBERS, 120, "all members accept jobs")
+    wait(
+        lambda: bench.accepting(manager),
+        120,
+        "all members accept jobs",
+        until=lambda n: n == THROUGHPUT_MEMBERS,
+    )
     t0 = time.monotonic()
     bench.sh(f"cd /data && qsub -o /dev/null -e /dev/null -t 1-{THROUGHPUT_JOBS} -b y sleep 1")
     wait(lambda: bench.queue_empty(manager), 1800, "the 500 jobs end", step=0.25)
@@ -143,31 +198,43 @@ def throughput(bench: Bench) -> float:
 
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="benchclusb-"))
-    hub = HubProcess(workdir, prefix=PREFIX, env_overrides={
-        "BENCHHUB_CLUSTER_SUBNETS": "10.234.0.0/20",
-        "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(workdir / "scratch"),
-        "BENCHHUB_CLUSTER_INTERVAL": "1",
-        "BENCHHUB_CLUSTER_STABILISATION": str(STABILISATION_S),
-        "BENCHHUB_CLUSTER_MIN_LIFETIME": str(MIN_LIFETIME_S),
-    })  # fmt: skip
+    hub = HubProcess(
+        workdir,
+        prefix=PREFIX,
+        env_overrides={
+            "BENCHHUB_CLUSTER_SUBNETS": "10.234.0.0/20",
+            "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(workdir / "scratch"),
+            "BENCHHUB_CLUSTER_INTERVAL": "1",
+            "BENCHHUB_CLUSTER_STABILISATION": str(STABILISATION_S),
+            "BENCHHUB_CLUSTER_MIN_LIFETIME": str(MIN_LIFETIME_S),
+        },
+    )
     cleanup(PREFIX, hub.storage_root)
-    results: dict = {"date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"}
+    results: dict = {"date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "window": WINDOW}
+    bench = None
     try:
         hub.start()
         hub.ensure_user("alice")
         hub.start_workspace("alice", "bench", {"resource_model": "test-small"})
         bench = Bench(hub)
         manager = bench.start({"type": "dynamic", "min_members": 0, "max_members": 10})
-        results["member_start_s"] = [member_start(bench, manager) for _ in range(3)]
-        results["burst"] = burst(bench, manager)
+        starts = [
+            attempt(bench, results, "member start", member_start, bench, manager) for _ in range(3)
+        ]
+        results["member_start_s"] = [s for s in starts if s is not None]
+        results["burst"] = attempt(bench, results, "burst", burst, bench, manager)
         bench.stop()
-        results["throughput_s"] = throughput(bench)
+        results["throughput_s"] = attempt(bench, results, "throughput", throughput, bench)
+        keep_scaler_log(bench, "clusters-scaler.log")
         bench.stop()
     finally:
+        if bench is not None and not (REPO / ".cache/bench/clusters-scaler.log").exists():
+            keep_scaler_log(bench, "clusters-scaler.log")
         hub.stop()
         cleanup(PREFIX, hub.storage_root)
-        for net in docker("network", "ls", "-q", "--filter", f"name=^{PREFIX}-cluster-",
-                          check=False).split():  # fmt: skip
+        for net in docker(
+            "network", "ls", "-q", "--filter", f"name=^{PREFIX}-cluster-", check=False
+        ).split():
             docker("network", "rm", net, check=False)
     out = REPO / ".cache" / "bench" / "clusters.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -176,26 +243,49 @@ def main() -> None:
 
 
 def _report(r: dict) -> None:
-    start = statistics.median(r["member_start_s"])
-    b = r["burst"]
-    floor_up = start * math.ceil(b["k"] / PARALLEL)
-    floor_down = (b["k"] - 1) * STABILISATION_S
-    ideal = THROUGHPUT_JOBS * 1.0 / (THROUGHPUT_MEMBERS * CORES_PER_MEMBER)
     print(f"\n## Workspace clusters ({r['date']})\n")
     print("| measure | BenchHub | floor / ideal | ratio |")
     print("|---|---|---|---|")
-    starts = ", ".join(f"{s:.1f}" for s in r["member_start_s"])
-    print(f"| one member: qsub -> accepting jobs (median of {starts} s) | {start:.1f} s | | |")
-    print(f"| burst of {BURST} jobs -> all {b['k']} members accepting jobs "
-          f"({PARALLEL} start at once; submitting took {b['submit_s']:.1f} s) "
-          f"| {b['scale_up_s']:.1f} s | {floor_up:.1f} s (member start x "
-          f"ceil({b['k']}/{PARALLEL})) | **{b['scale_up_s'] / floor_up:.2f}** |")  # fmt: skip
-    print(f"| last job end -> 0 members (one drained at a time, {STABILISATION_S} s apart) "
-          f"| {b['scale_down_s']:.1f} s | {floor_down:.0f} s ((k-1) x stabilisation) "
-          f"| **{b['scale_down_s'] / floor_down:.2f}** |")  # fmt: skip
-    print(f"| {THROUGHPUT_JOBS} one-second jobs, {THROUGHPUT_MEMBERS} members x "
-          f"{CORES_PER_MEMBER} cores | {r['throughput_s']:.1f} s | {ideal:.1f} s (CPU-s / cores) "
-          f"| **{r['throughput_s'] / ideal:.2f}** |")  # fmt: skip
+    start = statistics.median(r["member_start_s"]) if r["member_start_s"] else None
+    if start is not None:
+        starts = ", ".join(f"{s:.1f}" for s in r["member_start_s"])
+        print(f"| one member: qsub -> accepting jobs (median of {starts} s) | {start:.1f} s | | |")
+    b = r.get("burst")
+    if b and start is not None:
+        floor_up = start * math.ceil(b["k"] / WINDOW)
+        print(
+            f"| burst of {BURST} jobs -> all {b['k']} members accepting jobs "
+            f"(at most {WINDOW} booting at once; submitting took {b['submit_s']:.1f} s) "
+            f"| {b['scale_up_s']:.1f} s | {floor_up:.1f} s (member start x "
+            f"ceil({b['k']}/{WINDOW})) | **{b['scale_up_s'] / floor_up:.2f}** |"
+        )
+    if b:
+        floor_down = (b["k"] - 1) * STABILISATION_S
+        print(
+            f"| last job end -> 0 members (one drained at a time, {STABILISATION_S} s "
+            f"apart) | {b['scale_down_s']:.1f} s | {floor_down:.0f} s ((k-1) x "
+            f"stabilisation) | **{b['scale_down_s'] / floor_down:.2f}** |"
+        )
+    if r.get("throughput_s") is not None:
+        ideal = THROUGHPUT_JOBS * 1.0 / (THROUGHPUT_MEMBERS * CORES_PER_MEMBER)
+        print(
+            f"| {THROUGHPUT_JOBS} one-second jobs, {THROUGHPUT_MEMBERS} members x "
+            f"{CORES_PER_MEMBER} cores | {r['throughput_s']:.1f} s | {ideal:.1f} s "
+            f"(CPU-s / cores) | **{r['throughput_s'] / ideal:.2f}** |"
+        )
+    print_failures(r)
+
+
+def print_failures(r: dict) -> None:
+    """A row per failed wait, and the scaler log's tail under the table."""
+    for f in r.get("failed", []):
+        print(
+            f"| FAILED {f['phase']}: {f['waited_for']} | not after {f['timeout_s']:g} s "
+            f"(at {f['after_s']:.0f} s into the phase) | reached: {f['reached']} | |"
+        )
+    for f in r.get("failed", []):
+        print(f"\nscaler log before the {f['phase']} failure:")
+        print("\n".join(f"    {line}" for line in f["scaler_log_tail"]))
 
 
 if __name__ == "__main__":

@@ -93,8 +93,9 @@ class SubnetPool:
 
     def _subnet(self, index: int) -> ipaddress.IPv4Network:
         size = 2 ** (32 - self._prefix_length)
-        return ipaddress.IPv4Network((int(self._network.network_address) + index * size,
-                                      self._prefix_length))  # fmt: skip
+        return ipaddress.IPv4Network(
+            (int(self._network.network_address) + index * size, self._prefix_length)
+        )
 
     def _index(self, subnet: str) -> int:
         net = ipaddress.IPv4Network(subnet)

@@ -185,8 +185,9 @@ def host_config_kwargs(plan: NodePlan) -> dict:
         cap_add=list(CAPABILITIES),
         security_opt=list(SECURITY_OPTIONS),
         network_mode=plan.network,
-        binds={m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
-               for m in plan.mounts},  # fmt: skip
+        binds={
+            m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in plan.mounts
+        },
         init=False,  # tini is the image's entrypoint
         restart_policy={"Name": "no"},
         log_config=LOG_CONFIG,  # what jobs print cannot fill the host's disk

@@ -17,6 +17,7 @@ from jupyterhub.utils import exponential_backoff
 
 from benchhub import firewall
 from benchhub.docker_engine import DockerEngine
+from benchhub.labels import USER, WORKSPACE
 from benchhub.resource_models import ResourceModel
 from benchhub.storage_admission import StorageRequest
 from benchhub.storage_allocations import StorageAdmission
@@ -45,7 +46,7 @@ __all__ = ["ClusterNodes", "NodeError", "node_exit_reason"]
 
 GIB = 1024**3
 READY_LINE = "bench-cluster: manager ready"
-_ADD_MEMBER = 'printf "%s\\n" "$BENCH_SGE_HOST_CONFIG" | bench-sge add-member "$0" "$1"'
+_ADD_MEMBER = 'printf "%s\\n" "$BENCHHUB_SGE_HOST_CONFIG" | bench-sge add-member "$0" "$1"'
 
 
 class NodeError(RuntimeError):
@@ -102,6 +103,39 @@ class ClusterNodes:
     def names(prefix: str, rec: ClusterRecord) -> ClusterNames:
         return ClusterNames(prefix, rec.cluster_id)
 
+    # ---- Docker facts ----------------------------------------------------------------------
+
+    async def workspace_container(self, prefix: str, user: str, workspace: str) -> dict | None:
+        """``docker inspect`` of the workspace's running container (the hub of ``prefix``'s)."""
+        found = await self.engine.call(
+            "containers",
+            filters={
+                "label": [f"{USER}={user}", f"{WORKSPACE}={workspace}"],
+                "status": "running",
+            },
+        )
+        for container in found:
+            if any(n.lstrip("/").startswith(f"{prefix}-") for n in container["Names"]):
+                return await self.engine.inspect(container["Id"])
+        return None
+
+    async def is_restricted(self, container: dict) -> bool:
+        """Whether the workspace sits on an internal network (restricted access mode): its
+        cluster network is internal too, so attaching it opens no way out."""
+        for name in container.get("NetworkSettings", {}).get("Networks") or {}:
+            try:
+                if (await self.engine.call("inspect_network", name)).get("Internal"):
+                    return True
+            except NotFound:
+                continue
+        return False
+
+    async def docker_subnets(self) -> list[str]:
+        """Every subnet the engine's networks use (a cluster's subnet must not overlap one)."""
+        networks = await self.engine.call("networks")
+        configs = [cfg for net in networks for cfg in (net.get("IPAM") or {}).get("Config") or []]
+        return [cfg["Subnet"] for cfg in configs if cfg.get("Subnet")]
+
     # ---- network and manager ---------------------------------------------------------------
 
     async def create_network(self, names: ClusterNames, rec: ClusterRecord) -> None:
@@ -126,9 +160,13 @@ class ClusterNodes:
             self.log.info("host firewall for network %s put in place", names.network)
 
     async def start_manager(
-        self, names: ClusterNames, rec: ClusterRecord, model: ResourceModel, mounts: list[Mount],
+        self,
+        names: ClusterNames,
+        rec: ClusterRecord,
+        model: ResourceModel,
+        mounts: list[Mount],
         spark_ui: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Run the manager (a dedicated one sized like a member, else ``manager_model``) and
         wait until it has applied the configuration and its Spark master answers (with
         ``spark_ui``, the hub's proxy path of its web UI, served under that prefix). A
@@ -140,15 +178,22 @@ class ClusterNodes:
             await self.engine.remove(names.manager)
         size = model if rec.settings.get("dedicated_manager") else self.manager_model
         plan = NodePlan(
-            name=names.manager, role="manager", image=self.image, command=["manager"],
-            network=names.network, address=manager_address(rec.subnet), cpus=size.cpus,
+            name=names.manager,
+            role="manager",
+            image=self.image,
+            command=["manager"],
+            network=names.network,
+            address=manager_address(rec.subnet),
+            cpus=size.cpus,
             memory=int(size.memory_gb * GIB),
             mounts=[*mounts, Mount(self.config_dir, CONFIG_DIR, read_only=True)],
             labels=labels(names.prefix, rec.cluster_id, rec.user, rec.workspace, "manager"),
-            environment={"BENCH_SGE_PUBLISH": PUBLISH_DIR,
-                         **({"BENCH_SPARK_UI_URL": spark_ui.rstrip("/")} if spark_ui else {})},
+            environment={
+                "BENCHHUB_SGE_PUBLISH": PUBLISH_DIR,
+                **({"BENCHHUB_SPARK_UI_URL": spark_ui.rstrip("/")} if spark_ui else {}),
+            },
             aliases=(spark.MASTER_ALIAS,),
-        )  # fmt: skip
+        )
         await self._run(plan)
         await self.wait_for_manager(names)
 
@@ -160,15 +205,20 @@ class ClusterNodes:
             if found is None or not found["State"]["Running"]:
                 tail = await self._last_log_line(names.manager)
                 state = found["State"] if found else None
-                raise NodeError(f"the manager stopped while starting: {node_exit_reason(state)}"
-                                + (f"; last log line: {tail}" if tail else ""))  # fmt: skip
+                raise NodeError(
+                    f"the manager stopped while starting: {node_exit_reason(state)}"
+                    + (f"; last log line: {tail}" if tail else "")
+                )
             logs = await self.engine.call("logs", names.manager, tail=20)
             return READY_LINE in logs.decode(errors="replace")
 
         await exponential_backoff(
-            ready, f"the manager {names.manager} was not ready in {self.manager_timeout:g} s",
-            start_wait=0.2, max_wait=1, timeout=self.manager_timeout,
-        )  # fmt: skip
+            ready,
+            f"the manager {names.manager} was not ready in {self.manager_timeout:g} s",
+            start_wait=0.2,
+            max_wait=1,
+            timeout=self.manager_timeout,
+        )
 
     async def _last_log_line(self, container: str) -> str:
         try:
@@ -181,11 +231,16 @@ class ClusterNodes:
     async def _run(self, plan: NodePlan) -> None:
         client_kwargs = create_kwargs(plan)
         host_config = await self.engine.call("create_host_config", **host_config_kwargs(plan))
-        endpoint = await self.engine.call("create_endpoint_config",
-                                          **networking_kwargs(plan)[plan.network])  # fmt: skip
+        endpoint = await self.engine.call(
+            "create_endpoint_config", **networking_kwargs(plan)[plan.network]
+        )
         networking = await self.engine.call("create_networking_config", {plan.network: endpoint})
-        await self.engine.call("create_container", host_config=host_config,
-                               networking_config=networking, **client_kwargs)  # fmt: skip
+        await self.engine.call(
+            "create_container",
+            host_config=host_config,
+            networking_config=networking,
+            **client_kwargs,
+        )
         try:
             await self.engine.call("start", plan.name)
         except APIError:
@@ -207,66 +262,110 @@ class ClusterNodes:
         address, then it joins the cluster network with that address (and the name
         ``workspace``, where executors find the kernels' Spark drivers)."""
         hostname = workspace["Config"]["Hostname"]
-        await self.manager_exec(names, ["bench-sge", "add-submit-host", hostname,
-                                        rec.workspace_address], what="registering the workspace")
+        await self.manager_exec(
+            names,
+            ["bench-sge", "add-submit-host", hostname, rec.workspace_address],
+            what="registering the workspace",
+        )
         networks = workspace.get("NetworkSettings", {}).get("Networks") or {}
         if names.network in networks:
             return
         try:
-            await self.engine.call("connect_container_to_network", workspace["Id"], names.network,
-                                   ipv4_address=rec.workspace_address,
-                                   aliases=[spark.WORKSPACE_ALIAS])  # fmt: skip
+            await self.engine.call(
+                "connect_container_to_network",
+                workspace["Id"],
+                names.network,
+                ipv4_address=rec.workspace_address,
+                aliases=[spark.WORKSPACE_ALIAS],
+            )
         except APIError as e:
             if "already exists" not in str(e):
                 raise
 
     async def detach_workspace(self, names: ClusterNames, rec: ClusterRecord) -> None:
         try:
-            await self.engine.call("disconnect_container_from_network", rec.workspace_container,
-                                   names.network, force=True)  # fmt: skip
+            await self.engine.call(
+                "disconnect_container_from_network",
+                rec.workspace_container,
+                names.network,
+                force=True,
+            )
         except (NotFound, APIError):
             pass  # the workspace or the network is gone, or it was not attached
 
     # ---- members ---------------------------------------------------------------------------
 
     async def start_member(
-        self, names: ClusterNames, rec: ClusterRecord, member: MemberRecord,
-        model: ResourceModel, capacity: Capacity, mounts: list[Mount], scratch_gb: int,
-    ) -> None:  # fmt: skip
+        self,
+        names: ClusterNames,
+        rec: ClusterRecord,
+        member: MemberRecord,
+        model: ResourceModel,
+        capacity: Capacity,
+        mounts: list[Mount],
+        scratch_gb: int,
+        spark_worker: bool = False,
+    ) -> None:
         """Claim and make ``member``'s fresh ``/scratch`` of ``scratch_gb`` GB (0: in the
         container; refused by storage admission: ``StorageRefused``, and nothing else is
         done), register the member with the manager (its capacity and address), then run its
-        container. Its Spark worker offers the same ``capacity`` to executors."""
+        container. With ``spark_worker`` it starts its Spark worker too (else only when
+        :meth:`start_worker` asks), offering the same ``capacity`` to executors."""
         extra = []
         if scratch_gb:
             volume = self.scratch(rec.cluster_id, member.name)
             if self.admission is not None:
-                request = StorageRequest("scratch_gb", rec.user, scratch_gb * GIB,
-                                         what=f"/scratch of {member.name}")  # fmt: skip
+                request = StorageRequest(
+                    "scratch_gb", rec.user, scratch_gb * GIB, what=f"/scratch of {member.name}"
+                )
                 await asyncio.to_thread(self.admission.admit, volume.dir, request)
             extra.append(Mount(str(await volume.attach(scratch_gb)), SCRATCH))
         config = sge.exec_host_config(member.name, capacity)
-        await self.manager_exec(names, ["sh", "-c", _ADD_MEMBER, member.name, member.address],
-                                {"BENCH_SGE_HOST_CONFIG": config},
-                                what=f"adding member {member.name}")  # fmt: skip
+        await self.manager_exec(
+            names,
+            ["sh", "-c", _ADD_MEMBER, member.name, member.address],
+            {"BENCHHUB_SGE_HOST_CONFIG": config},
+            what=f"adding member {member.name}",
+        )
         plan = NodePlan(
-            name=member.name, role="member", image=self.image,
-            command=["member", names.manager], network=names.network, address=member.address,
-            cpus=model.cpus, memory=int(model.memory_gb * GIB), mounts=[*mounts, *extra],
+            name=member.name,
+            role="member",
+            image=self.image,
+            command=["member", names.manager],
+            network=names.network,
+            address=member.address,
+            cpus=model.cpus,
+            memory=int(model.memory_gb * GIB),
+            mounts=[*mounts, *extra],
             labels=labels(names.prefix, rec.cluster_id, rec.user, rec.workspace, "member"),
-            preemptible=member.preemptible, gpus=model.gpus,
-            environment={"BENCH_SPARK_CORES": str(capacity.cores),
-                         "BENCH_SPARK_MEMORY_MB": str(capacity.memory // 1024**2)},
-        )  # fmt: skip
+            preemptible=member.preemptible,
+            gpus=model.gpus,
+            environment={
+                "BENCHHUB_SPARK_CORES": str(capacity.cores),
+                "BENCHHUB_SPARK_MEMORY_MB": str(capacity.memory // 1024**2),
+                "BENCHHUB_SPARK_WORKER": "on" if spark_worker else "off",
+            },
+        )
         await self._run(plan)
 
-    async def remove_member(self, names: ClusterNames, rec: ClusterRecord,
-                            member: MemberRecord) -> str | None:  # fmt: skip
+    async def start_worker(self, host: str) -> str | None:
+        """Start the Spark worker of member ``host`` unless it runs (a member started
+        without one, now that Spark wants executors). Returns a warning when it failed."""
+        result = await self.engine.exec(host, ["bench-cluster", "start-worker"])
+        if result.ok:
+            return None
+        return (
+            f"starting the Spark worker of {host} failed ({result.exit_code}): "
+            + (result.output.strip().splitlines()[-1:] or ["no output"])[0]
+        )
+
+    async def remove_member(
+        self, names: ClusterNames, rec: ClusterRecord, member: MemberRecord
+    ) -> str | None:
         """Take ``member`` out of Grid Engine and remove its container and scratch. Returns
         a warning when Grid Engine refused (the container is removed all the same)."""
         warning = None
-        result = await self.engine.exec(names.manager, ["bench-sge", "remove-member",
-                                                        member.name])  # fmt: skip
+        result = await self.engine.exec(names.manager, ["bench-sge", "remove-member", member.name])
         if not result.ok:
             warning = result.output.strip().splitlines()[-1:] or ["no output"]
             warning = f"Grid Engine kept {member.name}: {warning[0]}"
@@ -299,17 +398,23 @@ class ClusterNodes:
         await self.manager_exec(names, sge.drain_argv(host), what=f"draining {host}")
         result = await self.engine.exec(host, ["bench-cluster", "stop-worker"])
         if not result.ok:
-            self.log.warning("%s: stopping its Spark worker failed: %s", host,
-                             result.output.strip()[-200:])  # fmt: skip
+            self.log.warning(
+                "%s: stopping its Spark worker failed: %s", host, result.output.strip()[-200:]
+            )
 
-    async def observe_spark(self, names: ClusterNames, rec: ClusterRecord,
-                            capacity: Capacity) -> spark.SparkView:  # fmt: skip
+    async def observe_spark(
+        self, names: ClusterNames, rec: ClusterRecord, capacity: Capacity
+    ) -> spark.SparkView:
         """Spark's view (master, workers, drivers' wishes), asked in the manager."""
         argv = ["/opt/venv/bin/python", "-c", spark.OBSERVE_SCRIPT, spark.WORKSPACE_ALIAS]
         result = await self.engine.exec(names.manager, argv)
         if not result.ok:
-            self.log.warning("%s: asking Spark failed (%s): %s", rec.key, result.exit_code,
-                             result.output.strip()[-200:])  # fmt: skip
+            self.log.warning(
+                "%s: asking Spark failed (%s): %s",
+                rec.key,
+                result.exit_code,
+                result.output.strip()[-200:],
+            )
             return spark.SparkView(master_alive=False)
         return spark.parse_observation(result.output, capacity)
 
@@ -350,8 +455,9 @@ class ClusterNodes:
             return
         for container in found.get("Containers") or {}:
             try:
-                await self.engine.call("disconnect_container_from_network", container, network,
-                                       force=True)  # fmt: skip
+                await self.engine.call(
+                    "disconnect_container_from_network", container, network, force=True
+                )
             except (NotFound, APIError):
                 pass
         await firewall.remove(found["Id"])  # nothing is attached any more

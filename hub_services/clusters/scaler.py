@@ -11,8 +11,13 @@ each member's container still running), then:
 2. :func:`.scaler.decide` chooses one action from the pending requests (Grid Engine jobs
    and executors Spark applications want) and the members (a member running executors is
    busy, and what they hold is not free);
-3. the action is carried out: ``scale_up`` starts members (``parallel_starts`` at a time),
-   ``drain`` disables a member's queue, ``remove`` takes out a drained idle member.
+3. the action is carried out: ``scale_up`` records its members and starts them paced by
+   readiness (:mod:`.pacing`: at most ``start_window`` of the cluster's members booting at
+   once; the others start in later passes as those report), ``drain`` disables a member's
+   queue, ``remove`` takes out a drained idle member. A member's minimum lifetime counts from
+   when it joined (when it could first take a job), not from its container start;
+4. once Spark wants the cluster (:mod:`.spark_use`), joined members get their Spark worker
+   and new members start with one; until then members run no JVM.
 
 Static clusters go through the same pass with ``min_members == max_members``: a lost member
 is replaced because the cluster is below its minimum. What happened goes to the cluster's
@@ -34,7 +39,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from benchhub.resource_models import DEFAULT_DISK_GB, ResourceModel
+from benchhub.resource_models import ResourceModel
 from benchhub.storage_admission import StorageRequest
 from benchhub.storage_allocations import StorageAdmission, StorageRefused
 from benchhub.writable_layer import (
@@ -44,7 +49,7 @@ from benchhub.writable_layer import (
     over_limit_reason,
 )
 
-from . import sge, spark
+from . import pacing, sge, spark, spark_use
 from .addresses import AddressesExhausted, member_addresses
 from .containers import ClusterNames, Mount
 from .nodes import ClusterNodes, node_exit_reason
@@ -64,7 +69,7 @@ class ClusterScaler:
         self,
         nodes: ClusterNodes,
         save: Callable[[], Awaitable[None]],
-        parallel_starts: int = 4,
+        start_window: int = 4,
         join_timeout: float = 120,
         address_quarantine: float = 900,
         log: logging.Logger | None = None,
@@ -75,7 +80,7 @@ class ClusterScaler:
         self.admission = admission
         self.layer_watch = layer_watch
         self.save = save
-        self.parallel_starts = max(1, parallel_starts)
+        self.start_window = max(1, start_window)  # members of a cluster booting at once
         self.join_timeout = join_timeout
         self.address_quarantine = address_quarantine
         self.log = log or logging.getLogger("benchhub.clusters")
@@ -85,62 +90,87 @@ class ClusterScaler:
         self._measured: dict[str, tuple[float, tuple[int, float] | None]] = {}
 
     async def step(
-        self, names: ClusterNames, rec: ClusterRecord, model: ResourceModel,
-        policy: ScalingPolicy, mounts: list[Mount], scaler_log: ScalerLog,
-    ) -> dict:  # fmt: skip
+        self,
+        names: ClusterNames,
+        rec: ClusterRecord,
+        model: ResourceModel,
+        policy: ScalingPolicy,
+        mounts: list[Mount],
+        scaler_log: ScalerLog,
+    ) -> dict:
         """One pass; returns the cluster's observed view for the API (see :func:`_view`)."""
         now = utcnow()
         lines: list[str] = []
         (hosts, pending), sparks = await asyncio.gather(
             self.nodes.observe(names), self.nodes.observe_spark(names, rec, policy.capacity)
         )
-        lost = await self._lost(rec, hosts, now)
+        lost = await self._lost(rec, model, hosts, now)
         for name, reason in lost.items():
             lines.append(await self._lose(names, rec, name, reason, now))
+        spark_news = self._spark_use(rec, sparks)
+        lines += spark_news
         members = self._members(rec, hosts, sparks.workers)
         requests = [job.request() for job in pending if job.waiting] + sparks.requests
         decision = decide(policy, requests, members, now, parse_time(rec.last_operation_at))
         lines += await self._act(decision, names, rec, model, policy, mounts, now)
+        started, start_lines = await self._start_waiting(names, rec, model, policy, mounts)
+        lines += start_lines
+        workers = await self._start_workers(rec, hosts)
         lines += self._report(rec, decision, policy, members, requests)
-        if lost or decision.action != "none":
+        if lost or spark_news or started or workers or decision.action != "none":
             await self.save()
         await asyncio.to_thread(scaler_log.append, now, lines)
         return _view(rec, hosts, pending, sparks, decision, now)
 
     # ---- lost members ----------------------------------------------------------------------
 
-    async def _lost(self, rec: ClusterRecord, hosts: dict, now: datetime) -> dict[str, str]:
+    async def _lost(
+        self, rec: ClusterRecord, model: ResourceModel, hosts: dict, now: datetime
+    ) -> dict[str, str]:
         """``{member: why it is lost}``; also records members that joined."""
         found = await asyncio.gather(*(self.nodes.engine.inspect(n) for n in rec.members))
         lost = {}
-        memory = int(rec.model["memory_gb"] * GIB)
+        memory = int(model.memory_gb * GIB)
         for member, container in zip(list(rec.members.values()), found, strict=True):
             host = hosts.get(member.name)
+            if member.waiting_to_start:  # no container yet (pacing)
+                continue
             if container is None or not container["State"]["Running"]:
                 state = container["State"] if container else None
                 lost[member.name] = node_exit_reason(state, memory)
             elif host is not None and host.reporting:
+                if not member.joined:
+                    member.joined_at = now.isoformat()
                 member.joined = True
             elif not member.joined:
                 age = (now - parse_time(member.started_at)).total_seconds()
                 if age > self.join_timeout:
                     lost[member.name] = f"it did not join the manager within {age:.0f} s"
-        running = {m.name: c for m, c in zip(rec.members.values(), found, strict=True)
-                   if m.name not in lost and c is not None}  # fmt: skip
-        lost.update(await self._over_disk_limit(rec, running))
+        running = {
+            m.name: c
+            for m, c in zip(rec.members.values(), found, strict=True)
+            if m.name not in lost and c is not None
+        }
+        lost.update(await self._over_disk_limit(rec, model, running))
         return lost
 
-    async def _over_disk_limit(self, rec: ClusterRecord, running: dict) -> dict[str, str]:
+    async def _over_disk_limit(
+        self, rec: ClusterRecord, model: ResourceModel, running: dict
+    ) -> dict[str, str]:
         """``{member: disk limit reason}`` of the running members measured in this pass."""
         if self.layer_watch is None:
             return {}
-        limit = int(float(rec.model.get("disk_gb") or DEFAULT_DISK_GB) * GIB)
+        limit = int(model.disk_gb * GIB)
         cadence = self.layer_watch.cadence
         now = time.monotonic()
-        due = {name: upper for name, c in running.items()
-               if (upper := _upper_dir(c)) and self._measured.get(name, (0, None))[0] <= now}
-        found = await asyncio.gather(*(self.layer_watch.usage(u) for u in due.values()),
-                                     return_exceptions=True)  # fmt: skip
+        due = {
+            name: upper
+            for name, c in running.items()
+            if (upper := _upper_dir(c)) and self._measured.get(name, (0, None))[0] <= now
+        }
+        found = await asyncio.gather(
+            *(self.layer_watch.usage(u) for u in due.values()), return_exceptions=True
+        )
         over = {}
         for name, usage in zip(due, found, strict=True):
             previous = self._measured.get(name, (0, None))[1]
@@ -177,8 +207,9 @@ class ClusterScaler:
         self._measured.pop(name, None)
 
     @staticmethod
-    def _members(rec: ClusterRecord, hosts: dict[str, sge.HostState],
-                 workers: dict[str, spark.WorkerUse]) -> list[Member]:  # fmt: skip
+    def _members(
+        rec: ClusterRecord, hosts: dict[str, sge.HostState], workers: dict[str, spark.WorkerUse]
+    ) -> list[Member]:
         """The scaler's members: Grid Engine's jobs and free consumables, with a member's
         Spark executors counted as one more running job and taken off what is free."""
         members = []
@@ -189,15 +220,48 @@ class ClusterScaler:
             if free is not None and use is not None:
                 free = Capacity(max(0, free.cores - use.cores), max(0, free.memory - use.memory))
             executors = 1 if use is not None and use.cores else 0
-            members.append(Member(
-                m.name, parse_time(m.started_at),
-                running_jobs=(host.running_jobs if host else 0) + executors,
-                draining=m.draining or bool(host and host.disabled),
-                preemptible=m.preemptible,
-                joined=bool(host and host.reporting),
-                free=free,
-            ))  # fmt: skip
+            members.append(
+                Member(
+                    m.name,
+                    parse_time(m.joined_at or m.started_at),  # its lifetime: since joining
+                    running_jobs=(host.running_jobs if host else 0) + executors,
+                    draining=m.draining or bool(host and host.disabled),
+                    preemptible=m.preemptible,
+                    joined=bool(host and host.reporting),
+                    free=free,
+                )
+            )
         return members
+
+    # ---- Spark workers on demand -----------------------------------------------------------
+
+    @staticmethod
+    def _spark_use(rec: ClusterRecord, sparks: spark.SparkView) -> list[str]:
+        """Turn the cluster's Spark use on when Spark first wants it; the log line saying so."""
+        if rec.spark_in_use or not spark_use.spark_in_use(sparks, False):
+            return []
+        rec.spark_in_use = True
+        return [
+            f"Spark is in use ({spark_use.why_in_use(sparks)}): members run a Spark "
+            "worker from now on"
+        ]
+
+    async def _start_workers(self, rec: ClusterRecord, hosts: dict) -> list[str]:
+        """Start the Spark worker of each member :func:`.spark_use.workers_to_start` names
+        (in parallel); a member whose start failed is tried again in the next pass."""
+        reporting = [name for name, host in hosts.items() if host.reporting]
+        wanted = spark_use.workers_to_start(rec.spark_in_use, rec.members.values(), reporting)
+        if not wanted:
+            return []
+        warnings = await asyncio.gather(*(self.nodes.start_worker(name) for name in wanted))
+        started = []
+        for name, warning in zip(wanted, warnings, strict=True):
+            if warning:
+                self.log.warning("%s: %s", rec.key, warning)
+            elif name in rec.members:
+                rec.members[name].spark_worker = True
+                started.append(name)
+        return started
 
     # ---- acting ----------------------------------------------------------------------------
 
@@ -231,34 +295,65 @@ class ClusterScaler:
                 lines.append(f"cannot add more members now: {e}")
                 break
             rec.next_member += 1
-            new.append(MemberRecord(name, address, now.isoformat(), scratch=scratch_gb > 0,
-                                    preemptible=bool(rec.settings.get("preemptible"))))
+            new.append(
+                MemberRecord(
+                    name,
+                    address,
+                    now.isoformat(),
+                    scratch=scratch_gb > 0,
+                    preemptible=bool(rec.settings.get("preemptible")),
+                    waiting_to_start=True,
+                )
+            )
         rec.addresses = book.to_dict()
         rec.members.update({m.name: m for m in new})
         rec.last_operation_at = now.isoformat()
         await self.save()  # a crash from here on finds the members in the record: adopted or lost
         total = len([m for m in rec.members.values() if not m.draining])
         lines.insert(0, f"scale up by {len(new)} to {total} members: {decision.reason}")
-        slots = asyncio.Semaphore(self.parallel_starts)
+        return lines
+
+    async def _start_waiting(self, names, rec, model, policy, mounts) -> tuple[int, list[str]]:
+        """Start the members :func:`.pacing.members_to_start` allows now (see the module
+        docstring); a member that fails to start is removed and its address released.
+        Returns how many were tried and the log lines."""
+        waiting = [m.name for m in rec.members.values() if m.waiting_to_start]
+        if not waiting:
+            return 0, []
+        # started and not yet reporting (``joined`` was brought up to date by _lost)
+        booting = sum(1 for m in rec.members.values() if not (m.waiting_to_start or m.joined))
+        new = [rec.members[n] for n in pacing.members_to_start(waiting, booting, self.start_window)]
+        scratch_gb = int(rec.settings.get("scratch_gb", 0))
+        lines: list[str] = []
 
         async def start(member: MemberRecord) -> None:
-            async with slots:
-                await self.nodes.start_member(names, rec, member, model, policy.capacity,
-                                              mounts, scratch_gb)  # fmt: skip
-                member.started_at = utcnow().isoformat()
+            await self.nodes.start_member(
+                names,
+                rec,
+                member,
+                model,
+                policy.capacity,
+                mounts,
+                scratch_gb,
+                spark_worker=rec.spark_in_use,
+            )
+            member.started_at = utcnow().isoformat()
+            member.spark_worker = rec.spark_in_use
+            member.waiting_to_start = False
 
         results = await asyncio.gather(*(start(m) for m in new), return_exceptions=True)
         for member, result in zip(new, results, strict=True):
             if isinstance(result, StorageRefused):  # another allocation came first
                 self.log.warning("%s: member %s not started: %s", rec.key, member.name, result)
             elif isinstance(result, BaseException):
-                self.log.error("%s: member %s failed to start", rec.key, member.name,
-                               exc_info=result)  # fmt: skip
+                self.log.error(
+                    "%s: member %s failed to start", rec.key, member.name, exc_info=result
+                )
             if isinstance(result, BaseException):
                 await self.nodes.remove_member(names, rec, member)
                 self._release(rec, member.name, utcnow())
                 lines.append(f"member {member.name} failed to start: {result}")
-        return lines
+        return len(new), lines
 
     async def _scratch_fit(self, names, rec, count: int, scratch_gb: int) -> tuple[int, list]:
         """How many of ``count`` new members can have their ``/scratch`` now, and the log
@@ -276,8 +371,10 @@ class ClusterScaler:
             return fit, []
         self._scratch_notes[rec.key] = fit
         starting = f"only {fit} start" if fit else "none starts"
-        return fit, [f"{count - fit} of {count} new members cannot have their /scratch, so "
-                     f"{starting}: scratch_gb: {verdict.message}"]  # fmt: skip
+        return fit, [
+            f"{count - fit} of {count} new members cannot have their /scratch, so "
+            f"{starting}: scratch_gb: {verdict.message}"
+        ]
 
     # ---- reporting -------------------------------------------------------------------------
 
@@ -290,8 +387,10 @@ class ClusterScaler:
         rec.reported = sorted({u.job_id for u in decision.unsatisfiable} & waiting)
         active = [m for m in members if not m.draining]
         note = ""  # a static cluster does not scale: being at its size is no news
-        if decision.action == "none" and decision.members_needed and (
-            policy.min_members < len(active) >= policy.max_members
+        if (
+            decision.action == "none"
+            and decision.members_needed
+            and (policy.min_members < len(active) >= policy.max_members)
         ):
             note = decision.reason
         if note and note != self._notes.get(rec.key):
@@ -309,8 +408,9 @@ def _upper_dir(container: dict) -> str | None:
     return ((container.get("GraphDriver") or {}).get("Data") or {}).get("UpperDir")
 
 
-def _member_state(member: MemberRecord, host: sge.HostState | None,
-                  use: spark.WorkerUse | None) -> str:  # fmt: skip
+def _member_state(
+    member: MemberRecord, host: sge.HostState | None, use: spark.WorkerUse | None
+) -> str:
     if host is None or not host.reporting:
         return "starting" if not member.joined else "unreachable"
     if member.draining or host.disabled:
@@ -318,8 +418,9 @@ def _member_state(member: MemberRecord, host: sge.HostState | None,
     return "busy" if host.running_jobs or (use and use.cores) else "idle"
 
 
-def _view(rec: ClusterRecord, hosts, pending, sparks: spark.SparkView, decision: Decision,
-          now: datetime) -> dict:  # fmt: skip
+def _view(
+    rec: ClusterRecord, hosts, pending, sparks: spark.SparkView, decision: Decision, now: datetime
+) -> dict:
     """What ``GET`` shows besides the record: members and their state, pending jobs (with the
     complex defaults applied), jobs that no member can ever run, Spark's workers and
     applications, and the last decision."""
@@ -328,26 +429,51 @@ def _view(rec: ClusterRecord, hosts, pending, sparks: spark.SparkView, decision:
         host = hosts.get(m.name)
         use = sparks.workers.get(m.name)
         free = host.free if host else None
-        members.append({
-            "name": m.name, "address": m.address, "state": _member_state(m, host, use),
-            "running_jobs": host.running_jobs if host else 0, "started_at": m.started_at,
-            "preemptible": m.preemptible, "scratch": m.scratch,
-            "free": {"cores": free.cores, "memory_bytes": free.memory} if free else None,
-            "spark": {"cores_used": use.cores, "memory_used_bytes": use.memory,
-                      "alive": use.alive} if use else None,
-        })  # fmt: skip
+        members.append(
+            {
+                "name": m.name,
+                "address": m.address,
+                "state": _member_state(m, host, use),
+                "running_jobs": host.running_jobs if host else 0,
+                "started_at": m.started_at,
+                "preemptible": m.preemptible,
+                "scratch": m.scratch,
+                "free": {"cores": free.cores, "memory_bytes": free.memory} if free else None,
+                "spark": {
+                    "cores_used": use.cores,
+                    "memory_used_bytes": use.memory,
+                    "alive": use.alive,
+                }
+                if use
+                else None,
+            }
+        )
     return {
         "observed_at": now.isoformat(),
         "members": members,
         "pending": [
-            {"job_id": j.job_id, "name": j.name, "owner": j.owner, "state": j.state,
-             "tasks": j.tasks, "slots": j.slots, "static_cores": j.static_cores,
-             "static_mem_bytes": j.static_mem}
+            {
+                "job_id": j.job_id,
+                "name": j.name,
+                "owner": j.owner,
+                "state": j.state,
+                "tasks": j.tasks,
+                "slots": j.slots,
+                "static_cores": j.static_cores,
+                "static_mem_bytes": j.static_mem,
+            }
             for j in pending
-        ],  # fmt: skip
+        ],
         "unsatisfiable": [{"job_id": u.job_id, "reason": u.reason} for u in decision.unsatisfiable],
-        "spark": {"master": "alive" if sparks.master_alive else "not answering",
-                  "workers": len(sparks.workers), "applications": sparks.applications},
-        "decision": {"action": decision.action, "reason": decision.reason,
-                     "members_needed": decision.members_needed},  # fmt: skip
+        "spark": {
+            "master": "alive" if sparks.master_alive else "not answering",
+            "workers": len(sparks.workers),
+            "applications": sparks.applications,
+            "in_use": rec.spark_in_use,
+        },
+        "decision": {
+            "action": decision.action,
+            "reason": decision.reason,
+            "members_needed": decision.members_needed,
+        },
     }

@@ -338,8 +338,9 @@ def decide(
     needed = pack(satisfiable, [_free(m, policy.capacity) for m in active], policy.capacity)
 
     def result(action: str, reason: str, **kwargs) -> Decision:
-        return Decision(action, reason, members_needed=needed, unsatisfiable=unsatisfiable,
-                        **kwargs)  # fmt: skip
+        return Decision(
+            action, reason, members_needed=needed, unsatisfiable=unsatisfiable, **kwargs
+        )
 
     drained = sorted(m.name for m in members if m.draining and m.running_jobs == 0)
     if drained:

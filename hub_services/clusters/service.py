@@ -33,7 +33,7 @@ from traitlets.config import LoggingConfigurable
 from benchhub.atomic import atomic_write
 from benchhub.docker_engine import DockerEngine
 from benchhub.hub_client import HubClient
-from benchhub.labels import USER, WORKSPACE
+from benchhub.labels import WORKSPACE
 from benchhub.networks import host_mtu
 from benchhub.resource_models import ResourceModel
 from benchhub.storage_admission import StorageRequest
@@ -47,7 +47,7 @@ from benchhub.volumes import (
 )
 from benchhub.writable_layer import WritableLayerWatch
 
-from . import sge, spark
+from . import pacing, sge, spark
 from .addresses import SubnetPool, member_addresses
 from .containers import LABEL, ClusterNames, data_mounts
 from .nodes import ClusterNodes, node_exit_reason
@@ -55,6 +55,7 @@ from .scaler import ClusterScaler
 from .scaler_log import ScalerLog
 from .settings import ClusterSettings
 from .state import ClusterRecord, ClusterStore, utcnow
+from .status_view import cluster_status
 
 __all__ = ["ClusterController", "ClusterExists", "ClusterImageMissing", "WorkspaceNotRunning"]
 
@@ -128,11 +129,11 @@ class ClusterController(LoggingConfigurable):
     join_timeout = Float(
         120, help="Seconds a new member may take to report to the manager before it is replaced."
     ).tag(config=True)
-    manager_timeout = Float(60, help="Seconds a manager may take to become ready.").tag(
-        config=True
-    )
+    manager_timeout = Float(60, help="Seconds a manager may take to become ready.").tag(config=True)
     parallel_starts = Integer(
-        4, help="How many members of one cluster start at once during a scale-up, e.g. 4."
+        0,
+        help="""Members of one cluster booting at once (started, not
+        yet reporting), e.g. 4; 0: from the host's cores (pacing.py: 2 cores give 5).""",
     ).tag(config=True)
     manager_cpus = Float(
         1, help="CPU cores of a manager that is not dedicated (its scheduling is light)."
@@ -183,15 +184,29 @@ class ClusterController(LoggingConfigurable):
         manager = ResourceModel("manager", self.manager_cpus, self.manager_memory_gb)
         # c.StorageAdmission and c.WritableLayerWatch: the same settings as the hub's
         self.admission = StorageAdmission(roots=[self.scratch_root], parent=self, log=self.log)
-        self.nodes = ClusterNodes(self.engine, self.image, str(self.config_dir),
-                                  self._scratch, self.network_mtu or host_mtu(), manager,
-                                  self.manager_timeout, self.log, self.admission)  # fmt: skip
+        self.nodes = ClusterNodes(
+            self.engine,
+            self.image,
+            str(self.config_dir),
+            self._scratch,
+            self.network_mtu or host_mtu(),
+            manager,
+            self.manager_timeout,
+            self.log,
+            self.admission,
+        )
         self.scaler = ClusterScaler(
-            self.nodes, self.save, self.parallel_starts, self.join_timeout,
-            self.address_quarantine, self.log, self.admission,
+            self.nodes,
+            self.save,
+            self.parallel_starts or pacing.host_start_window(),
+            self.join_timeout,
+            self.address_quarantine,
+            self.log,
+            self.admission,
             WritableLayerWatch(parent=self, log=self.log),
-        )  # fmt: skip
+        )
         self.views: dict[str, dict] = {}
+        self._models: dict[str, ResourceModel] = {}  # cluster id -> its members' model
         self.last_pass_at = None
         self.last_error = ""
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -245,7 +260,7 @@ class ClusterController(LoggingConfigurable):
                     f"the cluster image {self.image} is not on this host; build it with "
                     "images/build.sh cluster (make images)"
                 ) from None
-            container = await self.workspace_container(user, workspace)
+            container = await self.nodes.workspace_container(self.prefix, user, workspace)
             mounts = data_mounts(container) if container else []
             if not mounts:
                 raise WorkspaceNotRunning(
@@ -253,6 +268,7 @@ class ClusterController(LoggingConfigurable):
                 )
             rec = await self._new_cluster(user, workspace, settings, model, container, mounts)
             self.records[key] = rec
+            self._models[rec.cluster_id] = model
             await self.save()
         self._launch(key, self._bring_up(rec))
         return rec
@@ -262,8 +278,9 @@ class ClusterController(LoggingConfigurable):
         have its members' scratch now (each member's is claimed again when it is made)."""
         if not settings.scratch_gb:
             return
-        request = StorageRequest("scratch_gb", user, settings.scratch_gb * GIB,
-                                 settings.max_members, what="/scratch")  # fmt: skip
+        request = StorageRequest(
+            "scratch_gb", user, settings.scratch_gb * GIB, settings.max_members, what="/scratch"
+        )
         verdict = await asyncio.to_thread(self.admission.check, self.scratch_root, request)
         if not verdict.admitted:
             raise StorageRefused("scratch_gb", verdict.message, verdict)
@@ -271,21 +288,29 @@ class ClusterController(LoggingConfigurable):
     async def _new_cluster(self, user, workspace, settings, model, container, mounts):
         """A record with a subnet whose network exists. Another hub on this engine may take
         a subnet between our look at Docker's networks and our create: then the next one."""
-        internal = await self._is_restricted(container)
+        internal = await self.nodes.is_restricted(container)
         for attempt in range(3):
             now = utcnow()
             cluster_id = secrets.token_hex(3)
-            subnet = self.pool.allocate(cluster_id, now.timestamp(), await self._docker_subnets())
+            subnet = self.pool.allocate(
+                cluster_id, now.timestamp(), await self.nodes.docker_subnets()
+            )
             book = member_addresses(subnet, self.address_quarantine)
             rec = ClusterRecord(
-                user=user, workspace=workspace, cluster_id=cluster_id,
-                settings=settings.to_options(), subnet=subnet,
+                user=user,
+                workspace=workspace,
+                cluster_id=cluster_id,
+                settings=settings.to_options(),
+                subnet=subnet,
                 workspace_container=container["Id"],
                 workspace_address=book.assign("workspace", now.timestamp()),
-                internal=internal, model=vars(model), data_dir=mounts[0].source,
-                created_at=now.isoformat(), reason="starting the manager",
+                internal=internal,
+                model=vars(model),
+                data_dir=mounts[0].source,
+                created_at=now.isoformat(),
+                reason="starting the manager",
                 addresses=book.to_dict(),
-            )  # fmt: skip
+            )
             try:
                 await self.nodes.create_network(self.names(rec), rec)
                 return rec
@@ -315,71 +340,34 @@ class ClusterController(LoggingConfigurable):
         if rec is None:
             return None
         scaler_log = await asyncio.to_thread(ScalerLog(rec.data_dir).tail, 20)
-        names = self.names(rec)
-        view = self.views.get(rec.key) or {}
-        members = view.get("members")
-        if members is None:
-            members = [{"name": m.name, "address": m.address, "state": "starting",
-                        "running_jobs": 0, "started_at": m.started_at,
-                        "preemptible": m.preemptible, "scratch": m.scratch, "free": None}
-                       for m in rec.members.values()]  # fmt: skip
         web_ui = self.spark_ui(rec) if rec.settings.get("web_access") else None
-        return {
-            "spark": {"master_url": spark.MASTER_URL, "web_ui": web_ui,
-                      **(view.get("spark") or {"master": "unknown", "workers": 0,
-                                                "applications": []})},
-            "user": rec.user, "workspace": rec.workspace, "cluster_id": rec.cluster_id,
-            "status": rec.status, "reason": rec.reason, "settings": rec.settings,
-            "resource_model": rec.model, "created_at": rec.created_at,
-            "network": names.network, "subnet": rec.subnet, "manager": names.manager,
-            "members": members, "pending": view.get("pending", []),
-            "unsatisfiable": view.get("unsatisfiable", []), "decision": view.get("decision"),
-            "observed_at": view.get("observed_at"), "error": view.get("error", ""),
-            "scaler_log": scaler_log,
-        }  # fmt: skip
+        view = self.views.get(rec.key) or {}
+        return cluster_status(rec, self.names(rec), view, web_ui, scaler_log)
 
     def spark_ui(self, rec: ClusterRecord) -> str:
         """Where the cluster's Spark master UI is, through the hub (web access on)."""
         return spark.ui_path(self.hub_base_url, rec.user, rec.workspace)
 
+    def model_of(self, rec: ClusterRecord) -> ResourceModel:
+        """``rec``'s members' resource model, made once per cluster from its record (which
+        keeps the model's fields: a changed catalogue never changes a running cluster)."""
+        model = self._models.get(rec.cluster_id)
+        if model is None:
+            model = self._models[rec.cluster_id] = ResourceModel(**rec.model)
+        return model
+
     def _spark_file(self, rec: ClusterRecord) -> dict:
         settings = settings_of(rec)
-        capacity = sge.member_capacity(ResourceModel(**rec.model), settings.dedicated_manager)
+        capacity = sge.member_capacity(self.model_of(rec), settings.dedicated_manager)
         web_ui = self.spark_ui(rec) if settings.web_access else None
-        return spark.cluster_file(rec.cluster_id, settings.type, settings.max_members, capacity,
-                                  web_ui)  # fmt: skip
+        return spark.cluster_file(
+            rec.cluster_id, settings.type, settings.max_members, capacity, web_ui
+        )
 
     def keys(self) -> list[str]:
         return sorted(self.records)
 
     # ---- Docker facts ----------------------------------------------------------------------
-
-    async def workspace_container(self, user: str, workspace: str) -> dict | None:
-        """``docker inspect`` of the workspace's running container (this hub's prefix)."""
-        found = await self.engine.call("containers", filters={
-            "label": [f"{USER}={user}", f"{WORKSPACE}={workspace}"],
-            "status": "running",
-        })  # fmt: skip
-        for container in found:
-            if any(n.lstrip("/").startswith(f"{self.prefix}-") for n in container["Names"]):
-                return await self.engine.inspect(container["Id"])
-        return None
-
-    async def _is_restricted(self, container: dict) -> bool:
-        """Whether the workspace sits on an internal network (restricted access mode): its
-        cluster network is internal too, so attaching it opens no way out."""
-        for name in container.get("NetworkSettings", {}).get("Networks") or {}:
-            try:
-                if (await self.engine.call("inspect_network", name)).get("Internal"):
-                    return True
-            except NotFound:
-                continue
-        return False
-
-    async def _docker_subnets(self) -> list[str]:
-        networks = await self.engine.call("networks")
-        configs = [cfg for net in networks for cfg in (net.get("IPAM") or {}).get("Config") or []]
-        return [cfg["Subnet"] for cfg in configs if cfg.get("Subnet")]
 
     # ---- bring-up and teardown -------------------------------------------------------------
 
@@ -411,17 +399,21 @@ class ClusterController(LoggingConfigurable):
                     raise WorkspaceNotRunning("the workspace stopped while its cluster started")
                 await self.nodes.create_network(names, rec)
                 spark_ui = self.spark_ui(rec) if rec.settings.get("web_access") else None
-                await self.nodes.start_manager(names, rec, ResourceModel(**rec.model),
-                                               data_mounts(workspace), spark_ui)  # fmt: skip
+                await self.nodes.start_manager(
+                    names, rec, self.model_of(rec), data_mounts(workspace), spark_ui
+                )
                 await self.nodes.attach_workspace(names, rec, workspace)
-                await asyncio.to_thread(spark.write_cluster_file, rec.data_dir,
-                                        self._spark_file(rec))  # fmt: skip
+                await asyncio.to_thread(
+                    spark.write_cluster_file, rec.data_dir, self._spark_file(rec)
+                )
                 if rec.status == "starting":  # not if a stop came in meanwhile
                     rec.status, rec.reason = "running", await self._client_note(rec)
                 settings = settings_of(rec)
-                line = (f"cluster {rec.cluster_id} started: {settings.type}, "
-                        f"{settings.min_members}-{settings.max_members} members of "
-                        f"{rec.model['name']}")  # fmt: skip
+                line = (
+                    f"cluster {rec.cluster_id} started: {settings.type}, "
+                    f"{settings.min_members}-{settings.max_members} members of "
+                    f"{rec.model['name']}"
+                )
                 await asyncio.to_thread(ScalerLog(rec.data_dir).append, utcnow(), [line])
             except asyncio.CancelledError:
                 raise
@@ -438,13 +430,19 @@ class ClusterController(LoggingConfigurable):
         the user's own container, so as the workspace's unprivileged user (no root process
         ever runs where the user's processes could tamper with it), with the engine's bounds
         on output and time; only the exit code counts."""
-        found = await self.engine.exec(rec.workspace_container, ["sh", "-c", "command -v qsub"],
-                                       user=WORKSPACE_USER, max_output=4096)  # fmt: skip
+        found = await self.engine.exec(
+            rec.workspace_container,
+            ["sh", "-c", "command -v qsub"],
+            user=WORKSPACE_USER,
+            max_output=4096,
+        )
         if found.ok:
             return ""
-        return ("the workspace image has no Grid Engine client (qsub): use a BenchHub image, or "
-                "install gridengine-client and link $SGE_ROOT/default/common to "
-                "/data/.sge/common")  # fmt: skip
+        return (
+            "the workspace image has no Grid Engine client (qsub): use a BenchHub image, or "
+            "install gridengine-client and link $SGE_ROOT/default/common to "
+            "/data/.sge/common"
+        )
 
     async def _remove_quietly(self, names: ClusterNames, rec: ClusterRecord) -> None:
         try:
@@ -464,6 +462,7 @@ class ClusterController(LoggingConfigurable):
             await asyncio.to_thread(spark.remove_cluster_file, rec.data_dir, rec.cluster_id)
             self.pool.release(rec.cluster_id, utcnow().timestamp())
             del self.records[rec.key]
+            self._models.pop(rec.cluster_id, None)
             self.views.pop(rec.key, None)
             self.scaler.forget(rec.key)
             await self.save()
@@ -477,15 +476,21 @@ class ClusterController(LoggingConfigurable):
         """One pass over every cluster (see the module docstring)."""
         active = await self._active_workspaces()
         await self._remove_orphans()
-        await asyncio.gather(*(self._converge(rec, active) for rec in list(self.records.values())
-                               if not self._busy(rec.key)))  # fmt: skip
+        await asyncio.gather(
+            *(
+                self._converge(rec, active)
+                for rec in list(self.records.values())
+                if not self._busy(rec.key)
+            )
+        )
 
     async def _active_workspaces(self) -> set[str] | None:
         """Workspaces the hub lists as running and not stopping; None if the hub did not
         answer (then Docker alone decides: a hub restart stops no cluster)."""
         try:
-            return {s.key async for s in self.hub.active_servers()
-                    if s.model.get("pending") != "stop"}  # fmt: skip
+            return {
+                s.key async for s in self.hub.active_servers() if s.model.get("pending") != "stop"
+            }
         except Exception as e:
             self.log.warning("hub not reachable (%s); judging workspaces by Docker alone", e)
             return None
@@ -539,18 +544,21 @@ class ClusterController(LoggingConfigurable):
             return
         await self.nodes.guard_network(names)  # back at once after a firewall reload
         settings = settings_of(rec)
-        model = ResourceModel(**rec.model)
+        model = self.model_of(rec)
         policy = settings.scaling_policy(model, **self._pacing(settings))
-        view = await self.scaler.step(names, rec, model, policy, data_mounts(workspace),
-                                      ScalerLog(rec.data_dir))  # fmt: skip
+        view = await self.scaler.step(
+            names, rec, model, policy, data_mounts(workspace), ScalerLog(rec.data_dir)
+        )
         self.views[rec.key] = view
 
     def _pacing(self, settings: ClusterSettings) -> dict[str, timedelta]:
         """A static cluster replaces a lost member at once; a dynamic one is paced."""
         if settings.type == "static":
             return {"stabilisation": timedelta(0), "min_lifetime": timedelta(0)}
-        return {"stabilisation": timedelta(seconds=self.stabilisation),
-                "min_lifetime": timedelta(seconds=self.min_lifetime)}  # fmt: skip
+        return {
+            "stabilisation": timedelta(seconds=self.stabilisation),
+            "min_lifetime": timedelta(seconds=self.min_lifetime),
+        }
 
     # ---- the loop --------------------------------------------------------------------------
 
@@ -575,13 +583,18 @@ class ClusterController(LoggingConfigurable):
             except Exception as e:
                 self.last_error = f"{type(e).__name__}: {e}"
                 self.log.error("clusters pass failed", exc_info=True)
+            pause = pacing.next_pass_in(self.interval, self.records.values())
             try:
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                await asyncio.wait_for(self._wake.wait(), pause)
             except TimeoutError:
                 pass
 
     def health(self) -> dict:
         at = self.last_pass_at.isoformat() if self.last_pass_at else None
         # counts only: any logged-in user may ask, and keys would name others' workspaces
-        return {"last_pass_at": at, "last_error": self.last_error, "clusters": len(self.records),
-                "operations_in_flight": len(self._tasks)}  # fmt: skip
+        return {
+            "last_pass_at": at,
+            "last_error": self.last_error,
+            "clusters": len(self.records),
+            "operations_in_flight": len(self._tasks),
+        }

@@ -77,8 +77,17 @@ PENDING_ARGV = ("qstat", "-xml", "-u", "*", "-s", "p", "-r")
 HOSTS_ARGV = ("qhost", "-xml", "-F", "static_cores,static_mem")
 QUEUES_ARGV = ("qstat", "-f", "-xml", "-u", "*", "-q", QUEUE)
 
-_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
-          "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}  # fmt: skip
+_UNITS = {
+    "": 1,
+    "k": 1000,
+    "m": 1000**2,
+    "g": 1000**3,
+    "t": 1000**4,
+    "K": 1024,
+    "M": 1024**2,
+    "G": 1024**3,
+    "T": 1024**4,
+}
 _MEMORY = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*([kmgtKMGT]?)\s*")
 
 
@@ -131,18 +140,29 @@ def hostgroup() -> str:
 
 def smp_pe() -> str:
     """The ``smp`` parallel environment: all of a job's slots on one member (``$pe_slots``)."""
-    return _table([
-        ("pe_name", PARALLEL_ENVIRONMENT), ("slots", 99999), ("user_lists", "NONE"),
-        ("xuser_lists", "NONE"), ("start_proc_args", "NONE"), ("stop_proc_args", "NONE"),
-        ("allocation_rule", "$pe_slots"), ("control_slaves", "FALSE"),
-        ("job_is_first_task", "TRUE"), ("urgency_slots", "min"), ("accounting_summary", "FALSE"),
-        ("qsort_args", "NONE"),
-    ])  # fmt: skip
+    return _table(
+        [
+            ("pe_name", PARALLEL_ENVIRONMENT),
+            ("slots", 99999),
+            ("user_lists", "NONE"),
+            ("xuser_lists", "NONE"),
+            ("start_proc_args", "NONE"),
+            ("stop_proc_args", "NONE"),
+            ("allocation_rule", "$pe_slots"),
+            ("control_slaves", "FALSE"),
+            ("job_is_first_task", "TRUE"),
+            ("urgency_slots", "min"),
+            ("accounting_summary", "FALSE"),
+            ("qsort_args", "NONE"),
+        ]
+    )
 
 
-_QUEUE_LIMITS = [(f"{kind}_{limit}", "INFINITY") for limit in
-                 ("rt", "cpu", "fsize", "data", "stack", "core", "rss", "vmem")
-                 for kind in ("s", "h")]  # fmt: skip
+_QUEUE_LIMITS = [
+    (f"{kind}_{limit}", "INFINITY")
+    for limit in ("rt", "cpu", "fsize", "data", "stack", "core", "rss", "vmem")
+    for kind in ("s", "h")
+]
 
 
 def queue() -> str:
@@ -155,19 +175,45 @@ def queue() -> str:
     lost (its container died, a preemptible member was reclaimed) the controller reschedules
     its jobs (:func:`reschedule_argv`) and they run again on another member.
     """
-    return _table([
-        ("qname", QUEUE), ("hostlist", HOSTGROUP), ("seq_no", 0), ("load_thresholds", "NONE"),
-        ("suspend_thresholds", "NONE"), ("nsuspend", 1), ("suspend_interval", "00:05:00"),
-        ("priority", 0), ("min_cpu_interval", "00:05:00"), ("processors", "UNDEFINED"),
-        ("qtype", "BATCH INTERACTIVE"), ("ckpt_list", "NONE"), ("pe_list", PARALLEL_ENVIRONMENT),
-        ("rerun", "TRUE"), ("slots", 9999), ("tmpdir", "/scratch"), ("shell", "/bin/bash"),
-        ("prolog", "NONE"), ("epilog", "NONE"), ("shell_start_mode", "unix_behavior"),
-        ("starter_method", "NONE"), ("suspend_method", "NONE"), ("resume_method", "NONE"),
-        ("terminate_method", "NONE"), ("notify", "00:00:60"), ("owner_list", "NONE"),
-        ("user_lists", "NONE"), ("xuser_lists", "NONE"), ("subordinate_list", "NONE"),
-        ("complex_values", "NONE"), ("projects", "NONE"), ("xprojects", "NONE"),
-        ("calendar", "NONE"), ("initial_state", "default"), *_QUEUE_LIMITS,
-    ])  # fmt: skip
+    return _table(
+        [
+            ("qname", QUEUE),
+            ("hostlist", HOSTGROUP),
+            ("seq_no", 0),
+            ("load_thresholds", "NONE"),
+            ("suspend_thresholds", "NONE"),
+            ("nsuspend", 1),
+            ("suspend_interval", "00:05:00"),
+            ("priority", 0),
+            ("min_cpu_interval", "00:05:00"),
+            ("processors", "UNDEFINED"),
+            ("qtype", "BATCH INTERACTIVE"),
+            ("ckpt_list", "NONE"),
+            ("pe_list", PARALLEL_ENVIRONMENT),
+            ("rerun", "TRUE"),
+            ("slots", 9999),
+            ("tmpdir", "/scratch"),
+            ("shell", "/bin/bash"),
+            ("prolog", "NONE"),
+            ("epilog", "NONE"),
+            ("shell_start_mode", "unix_behavior"),
+            ("starter_method", "NONE"),
+            ("suspend_method", "NONE"),
+            ("resume_method", "NONE"),
+            ("terminate_method", "NONE"),
+            ("notify", "00:00:60"),
+            ("owner_list", "NONE"),
+            ("user_lists", "NONE"),
+            ("xuser_lists", "NONE"),
+            ("subordinate_list", "NONE"),
+            ("complex_values", "NONE"),
+            ("projects", "NONE"),
+            ("xprojects", "NONE"),
+            ("calendar", "NONE"),
+            ("initial_state", "default"),
+            *_QUEUE_LIMITS,
+        ]
+    )
 
 
 def scheduler() -> str:
@@ -180,25 +226,45 @@ def scheduler() -> str:
     members can be drained. ``schedd_job_info`` lets ``qstat -j`` say why a
     job waits.
     """
-    return _table([
-        ("algorithm", "default"), ("schedule_interval", "0:0:1"), ("maxujobs", 0),
-        ("queue_sort_method", "load"), ("job_load_adjustments", "NONE"),
-        ("load_adjustment_decay_time", "0:0:0"), ("load_formula", "static_cores"),
-        ("schedd_job_info", "true"), ("flush_submit_sec", 1), ("flush_finish_sec", 1),
-        ("params", "none"), ("reprioritize_interval", "0:0:0"), ("halftime", 168),
-        ("usage_weight_list", "cpu=1.000000,mem=0.000000,io=0.000000"),
-        ("compensation_factor", "5.000000"), ("weight_user", "0.250000"),
-        ("weight_project", "0.250000"), ("weight_department", "0.250000"),
-        ("weight_job", "0.250000"), ("weight_tickets_functional", 0),
-        ("weight_tickets_share", 0), ("share_override_tickets", "TRUE"),
-        ("share_functional_shares", "TRUE"), ("max_functional_jobs_to_schedule", 200),
-        ("report_pjob_tickets", "TRUE"), ("max_pending_tasks_per_job", 50),
-        ("halflife_decay_list", "none"), ("policy_hierarchy", "OFS"),
-        ("weight_ticket", "0.500000"), ("weight_waiting_time", "0.278000"),
-        ("weight_deadline", "3600000.000000"), ("weight_urgency", "0.500000"),
-        ("weight_priority", "0.000000"), ("max_reservation", 0),
-        ("default_duration", "INFINITY"),
-    ])  # fmt: skip
+    return _table(
+        [
+            ("algorithm", "default"),
+            ("schedule_interval", "0:0:1"),
+            ("maxujobs", 0),
+            ("queue_sort_method", "load"),
+            ("job_load_adjustments", "NONE"),
+            ("load_adjustment_decay_time", "0:0:0"),
+            ("load_formula", "static_cores"),
+            ("schedd_job_info", "true"),
+            ("flush_submit_sec", 1),
+            ("flush_finish_sec", 1),
+            ("params", "none"),
+            ("reprioritize_interval", "0:0:0"),
+            ("halftime", 168),
+            ("usage_weight_list", "cpu=1.000000,mem=0.000000,io=0.000000"),
+            ("compensation_factor", "5.000000"),
+            ("weight_user", "0.250000"),
+            ("weight_project", "0.250000"),
+            ("weight_department", "0.250000"),
+            ("weight_job", "0.250000"),
+            ("weight_tickets_functional", 0),
+            ("weight_tickets_share", 0),
+            ("share_override_tickets", "TRUE"),
+            ("share_functional_shares", "TRUE"),
+            ("max_functional_jobs_to_schedule", 200),
+            ("report_pjob_tickets", "TRUE"),
+            ("max_pending_tasks_per_job", 50),
+            ("halflife_decay_list", "none"),
+            ("policy_hierarchy", "OFS"),
+            ("weight_ticket", "0.500000"),
+            ("weight_waiting_time", "0.278000"),
+            ("weight_deadline", "3600000.000000"),
+            ("weight_urgency", "0.500000"),
+            ("weight_priority", "0.000000"),
+            ("max_reservation", 0),
+            ("default_duration", "INFINITY"),
+        ]
+    )
 
 
 def global_configuration() -> str:
@@ -244,11 +310,19 @@ def member_capacity(model: ResourceModel, dedicated_manager: bool) -> Capacity:
 def exec_host_config(name: str, capacity: Capacity) -> str:
     """The execution host configuration of member ``name`` (``qconf -Ae``/``-Me``)."""
     values = f"static_cores={capacity.cores},static_mem={format_memory(capacity.memory)}"
-    return _table([
-        ("hostname", name), ("load_scaling", "NONE"), ("complex_values", values),
-        ("user_lists", "NONE"), ("xuser_lists", "NONE"), ("projects", "NONE"),
-        ("xprojects", "NONE"), ("usage_scaling", "NONE"), ("report_variables", "NONE"),
-    ])  # fmt: skip
+    return _table(
+        [
+            ("hostname", name),
+            ("load_scaling", "NONE"),
+            ("complex_values", values),
+            ("user_lists", "NONE"),
+            ("xuser_lists", "NONE"),
+            ("projects", "NONE"),
+            ("xprojects", "NONE"),
+            ("usage_scaling", "NONE"),
+            ("report_variables", "NONE"),
+        ]
+    )
 
 
 def drain_argv(host: str) -> tuple[str, ...]:

@@ -2,8 +2,9 @@
 
 Every cluster runs a Spark standalone master on its manager (``spark://spark-master:7077``;
 ``spark-master`` is the manager's alias on the cluster network, ``workspace`` the
-workspace's) and a worker on every member offering the member's Grid Engine capacity. The
-drivers are the workspace's PySpark kernels (images/jupyterlab/spark/startup.py).
+workspace's) and, once the cluster is used for Spark (:mod:`.spark_use`), a worker on every
+member offering the member's Grid Engine capacity. The drivers are the workspace's PySpark
+kernels (images/jupyterlab/spark/startup.py).
 
 * :func:`cluster_file` is ``/data/.spark/cluster.json``, written while the cluster runs: the
   kernels size their first ``spark-defaults.conf`` from it, and the workspace's proxy shows
@@ -116,12 +117,15 @@ def executor_defaults(capacity: Capacity) -> dict:
 def ui_path(hub_base_url: str, user: str, workspace: str) -> str:
     """The master UI through the hub's proxy and the workspace's jupyter-server-proxy."""
     base = hub_base_url.rstrip("/")
-    return (f"{base}/user/{quote(user, safe='')}/{quote(workspace, safe='')}/proxy/"
-            f"{MASTER_ALIAS}:{MASTER_UI_PORT}/")  # fmt: skip
+    return (
+        f"{base}/user/{quote(user, safe='')}/{quote(workspace, safe='')}/proxy/"
+        f"{MASTER_ALIAS}:{MASTER_UI_PORT}/"
+    )
 
 
-def cluster_file(cluster_id: str, kind: str, max_members: int, capacity: Capacity,
-                 web_ui: str | None) -> dict:  # fmt: skip
+def cluster_file(
+    cluster_id: str, kind: str, max_members: int, capacity: Capacity, web_ui: str | None
+) -> dict:
     """The content of ``/data/.spark/cluster.json`` (see the module docstring)."""
     executor = executor_defaults(capacity)
     return {
@@ -164,12 +168,14 @@ class WorkerUse:
 class SparkView:
     """:func:`parse_observation`'s result. ``workers`` by host (= member name); ``requests``
     the executors dynamic-allocation applications want and lack; ``applications`` for the
-    API."""
+    API; ``registered_applications`` how many applications the master runs (waiting for
+    executors or running)."""
 
     master_alive: bool
     workers: dict[str, WorkerUse] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     applications: list[dict] = field(default_factory=list)
+    registered_applications: int = 0
 
 
 def parse_observation(text: str, capacity: Capacity) -> SparkView:
@@ -187,8 +193,9 @@ def parse_observation(text: str, capacity: Capacity) -> SparkView:
     if not isinstance(master, dict):
         return SparkView(master_alive=False)
     workers = {
-        w["host"]: WorkerUse(int(w.get("coresused", 0)), int(w.get("memoryused", 0)) * MIB,
-                             w.get("state") == "ALIVE")  # fmt: skip
+        w["host"]: WorkerUse(
+            int(w.get("coresused", 0)), int(w.get("memoryused", 0)) * MIB, w.get("state") == "ALIVE"
+        )
         for w in master.get("workers") or []
         if w.get("state") != "DEAD"
     }
@@ -198,18 +205,28 @@ def parse_observation(text: str, capacity: Capacity) -> SparkView:
         app = apps.get(driver.get("app"))
         if app is None:
             continue
-        gauges = {k.rsplit(_GAUGE, 1)[-1]: v for k, v in (driver.get("gauges") or {}).items()
-                  if k.startswith(f"{app['id']}{_GAUGE}")}  # fmt: skip
+        gauges = {
+            k.rsplit(_GAUGE, 1)[-1]: v
+            for k, v in (driver.get("gauges") or {}).items()
+            if k.startswith(f"{app['id']}{_GAUGE}")
+        }
         target, have = gauges.get("numberTargetExecutors"), gauges.get("numberAllExecutors")
         missing = max(0, int(target) - int(have)) if target is not None and have is not None else 0
         cores = _whole(driver.get("executor_cores")) or capacity.cores
         memory = int(app.get("memoryperexecutor", 1024)) * MIB
-        applications.append({"id": app["id"], "name": app.get("name", ""),
-                             "dynamic": target is not None, "executors_wanted": missing,
-                             "executor_cores": cores, "executor_memory_bytes": memory})  # fmt: skip
+        applications.append(
+            {
+                "id": app["id"],
+                "name": app.get("name", ""),
+                "dynamic": target is not None,
+                "executors_wanted": missing,
+                "executor_cores": cores,
+                "executor_memory_bytes": memory,
+            }
+        )
         if missing:
             requests.append(Request(f"spark {app['id']}", missing, Capacity(cores, memory)))
-    return SparkView(True, workers, requests, applications)
+    return SparkView(True, workers, requests, applications, registered_applications=len(apps))
 
 
 def _whole(value: object) -> int | None:

@@ -36,8 +36,11 @@ def parse_time(text: str | None) -> datetime | None:
 
 @dataclass
 class MemberRecord:
-    """One member the service started: ``started_at`` is ISO time of its container start,
-    ``joined`` whether its execution daemon has reported to the manager at least once."""
+    """One member the service started: ``started_at`` is ISO time of its container start
+    (while ``waiting_to_start``: of the scale-up that decided it, :mod:`.pacing`), ``joined``
+    whether its execution daemon has reported to the manager at least once (``joined_at``:
+    first seen so), ``spark_worker`` whether it was started with (or later given) a Spark
+    worker."""
 
     name: str
     address: str
@@ -46,6 +49,9 @@ class MemberRecord:
     draining: bool = False
     scratch: bool = False
     joined: bool = False
+    spark_worker: bool = False
+    waiting_to_start: bool = False
+    joined_at: str | None = None
 
 
 @dataclass
@@ -74,6 +80,7 @@ class ClusterRecord:
     addresses: dict = field(default_factory=dict)
     last_operation_at: str | None = None
     reported: list[str] = field(default_factory=list)
+    spark_in_use: bool = False  # its members run Spark workers (:mod:`.spark_use`)
 
     @property
     def key(self) -> str:

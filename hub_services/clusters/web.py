@@ -12,27 +12,31 @@
   of ``/data/logs/sge-scaler.log``. 404 when the workspace has no cluster.
 - ``DELETE api/clusters/<user>/<workspace>`` — stop it (202); no cluster is success (204).
 - ``GET    api/clusters`` — every cluster the caller may see; ``GET api/health``.
-- ``GET    /`` — the page in the hub's Services menu: the caller's running workspaces, their
-  clusters, start and stop.
+- ``GET    /[?user=NAME]`` — the page in the hub's Services menu: the user's (by default the
+  caller's) running workspaces, their clusters, start and stop.
 
-Only the workspace's owner and the hub's admins (or a token with the ``servers`` scope for
-that user) may see or change a cluster; everyone else gets 403. Errors are JSON
-``{"status": ..., "message": ...}``.
+Who may see (GET) and start or stop a cluster is the one access rule (:mod:`benchhub.access`:
+the workspace's owner, the hub's admins, a token with ``read:servers`` to see or ``servers`` to
+change, for that user); everyone else gets 403. Errors are JSON ``{"status": ..., "message":
+...}`` (:mod:`benchhub.service_web`).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import time
+from pathlib import Path
 from urllib.parse import quote
 
-from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.services.auth import HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
 
+from benchhub.access import CHANGE, SEE, may
 from benchhub.hub_client import HubClient
 from benchhub.resource_models import ResourceModel
+from benchhub.service_pages import PageTemplates, ServicesMenu
+from benchhub.service_web import ApiError, ServiceHandler, ServicePage
 from benchhub.storage_allocations import StorageRefused
 from benchhub.workspace_spec import OptionsError
 
@@ -45,35 +49,9 @@ from .service import (
 )
 from .settings import ClusterSchema, ClusterSettings
 
-__all__ = ["ApiError", "ResourceCatalog", "check_request", "may_see", "make_app"]
+__all__ = ["ResourceCatalog", "check_request", "make_app"]
 
-_WRITE_SCOPES = ("admin:servers", "servers")
-_READ_SCOPES = (*_WRITE_SCOPES, "read:servers")
-
-
-def may_see(caller: dict, owner: str, change: bool = False) -> bool:
-    """Whether ``caller`` (HubOAuth's model of a user or service) may see (``change``: also
-    start and stop) the clusters of ``owner``'s workspaces: the owner, an admin, or a token
-    whose scopes cover that user's servers."""
-    if caller.get("kind", "user") == "user" and (
-        caller.get("name") == owner or caller.get("admin") is True
-    ):
-        return True
-    scopes = set(caller.get("scopes") or [])
-    wanted = _WRITE_SCOPES if change else _READ_SCOPES
-    return any(s in scopes or f"{s}!user={owner}" in scopes for s in wanted)
-
-
-class ApiError(web.HTTPError):
-    """An HTTP error whose ``message`` (and ``extra`` fields) go to the client as JSON."""
-
-    def __init__(self, status: int, message: str, **extra):
-        super().__init__(status)
-        self.message = message
-        self.extra = extra
-
-    def __str__(self) -> str:
-        return f"HTTP {self.status_code}: {self.message}"
+TEMPLATES = PageTemplates(Path(__file__).parent / "templates")
 
 
 def check_request(
@@ -91,8 +69,13 @@ def check_request(
         raise ApiError(400, str(e), errors=errors) from None
     problems = []
     if settings.resource_model in unavailable:
-        problems.append(("resource_model", f"{settings.resource_model} "
-                         f"{unavailable[settings.resource_model]}; choose a smaller model"))
+        problems.append(
+            (
+                "resource_model",
+                f"{settings.resource_model} "
+                f"{unavailable[settings.resource_model]}; choose a smaller model",
+            )
+        )
     if problems:
         errors = [{"field": field, "message": message} for field, message in problems]
         raise ApiError(400, "; ".join(f"{f}: {m}" for f, m in problems), errors=errors)
@@ -124,26 +107,19 @@ class ResourceCatalog:
         return self._models, self._unavailable
 
 
-class _Handler(HubOAuthenticated, web.RequestHandler):
+class _Clusters:
     @property
     def controller(self) -> ClusterController:
         return self.settings["controller"]
 
-    def check(self, user: str, change: bool = False) -> None:
-        if not may_see(self.current_user, user, change):
-            what = "change" if change else "see"
-            raise web.HTTPError(
-                403, f"only {user} or an admin may {what} the clusters of {user}'s workspaces"
-            )
+    def check(self, user: str, workspace: str | None = None, change: bool = False) -> None:
+        self.require(
+            CHANGE if change else SEE, user, workspace, what=f"the clusters of {user}'s workspaces"
+        )
 
-    def write_error(self, status_code: int, **kwargs) -> None:
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        message = getattr(error, "message", None) or getattr(error, "log_message", None)
-        body = {"status": status_code, "message": message or self._reason}
-        body.update(getattr(error, "extra", {}))
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(body))
 
+class _Handler(_Clusters, ServiceHandler):
+    pass
 
 
 class ClusterHandler(_Handler):
@@ -151,7 +127,7 @@ class ClusterHandler(_Handler):
 
     @web.authenticated
     async def get(self, user: str, workspace: str):
-        self.check(user)
+        self.check(user, workspace)
         status = await self.controller.status(user, workspace)
         if status is None:
             raise ApiError(404, f"{user}/{workspace} has no cluster; start one with POST")
@@ -159,7 +135,7 @@ class ClusterHandler(_Handler):
 
     @web.authenticated
     async def post(self, user: str, workspace: str):
-        self.check(user, change=True)
+        self.check(user, workspace, change=True)
         try:
             raw = json.loads(self.request.body or b"{}")
         except ValueError:
@@ -182,7 +158,7 @@ class ClusterHandler(_Handler):
 
     @web.authenticated
     async def delete(self, user: str, workspace: str):
-        self.check(user, change=True)
+        self.check(user, workspace, change=True)
         if await self.controller.stop_cluster(user, workspace):
             self.set_status(202)
             self.write(await self.controller.status(user, workspace) or {})
@@ -197,7 +173,9 @@ class ClusterListHandler(_Handler):
         shown = []
         for key in self.controller.keys():
             user, workspace = key.split("/", 1)
-            if may_see(caller, user) and (status := await self.controller.status(user, workspace)):
+            if may(caller, SEE, user, workspace) and (
+                status := await self.controller.status(user, workspace)
+            ):
                 shown.append(status)
         self.write({"clusters": shown})
 
@@ -208,103 +186,44 @@ class HealthHandler(_Handler):
         self.write(self.controller.health())
 
 
-class PageHandler(_Handler):
-    """The caller's running workspaces with their clusters; start and stop from the page."""
+class PageHandler(_Clusters, ServicePage):
+    """A user's running workspaces (the caller's by default) with their clusters; start and
+    stop from the page."""
+
+    templates = TEMPLATES
 
     @web.authenticated
     async def get(self):
-        name = self.current_user["name"]
-        model = await self.controller.hub.request("GET", f"users/{quote(name)}")
+        user = self.get_query_argument("user", None) or self.current_user["name"]
+        self.check(user)
+        model = await self.controller.hub.request("GET", f"users/{quote(user)}")
         running = sorted(n for n, s in (model.get("servers") or {}).items() if n and s.get("ready"))
         models, unavailable = await self.settings["catalog"].get()
-        options = "".join(
-            f"<option value='{html.escape(m)}'{' disabled' if m in unavailable else ''}>"
-            f"{html.escape(m)} ({html.escape(models[m].describe())})</option>"
-            for m in models
+        workspaces = [(ws, await self.controller.status(user, ws)) for ws in running]
+        xsrf = self.xsrf_token
+        await self.render_page(
+            "clusters.html",
+            "Workspace clusters",
+            owner=user,
+            own=user == self.current_user["name"],
+            may_change=may(self.current_user, CHANGE, user),
+            workspaces=workspaces,
+            models=models,
+            unavailable=unavailable,
+            data={
+                "api": url_path_join(self.settings["prefix"], "api/clusters"),
+                "user": user,
+                "xsrf": xsrf.decode() if isinstance(xsrf, bytes) else xsrf,
+            },
         )
-        rows = "".join([await self._row(name, ws, options) for ws in running])
-        self.write(PAGE.format(
-            xsrf=json.dumps(self.xsrf_token.decode() if isinstance(self.xsrf_token, bytes)
-                            else self.xsrf_token),
-            api=json.dumps(url_path_join(self.settings["prefix"], "api/clusters")),
-            user=json.dumps(name),
-            rows=rows or "<p>No running workspace. Start one from the hub's home page.</p>",
-        ))  # fmt: skip
-
-    async def _row(self, user: str, workspace: str, options: str) -> str:
-        status = await self.controller.status(user, workspace)
-        ws = html.escape(workspace)
-        if status is None:
-            return FORM.format(ws=ws, options=options)
-        members = ", ".join(f"{m['name']} ({m['state']})" for m in status["members"]) or "none"
-        waiting = "".join(f"<li>{html.escape(u['reason'])}</li>" for u in status["unsatisfiable"])
-        log = html.escape("\n".join(status["scaler_log"][-10:]))
-        web_ui = status["spark"]["web_ui"]
-        spark_line = (f'<p>Spark: {html.escape(status["spark"]["master_url"])}, '
-                      f'{status["spark"]["workers"]} workers'
-                      + (f' — <a href="{html.escape(web_ui)}" target="_blank">Spark UI</a>'
-                         if web_ui else "") + "</p>")  # fmt: skip
-        return (
-            f"<h2>{ws}</h2><p>Cluster <b>{html.escape(status['status'])}</b> "
-            f"{html.escape(status['reason'])} — {html.escape(status['settings']['type'])}, "
-            f"members: {html.escape(members)}; pending jobs: {len(status['pending'])}</p>"
-            + spark_line
-            + (f"<p>Jobs that will never run:</p><ul>{waiting}</ul>" if waiting else "")
-            + f"<pre>{log}</pre>"
-            f"<button onclick=\"stopCluster('{ws}')\">Stop cluster</button>"
-        )
-
-
-FORM = """<h2>{ws}</h2><form onsubmit="return startCluster(this, '{ws}')">
-<label>Type <select name="type"><option>static</option><option>dynamic</option></select></label>
-<label>Members (static) <input name="members" type="number" min="1" max="50" value="2"></label>
-<label>Min / max (dynamic) <input name="min_members" type="number" min="0" max="50" value="0">
-<input name="max_members" type="number" min="1" max="50" value="4"></label>
-<label>Member model <select name="resource_model">{options}</select></label>
-<label>Scratch GB per member <input name="scratch_gb" type="number" min="0" value="0"></label>
-<label><input name="dedicated_manager" type="checkbox"> Dedicated manager</label>
-<label><input name="preemptible" type="checkbox"> Economy (preemptible members)</label>
-<label><input name="web_access" type="checkbox"> Web access (Spark UI)</label>
-<button>Start cluster</button></form>"""
-
-PAGE = """<!doctype html><title>Workspace clusters</title>
-<link rel="stylesheet" href="/hub/static/css/style.min.css">
-<div class="container"><h1>Workspace clusters</h1>
-<p>A cluster is a Grid Engine manager and members attached to a running workspace: use
-<code>qsub</code>, <code>qstat</code>, <code>qacct</code> in the workspace, with
-<code>-l static_cores=N -l static_mem=XG</code>, and the kernels "PySpark – Remote" and
-"PySpark – Remote - Dynamic" run Spark executors on the members. The auto scaler logs to
-<code>/data/logs/sge-scaler.log</code>.</p>
-<p id="error" style="color:#a00"></p>{rows}</div>
-<script>
-const XSRF = {xsrf}, API = {api}, USER = {user};
-async function call(method, ws, body) {{
-  const r = await fetch(API + "/" + encodeURIComponent(USER) + "/" + encodeURIComponent(ws),
-    {{method, headers: {{"X-XSRFToken": XSRF, "Content-Type": "application/json"}},
-     body: body ? JSON.stringify(body) : undefined}});
-  if (!r.ok && r.status !== 204) {{
-    document.getElementById("error").textContent = (await r.json()).message; return;
-  }}
-  location.reload();
-}}
-function startCluster(form, ws) {{
-  const f = new FormData(form), t = f.get("type"), body = {{type: t,
-    resource_model: f.get("resource_model"), scratch_gb: Number(f.get("scratch_gb")),
-    dedicated_manager: f.has("dedicated_manager"), preemptible: f.has("preemptible"),
-    web_access: f.has("web_access")}};
-  if (t === "static") body.members = Number(f.get("members"));
-  else {{ body.min_members = Number(f.get("min_members"));
-         body.max_members = Number(f.get("max_members")); }}
-  call("POST", ws, body); return false;
-}}
-function stopCluster(ws) {{ call("DELETE", ws); }}
-</script>"""
 
 
 def make_app(
-    controller: ClusterController, prefix: str, cookie_secret: bytes,
+    controller: ClusterController,
+    prefix: str,
+    cookie_secret: bytes,
     default_resource_model: str = "standard-medium",
-) -> web.Application:  # fmt: skip
+) -> web.Application:
     return web.Application(
         [
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
@@ -318,4 +237,5 @@ def make_app(
         default_resource_model=default_resource_model,
         prefix=prefix,
         cookie_secret=cookie_secret,
+        services_menu=ServicesMenu.from_environment(),
     )

@@ -10,6 +10,7 @@ The tests run in order on one workspace, alice/lab; bob is another user.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -18,18 +19,18 @@ import time
 
 import pytest
 import requests
-from cluster_harness import (
+from support.cluster_harness import (
+    CLUSTER_IMAGE,
     Clusters,
     image_present,
     members_in,
     remove_cluster_leftovers,
-    wait_for,
 )
-from docker_cli import cleanup, docker, exec_in
-from hub_harness import PASSWORD, TOKEN, HubProcess
+from support.docker_cli import cleanup, docker, exec_in
+from support.hub_harness import PASSWORD, TOKEN, UNRUNNABLE_MODEL, HubProcess
+from support.waiting import wait
 
 PREFIX = "benchclus"
-IMAGE = os.environ.get("BENCH_CLUSTER_IMAGE", "benchhub/cluster:latest")
 WORKSPACE_IMAGE = "benchhub/jupyterlab:latest"  # the hub harness's workspace image
 MIN_LIFETIME_S = 8
 MEMBER = "standard-small"
@@ -39,7 +40,8 @@ echo "task=$SGE_TASK_ID host=$(hostname) uid=$(id -u) tmp=$TMPDIR"
 
 
 pytestmark = pytest.mark.skipif(
-    not image_present(IMAGE), reason=f"{IMAGE} is absent; build it with images/build.sh cluster"
+    not image_present(CLUSTER_IMAGE),
+    reason=f"{CLUSTER_IMAGE} is absent; build it with images/build.sh cluster",
 )
 
 
@@ -47,18 +49,25 @@ pytestmark = pytest.mark.skipif(
 def clusters(tmp_path_factory):
     workdir = tmp_path_factory.mktemp(PREFIX)
     scratch = workdir / "scratch"
-    hub = HubProcess(workdir, prefix=PREFIX, env_overrides={
-        "BENCHHUB_CLUSTER_SUBNETS": "10.233.0.0/20",
-        "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
-        "BENCHHUB_CLUSTER_INTERVAL": "1",
-        "BENCHHUB_CLUSTER_STABILISATION": "2",
-        "BENCHHUB_CLUSTER_MIN_LIFETIME": str(MIN_LIFETIME_S),
-    })  # fmt: skip
-    probe = subprocess.run(["docker", "run", "--rm", "--entrypoint", "test", WORKSPACE_IMAGE,
-                            "-x", "/usr/bin/qsub"], capture_output=True)  # fmt: skip
+    hub = HubProcess(
+        workdir,
+        prefix=PREFIX,
+        env_overrides={
+            "BENCHHUB_CLUSTER_SUBNETS": "10.233.0.0/20",
+            "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
+            "BENCHHUB_CLUSTER_INTERVAL": "1",
+            "BENCHHUB_CLUSTER_STABILISATION": "2",
+            "BENCHHUB_CLUSTER_MIN_LIFETIME": str(MIN_LIFETIME_S),
+        },
+    )
+    probe = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "test", WORKSPACE_IMAGE, "-x", "/usr/bin/qsub"],
+        capture_output=True,
+    )
     if probe.returncode != 0:
-        pytest.fail(f"{WORKSPACE_IMAGE} has no Grid Engine client; rebuild it: "
-                    "images/build.sh jupyterlab")  # fmt: skip
+        pytest.fail(
+            f"{WORKSPACE_IMAGE} has no Grid Engine client; rebuild it: images/build.sh jupyterlab"
+        )
     cleanup(PREFIX, hub.storage_root)
     remove_cluster_leftovers(PREFIX, scratch)
     hub.start()
@@ -69,21 +78,6 @@ def clusters(tmp_path_factory):
     hub.stop()
     cleanup(PREFIX, hub.storage_root)
     remove_cluster_leftovers(PREFIX, scratch)
-
-
-@pytest.fixture(autouse=True)
-def _logs_on_failure(request):
-    yield
-    failed = getattr(request.node, "rep_call", None)
-    if not (failed and failed.failed) or "clusters" not in request.fixturenames:
-        return
-    clusters = request.getfixturevalue("clusters")
-    print(f"\n----- hub log (tail) -----\n{clusters.hub.log_tail(80)}")
-    print(f"----- scaler log -----\n{clusters.scaler_log()}")
-    for name in docker("ps", "-a", "--format", "{{.Names}}", "--filter",
-                       f"name=^{PREFIX}-cluster-", check=False).split():  # fmt: skip
-        logs = docker("logs", "--tail", "20", name, check=False)
-        print(f"----- docker logs {name} -----\n{logs}")
 
 
 def test_others_get_403_and_bad_settings_a_400_naming_the_field(clusters):
@@ -97,7 +91,7 @@ def test_others_get_403_and_bad_settings_a_400_naming_the_field(clusters):
         "max_members": {"type": "dynamic", "min_members": 3, "max_members": 51},
         "colour": {"type": "static", "members": 1, "colour": "blue"},
         "web_access": {**static, "web_access": "sometimes"},
-        "resource_model": {**static, "resource_model": "standard-xlarge"},  # 16 CPUs; host: 2
+        "resource_model": {**static, "resource_model": UNRUNNABLE_MODEL},  # 4096 CPUs
     }
     for field, body in refused.items():
         r = clusters.api("POST", body=body)
@@ -119,8 +113,10 @@ def test_the_page_in_the_services_menu_starts_and_stops_a_cluster_as_its_script_
     assert "/services/clusters/" in browser.get(f"{url}/hub/home").text  # the Services menu
     page = browser.get(f"{url}/services/clusters/")  # OAuth without a confirm page
     assert page.ok and "<h2>lab</h2>" in page.text and "Start cluster" in page.text
-    assert "value='standard-xlarge' disabled" in page.text  # this host cannot run it
-    xsrf = re.search(r'const XSRF = "([^"]+)"', page.text).group(1)
+    assert f'value="{UNRUNNABLE_MODEL}" disabled' in page.text  # no host can run it
+    assert 'href="/hub/home"' in page.text  # the hub's navbar, with the way back home
+    data = re.search(r'<script type="application/json" id="bench-data">(.*?)</script>', page.text)
+    xsrf = json.loads(data.group(1))["xsrf"]
     api = f"{url}/services/clusters/api/clusters/alice/lab"
     body = {"type": "static", "members": 1, "resource_model": MEMBER}
     assert browser.post(api, json=body).status_code == 403  # a cookie without the XSRF token
@@ -128,15 +124,16 @@ def test_the_page_in_the_services_menu_starts_and_stops_a_cluster_as_its_script_
     assert r.status_code == 202, r.text
     assert "Stop cluster" in browser.get(f"{url}/services/clusters/").text
     assert browser.delete(api, headers={"X-XSRFToken": xsrf}).status_code == 202
-    wait_for(lambda: clusters.status() is None, 30, "the cluster is gone")
+    wait(lambda: clusters.status() is None, 30, "the cluster is gone")
 
 
 def test_static_cluster_runs_an_array_job_from_the_workspace_and_qacct_reports_it(clusters):
-    r = clusters.api("POST", body={"type": "static", "members": 2, "resource_model": MEMBER,
-                                   "scratch_gb": 1})  # fmt: skip
+    r = clusters.api(
+        "POST", body={"type": "static", "members": 2, "resource_model": MEMBER, "scratch_gb": 1}
+    )
     assert r.status_code == 202, r.text
     started = time.monotonic()
-    members = wait_for(lambda: members_in("idle")(clusters, 2), 60, "2 members are idle")
+    members = wait(lambda: members_in("idle")(clusters, 2), 60, "2 members are idle")
     print(f"MEASURED static cluster of 2 ready in {time.monotonic() - started:.1f} s")
     names = {m["name"] for m in members}
     assert (clusters.status()["status"], clusters.status()["reason"]) == ("running", "")
@@ -144,8 +141,11 @@ def test_static_cluster_runs_an_array_job_from_the_workspace_and_qacct_reports_i
     assert names <= set(clusters.sh("qhost").split())  # the workspace's client sees them
     clusters.script("job.sh", JOB)
     job = clusters.submit("-cwd", "-o", "/data/out", "-e", "/data/out", "-t", "1-4", "job.sh")
-    tasks = wait_for(lambda: clusters.qacct_tasks(job) == ["1", "2", "3", "4"], 60,
-                     f"qacct in the workspace reports the 4 tasks of job {job}")  # fmt: skip
+    tasks = wait(
+        lambda: clusters.qacct_tasks(job) == ["1", "2", "3", "4"],
+        60,
+        f"qacct in the workspace reports the 4 tasks of job {job}",
+    )
     assert tasks
     outputs = [clusters.data / "out" / f"job.sh.o{job}.{task}" for task in range(1, 5)]
     lines = [dict(kv.split("=", 1) for kv in p.read_text().split()) for p in outputs]
@@ -155,12 +155,32 @@ def test_static_cluster_runs_an_array_job_from_the_workspace_and_qacct_reports_i
     assert all(line["tmp"].startswith("/scratch/") for line in lines)
     report = clusters.sh(f"qacct -j {job}")
     assert {line.split()[1] for line in report.splitlines() if line.startswith("owner")} == {
-        "jovyan"}  # fmt: skip
+        "jovyan"
+    }
+
+
+def test_a_cluster_used_only_through_grid_engine_runs_no_java_on_its_members(clusters):
+    # the static cluster of the test before, after its array job ran (issue 17: a Spark
+    # worker JVM on every member slowed every member's start)
+    status = clusters.status()
+    assert status["spark"]["in_use"] is False and status["spark"]["workers"] == 0, status
+    for member in status["members"]:
+        found = subprocess.run(
+            ["docker", "exec", member["name"], "pgrep", "-a", "java"],
+            capture_output=True,
+            text=True,
+        )
+        assert found.returncode == 1, (member["name"], found.stdout)  # 1: no such process
+    assert "Spark" not in clusters.scaler_log()
 
 
 def test_consumables_refuse_to_oversubscribe_and_a_never_fitting_job_is_reported(clusters):
-    sleepers = [clusters.submit("-l", "static_cores=1", "-o", "/dev/null", "-e", "/dev/null",
-                                "-b", "y", "sleep", "60") for _ in range(3)]  # fmt: skip
+    sleepers = [
+        clusters.submit(
+            "-l", "static_cores=1", "-o", "/dev/null", "-e", "/dev/null", "-b", "y", "sleep", "60"
+        )
+        for _ in range(3)
+    ]
     huge = clusters.submit("-l", "static_mem=20G", "-b", "y", "true")
 
     def settled():
@@ -170,29 +190,37 @@ def test_consumables_refuse_to_oversubscribe_and_a_never_fitting_job_is_reported
         # (a view observed after both submissions: the huge job is pending in it)
         return running == 2 and len(waiting & set(sleepers)) == 1 and huge in waiting and status
 
-    status = wait_for(settled, 30, "2 jobs run (one core each member) and the third waits")
+    status = wait(settled, 30, "2 jobs run (one core each member) and the third waits")
     assert [u["job_id"] for u in status["unsatisfiable"]] == [huge]
-    assert "20 GiB per task, more than one member offers (1 core, 7.2 GiB)" in (
-        status["unsatisfiable"][0]["reason"])  # fmt: skip
-    wait_for(lambda: f"never scheduled: job {huge} asks" in clusters.scaler_log(), 10,
-             "the scaler log names the never-fitting job")  # fmt: skip
+    assert (
+        "20 GiB per task, more than one member offers (1 core, 7.2 GiB)"
+        in (status["unsatisfiable"][0]["reason"])
+    )
+    wait(
+        lambda: f"never scheduled: job {huge} asks" in clusters.scaler_log(),
+        10,
+        "the scaler log names the never-fitting job",
+    )
     clusters.sh(f"qdel {' '.join(sleepers)} {huge}")
-    wait_for(lambda: not clusters.status()["pending"], 30, "the queue is empty")
+    wait(lambda: not clusters.status()["pending"], 30, "the queue is empty")
 
 
 def test_a_killed_member_is_replaced_and_its_job_runs_again(clusters):
     clusters.script("survivor.sh", "#!/bin/sh\nsleep 4\nhostname > /data/out/survivor\n")
     job = clusters.submit("-o", "/dev/null", "-e", "/dev/null", "survivor.sh")
 
-    victim = wait_for(lambda: clusters.running_on(job), 30, f"job {job} runs")
+    victim = wait(lambda: clusters.running_on(job), 30, f"job {job} runs")
     docker("kill", victim)
-    wait_for(lambda: f"member {victim} lost: killed" in clusters.scaler_log(), 20,
-             f"the scaler log reports {victim} lost")  # fmt: skip
+    wait(
+        lambda: f"member {victim} lost: killed" in clusters.scaler_log(),
+        20,
+        f"the scaler log reports {victim} lost",
+    )
     assert "1 running job rescheduled" in clusters.scaler_log()
-    members = wait_for(lambda: members_in("idle")(clusters, 2), 60, "2 idle members again")
+    members = wait(lambda: members_in("idle")(clusters, 2), 60, "2 idle members again")
     assert victim not in {m["name"] for m in members}
     survivor = clusters.data / "out" / "survivor"
-    wait_for(survivor.exists, 30, f"job {job} ran again to its end")
+    wait(survivor.exists, 30, f"job {job} ran again to its end")
     assert survivor.read_text().strip() in {m["name"] for m in members}
 
 
@@ -204,38 +232,46 @@ def test_restarting_the_service_re_adopts_the_running_cluster(clusters):
     assert pid is not None, "the clusters service is not running"
     os.kill(pid, signal.SIGKILL)
     # the hub notices a dead managed service when it polls it: every 30 s (with jitter)
-    wait_for(lambda: clusters.service_pid() not in (None, pid), 75, "the hub restarted it")
-    wait_for(lambda: clusters.api("GET").ok, 30, "the restarted service answers")
-    after = wait_for(lambda: members_in("idle")(clusters, 2), 30, "it sees both members idle")
+    wait(lambda: clusters.service_pid() not in (None, pid), 75, "the hub restarted it")
+    wait(lambda: clusters.api("GET").ok, 30, "the restarted service answers")
+    after = wait(lambda: members_in("idle")(clusters, 2), 30, "it sees both members idle")
     assert {m["name"] for m in after} == {m["name"] for m in before["members"]}
     assert clusters.containers(before["cluster_id"]) == containers  # adopted, not recreated
     job = clusters.submit("-sync", "y", "-o", "/dev/null", "-e", "/dev/null", "-b", "y", "true")
-    wait_for(lambda: clusters.qacct_tasks(job), 10, f"qacct reports job {job}")
+    wait(lambda: clusters.qacct_tasks(job), 10, f"qacct reports job {job}")
 
 
 def test_dynamic_cluster_scales_from_zero_for_pending_work_and_back(clusters):
     old = clusters.status()["cluster_id"]
     assert clusters.api("DELETE").status_code == 202
-    wait_for(lambda: clusters.status() is None and not clusters.containers(old), 30,
-             "the static cluster is gone")  # fmt: skip
+    wait(
+        lambda: clusters.status() is None and not clusters.containers(old),
+        30,
+        "the static cluster is gone",
+    )
     assert not docker("network", "ls", "-q", "--filter", f"name={PREFIX}-cluster-{old}").strip()
     assert not list(clusters.scratch.rglob("data.ext4"))  # the members' scratch went with them
     assert "unable to read qmaster name" in exec_in(clusters.workspace, "qstat", "1000").stderr
-    r = clusters.api("POST", body={"type": "dynamic", "min_members": 0, "max_members": 3,
-                                   "resource_model": MEMBER})  # fmt: skip
+    r = clusters.api(
+        "POST",
+        body={"type": "dynamic", "min_members": 0, "max_members": 3, "resource_model": MEMBER},
+    )
     assert r.status_code == 202, r.text
-    wait_for(lambda: clusters.status()["status"] == "running", 60, "the manager runs")
+    wait(lambda: clusters.status()["status"] == "running", 60, "the manager runs")
     assert clusters.status()["members"] == []
     submitted = time.monotonic()
-    job = clusters.submit("-o", "/dev/null", "-e", "/dev/null", "-t", "1-3", "-b", "y",
-                          "sleep", "6")  # fmt: skip
-    wait_for(lambda: len(clusters.status()["members"]) == 3, 30, "3 members for 3 tasks")
-    wait_for(lambda: clusters.qacct_tasks(job) == ["1", "2", "3"], 60, "the 3 tasks ran")
+    job = clusters.submit(
+        "-o", "/dev/null", "-e", "/dev/null", "-t", "1-3", "-b", "y", "sleep", "6"
+    )
+    wait(lambda: len(clusters.status()["members"]) == 3, 30, "3 members for 3 tasks")
+    wait(lambda: clusters.qacct_tasks(job) == ["1", "2", "3"], 60, "the 3 tasks ran")
     done = time.monotonic()
     print(f"MEASURED dynamic 0 -> 3 members and 3 x 6 s tasks done in {done - submitted:.1f} s")
-    wait_for(lambda: clusters.status()["members"] == [], 60, "back to 0 members")
-    print(f"MEASURED last task end -> 0 members: {time.monotonic() - done:.1f} s"
-          f" (minimum lifetime {MIN_LIFETIME_S} s)")
+    wait(lambda: clusters.status()["members"] == [], 60, "back to 0 members")
+    print(
+        f"MEASURED last task end -> 0 members: {time.monotonic() - done:.1f} s"
+        f" (minimum lifetime {MIN_LIFETIME_S} s)"
+    )
     log = clusters.scaler_log()
     assert "scale up by 3 to 3 members: 3 pending tasks need 3 more members" in log
     assert log.count(" drain ") == 3 and log.count(" remove ") == 3
@@ -243,36 +279,52 @@ def test_dynamic_cluster_scales_from_zero_for_pending_work_and_back(clusters):
 
 def test_a_restricted_workspaces_cluster_has_no_route_out_and_takes_its_jobs(clusters):
     hub = clusters.hub
-    hub.start_workspace("alice", "closed", {"resource_model": "test-small",
-                                            "access_mode": "restricted", "whitelist": "a.test"})
+    hub.start_workspace(
+        "alice",
+        "closed",
+        {"resource_model": "test-small", "access_mode": "restricted", "whitelist": "a.test"},
+    )
     closed = hub.container_name("alice", "closed")
-    r = clusters.api("POST", "alice/closed", {"type": "static", "members": 1,
-                                              "resource_model": MEMBER})  # fmt: skip
+    r = clusters.api(
+        "POST", "alice/closed", {"type": "static", "members": 1, "resource_model": MEMBER}
+    )
     assert r.status_code == 202, r.text
     network = r.json()["network"]
-    wait_for(lambda: [m["state"] for m in clusters.api("GET", "alice/closed").json()["members"]]
-             == ["idle"], 60, "the member is idle")  # fmt: skip
+    wait(
+        lambda: (
+            [m["state"] for m in clusters.api("GET", "alice/closed").json()["members"]] == ["idle"]
+        ),
+        60,
+        "the member is idle",
+    )
     assert docker("network", "inspect", "-f", "{{.Internal}}", network).strip() == "true"
-    attached = docker("inspect", "-f", "{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} "
-                      "{{end}}", closed).split()  # fmt: skip
+    attached = docker(
+        "inspect", "-f", "{{range $n, $_ := .NetworkSettings.Networks}}{{$n}} {{end}}", closed
+    ).split()
     assert sorted(attached) == sorted([f"{PREFIX}-restricted", network])
     submit = exec_in(closed, "cd /data && qsub -sync y -b y true", user="1000")
     assert submit.returncode == 0 and "exited with exit code 0" in submit.stdout, submit.stderr
     hub.stop_workspace("alice", "closed")
-    wait_for(lambda: clusters.api("GET", "alice/closed").status_code == 404, 20, "it is gone")
+    wait(lambda: clusters.api("GET", "alice/closed").status_code == 404, 20, "it is gone")
 
 
 def test_stopping_the_workspace_removes_its_cluster(clusters):
     cluster_id = clusters.status()["cluster_id"]
     clusters.submit("-o", "/dev/null", "-e", "/dev/null", "-b", "y", "sleep", "300")
-    wait_for(lambda: members_in("busy")(clusters, 1), 30, "a member runs the long job")
+    wait(lambda: members_in("busy")(clusters, 1), 30, "a member runs the long job")
     started = time.monotonic()
     clusters.hub.stop_workspace("alice", "lab")
     print(f"MEASURED workspace stop with a cluster: {time.monotonic() - started:.1f} s")
-    wait_for(lambda: not clusters.containers(cluster_id) and clusters.status() is None, 20,
-             "the cluster is gone")  # fmt: skip
+    wait(
+        lambda: not clusters.containers(cluster_id) and clusters.status() is None,
+        20,
+        "the cluster is gone",
+    )
     assert not docker("network", "ls", "-q", "--filter", f"name={PREFIX}-cluster-").strip()
     assert not list(clusters.scratch.rglob("data.ext4"))
-    r = requests.get(f"{clusters.hub.url}/services/clusters/api/health",
-                     headers={"Authorization": f"token {TOKEN}"}, timeout=10)  # fmt: skip
+    r = requests.get(
+        f"{clusters.hub.url}/services/clusters/api/health",
+        headers={"Authorization": f"token {TOKEN}"},
+        timeout=10,
+    )
     assert r.ok and r.json()["clusters"] == 0

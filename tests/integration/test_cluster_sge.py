@@ -1,17 +1,18 @@
 """A real Son of Grid Engine cluster in containers: a manager and members of benchhub/cluster,
 configured only through hub_services.clusters.sge, on a network with its own subnet.
 
-What a user of a workspace cluster notices: members join within seconds, an array job's tasks
-all run as the user and write to the shared /data, qacct reports them, a trivial job finishes
-in about a second, and a job larger than any member waits while the auto scaler calls it
-unsatisfiable instead of adding members. Join time and job latency are printed (run with -s).
-The image is $BENCH_CLUSTER_IMAGE (default benchhub/cluster:latest, built by images/build.sh);
+What a user of a workspace cluster notices: members join, an array job's tasks all run as the
+user and write to the shared /data, qacct reports them, the scheduler runs every second (so a
+trivial job does not wait Grid Engine's default 15 s), and a job larger than any member waits
+while the auto scaler calls it unsatisfiable instead of adding members. The tests wait for
+conditions and assert no durations; join time and job latency are printed (run with -s) and
+benchmarks/clusters.py measures them.
+The image is $BENCHHUB_CLUSTER_IMAGE (default benchhub/cluster:latest, built by images/build.sh);
 the tests skip without it.
 """
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import time
@@ -19,14 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from docker_cli import docker
+from support.cluster_harness import CLUSTER_IMAGE, image_present
+from support.docker_cli import container_logs, docker
+from support.waiting import wait
 
 from benchhub.resource_models import DEFAULT_RESOURCE_MODELS, load_catalog
 from hub_services.clusters import sge
 from hub_services.clusters.scaling import Member, decide
 from hub_services.clusters.settings import ClusterSchema
 
-IMAGE = os.environ.get("BENCH_CLUSTER_IMAGE", "benchhub/cluster:latest")
 PREFIX = "clustertest"
 NETWORK = f"{PREFIX}-net"
 SUBNET, MANAGER_IP = "10.230.7.0/24", "10.230.7.2"
@@ -39,36 +41,27 @@ echo "task=$SGE_TASK_ID host=$(hostname) uid=$(id -u) tmp=$TMPDIR" > /data/out/t
 """
 
 
-def _image_present() -> bool:
-    probe = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True)
-    return probe.returncode == 0
-
-
 pytestmark = pytest.mark.skipif(
-    not _image_present(),
-    reason=f"image {IMAGE} is absent; build it with: docker build -t {IMAGE} images/cluster",
+    not image_present(CLUSTER_IMAGE),
+    reason=f"image {CLUSTER_IMAGE} is absent; build it with: bash images/build.sh cluster",
 )
 
 
-def qexec(*argv: str, user: str | None = None, stdin: str | None = None, check: bool = True,
-          timeout: float = 60) -> subprocess.CompletedProcess:  # fmt: skip
+def qexec(
+    *argv: str,
+    user: str | None = None,
+    stdin: str | None = None,
+    check: bool = True,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess:
     """Run ``argv`` in the manager container (as ``user``, in /data)."""
     cmd = ["docker", "exec", "-i", "-w", "/data"] + (["-u", user] if user else [])
-    out = subprocess.run([*cmd, MANAGER, *argv], input=stdin, capture_output=True, text=True,
-                         timeout=timeout)  # fmt: skip
+    out = subprocess.run(
+        [*cmd, MANAGER, *argv], input=stdin, capture_output=True, text=True, timeout=timeout
+    )
     if check and out.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed ({out.returncode}): {out.stderr}")
     return out
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting until {what}")
 
 
 def members_now() -> dict[str, sge.HostState]:
@@ -87,26 +80,43 @@ def remove_everything() -> None:
 
 def logs(name: str, tail: str = "all") -> str:
     """A container's log; the daemons and the entry point write to stderr."""
-    out = subprocess.run(["docker", "logs", "--tail", tail, name], capture_output=True, text=True,
-                         timeout=30)  # fmt: skip
+    out = subprocess.run(
+        ["docker", "logs", "--tail", tail, name], capture_output=True, text=True, timeout=30
+    )
     return out.stdout + out.stderr
 
 
-def print_logs() -> None:
-    for name in docker("ps", "-a", "--format", "{{.Names}}", "--filter", f"name=^{PREFIX}-",
-                       check=False).split():  # fmt: skip
-        print(f"----- docker logs {name} -----")
-        print(logs(name, "40"))
+def failure_sections() -> dict[str, str]:
+    """Printed when a test here fails (tests/conftest.py): the containers' logs."""
+    return container_logs(PREFIX, tail=40)
 
 
 def start_member(name: str, ip: str, data: Path) -> float:
     """Add ``name`` on the manager, start its container; seconds until it reports."""
     qexec("bench-sge", "add-member", name, ip, stdin=sge.exec_host_config(name, POLICY.capacity))
     started = time.monotonic()
-    docker("run", "-d", "--name", name, "--hostname", name, "--network", NETWORK, "--ip", ip,
-           "-v", f"{data}:/data", IMAGE, "member", MANAGER)  # fmt: skip
-    wait_for(lambda: (host := members_now().get(name)) is not None and host.reporting, 60,
-             f"{name} reports to the manager")  # fmt: skip
+    docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--hostname",
+        name,
+        "--network",
+        NETWORK,
+        "--ip",
+        ip,
+        "-v",
+        f"{data}:/data",
+        CLUSTER_IMAGE,
+        "member",
+        MANAGER,
+    )
+    wait(
+        lambda: (host := members_now().get(name)) is not None and host.reporting,
+        60,
+        f"{name} reports to the manager",
+    )
     return time.monotonic() - started
 
 
@@ -133,22 +143,46 @@ def cluster(tmp_path_factory):
         subprocess.run(["chown", "1000:100", str(path)], check=True)
     state = Cluster(data)
     try:
-        docker("network", "create", "--subnet", SUBNET, "-o",
-               "com.docker.network.driver.mtu=1400", NETWORK)  # fmt: skip
+        docker(
+            "network",
+            "create",
+            "--subnet",
+            SUBNET,
+            "-o",
+            "com.docker.network.driver.mtu=1400",
+            NETWORK,
+        )
         started = time.monotonic()
-        docker("run", "-d", "--name", MANAGER, "--hostname", MANAGER, "--network", NETWORK,
-               "--ip", MANAGER_IP, "--network-alias", "spark-master",  # its Spark master's name
-               "-v", f"{config}:/etc/bench-sge:ro", "-v", f"{data}:/data",
-               IMAGE, "manager")  # fmt: skip
-        wait_for(lambda: "manager ready" in logs(MANAGER), 60, "the manager is ready")
+        docker(
+            "run",
+            "-d",
+            "--name",
+            MANAGER,
+            "--hostname",
+            MANAGER,
+            "--network",
+            NETWORK,
+            "--ip",
+            MANAGER_IP,
+            "--network-alias",
+            "spark-master",  # its Spark master's name
+            "-v",
+            f"{config}:/etc/bench-sge:ro",
+            "-v",
+            f"{data}:/data",
+            CLUSTER_IMAGE,
+            "manager",
+        )
+        wait(lambda: "manager ready" in logs(MANAGER), 60, "the manager is ready")
         state.measured["manager ready s"] = time.monotonic() - started
         for index in (1, 2):
             name = f"{PREFIX}-m{index}"
             state.measured[f"{name} join s"] = start_member(name, f"10.230.7.{10 + index}", data)
             state.started_at[name] = datetime.now(UTC)
         yield state
-    except BaseException:
-        print_logs()
+    except BaseException:  # a failed set-up is no test failure: print the logs here
+        for title, text in failure_sections().items():
+            print(f"----- {title} -----\n{text}")
         raise
     finally:
         for key, value in state.measured.items():
@@ -156,29 +190,31 @@ def cluster(tmp_path_factory):
         remove_everything()
 
 
-@pytest.fixture(autouse=True)
-def _cluster_logs_on_failure(request):
-    yield
-    failed = getattr(request.node, "rep_call", None)
-    if failed and failed.failed:
-        print_logs()
-
-
-def test_members_join_within_seconds_with_their_model_capacity(cluster):
+def test_members_join_with_their_model_capacity(cluster):
     hosts = members_now()
     assert sorted(hosts) == [f"{PREFIX}-m1", f"{PREFIX}-m2"]
     for host in hosts.values():
         assert host.reporting and not host.disabled and host.running_jobs == 0
         assert host.free == POLICY.capacity  # 3 cores, 14745M: standard-medium less headroom
-    assert all(cluster.measured[f"{name} join s"] < 15 for name in hosts)
 
 
 def test_array_job_tasks_all_run_as_the_user_and_qacct_reports_them(cluster):
-    job = qexec("qsub", "-terse", "-cwd", "-o", "/data/out", "-e", "/data/out", "-t", "1-4",
-                "/data/task.sh", user="1000").stdout.strip()  # fmt: skip
+    job = qexec(
+        "qsub",
+        "-terse",
+        "-cwd",
+        "-o",
+        "/data/out",
+        "-e",
+        "/data/out",
+        "-t",
+        "1-4",
+        "/data/task.sh",
+        user="1000",
+    ).stdout.strip()
     job_id = job.split(".")[0]
     outputs = [cluster.data / "out" / f"task.{i}" for i in range(1, 5)]
-    wait_for(lambda: all(p.exists() and p.read_text() for p in outputs), 60, "all 4 tasks wrote")
+    wait(lambda: all(p.exists() and p.read_text() for p in outputs), 60, "all 4 tasks wrote")
     lines = [p.read_text().split() for p in outputs]
     assert [line[0] for line in lines] == [f"task={i}" for i in range(1, 5)]
     assert {line[2] for line in lines} == {"uid=1000"}
@@ -191,42 +227,61 @@ def test_array_job_tasks_all_run_as_the_user_and_qacct_reports_them(cluster):
         tasks = [line.split()[1] for line in report.splitlines() if line.startswith("taskid")]
         return len(tasks) == 4 and (report, sorted(tasks))
 
-    report, tasks = wait_for(accounted, 30, f"qacct reports the 4 tasks of job {job_id}")
+    report, tasks = wait(accounted, 30, f"qacct reports the 4 tasks of job {job_id}")
     assert tasks == ["1", "2", "3", "4"]
-    assert [line.split()[1] for line in report.splitlines()
-            if line.startswith("exit_status")] == ["0"] * 4  # fmt: skip
+    assert [line.split()[1] for line in report.splitlines() if line.startswith("exit_status")] == [
+        "0"
+    ] * 4
     assert {line.split()[1] for line in report.splitlines() if line.startswith("owner")} == {
-        "jovyan"}  # fmt: skip
+        "jovyan"
+    }
 
 
-def test_a_trivial_job_finishes_in_about_a_second(cluster):
+def test_the_scheduler_runs_every_second_so_trivial_jobs_do_not_wait_fifteen(cluster):
+    # Grid Engine's default interval (15 s) would make every job wait; the duration itself
+    # depends on the machine, so it is printed, not asserted (benchmarks/clusters.py)
+    config = dict(
+        line.split(None, 1)
+        for line in qexec("qconf", "-ssconf").stdout.splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    assert config["schedule_interval"].strip() == "0:0:1"
     latencies = []
     for attempt in range(5):
         done = cluster.data / "out" / f"trivial.{attempt}"
         started = time.monotonic()
         submit = ("qsub", "-b", "y", "-o", "/dev/null", "-e", "/dev/null")
         qexec(*submit, "touch", f"/data/out/{done.name}", user="1000")
-        wait_for(done.exists, 30, f"trivial job {attempt} ran", interval=0.02)
+        wait(done.exists, 30, f"trivial job {attempt} ran", step=0.02)
         latencies.append(time.monotonic() - started)
     cluster.measured["trivial job median s"] = statistics.median(latencies)
     cluster.measured["trivial job max s"] = max(latencies)
-    # the scheduler runs every second; Grid Engine's default (15 s) would make this 7 s or more
-    assert statistics.median(latencies) < 3, latencies
 
 
 def test_a_job_larger_than_any_member_waits_and_the_scaler_ignores_it(cluster):
     too_big = POLICY.capacity.cores + 1
-    job_id = qexec("qsub", "-terse", "-l", f"static_cores={too_big}", "-b", "y", "true",
-                   user="1000").stdout.strip()  # fmt: skip
-    time.sleep(3)  # three scheduling runs
+    job_id = qexec(
+        "qsub", "-terse", "-l", f"static_cores={too_big}", "-b", "y", "true", user="1000"
+    ).stdout.strip()
+    # the scheduler has looked at the job and refused it (schedd_job_info says why)
+    wait(
+        lambda: "cannot run" in qexec("qstat", "-j", job_id).stdout,
+        30,
+        f"the scheduler says job {job_id} cannot run",
+    )
     pending = {job.job_id: job for job in sge.parse_pending(qexec(*sge.PENDING_ARGV).stdout)}
     assert pending[job_id].state == "qw" and pending[job_id].static_cores == too_big
     hosts = members_now()
     members = [
-        Member(name, cluster.started_at[name], running_jobs=host.running_jobs,
-               draining=host.disabled, free=host.free)
+        Member(
+            name,
+            cluster.started_at[name],
+            running_jobs=host.running_jobs,
+            draining=host.disabled,
+            free=host.free,
+        )
         for name, host in hosts.items()
-    ]  # fmt: skip
+    ]
     requests = [job.request() for job in pending.values() if job.waiting]
     decision = decide(POLICY, requests, members, datetime.now(UTC))
     assert [u.job_id for u in decision.unsatisfiable] == [job_id]
@@ -239,9 +294,22 @@ def test_a_job_larger_than_any_member_waits_and_the_scaler_ignores_it(cluster):
 def test_a_member_joins_drains_and_leaves_only_when_idle(cluster):
     name = f"{PREFIX}-m3"
     cluster.measured[f"{name} join s"] = start_member(name, "10.230.7.13", cluster.data)
-    busy = qexec("qsub", "-terse", "-q", f"{sge.QUEUE}@{name}", "-b", "y", "-o", "/dev/null",
-                 "-e", "/dev/null", "sleep", "300", user="1000").stdout.strip()  # fmt: skip
-    wait_for(lambda: members_now()[name].running_jobs == 1, 30, f"a job runs on {name}")
+    busy = qexec(
+        "qsub",
+        "-terse",
+        "-q",
+        f"{sge.QUEUE}@{name}",
+        "-b",
+        "y",
+        "-o",
+        "/dev/null",
+        "-e",
+        "/dev/null",
+        "sleep",
+        "300",
+        user="1000",
+    ).stdout.strip()
+    wait(lambda: members_now()[name].running_jobs == 1, 30, f"a job runs on {name}")
     qexec(*sge.drain_argv(name))
     assert members_now()[name].disabled
 
@@ -252,14 +320,14 @@ def test_a_member_joins_drains_and_leaves_only_when_idle(cluster):
         report = qexec("qacct", "-j", job_id, check=False).stdout.splitlines()
         return next((line.split()[1] for line in report if line.startswith("hostname")), None)
 
-    hosts = {wait_for(lambda j=j: ran_on(j), 30, f"qacct reports job {j}") for j in job_ids}
+    hosts = {wait(lambda j=j: ran_on(j), 30, f"qacct reports job {j}") for j in job_ids}
     assert name not in hosts  # a drained member takes no new work
 
     refused = qexec("bench-sge", "remove-member", name, check=False)
     assert refused.returncode == 1 and f"jobs still run on {name}" in refused.stderr
     assert members_now()[name].running_jobs == 1  # the running job was not touched
     qexec("qdel", busy, user="1000")
-    wait_for(lambda: members_now()[name].running_jobs == 0, 30, f"{name} is idle")
+    wait(lambda: members_now()[name].running_jobs == 0, 30, f"{name} is idle")
     qexec("bench-sge", "remove-member", name)
     assert name not in members_now()
     qexec("bench-sge", "remove-member", name)  # already gone: still success

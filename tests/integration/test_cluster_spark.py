@@ -10,31 +10,31 @@ the members are "standard-small" (2 CPUs, 8 GB; each member offers 1 core to exe
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 
 import pytest
 import requests
-from cluster_harness import (
+from support.cluster_harness import (
+    CLUSTER_IMAGE,
     Clusters,
     image_present,
     members_in,
     remove_cluster_leftovers,
     run_in_kernel,
-    wait_for,
 )
-from docker_cli import cleanup, docker
-from hub_harness import HubProcess
+from support.docker_cli import cleanup
+from support.hub_harness import HubProcess
+from support.waiting import wait
 
 PREFIX = "benchspark"
-IMAGE = os.environ.get("BENCH_CLUSTER_IMAGE", "benchhub/cluster:latest")
 WORKSPACE_IMAGE = "benchhub/jupyterlab:latest"
 MEMBER = "standard-small"
 UI = "/user/alice/lab/proxy/spark-master:8080/"
 
 pytestmark = pytest.mark.skipif(
-    not image_present(IMAGE), reason=f"{IMAGE} is absent; build it with images/build.sh cluster"
+    not image_present(CLUSTER_IMAGE),
+    reason=f"{CLUSTER_IMAGE} is absent; build it with images/build.sh cluster",
 )
 
 
@@ -42,15 +42,30 @@ pytestmark = pytest.mark.skipif(
 def clusters(tmp_path_factory):
     workdir = tmp_path_factory.mktemp(PREFIX)
     scratch = workdir / "scratch"
-    hub = HubProcess(workdir, prefix=PREFIX, env_overrides={
-        "BENCHHUB_CLUSTER_SUBNETS": "10.235.0.0/20",
-        "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
-        "BENCHHUB_CLUSTER_INTERVAL": "1",
-        "BENCHHUB_CLUSTER_STABILISATION": "2",
-        "BENCHHUB_CLUSTER_MIN_LIFETIME": "8",
-    })  # fmt: skip
-    probe = subprocess.run(["docker", "run", "--rm", "--entrypoint", "test", WORKSPACE_IMAGE,
-                            "-x", "/opt/spark/bin/spark-class"], capture_output=True)  # fmt: skip
+    hub = HubProcess(
+        workdir,
+        prefix=PREFIX,
+        env_overrides={
+            "BENCHHUB_CLUSTER_SUBNETS": "10.235.0.0/20",
+            "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
+            "BENCHHUB_CLUSTER_INTERVAL": "1",
+            "BENCHHUB_CLUSTER_STABILISATION": "2",
+            "BENCHHUB_CLUSTER_MIN_LIFETIME": "8",
+        },
+    )
+    probe = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--entrypoint",
+            "test",
+            WORKSPACE_IMAGE,
+            "-x",
+            "/opt/spark/bin/spark-class",
+        ],
+        capture_output=True,
+    )
     if probe.returncode != 0:
         pytest.fail(f"{WORKSPACE_IMAGE} has no Spark; rebuild it: images/build.sh jupyterlab")
     cleanup(PREFIX, hub.storage_root)
@@ -63,22 +78,6 @@ def clusters(tmp_path_factory):
     hub.stop()
     cleanup(PREFIX, hub.storage_root)
     remove_cluster_leftovers(PREFIX, scratch)
-
-
-@pytest.fixture(autouse=True)
-def _logs_on_failure(request):
-    yield
-    failed = getattr(request.node, "rep_call", None)
-    if not (failed and failed.failed) or "clusters" not in request.fixturenames:
-        return
-    clusters = request.getfixturevalue("clusters")
-    print(f"\n----- hub log (tail) -----\n{clusters.hub.log_tail(80)}")
-    print(f"----- scaler log -----\n{clusters.scaler_log()}")
-    for name in docker("ps", "-a", "--format", "{{.Names}}", "--filter",
-                       f"name=^{PREFIX}-cluster-", check=False).split():  # fmt: skip
-        logs = docker("exec", name, "sh", "-c", "tail -n 30 /var/log/bench-spark/*.log",
-                      check=False)  # fmt: skip
-        print(f"----- spark logs {name} -----\n{logs}")
 
 
 def _values(output: str) -> dict[str, str]:
@@ -94,22 +93,29 @@ def _values(output: str) -> dict[str, str]:
 def _start(clusters: Clusters, settings: dict) -> dict:
     r = clusters.api("POST", body={"resource_model": MEMBER, **settings})
     assert r.status_code == 202, r.text
-    return wait_for(lambda: (s := clusters.status()) and s["status"] == "running" and s,
-                    120, "the cluster running")  # fmt: skip
+    return wait(
+        lambda: (s := clusters.status()) and s["status"] == "running" and s,
+        120,
+        "the cluster running",
+    )
 
 
 def _stop(clusters: Clusters) -> None:
     assert clusters.api("DELETE").status_code in (202, 204)
-    wait_for(lambda: clusters.status() is None, 90, "the cluster gone")
+    wait(lambda: clusters.status() is None, 90, "the cluster gone")
 
 
 def test_local_kernel_runs_spark_in_the_workspace_and_remote_ones_say_a_cluster_is_needed(
     clusters,
 ):
-    out = run_in_kernel(clusters.workspace, "pyspark-local", (
-        "print('MASTER', sc.master)\n"
-        "print('SUM', sc.parallelize(range(1000), 4).map(lambda x: x * 2).sum())\n"
-    ))  # fmt: skip
+    out = run_in_kernel(
+        clusters.workspace,
+        "pyspark-local",
+        (
+            "print('MASTER', sc.master)\n"
+            "print('SUM', sc.parallelize(range(1000), 4).map(lambda x: x * 2).sum())\n"
+        ),
+    )
     assert _values(out) == {"MASTER": "local[*]", "SUM": "999000"}, out
     conf = (clusters.data / ".spark/local/conf/spark-defaults.conf").read_text()
     assert re.search(r"^spark\.master\s+local\[\*\]$", conf, re.M), conf
@@ -117,21 +123,34 @@ def test_local_kernel_runs_spark_in_the_workspace_and_remote_ones_say_a_cluster_
 
     code = "print('SC', sc)\nsc.parallelize([1])"
     out = run_in_kernel(clusters.workspace, "pyspark-remote", code)
-    assert _values(out)["SC"].startswith("<no Spark: this kernel runs Spark on the workspace's "
-                                         "cluster, and none is running: start a cluster"), out
+    assert _values(out)["SC"].startswith(
+        "<no Spark: this kernel runs Spark on the workspace's "
+        "cluster, and none is running: start a cluster"
+    ), out
     assert "ERROR RuntimeError this kernel runs Spark on the workspace's cluster" in out, out
-    kernels = requests.get(f"{clusters.hub.url}/user/alice/lab/api/kernelspecs", timeout=30,
-                           headers={"Authorization": f"token {clusters.token('alice')}"})
+    kernels = requests.get(
+        f"{clusters.hub.url}/user/alice/lab/api/kernelspecs",
+        timeout=30,
+        headers={"Authorization": f"token {clusters.token('alice')}"},
+    )
     names = {spec["spec"]["display_name"] for spec in kernels.json()["kernelspecs"].values()}
     assert {"PySpark – Local", "PySpark – Remote", "PySpark – Remote - Dynamic"} <= names
+
+
+def _java_on(member: str) -> bool:
+    found = subprocess.run(["docker", "exec", member, "pgrep", "java"], capture_output=True)
+    assert found.returncode in (0, 1), found  # 1: no such process
+    return found.returncode == 0
 
 
 def test_remote_kernel_runs_executors_on_the_members_and_the_ui_is_the_owners_only(clusters):
     status = _start(clusters, {"type": "static", "members": 2, "web_access": True})
     assert status["spark"]["web_ui"] == UI
-    wait_for(lambda: members_in("idle")(clusters, 2), 120, "2 members idle")
-    wait_for(lambda: clusters.status()["spark"]["workers"] == 2, 60, "2 Spark workers")
+    wait(lambda: members_in("idle")(clusters, 2), 120, "2 members idle")
     members = {m["name"] for m in clusters.status()["members"]}
+    # no Spark used yet: the members run no Spark worker (no JVM at all) ...
+    assert clusters.status()["spark"]["workers"] == 0
+    assert not any(_java_on(m) for m in members)
 
     conf = clusters.data / ".spark/remote/conf/spark-defaults.conf"
     conf.unlink(missing_ok=True)  # written again with the defaults for these members
@@ -150,6 +169,13 @@ def test_remote_kernel_runs_executors_on_the_members_and_the_ui_is_the_owners_on
     assert out["MASTER"] == "spark://spark-master:7077" and out["APP"] == "pyspark-remote", out
     assert out["HOSTS"] and set(out["HOSTS"].split(",")) <= members, out
     assert int(out["EXECUTORS"]) >= 1, out
+    # ... until the kernel's application registered: then every member got its worker
+    assert clusters.status()["spark"]["in_use"] is True
+    wait(lambda: clusters.status()["spark"]["workers"] == 2, 60, "2 Spark workers")
+    assert all(_java_on(m) for m in members)
+    assert re.search(
+        r"Spark is in use \(1 Spark application registered with the master\)", clusters.scaler_log()
+    ), clusters.scaler_log()
     text = conf.read_text()
     assert re.search(r"^spark\.executor\.cores\s+1$", text, re.M), text  # a member's 1 core
 
@@ -158,13 +184,20 @@ def test_remote_kernel_runs_executors_on_the_members_and_the_ui_is_the_owners_on
     out = _values(run_in_kernel(clusters.workspace, "pyspark-remote", "print('APP', sc.appName)"))
     assert out["APP"] == "edited-by-alice", out
 
-    owner = requests.get(f"{clusters.hub.url}{UI}", timeout=30,
-                         headers={"Authorization": f"token {clusters.token('alice')}"})
+    owner = requests.get(
+        f"{clusters.hub.url}{UI}",
+        timeout=30,
+        headers={"Authorization": f"token {clusters.token('alice')}"},
+    )
     assert owner.status_code == 200, owner.text[:500]
     assert "Spark Master at spark://spark-master:7077" in owner.text
     assert f"{UI}static/" in owner.text  # links go through the proxy too (reverse proxy)
-    other = requests.get(f"{clusters.hub.url}{UI}", timeout=30, allow_redirects=False,
-                         headers={"Authorization": f"token {clusters.token('bob')}"})
+    other = requests.get(
+        f"{clusters.hub.url}{UI}",
+        timeout=30,
+        allow_redirects=False,
+        headers={"Authorization": f"token {clusters.token('bob')}"},
+    )
     assert other.status_code == 403, (other.status_code, other.text[:300])
     _stop(clusters)
     assert not (clusters.data / ".spark/cluster.json").exists()
@@ -203,10 +236,13 @@ def test_remote_dynamic_kernel_adds_executors_the_cluster_scales_for_and_removes
     assert 1 <= int(out["PEAK"]) <= 2, out
     log = clusters.scaler_log()
     assert re.search(r"scale up by [12] to [12] members: \d+ pending tasks? need", log), log
-    wait_for(lambda: clusters.status()["members"] == [], 120, "back to 0 members")
+    wait(lambda: clusters.status()["members"] == [], 120, "back to 0 members")
     assert re.search(r"remove \S+-m\d+: ", clusters.scaler_log())
 
-    refused = requests.get(f"{clusters.hub.url}{UI}", timeout=30,
-                           headers={"Authorization": f"token {clusters.token('alice')}"})
+    refused = requests.get(
+        f"{clusters.hub.url}{UI}",
+        timeout=30,
+        headers={"Authorization": f"token {clusters.token('alice')}"},
+    )
     assert refused.status_code == 403, refused.status_code  # web access is off
     _stop(clusters)

@@ -14,28 +14,33 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from docker_cli import docker
+from support.cluster_harness import CLUSTER_IMAGE
+from support.docker_cli import container_logs, docker
+from support.waiting import wait
 
 from hub_services.clusters import sge
 from hub_services.clusters.containers import CAPABILITIES, SECURITY_OPTIONS
 from hub_services.clusters.scaling import Capacity
 
-IMAGE = os.environ.get("BENCH_CLUSTER_IMAGE", "benchhub/cluster:latest")
 PREFIX = "benchsecc"
 NETWORK = f"{PREFIX}-net"
 MANAGER, MEMBER = f"{PREFIX}-manager", f"{PREFIX}-m1"
 SUBNET = "10.238.9.0/24"
 PUBLISH = "/data/.sge/common"
-SECURITY = ["--cap-drop", "ALL", *[a for c in CAPABILITIES for a in ("--cap-add", c)],
-            *[a for o in SECURITY_OPTIONS for a in ("--security-opt", o)]]  # fmt: skip
+SECURITY = [
+    "--cap-drop",
+    "ALL",
+    *[a for c in CAPABILITIES for a in ("--cap-add", c)],
+    *[a for o in SECURITY_OPTIONS for a in ("--security-opt", o)],
+]
 
 pytestmark = pytest.mark.skipif(
-    subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode != 0,
-    reason=f"{IMAGE} is absent; build it with images/build.sh cluster",
+    subprocess.run(["docker", "image", "inspect", CLUSTER_IMAGE], capture_output=True).returncode
+    != 0,
+    reason=f"{CLUSTER_IMAGE} is absent; build it with images/build.sh cluster",
 )
 
 
@@ -51,13 +56,9 @@ def logs(name: str) -> str:
     return out.stdout + out.stderr
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not after {timeout} s: {what}")
+def failure_sections() -> dict[str, str]:
+    """Printed when a test here fails (tests/conftest.py): the containers' logs."""
+    return container_logs(PREFIX, tail=60)
 
 
 def workspace_data(tmp_path: Path) -> Path:
@@ -69,10 +70,29 @@ def workspace_data(tmp_path: Path) -> Path:
 
 
 def run_manager(data: Path, config: Path, name: str = MANAGER, address: str = "10.238.9.2"):
-    docker("run", "-d", "--name", name, "--hostname", name, "--network", NETWORK, "--ip",
-           address, "--network-alias", "spark-master", *SECURITY, "-e",
-           f"BENCH_SGE_PUBLISH={PUBLISH}", "-v", f"{config}:/etc/bench-sge:ro", "-v",
-           f"{data}:/data", IMAGE, "manager")  # fmt: skip
+    docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--hostname",
+        name,
+        "--network",
+        NETWORK,
+        "--ip",
+        address,
+        "--network-alias",
+        "spark-master",
+        *SECURITY,
+        "-e",
+        f"BENCHHUB_SGE_PUBLISH={PUBLISH}",
+        "-v",
+        f"{config}:/etc/bench-sge:ro",
+        "-v",
+        f"{data}:/data",
+        CLUSTER_IMAGE,
+        "manager",
+    )
 
 
 def state(name: str) -> dict:
@@ -87,8 +107,9 @@ def site(tmp_path_factory):
     for path, text in sge.config_bundle().items():
         (config / path).parent.mkdir(parents=True, exist_ok=True)
         (config / path).write_text(text)
-    docker("network", "create", "--subnet", SUBNET, "-o", "com.docker.network.driver.mtu=1400",
-           NETWORK)  # fmt: skip
+    docker(
+        "network", "create", "--subnet", SUBNET, "-o", "com.docker.network.driver.mtu=1400", NETWORK
+    )
     try:
         yield config, tmp_path_factory
     finally:
@@ -101,34 +122,63 @@ def cluster(site):
     config, tmp_path_factory = site
     data = workspace_data(tmp_path_factory.mktemp("cluster"))
     run_manager(data, config)
-    wait_for(lambda: "manager ready" in logs(MANAGER), 60, "the manager is ready")
+    wait(lambda: "manager ready" in logs(MANAGER), 60, "the manager is ready")
     host = sge.exec_host_config(MEMBER, Capacity(1, 1024**3))
-    subprocess.run(["docker", "exec", "-i", MANAGER, "bench-sge", "add-member", MEMBER,
-                    "10.238.9.11"], input=host, text=True, check=True,
-                   capture_output=True)  # fmt: skip
-    docker("run", "-d", "--name", MEMBER, "--hostname", MEMBER, "--network", NETWORK, "--ip",
-           "10.238.9.11", *SECURITY, "-v", f"{data}:/data", IMAGE, "member", MANAGER)  # fmt: skip
-    wait_for(lambda: "member started" in logs(MEMBER), 60, "the member starts")
+    subprocess.run(
+        ["docker", "exec", "-i", MANAGER, "bench-sge", "add-member", MEMBER, "10.238.9.11"],
+        input=host,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    docker(
+        "run",
+        "-d",
+        "--name",
+        MEMBER,
+        "--hostname",
+        MEMBER,
+        "--network",
+        NETWORK,
+        "--ip",
+        "10.238.9.11",
+        *SECURITY,
+        "-v",
+        f"{data}:/data",
+        CLUSTER_IMAGE,
+        "member",
+        MANAGER,
+    )
+    wait(lambda: "member started" in logs(MEMBER), 60, "the member starts")
     return data
-
-
-@pytest.fixture(autouse=True)
-def _logs_on_failure(request):
-    yield
-    failed = getattr(request.node, "rep_call", None)
-    if failed and failed.failed:
-        for name in docker("ps", "-a", "--format", "{{.Names}}", "--filter",
-                           f"name=^{PREFIX}-", check=False).split():  # fmt: skip
-            print(f"----- docker logs {name} -----\n{logs(name)[-3000:]}")
 
 
 def qsub(user: str, *argv: str) -> subprocess.CompletedProcess:
     """``qsub -sync y`` in the manager as ``user``, from /data, output to /data/job.out."""
     return subprocess.run(
-        ["docker", "exec", "-u", user, "-w", "/data", MANAGER, "qsub", "-sync", "y",
-         "-l", "static_mem=256M", "-o", "/data/job.out", "-e", "/data/job.err", *argv],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            "docker",
+            "exec",
+            "-u",
+            user,
+            "-w",
+            "/data",
+            MANAGER,
+            "qsub",
+            "-sync",
+            "y",
+            "-l",
+            "static_mem=256M",
+            "-o",
+            "/data/job.out",
+            "-e",
+            "/data/job.err",
+            *argv,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_a_link_planted_where_the_manager_publishes_is_refused_and_nothing_is_written_there(site):
@@ -140,7 +190,7 @@ def test_a_link_planted_where_the_manager_publishes_is_refused_and_nothing_is_wr
         os.chown(path, 1000, 100, follow_symlinks=False)  # planted by the workspace user
     linked = f"{PREFIX}-linked"
     run_manager(data, config, linked, "10.238.9.3")
-    wait_for(lambda: not state(linked)["Running"], 60, "the manager stops")
+    wait(lambda: not state(linked)["Running"], 60, "the manager stops")
     assert state(linked)["ExitCode"] == 1
     last = logs(linked).strip().splitlines()[-1]
     assert "/data/.sge/common is a symbolic link (to /usr/local/bin)" in last
@@ -152,8 +202,11 @@ def test_a_link_planted_where_the_manager_publishes_is_refused_and_nothing_is_wr
 
 def test_the_published_client_files_are_the_users_and_qacct_reads_the_accounting(cluster):
     published = cluster / ".sge" / "common"
-    owners = {p.name: (p.stat().st_uid, p.is_symlink()) for p in [published, *published.iterdir()]
-              if not p.name.startswith("accounting.")}  # fmt: skip
+    owners = {
+        p.name: (p.stat().st_uid, p.is_symlink())
+        for p in [published, *published.iterdir()]
+        if not p.name.startswith("accounting.")
+    }
     names = ("common", "accounting", "act_qmaster", "bootstrap", "settings.sh")
     assert owners == {name: (1000, False) for name in names}  # the user's, plain files
     job = qsub("1000", "-terse", "-b", "y", "true")
@@ -161,14 +214,28 @@ def test_the_published_client_files_are_the_users_and_qacct_reads_the_accounting
     job_id = job.stdout.split()[0]
 
     def accounted():  # qacct as the workspace runs it: on the published copy
-        report = subprocess.run(["docker", "exec", "-u", "1000", MANAGER, "qacct", "-f",
-                                 f"{PUBLISH}/accounting", "-j", job_id],
-                                capture_output=True, text=True)  # fmt: skip
+        report = subprocess.run(
+            [
+                "docker",
+                "exec",
+                "-u",
+                "1000",
+                MANAGER,
+                "qacct",
+                "-f",
+                f"{PUBLISH}/accounting",
+                "-j",
+                job_id,
+            ],
+            capture_output=True,
+            text=True,
+        )
         return report.returncode == 0 and report.stdout
 
-    report = wait_for(accounted, 30, f"qacct reads job {job_id} from the published file")
+    report = wait(accounted, 30, f"qacct reads job {job_id} from the published file")
     assert {line.split()[1] for line in report.splitlines() if line.startswith("owner")} == {
-        "jovyan"}  # fmt: skip
+        "jovyan"
+    }
 
 
 def test_a_job_runs_as_the_workspace_user_without_capabilities_and_roots_is_refused(cluster):
@@ -187,4 +254,6 @@ def test_a_job_runs_as_the_workspace_user_without_capabilities_and_roots_is_refu
 def test_no_daemon_on_a_member_runs_as_root(cluster):
     daemons = docker("exec", MEMBER, "ps", "-o", "user=,comm=", "-C", "sge_execd,java").split()
     assert dict(zip(daemons[1::2], daemons[0::2], strict=True)) == {
-        "sge_execd": "jovyan", "java": "jovyan"}  # Grid Engine's execd and the Spark worker
+        "sge_execd": "jovyan",
+        "java": "jovyan",
+    }  # Grid Engine's execd and the Spark worker

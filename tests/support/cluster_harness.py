@@ -13,6 +13,9 @@ import requests
 from .docker_cli import docker, exec_in
 from .hub_harness import HubProcess
 
+# the cluster image under test, as images/build.sh names it
+CLUSTER_IMAGE = os.environ.get("BENCHHUB_CLUSTER_IMAGE", "benchhub/cluster:latest")
+
 
 def image_present(image: str) -> bool:
     probe = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
@@ -20,16 +23,18 @@ def image_present(image: str) -> bool:
 
 
 def remove_cluster_leftovers(prefix: str, scratch: Path) -> None:
-    for net in docker("network", "ls", "-q", "--filter", f"name=^{prefix}-cluster-",
-                      check=False).split():  # fmt: skip
+    for net in docker(
+        "network", "ls", "-q", "--filter", f"name=^{prefix}-cluster-", check=False
+    ).split():
         docker("network", "rm", net, check=False)
     mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True)
     for target in mounts.stdout.split():
         if target.startswith(str(scratch)):
             subprocess.run(["umount", "-l", target], check=False)
     for image in scratch.rglob("data.ext4") if scratch.exists() else []:
-        loops = subprocess.run(["losetup", "-j", str(image), "-O", "NAME", "-n"],
-                               capture_output=True, text=True).stdout.split()  # fmt: skip
+        loops = subprocess.run(
+            ["losetup", "-j", str(image), "-O", "NAME", "-n"], capture_output=True, text=True
+        ).stdout.split()
         for loop in loops:
             subprocess.run(["losetup", "-d", loop], check=False)
 
@@ -53,9 +58,12 @@ class Clusters:
 
     def api(self, method: str, path: str = "alice/lab", body=None, user: str = "alice"):
         return requests.request(
-            method, f"{self.hub.url}/services/clusters/api/clusters/{path}", json=body,
-            headers={"Authorization": f"token {self.token(user)}"}, timeout=30,
-        )  # fmt: skip
+            method,
+            f"{self.hub.url}/services/clusters/api/clusters/{path}",
+            json=body,
+            headers={"Authorization": f"token {self.token(user)}"},
+            timeout=30,
+        )
 
     def status(self) -> dict | None:
         r = self.api("GET")
@@ -99,8 +107,14 @@ class Clusters:
 
     def containers(self, cluster_id: str) -> dict[str, str]:
         """``{name: id}`` of the cluster's running containers."""
-        out = docker("ps", "--no-trunc", "--format", "{{.Names}} {{.ID}}", "--filter",
-                     f"label=org.benchhub.cluster.id={cluster_id}")  # fmt: skip
+        out = docker(
+            "ps",
+            "--no-trunc",
+            "--format",
+            "{{.Names}} {{.ID}}",
+            "--filter",
+            f"label=org.benchhub.cluster.id={cluster_id}",
+        )
         return dict(line.split() for line in out.splitlines())
 
     def scaler_log(self) -> str:
@@ -114,8 +128,15 @@ class Clusters:
     def failure_sections(self) -> dict[str, str]:
         """The hub's sections, the scaler log, and each cluster container's Spark logs."""
         sections = {**self.hub.failure_sections(), "scaler log": self.scaler_log()}
-        names = docker("ps", "-a", "--format", "{{.Names}}", "--filter",
-                       f"name=^{self.hub.prefix}-cluster-", check=False).split()  # fmt: skip
+        names = docker(
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            f"name=^{self.hub.prefix}-cluster-",
+            check=False,
+        ).split()
         for name in names:
             sections[f"spark logs {name}"] = docker(
                 "exec", name, "sh", "-c", "tail -n 30 /var/log/bench-spark/*.log", check=False
@@ -165,9 +186,26 @@ def run_in_kernel(container: str, kernel: str, code: str, timeout: float = 300) 
     """Start kernel ``kernel`` in the workspace (as uid 1000, in /data), run ``code`` in it,
     shut it down; what the cell printed (its errors as ``ERROR <name> <value>`` lines)."""
     result = subprocess.run(
-        ["docker", "exec", "-u", "1000", "-w", "/data", "-e", f"CODE={code}",
-         "-e", f"TIMEOUT={timeout}", container, "python", "-c", KERNEL_CLIENT, kernel],
-        capture_output=True, text=True, timeout=timeout + 200,
-    )  # fmt: skip
+        [
+            "docker",
+            "exec",
+            "-u",
+            "1000",
+            "-w",
+            "/data",
+            "-e",
+            f"CODE={code}",
+            "-e",
+            f"TIMEOUT={timeout}",
+            container,
+            "python",
+            "-c",
+            KERNEL_CLIENT,
+            kernel,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 200,
+    )
     assert result.returncode == 0, f"kernel {kernel}: {result.stdout}{result.stderr[-2000:]}"
     return result.stdout

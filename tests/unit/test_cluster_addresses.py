@@ -16,7 +16,10 @@ HOUR = 3600.0
 def test_clusters_get_subnets_round_robin_so_a_released_one_comes_back_last():
     pool = SubnetPool("10.231.0.0/24", 26, quarantine_s=0)
     assert [pool.allocate(key, 0) for key in "abc"] == [
-        "10.231.0.0/26", "10.231.0.64/26", "10.231.0.128/26"]  # fmt: skip
+        "10.231.0.0/26",
+        "10.231.0.64/26",
+        "10.231.0.128/26",
+    ]
     assert pool.release("a", 1) == "10.231.0.0/26"
     assert pool.allocate("d", 2) == "10.231.0.192/26"  # not a's, although it is free
     assert pool.allocate("e", 3) == "10.231.0.0/26"  # only after every other one
@@ -63,9 +66,12 @@ def test_adopting_finds_the_holder():
 
 @pytest.mark.parametrize(
     ("pool", "length", "quarantine", "message"),
-    [("10.231.0.0/33", 26, 0, "not an IPv4 network"), ("10.231.0.0/24", 20, 0, "from 24"),
-     ("10.231.0.0/24", 26, -1, "0 or more seconds")],
-)  # fmt: skip
+    [
+        ("10.231.0.0/33", 26, 0, "not an IPv4 network"),
+        ("10.231.0.0/24", 20, 0, "from 24"),
+        ("10.231.0.0/24", 26, -1, "0 or more seconds"),
+    ],
+)
 def test_a_bad_pool_is_refused_with_the_fix(pool, length, quarantine, message):
     with pytest.raises(ValueError, match=message):
         SubnetPool(pool, length, quarantine)

@@ -23,13 +23,20 @@ GIB = 1024**3
 
 def plan(**changes) -> NodePlan:
     base = dict(
-        name="bench-cluster-k3x9q2-m1", role="member", image="benchhub/cluster:latest",
-        command=["member", "bench-cluster-k3x9q2-manager"], network="bench-cluster-k3x9q2",
-        address="10.231.0.17", cpus=2, memory=8 * GIB,
-        mounts=[Mount("/srv/ws/alice/lab/mnt", "/data"),
-                Mount("/srv/project", "/data/project", read_only=True)],
+        name="bench-cluster-k3x9q2-m1",
+        role="member",
+        image="benchhub/cluster:latest",
+        command=["member", "bench-cluster-k3x9q2-manager"],
+        network="bench-cluster-k3x9q2",
+        address="10.231.0.17",
+        cpus=2,
+        memory=8 * GIB,
+        mounts=[
+            Mount("/srv/ws/alice/lab/mnt", "/data"),
+            Mount("/srv/project", "/data/project", read_only=True),
+        ],
         labels=labels("bench", "k3x9q2", "alice", "lab", "member"),
-    )  # fmt: skip
+    )
     return NodePlan(**{**base, **changes})
 
 
@@ -38,7 +45,10 @@ def test_names_are_short_host_names_and_members_are_numbered_up():
     assert names.network == "bench-cluster-k3x9q2"
     assert names.manager == "bench-cluster-k3x9q2-manager"
     assert [names.member(n) for n in (1, 2, 50)] == [
-        "bench-cluster-k3x9q2-m1", "bench-cluster-k3x9q2-m2", "bench-cluster-k3x9q2-m50"]
+        "bench-cluster-k3x9q2-m1",
+        "bench-cluster-k3x9q2-m2",
+        "bench-cluster-k3x9q2-m50",
+    ]
     assert len(ClusterNames("benchhub-site", "ffffff").member(9999)) <= 63
     with pytest.raises(ValueError, match="start at 1"):
         names.member(0)
@@ -46,9 +56,13 @@ def test_names_are_short_host_names_and_members_are_numbered_up():
 
 def test_labels_say_whose_cluster_it_is_but_never_look_like_a_workspace():
     found = labels("bench", "k3x9q2", "alice", "lab", "manager")
-    assert found == {f"{LABEL}.prefix": "bench", f"{LABEL}.id": "k3x9q2",
-                     f"{LABEL}.user": "alice", f"{LABEL}.workspace": "lab",
-                     f"{LABEL}.role": "manager"}  # fmt: skip
+    assert found == {
+        f"{LABEL}.prefix": "bench",
+        f"{LABEL}.id": "k3x9q2",
+        f"{LABEL}.user": "alice",
+        f"{LABEL}.workspace": "lab",
+        f"{LABEL}.role": "manager",
+    }
     # the lifecycle and checkpoint services list workspaces by these labels
     assert "org.benchhub.workspace" not in found and "org.benchhub.user" not in found
     assert f"{LABEL}.role" not in labels("bench", "k3x9q2", "alice", "lab", None)
@@ -66,15 +80,19 @@ def test_the_network_has_its_own_subnet_gateway_mtu_and_is_internal_for_restrict
 
 
 def test_data_mounts_are_the_workspaces_data_and_below_with_the_same_rights():
-    workspace = {"Mounts": [
-        {"Type": "bind", "Source": "/srv/p", "Destination": "/data/project", "RW": False},
-        {"Type": "bind", "Source": "/srv/ws/mnt", "Destination": "/data", "RW": True},
-        {"Type": "bind", "Source": "/srv/home", "Destination": "/home/jovyan", "RW": True},
-        {"Type": "volume", "Source": "/var/lib/docker/v", "Destination": "/data/cache"},
-        {"Type": "bind", "Source": "/srv/other", "Destination": "/database", "RW": True},
-    ]}  # fmt: skip
-    assert data_mounts(workspace) == [Mount("/srv/ws/mnt", "/data"),
-                                      Mount("/srv/p", "/data/project", read_only=True)]
+    workspace = {
+        "Mounts": [
+            {"Type": "bind", "Source": "/srv/p", "Destination": "/data/project", "RW": False},
+            {"Type": "bind", "Source": "/srv/ws/mnt", "Destination": "/data", "RW": True},
+            {"Type": "bind", "Source": "/srv/home", "Destination": "/home/jovyan", "RW": True},
+            {"Type": "volume", "Source": "/var/lib/docker/v", "Destination": "/data/cache"},
+            {"Type": "bind", "Source": "/srv/other", "Destination": "/database", "RW": True},
+        ]
+    }
+    assert data_mounts(workspace) == [
+        Mount("/srv/ws/mnt", "/data"),
+        Mount("/srv/p", "/data/project", read_only=True),
+    ]
     assert data_mounts({"Mounts": None}) == []
 
 
@@ -85,12 +103,15 @@ def test_a_member_is_limited_by_its_model_with_few_capabilities_and_fixed_addres
     assert config["cap_drop"] == ["ALL"] and config["cap_add"] == CAPABILITIES
     assert CAPABILITIES == ["KILL", "SETGID", "SETUID"]  # to start daemons as their users
     assert config["security_opt"] == ["no-new-privileges:true"]
-    assert config["binds"] == {"/srv/ws/alice/lab/mnt": {"bind": "/data", "mode": "rw"},
-                               "/srv/project": {"bind": "/data/project", "mode": "ro"}}
+    assert config["binds"] == {
+        "/srv/ws/alice/lab/mnt": {"bind": "/data", "mode": "rw"},
+        "/srv/project": {"bind": "/data/project", "mode": "ro"},
+    }
     assert config["restart_policy"] == {"Name": "no"} and config["network_mode"] == plan().network
     assert "oom_score_adj" not in config and "device_requests" not in config
-    assert networking_kwargs(plan()) == {"bench-cluster-k3x9q2": {"ipv4_address": "10.231.0.17",
-                                                                  "aliases": []}}
+    assert networking_kwargs(plan()) == {
+        "bench-cluster-k3x9q2": {"ipv4_address": "10.231.0.17", "aliases": []}
+    }
 
 
 def test_the_host_name_is_the_container_name():

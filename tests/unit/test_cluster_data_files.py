@@ -240,14 +240,27 @@ def test_remove_through_a_linked_parent_directory_leaves_the_outside_file(data, 
 # --- paths ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("relative", ["../outside/secret", ".spark/../../outside/secret", "..",
-                                      "/etc/passwd", str(os.devnull), "", "."])  # fmt: skip
-@pytest.mark.parametrize("call", [
-    lambda d, r: write_in_data(d, r, "x"),
-    lambda d, r: append_in_data(d, r, "x"),
-    read_in_data,
-    remove_in_data,
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "../outside/secret",
+        ".spark/../../outside/secret",
+        "..",
+        "/etc/passwd",
+        str(os.devnull),
+        "",
+        ".",
+    ],
+)
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda d, r: write_in_data(d, r, "x"),
+        lambda d, r: append_in_data(d, r, "x"),
+        read_in_data,
+        remove_in_data,
+    ],
+)
 def test_paths_leaving_the_data_directory_are_value_errors(data, outside, relative, call):
     target = secret(outside)
     with pytest.raises(ValueError, match="must be a relative path inside /data"):
@@ -263,8 +276,7 @@ def test_paths_leaving_the_data_directory_are_value_errors(data, outside, relati
 def test_what_the_service_creates_belongs_to_the_workspace_user(data):
     write_in_data(str(data), ".spark/conf/cluster.json", "{}\n")
     append_in_data(str(data), "logs/scaler.log", "one\n")
-    for path in [".spark", ".spark/conf", ".spark/conf/cluster.json", "logs",
-                 "logs/scaler.log"]:  # fmt: skip
+    for path in [".spark", ".spark/conf", ".spark/conf/cluster.json", "logs", "logs/scaler.log"]:
         info = os.stat(data / path)
         assert (path, info.st_uid, info.st_gid) == (path, 1000, 100)
     assert os.stat(data).st_uid == 0  # the data directory itself is left as it was

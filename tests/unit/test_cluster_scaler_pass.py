@@ -36,6 +36,11 @@ class FakeNodes:
         self.removed: list[str] = []
         self.spark = SparkView(master_alive=True)
         self.drained: list[str] = []
+        self.started_with_worker: dict[str, bool] = {}
+        self.workers_started: list[str] = []
+
+    async def start_worker(self, host):
+        self.workers_started.append(host)
 
     async def inspect(self, name):
         if name not in self.running:
@@ -59,7 +64,10 @@ class FakeNodes:
     async def drain(self, names, host):
         self.drained.append(host)
 
-    async def start_member(self, names, rec, member, model, capacity, mounts, scratch_gb):
+    async def start_member(
+        self, names, rec, member, model, capacity, mounts, scratch_gb, spark_worker=False
+    ):
+        self.started_with_worker[member.name] = spark_worker
         if self.fail_next:
             self.fail_next -= 1
             raise RuntimeError("no space left on device")
@@ -84,15 +92,23 @@ def clock(monkeypatch):
 
 def cluster(members: int) -> tuple[ClusterRecord, ScalingPolicy]:
     rec = ClusterRecord(
-        user="alice", workspace="lab", cluster_id="k3x9q2",
+        user="alice",
+        workspace="lab",
+        cluster_id="k3x9q2",
         settings={"type": "static", "members": members, "resource_model": MODEL.name},
-        subnet="10.231.0.64/26", workspace_container="ws", workspace_address="10.231.0.80",
-        internal=False, model=vars(MODEL), data_dir="/nowhere", created_at=T0.isoformat(),
+        subnet="10.231.0.64/26",
+        workspace_container="ws",
+        workspace_address="10.231.0.80",
+        internal=False,
+        model=vars(MODEL),
+        data_dir="/nowhere",
+        created_at=T0.isoformat(),
         status="running",
         addresses=member_addresses("10.231.0.64/26", 900).to_dict(),
-    )  # fmt: skip
-    policy = ScalingPolicy(members, members, CAPACITY, stabilisation=timedelta(0),
-                           min_lifetime=timedelta(0))  # fmt: skip
+    )
+    policy = ScalingPolicy(
+        members, members, CAPACITY, stabilisation=timedelta(0), min_lifetime=timedelta(0)
+    )
     return rec, policy
 
 
@@ -119,8 +135,11 @@ async def test_a_lost_member_is_rescheduled_removed_and_replaced_under_a_new_nam
     nodes.jobs_on[NAMES.member(1)] = 2
     view = await step(scaler, rec, policy, log)
     assert nodes.removed == [NAMES.member(1)]
-    assert any(line.startswith(f"member {NAMES.member(1)} lost: killed (SIGKILL)") and
-               line.endswith("2 running jobs rescheduled") for line in log.lines)  # fmt: skip
+    assert any(
+        line.startswith(f"member {NAMES.member(1)} lost: killed (SIGKILL)")
+        and line.endswith("2 running jobs rescheduled")
+        for line in log.lines
+    )
     assert log.lines[-1] == "scale up by 1 to 2 members: 1 members is below the minimum of 2"
     assert sorted(rec.members) == [NAMES.member(2), NAMES.member(3)]
     assert rec.members[NAMES.member(3)].address not in first.values()  # in quarantine
@@ -153,8 +172,10 @@ async def test_a_member_that_never_joins_is_replaced(clock):
     assert list(rec.members) == [NAMES.member(1)]  # still within its time to join
     clock["t"] += timedelta(seconds=40)
     await step(scaler, rec, policy, log)
-    assert f"member {NAMES.member(1)} lost: it did not join the manager within 70 s; " \
-           "0 running jobs rescheduled" in log.lines
+    assert (
+        f"member {NAMES.member(1)} lost: it did not join the manager within 70 s; "
+        "0 running jobs rescheduled" in log.lines
+    )
     assert list(rec.members) == [NAMES.member(2)]
 
 
@@ -180,10 +201,15 @@ async def test_a_never_fitting_job_is_logged_once_while_it_waits(clock):
 
 def dynamic_cluster(low: int, high: int) -> tuple[ClusterRecord, ScalingPolicy]:
     rec, _ = cluster(1)
-    rec.settings = {"type": "dynamic", "min_members": low, "max_members": high,
-                    "resource_model": MODEL.name}  # fmt: skip
-    policy = ScalingPolicy(low, high, CAPACITY, stabilisation=timedelta(0),
-                           min_lifetime=timedelta(0))  # fmt: skip
+    rec.settings = {
+        "type": "dynamic",
+        "min_members": low,
+        "max_members": high,
+        "resource_model": MODEL.name,
+    }
+    policy = ScalingPolicy(
+        low, high, CAPACITY, stabilisation=timedelta(0), min_lifetime=timedelta(0)
+    )
     return rec, policy
 
 
@@ -197,7 +223,46 @@ async def test_executors_a_spark_application_wants_scale_the_cluster_up(clock):
     view = await step(scaler, rec, policy, log)
     assert sorted(rec.members) == [NAMES.member(1), NAMES.member(2)]
     assert log.lines[-1] == "scale up by 2 to 2 members: 2 pending tasks need 2 more members"
-    assert view["spark"] == {"master": "alive", "workers": 0, "applications": []}
+    assert view["spark"] == {"master": "alive", "workers": 0, "applications": [], "in_use": True}
+    assert nodes.started_with_worker == {NAMES.member(1): True, NAMES.member(2): True}
+
+
+async def test_a_grid_engine_only_cluster_starts_its_members_without_a_spark_worker(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    scaler = ClusterScaler(nodes, save)
+    rec, policy = cluster(2)
+    for _ in range(3):
+        await step(scaler, rec, policy, log)
+        clock["t"] += timedelta(seconds=5)
+    assert nodes.started_with_worker == {NAMES.member(1): False, NAMES.member(2): False}
+    assert nodes.workers_started == [] and not rec.spark_in_use
+    assert not any("Spark" in line for line in log.lines), log.lines
+
+
+async def test_a_spark_application_gives_every_joined_member_a_worker_once(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    scaler = ClusterScaler(nodes, save)
+    rec, policy = cluster(2)
+    await step(scaler, rec, policy, log)  # members start, without workers
+    nodes.spark = SparkView(True, registered_applications=1)
+    clock["t"] += timedelta(seconds=5)
+    view = await step(scaler, rec, policy, log)
+    assert (
+        "Spark is in use (1 Spark application registered with the master): members run a "
+        "Spark worker from now on" in log.lines
+    )
+    assert nodes.workers_started == [NAMES.member(1), NAMES.member(2)]
+    assert rec.spark_in_use and view["spark"]["in_use"]
+    assert all(m.spark_worker for m in rec.members.values())
+    nodes.spark = SparkView(True)  # the application ended: the cluster stays in Spark use
+    clock["t"] += timedelta(seconds=5)
+    await step(scaler, rec, policy, log)
+    assert nodes.workers_started == [NAMES.member(1), NAMES.member(2)]  # not again
+
+    nodes.running[NAMES.member(1)] = False  # lost: its replacement starts with a worker
+    await step(scaler, rec, policy, log)
+    assert nodes.started_with_worker[NAMES.member(3)] is True
+    assert rec.members[NAMES.member(3)].spark_worker
 
 
 async def test_a_member_running_executors_is_busy_and_drained_only_after_they_end(clock):
@@ -213,11 +278,17 @@ async def test_a_member_running_executors_is_busy_and_drained_only_after_they_en
         view = await step(scaler, rec, policy, log)
         assert nodes.drained == []
         assert view["members"][0]["state"] == "busy"
-        assert view["members"][0]["spark"] == {"cores_used": 1, "memory_used_bytes": GIB,
-                                               "alive": True}  # fmt: skip
+        assert view["members"][0]["spark"] == {
+            "cores_used": 1,
+            "memory_used_bytes": GIB,
+            "alive": True,
+        }
     # its executor's cores are not free: a second application's executor needs a new member
-    nodes.spark = SparkView(True, workers={member: WorkerUse(1, GIB)},
-                            requests=[Request("spark app-2", 1, Capacity(1, GIB))])  # fmt: skip
+    nodes.spark = SparkView(
+        True,
+        workers={member: WorkerUse(1, GIB)},
+        requests=[Request("spark app-2", 1, Capacity(1, GIB))],
+    )
     await step(scaler, rec, policy, log)
     assert sorted(rec.members) == [member, NAMES.member(2)]
     idle = WorkerUse(0, 0)
@@ -225,3 +296,63 @@ async def test_a_member_running_executors_is_busy_and_drained_only_after_they_en
     clock["t"] += timedelta(seconds=400)
     await step(scaler, rec, policy, log)
     assert len(nodes.drained) == 1  # idle now: one drain at a time
+
+
+async def test_a_burst_starts_members_as_those_booting_report_never_more_at_once(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    booting: set[str] = set()
+    started = nodes.start_member
+
+    async def start_member(names, rec, member, *args, **kwargs):  # boots until told
+        await started(names, rec, member, *args, **kwargs)
+        nodes.hosts[member.name] = sge.HostState(member.name, False, False, "u", 0, None)
+        booting.add(member.name)
+
+    nodes.start_member = start_member
+    scaler = ClusterScaler(nodes, save, start_window=2)
+    rec, policy = cluster(5)
+    await step(scaler, rec, policy, log)
+    assert log.lines[0] == "scale up by 5 to 5 members: 0 members is below the minimum of 5"
+    assert len(rec.members) == 5 and booting == {NAMES.member(1), NAMES.member(2)}
+    assert [m.name for m in rec.members.values() if m.waiting_to_start] == [
+        NAMES.member(3),
+        NAMES.member(4),
+        NAMES.member(5),
+    ]
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)
+    assert len(booting) == 2  # nobody reported yet: nothing more starts
+
+    nodes.hosts[NAMES.member(1)] = sge.HostState(NAMES.member(1), True, False, "", 0, CAPACITY)
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)
+    assert booting == {NAMES.member(i) for i in (1, 2, 3)}  # member 1's place went to 3
+    for name in booting:
+        nodes.hosts[name] = sge.HostState(name, True, False, "", 0, CAPACITY)
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)
+    assert len(booting) == 5 and not any(m.waiting_to_start for m in rec.members.values())
+    assert nodes.removed == []  # a member waiting to start is not lost for lack of a container
+
+
+async def test_an_idle_member_is_drained_only_after_its_minimum_lifetime_since_joining(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    scaler = ClusterScaler(nodes, save, join_timeout=600)
+    rec, policy = dynamic_cluster(0, 2)
+    policy = ScalingPolicy(
+        0, 2, CAPACITY, stabilisation=timedelta(0), min_lifetime=timedelta(seconds=60)
+    )
+    nodes.pending = [sge.PendingJob("1", "job", "jovyan", "qw", 1, 1, 1, GIB)]
+    await step(scaler, rec, policy, log)
+    name = NAMES.member(1)
+    nodes.hosts[name] = sge.HostState(name, False, False, "u", 0, None)  # a slow boot
+    nodes.pending = []  # the job went away meanwhile
+    clock["t"] += timedelta(seconds=50)
+    nodes.hosts[name] = sge.HostState(name, True, False, "", 0, CAPACITY)  # joins at 50 s
+    await step(scaler, rec, policy, log)
+    clock["t"] += timedelta(seconds=20)  # 70 s after its start, 20 s after joining
+    await step(scaler, rec, policy, log)
+    assert nodes.drained == [] and rec.members[name].joined_at is not None
+    clock["t"] += timedelta(seconds=45)  # 65 s after joining
+    await step(scaler, rec, policy, log)
+    assert nodes.drained == [name]

@@ -222,8 +222,11 @@ def test_pending_work_keeps_idle_members():
 
 
 def test_drain_prefers_preemptible_then_the_youngest_member():
-    members = [member("old", age=5000), member("young", age=400), member("spot", age=9000,
-               preemptible=True)]  # fmt: skip
+    members = [
+        member("old", age=5000),
+        member("young", age=400),
+        member("spot", age=9000, preemptible=True),
+    ]
     assert run(policy(0, 10), members=members).member == "spot"
     assert run(policy(0, 10), members=members[:2]).member == "young"
 
@@ -326,8 +329,13 @@ members = st.lists(
 def policies(draw):
     low = draw(st.integers(0, 3) | st.integers(0, 50))  # small minimums are the common case
     high = draw(st.integers(low, 50))
-    return ScalingPolicy(low, high, draw(capacities), stabilisation=draw(st.integers(0, 120)) * S,
-                         min_lifetime=draw(st.integers(0, 600)) * S)  # fmt: skip
+    return ScalingPolicy(
+        low,
+        high,
+        draw(capacities),
+        stabilisation=draw(st.integers(0, 120)) * S,
+        min_lifetime=draw(st.integers(0, 600)) * S,
+    )
 
 
 lasts = st.none() | st.integers(-300, 0).map(lambda s: T0 + s * S)
@@ -381,9 +389,13 @@ def test_property_unsatisfiable_requests_never_cause_a_scale_up(pol, reqs, ms, l
     satisfiable = [r for r in reqs if pol.capacity.holds(r.need)]
     without = run(pol, satisfiable, ms, last=last)
     assert (decision.action, decision.count, decision.member) == (
-        without.action, without.count, without.member)  # fmt: skip
+        without.action,
+        without.count,
+        without.member,
+    )
     assert {u.job_id for u in decision.unsatisfiable} == {
-        r.job_id for r in reqs if not pol.capacity.holds(r.need)}  # fmt: skip
+        r.job_id for r in reqs if not pol.capacity.holds(r.need)
+    }
 
 
 def _simulate(pol, reqs, ms, steps=120):
@@ -398,8 +410,10 @@ def _simulate(pol, reqs, ms, steps=120):
             ms += [Member(f"new{i}-{k}", now, joined=False) for k in range(decision.count)]
             last = now
         elif decision.action == "drain":
-            ms = [replace(m, draining=True, running_jobs=0) if m.name == decision.member else m
-                  for m in ms]  # fmt: skip
+            ms = [
+                replace(m, draining=True, running_jobs=0) if m.name == decision.member else m
+                for m in ms
+            ]
             last = now
         elif decision.action == "remove":
             ms = [m for m in ms if m.name != decision.member]

@@ -1,32 +1,21 @@
-"""Who may see and change a workspace's cluster, and the 400 a bad start request gets."""
+"""The 400 a bad start request gets, and the resource catalogue the service reads from the hub.
+
+Who may see and change a workspace's cluster is the one access rule: tests/unit/test_access.py."""
 
 import pytest
 
 from benchhub.resource_models import load_catalog
-from hub_services.clusters.web import ApiError, ResourceCatalog, check_request, may_see
+from benchhub.service_web import ApiError
+from hub_services.clusters.web import ResourceCatalog, check_request
 
-MODELS = load_catalog({"test-small": {"cpus": 0.5, "memory_gb": 0.5},
-                       "standard-small": {"cpus": 2, "memory_gb": 8},
-                       "standard-xlarge": {"cpus": 16, "memory_gb": 64}})  # fmt: skip
+MODELS = load_catalog(
+    {
+        "test-small": {"cpus": 0.5, "memory_gb": 0.5},
+        "standard-small": {"cpus": 2, "memory_gb": 8},
+        "standard-xlarge": {"cpus": 16, "memory_gb": 64},
+    }
+)
 UNAVAILABLE = {"standard-xlarge": "needs 16 CPUs; this host has 2"}
-
-
-@pytest.mark.parametrize(
-    ("caller", "see", "change"),
-    [
-        ({"kind": "user", "name": "alice", "scopes": []}, True, True),
-        ({"kind": "user", "name": "root", "admin": True}, True, True),
-        ({"kind": "user", "name": "bob", "scopes": ["servers!user=bob", "access:services"]},
-         False, False),
-        ({"kind": "user", "name": "bob", "scopes": ["servers!user=alice"]}, True, True),
-        ({"kind": "service", "name": "monitor", "scopes": ["read:servers"]}, True, False),
-        ({"kind": "service", "name": "ops", "scopes": ["admin:servers"]}, True, True),
-        ({"kind": "service", "name": "alice", "scopes": []}, False, False),
-    ],
-)  # fmt: skip
-def test_the_owner_and_admins_may_others_may_not(caller, see, change):
-    assert may_see(caller, "alice") is see
-    assert may_see(caller, "alice", change=True) is change
 
 
 def refused(raw) -> ApiError:
@@ -37,23 +26,28 @@ def refused(raw) -> ApiError:
 
 
 def test_a_good_request_gives_settings_and_the_members_model():
-    settings, model = check_request({"type": "dynamic", "max_members": 4,
-                                     "resource_model": "standard-small"},
-                                    MODELS, UNAVAILABLE, "standard-medium")  # fmt: skip
+    settings, model = check_request(
+        {"type": "dynamic", "max_members": 4, "resource_model": "standard-small"},
+        MODELS,
+        UNAVAILABLE,
+        "standard-medium",
+    )
     assert (settings.min_members, settings.max_members, model.cpus) == (0, 4, 2)
 
 
 def test_schema_errors_name_every_field():
-    error = refused({"type": "static", "members": 99, "colour": "blue",
-                     "resource_model": "standard-small"})  # fmt: skip
+    error = refused(
+        {"type": "static", "members": 99, "colour": "blue", "resource_model": "standard-small"}
+    )
     fields = [e["field"] for e in error.extra["errors"]]
     assert fields == ["colour", "members"]
     assert error.message.startswith("colour: unknown setting 'colour'")
 
 
 def test_what_this_service_cannot_do_is_a_400_too():
-    error = refused({"type": "static", "members": 1, "web_access": True,
-                     "resource_model": "standard-xlarge"})  # fmt: skip
+    error = refused(
+        {"type": "static", "members": 1, "web_access": True, "resource_model": "standard-xlarge"}
+    )
     assert [e["field"] for e in error.extra["errors"]] == ["resource_model"]
     assert "standard-xlarge needs 16 CPUs; this host has 2; choose a smaller model" in error.message
 
@@ -70,12 +64,27 @@ class FakeHub:
 
     async def request(self, method, path):
         self.calls += 1
-        return {"resource_models": [
-            {"name": "standard-small", "cpus": 2.0, "memory_gb": 8.0, "gpus": 0,
-             "gpu_memory_gb": 0.0, "unavailable_reason": None},
-            {"name": "standard-xlarge", "cpus": 16.0, "memory_gb": 64.0, "gpus": 0,
-             "gpu_memory_gb": 0.0, "unavailable_reason": "needs 16 CPUs; this host has 2"},
-        ], "host": {"cpus": 2, "memory_gb": 23.4, "gpus": 0}}  # fmt: skip
+        return {
+            "resource_models": [
+                {
+                    "name": "standard-small",
+                    "cpus": 2.0,
+                    "memory_gb": 8.0,
+                    "gpus": 0,
+                    "gpu_memory_gb": 0.0,
+                    "unavailable_reason": None,
+                },
+                {
+                    "name": "standard-xlarge",
+                    "cpus": 16.0,
+                    "memory_gb": 64.0,
+                    "gpus": 0,
+                    "gpu_memory_gb": 0.0,
+                    "unavailable_reason": "needs 16 CPUs; this host has 2",
+                },
+            ],
+            "host": {"cpus": 2, "memory_gb": 23.4, "gpus": 0},
+        }
 
 
 async def test_the_catalog_is_the_hubs_and_is_cached():

@@ -27,9 +27,15 @@ def refusal(schema, raw, prefix="") -> list[tuple[str, str]]:
 
 def test_a_static_cluster_has_fixed_members_and_defaults_for_the_rest(schema):
     assert schema.parse({"type": "static", "members": 3}) == ClusterSettings(
-        type="static", min_members=3, max_members=3, resource_model="standard-medium",
-        dedicated_manager=False, scratch_gb=0, web_access=False, preemptible=False,
-    )  # fmt: skip
+        type="static",
+        min_members=3,
+        max_members=3,
+        resource_model="standard-medium",
+        dedicated_manager=False,
+        scratch_gb=0,
+        web_access=False,
+        preemptible=False,
+    )
 
 
 def test_a_dynamic_cluster_scales_from_zero_by_default(schema):
@@ -38,26 +44,38 @@ def test_a_dynamic_cluster_scales_from_zero_by_default(schema):
 
 
 def test_form_text_is_accepted(schema):
-    raw = {"type": "dynamic", "min_members": "2", "max_members": " 8 ", "dedicated_manager": "on",
-           "web_access": "True", "preemptible": "no", "scratch_gb": "100",
-           "resource_model": "himem-small"}  # fmt: skip
-    assert schema.parse(raw) == ClusterSettings("dynamic", 2, 8, "himem-small", True, 100, True,
-                                                False)  # fmt: skip
+    raw = {
+        "type": "dynamic",
+        "min_members": "2",
+        "max_members": " 8 ",
+        "dedicated_manager": "on",
+        "web_access": "True",
+        "preemptible": "no",
+        "scratch_gb": "100",
+        "resource_model": "himem-small",
+    }
+    assert schema.parse(raw) == ClusterSettings(
+        "dynamic", 2, 8, "himem-small", True, 100, True, False
+    )
 
 
 @pytest.mark.parametrize(
     "raw",
-    [{"type": "static", "members": 1}, {"type": "static", "members": 50, "scratch_gb": 16384},
-     {"type": "dynamic", "min_members": 5, "max_members": 5, "preemptible": True},
-     {"type": "dynamic", "max_members": 1, "resource_model": "gpu-small", "web_access": True}],
-)  # fmt: skip
+    [
+        {"type": "static", "members": 1},
+        {"type": "static", "members": 50, "scratch_gb": 16384},
+        {"type": "dynamic", "min_members": 5, "max_members": 5, "preemptible": True},
+        {"type": "dynamic", "max_members": 1, "resource_model": "gpu-small", "web_access": True},
+    ],
+)
 def test_canonical_options_parse_back_to_the_same_settings(schema, raw):
     settings = schema.parse(raw)
     options = settings.to_options()
     assert schema.parse(options) == settings
     members_keys = {"members"} if settings.type == "static" else {"min_members", "max_members"}
-    assert set(options) == set(SETTING_NAMES) - ({"members", "min_members", "max_members"}
-                                                 - members_keys)  # fmt: skip
+    assert set(options) == set(SETTING_NAMES) - (
+        {"members", "min_members", "max_members"} - members_keys
+    )
 
 
 @pytest.mark.parametrize(
@@ -67,31 +85,64 @@ def test_canonical_options_parse_back_to_the_same_settings(schema, raw):
         ({"type": "elastic"}, "type", "must be one of: static, dynamic; got 'elastic'"),
         ({"type": "static"}, "members", "must be a whole number from 1 to 50, got nothing"),
         ({"type": "static", "members": 0}, "members", "must be a whole number from 1 to 50, got 0"),
-        ({"type": "static", "members": 51}, "members",
-         "must be a whole number from 1 to 50, got 51"),
-        ({"type": "static", "members": 2.5}, "members",
-         "must be a whole number from 1 to 50, got 2.5"),
-        ({"type": "static", "members": True}, "members",
-         "must be a whole number from 1 to 50, got True"),
+        (
+            {"type": "static", "members": 51},
+            "members",
+            "must be a whole number from 1 to 50, got 51",
+        ),
+        (
+            {"type": "static", "members": 2.5},
+            "members",
+            "must be a whole number from 1 to 50, got 2.5",
+        ),
+        (
+            {"type": "static", "members": True},
+            "members",
+            "must be a whole number from 1 to 50, got True",
+        ),
         ({"type": "dynamic"}, "max_members", "must be a whole number from 1 to 50, got nothing"),
-        ({"type": "dynamic", "max_members": 51}, "max_members",
-         "must be a whole number from 1 to 50, got 51"),
-        ({"type": "dynamic", "min_members": -1, "max_members": 3}, "min_members",
-         "must be a whole number from 0 to 50, got -1"),
-        ({"type": "dynamic", "min_members": 4, "max_members": 3}, "min_members",
-         "must not exceed max_members (3), got 4; lower min_members or raise max_members"),
-        ({"type": "static", "members": 1, "resource_model": "huge"},
-         "resource_model", "'huge' is not a resource model; allowed: " + ", ".join(MODELS)),
-        ({"type": "static", "members": 1, "dedicated_manager": "maybe"}, "dedicated_manager",
-         "must be true or false, got 'maybe'"),
-        ({"type": "static", "members": 1, "web_access": 1}, "web_access",
-         "must be true or false, got 1"),
-        ({"type": "static", "members": 1, "scratch_gb": -1}, "scratch_gb",
-         "must be a whole number of GB from 0 (no scratch) to 16384, got -1"),
-        ({"type": "static", "members": 1, "scratch_gb": "lots"}, "scratch_gb",
-         "must be a whole number of GB from 0 (no scratch) to 16384, got 'lots'"),
+        (
+            {"type": "dynamic", "max_members": 51},
+            "max_members",
+            "must be a whole number from 1 to 50, got 51",
+        ),
+        (
+            {"type": "dynamic", "min_members": -1, "max_members": 3},
+            "min_members",
+            "must be a whole number from 0 to 50, got -1",
+        ),
+        (
+            {"type": "dynamic", "min_members": 4, "max_members": 3},
+            "min_members",
+            "must not exceed max_members (3), got 4; lower min_members or raise max_members",
+        ),
+        (
+            {"type": "static", "members": 1, "resource_model": "huge"},
+            "resource_model",
+            "'huge' is not a resource model; allowed: " + ", ".join(MODELS),
+        ),
+        (
+            {"type": "static", "members": 1, "dedicated_manager": "maybe"},
+            "dedicated_manager",
+            "must be true or false, got 'maybe'",
+        ),
+        (
+            {"type": "static", "members": 1, "web_access": 1},
+            "web_access",
+            "must be true or false, got 1",
+        ),
+        (
+            {"type": "static", "members": 1, "scratch_gb": -1},
+            "scratch_gb",
+            "must be a whole number of GB from 0 (no scratch) to 16384, got -1",
+        ),
+        (
+            {"type": "static", "members": 1, "scratch_gb": "lots"},
+            "scratch_gb",
+            "must be a whole number of GB from 0 (no scratch) to 16384, got 'lots'",
+        ),
     ],
-)  # fmt: skip
+)
 def test_each_refusal_names_the_field_and_what_is_allowed(schema, raw, field, message):
     assert refusal(schema, raw) == [(field, message)]
 
@@ -99,12 +150,18 @@ def test_each_refusal_names_the_field_and_what_is_allowed(schema, raw, field, me
 @pytest.mark.parametrize(
     "raw, field, message",
     [
-        ({"type": "static", "members": 2, "max_members": 4}, "max_members",
-         "is only for type 'dynamic'; a static cluster takes members"),
-        ({"type": "dynamic", "members": 2, "max_members": 4}, "members",
-         "is only for type 'static'; a dynamic cluster takes min_members and max_members"),
+        (
+            {"type": "static", "members": 2, "max_members": 4},
+            "max_members",
+            "is only for type 'dynamic'; a static cluster takes members",
+        ),
+        (
+            {"type": "dynamic", "members": 2, "max_members": 4},
+            "members",
+            "is only for type 'static'; a dynamic cluster takes min_members and max_members",
+        ),
     ],
-)  # fmt: skip
+)
 def test_member_counts_of_the_other_cluster_type_are_refused(schema, raw, field, message):
     assert (field, message) in refusal(schema, raw)
 
@@ -116,11 +173,23 @@ def test_unknown_settings_are_refused_not_ignored(schema):
 
 
 def test_every_problem_is_reported_at_once_with_the_prefix(schema):
-    raw = {"type": "dynamic", "min_members": 9, "max_members": 2, "resource_model": "x",
-           "scratch_gb": 10**6, "preemptible": "?", "color": "red"}  # fmt: skip
+    raw = {
+        "type": "dynamic",
+        "min_members": 9,
+        "max_members": 2,
+        "resource_model": "x",
+        "scratch_gb": 10**6,
+        "preemptible": "?",
+        "color": "red",
+    }
     fields = [field for field, _ in refusal(schema, raw, prefix="cluster.")]
-    assert fields == ["cluster.color", "cluster.min_members", "cluster.resource_model",
-                      "cluster.preemptible", "cluster.scratch_gb"]  # fmt: skip
+    assert fields == [
+        "cluster.color",
+        "cluster.min_members",
+        "cluster.resource_model",
+        "cluster.preemptible",
+        "cluster.scratch_gb",
+    ]
 
 
 @pytest.mark.parametrize("raw", [None, [], "static"])
@@ -144,9 +213,13 @@ def test_the_error_is_the_workspace_options_error_with_its_json_body(schema):
 def test_a_one_core_model_needs_a_dedicated_manager():
     small = ClusterSchema(load_catalog({"one": {"cpus": 1, "memory_gb": 4}}), "one")
     assert refusal(small, {"type": "static", "members": 1}) == [
-        ("resource_model", "resource model 'one' (1 CPU, 4 GB) leaves no core or memory for jobs "
-         "after one core is reserved for scheduling; choose a larger model or a dedicated manager")
-    ]  # fmt: skip
+        (
+            "resource_model",
+            "resource model 'one' (1 CPU, 4 GB) leaves no core or memory for jobs "
+            "after one core is reserved for scheduling; "
+            "choose a larger model or a dedicated manager",
+        )
+    ]
     assert small.parse({"type": "static", "members": 1, "dedicated_manager": True}).max_members == 1
 
 

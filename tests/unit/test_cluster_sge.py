@@ -35,10 +35,21 @@ def rows(text: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "text, nbytes",
-    [("2G", 2 * GIB), ("512M", 512 * MIB), ("1.5G", 3 * GIB // 2), ("1.000G", GIB),
-     ("2.500G", 5 * GIB // 2), ("1g", 10**9), ("0.5k", 500), ("100", 100), ("4K", 4 * KIB),
-     ("1T", 1024 * GIB), (" 3G ", 3 * GIB), ("1e3", 1000)],
-)  # fmt: skip
+    [
+        ("2G", 2 * GIB),
+        ("512M", 512 * MIB),
+        ("1.5G", 3 * GIB // 2),
+        ("1.000G", GIB),
+        ("2.500G", 5 * GIB // 2),
+        ("1g", 10**9),
+        ("0.5k", 500),
+        ("100", 100),
+        ("4K", 4 * KIB),
+        ("1T", 1024 * GIB),
+        (" 3G ", 3 * GIB),
+        ("1e3", 1000),
+    ],
+)
 def test_memory_values_use_grid_engine_units(text, nbytes):
     assert sge.parse_memory(text) == nbytes
 
@@ -50,9 +61,16 @@ def test_a_malformed_memory_value_is_refused_with_the_value(text):
 
 
 @pytest.mark.parametrize(
-    "nbytes, text", [(2 * GIB, "2G"), (14745 * MIB, "14745M"), (1536, "1536"), (0, "0"),
-                     (3 * KIB, "3K"), (2048 * GIB, "2T")],
-)  # fmt: skip
+    "nbytes, text",
+    [
+        (2 * GIB, "2G"),
+        (14745 * MIB, "14745M"),
+        (1536, "1536"),
+        (0, "0"),
+        (3 * KIB, "3K"),
+        (2048 * GIB, "2T"),
+    ],
+)
 def test_memory_is_written_in_the_largest_exact_unit(nbytes, text):
     assert sge.format_memory(nbytes) == text
 
@@ -64,9 +82,17 @@ def test_property_written_memory_reads_back_exactly(nbytes):
 
 @pytest.mark.parametrize(
     "tasks, count",
-    [(None, 1), ("", 1), ("1-4:1", 4), ("1-10:3", 4), ("4-10:3", 3), ("7,10", 2), ("5", 1),
-     ("1-3:1,7-9:2", 5)],
-)  # fmt: skip
+    [
+        (None, 1),
+        ("", 1),
+        ("1-4:1", 4),
+        ("1-10:3", 4),
+        ("4-10:3", 3),
+        ("7,10", 2),
+        ("5", 1),
+        ("1-3:1,7-9:2", 5),
+    ],
+)
 def test_array_task_ranges_are_counted(tasks, count):
     assert sge.parse_task_count(tasks) == count
 
@@ -90,9 +116,12 @@ def test_without_a_dedicated_manager_one_core_per_member_is_reserved():
 
 @pytest.mark.parametrize(
     "model, memory",
-    [("standard-small", 7372 * MIB), ("standard-medium", 14745 * MIB),
-     ("himem-large", 353894 * MIB)],
-)  # fmt: skip
+    [
+        ("standard-small", 7372 * MIB),
+        ("standard-medium", 14745 * MIB),
+        ("himem-large", 353894 * MIB),
+    ],
+)
 def test_member_memory_keeps_ten_percent_headroom_rounded_down_to_a_mib(model, memory):
     assert sge.member_capacity(MODELS[model], dedicated_manager=True).memory == memory
 
@@ -118,9 +147,17 @@ def test_exec_host_config_carries_the_member_capacity_as_complex_values():
     config = rows(text)
     assert config["hostname"] == "bench-m7"
     assert config["complex_values"] == "static_cores=3,static_mem=14745M"
-    assert set(config) == {"hostname", "load_scaling", "complex_values", "user_lists",
-                           "xuser_lists", "projects", "xprojects", "usage_scaling",
-                           "report_variables"}  # fmt: skip
+    assert set(config) == {
+        "hostname",
+        "load_scaling",
+        "complex_values",
+        "user_lists",
+        "xuser_lists",
+        "projects",
+        "xprojects",
+        "usage_scaling",
+        "report_variables",
+    }
 
 
 # --- the cluster-wide configuration ----------------------------------------------------------
@@ -128,8 +165,13 @@ def test_exec_host_config_carries_the_member_capacity_as_complex_values():
 
 def test_bundle_holds_every_file_the_manager_applies():
     assert sorted(sge.config_bundle()) == [
-        "complexes", "configuration", "hostgroup/allhosts", "pe/smp", "queue/all.q",
-        "scheduler"]  # fmt: skip
+        "complexes",
+        "configuration",
+        "hostgroup/allhosts",
+        "pe/smp",
+        "queue/all.q",
+        "scheduler",
+    ]
 
 
 def test_no_job_may_run_as_root_or_a_system_account():
@@ -207,11 +249,23 @@ def test_the_scaler_ignores_a_job_larger_than_a_member_of_the_captured_cluster()
 def test_busy_members_show_running_jobs_free_capacity_and_drain_state():
     hosts = sge.parse_members(QHOST_BUSY, QSTAT_BUSY)
     assert hosts == {
-        "clusterdev-m1": sge.HostState("clusterdev-m1", reporting=True, disabled=False, states="",
-                                       running_jobs=1, free=Capacity(1, GIB)),
-        "clusterdev-m2": sge.HostState("clusterdev-m2", reporting=True, disabled=True, states="d",
-                                       running_jobs=1, free=Capacity(1, 5 * GIB // 2)),
-    }  # fmt: skip
+        "clusterdev-m1": sge.HostState(
+            "clusterdev-m1",
+            reporting=True,
+            disabled=False,
+            states="",
+            running_jobs=1,
+            free=Capacity(1, GIB),
+        ),
+        "clusterdev-m2": sge.HostState(
+            "clusterdev-m2",
+            reporting=True,
+            disabled=True,
+            states="d",
+            running_jobs=1,
+            free=Capacity(1, 5 * GIB // 2),
+        ),
+    }
 
 
 def test_joining_and_lost_members_are_not_reporting():

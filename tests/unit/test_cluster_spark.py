@@ -58,15 +58,17 @@ def test_executors_share_a_member_less_sparks_overhead(capacity, expected):
     assert executor_defaults(capacity) == expected
 
 
-@pytest.mark.parametrize("capacity", [Capacity(1, 512 * MIB), Capacity(8, 1 * GIB),
-                                      Capacity(1, 0)])  # fmt: skip
+@pytest.mark.parametrize("capacity", [Capacity(1, 512 * MIB), Capacity(8, 1 * GIB), Capacity(1, 0)])
 def test_an_executor_never_gets_less_than_512_mib(capacity):
     assert executor_defaults(capacity)["memory"] == "512m"
 
 
 def test_a_member_without_whole_cores_still_gets_one_executor_of_one_core():
-    assert executor_defaults(Capacity(0, 4 * GIB)) == {"cores": 1, "memory": "3712m",
-                                                       "per_member": 1}  # fmt: skip
+    assert executor_defaults(Capacity(0, 4 * GIB)) == {
+        "cores": 1,
+        "memory": "3712m",
+        "per_member": 1,
+    }
 
 
 # --- master UI and cluster.json -----------------------------------------------------------------
@@ -180,49 +182,84 @@ def test_a_cluster_file_linked_out_of_data_is_not_followed(tmp_path):
 def worker(host=HOST, state="ALIVE", coresused=1, memoryused=1024, **changes) -> dict:
     """One worker of the master's ``/json/`` as Spark 4.0.1 prints it."""
     return {
-        "id": f"worker-20261121164900-{host}-36179", "host": host, "port": 36179,
-        "webuiaddress": f"http://{host}:8081", "cores": 1, "coresused": coresused,
-        "coresfree": 1 - coresused, "memory": 7372, "memoryused": memoryused,
-        "memoryfree": 7372 - memoryused, "resources": {}, "resourcesused": {},
-        "resourcesfree": {}, "state": state, "lastheartbeat": 1795279807361, **changes,
-    }  # fmt: skip
+        "id": f"worker-20261121164900-{host}-36179",
+        "host": host,
+        "port": 36179,
+        "webuiaddress": f"http://{host}:8081",
+        "cores": 1,
+        "coresused": coresused,
+        "coresfree": 1 - coresused,
+        "memory": 7372,
+        "memoryused": memoryused,
+        "memoryfree": 7372 - memoryused,
+        "resources": {},
+        "resourcesused": {},
+        "resourcesfree": {},
+        "state": state,
+        "lastheartbeat": 1795279807361,
+        **changes,
+    }
 
 
 def app(app_id=APP, memory=1024, name="pyspark-shell") -> dict:
     """One running application of the master's ``/json/``."""
     return {
-        "id": app_id, "starttime": 1795279816614, "name": name, "cores": 2, "user": "jovyan",
-        "memoryperexecutor": memory, "memoryperslave": memory, "resourcesperexecutor": [],
-        "resourcesperslave": [], "submitdate": "Sat Nov 21 16:50:16 UTC 2026",
-        "state": "RUNNING", "duration": 10518,
-    }  # fmt: skip
+        "id": app_id,
+        "starttime": 1795279816614,
+        "name": name,
+        "cores": 2,
+        "user": "jovyan",
+        "memoryperexecutor": memory,
+        "memoryperslave": memory,
+        "resourcesperexecutor": [],
+        "resourcesperslave": [],
+        "submitdate": "Sat Nov 21 16:50:16 UTC 2026",
+        "state": "RUNNING",
+        "duration": 10518,
+    }
 
 
 def master(workers=None, apps=None) -> dict:
     workers = [worker()] if workers is None else workers
     apps = [app()] if apps is None else apps
     return {
-        "url": "spark://spark-master:7077", "workers": workers,
-        "aliveworkers": sum(w["state"] == "ALIVE" for w in workers), "cores": 1,
-        "coresused": 1, "memory": 7372, "memoryused": 1024, "activeapps": apps,
-        "completedapps": [], "activedrivers": [], "completeddrivers": [], "status": "ALIVE",
-    }  # fmt: skip
+        "url": "spark://spark-master:7077",
+        "workers": workers,
+        "aliveworkers": sum(w["state"] == "ALIVE" for w in workers),
+        "cores": 1,
+        "coresused": 1,
+        "memory": 7372,
+        "memoryused": 1024,
+        "activeapps": apps,
+        "completedapps": [],
+        "activedrivers": [],
+        "completeddrivers": [],
+        "status": "ALIVE",
+    }
 
 
 def gauges(app_id=APP, target=8, have=2, **others) -> dict:
     """A driver's ExecutorAllocationManager gauges (dynamic allocation on)."""
-    values = {"numberExecutorsToAdd": 4, "numberExecutorsPendingToRemove": 0,
-              "numberAllExecutors": have, "numberTargetExecutors": target,
-              "numberMaxNeededExecutors": target, "numberDecommissioningExecutors": 0,
-              **others}  # fmt: skip
+    values = {
+        "numberExecutorsToAdd": 4,
+        "numberExecutorsPendingToRemove": 0,
+        "numberAllExecutors": have,
+        "numberTargetExecutors": target,
+        "numberMaxNeededExecutors": target,
+        "numberDecommissioningExecutors": 0,
+        **others,
+    }
     prefix = f"{app_id}.driver.ExecutorAllocationManager.executors."
     return {prefix + name: value for name, value in values.items()}
 
 
 def driver(app_id=APP, port=4040, gauge_values=None, executor_cores="1") -> dict:
-    return {"port": port, "app": app_id,
-            "gauges": gauges(app_id) if gauge_values is None else gauge_values,
-            "executor_cores": executor_cores}  # fmt: skip
+    return {
+        "port": port,
+        "app": app_id,
+        "gauges": gauges(app_id) if gauge_values is None else gauge_values,
+        "executor_cores": executor_cores,
+    }
 
 
 def observe(master_doc, *drivers, capacity=MEMBER) -> SparkView:
@@ -235,23 +272,30 @@ def test_executors_a_dynamic_application_lacks_become_one_request():
     view = observe(master(), driver())
     assert view.master_alive
     assert view.requests == [Request(f"spark {APP}", 6, Capacity(1, 1024 * MIB))]
-    assert view.applications == [{
-        "id": APP, "name": "pyspark-shell", "dynamic": True, "executors_wanted": 6,
-        "executor_cores": 1, "executor_memory_bytes": 1024 * MIB,
-    }]  # fmt: skip
+    assert view.applications == [
+        {
+            "id": APP,
+            "name": "pyspark-shell",
+            "dynamic": True,
+            "executors_wanted": 6,
+            "executor_cores": 1,
+            "executor_memory_bytes": 1024 * MIB,
+        }
+    ]
 
 
 def test_a_request_asks_for_the_applications_executor_size():
-    view = observe(master(apps=[app(memory=4096)]),
-                   driver(gauge_values=gauges(target=3, have=1), executor_cores="4"),
-                   capacity=Capacity(8, 30 * GIB))  # fmt: skip
+    view = observe(
+        master(apps=[app(memory=4096)]),
+        driver(gauge_values=gauges(target=3, have=1), executor_cores="4"),
+        capacity=Capacity(8, 30 * GIB),
+    )
     assert view.requests == [Request(f"spark {APP}", 2, Capacity(4, 4 * GIB))]
 
 
 @pytest.mark.parametrize("executor_cores", [None, "", "0", "-1", "two", "1.5"])
 def test_without_executor_cores_an_executor_takes_a_whole_member(executor_cores):
-    view = observe(master(), driver(executor_cores=executor_cores),
-                   capacity=Capacity(8, 30 * GIB))  # fmt: skip
+    view = observe(master(), driver(executor_cores=executor_cores), capacity=Capacity(8, 30 * GIB))
     assert view.requests == [Request(f"spark {APP}", 6, Capacity(8, 1024 * MIB))]
     assert view.applications[0]["executor_cores"] == 8
 
@@ -272,8 +316,9 @@ def test_a_local_kernels_driver_is_ignored():
 
 def test_only_drivers_of_applications_the_master_runs_are_counted():
     local = "local-1795279816614"
-    view = observe(master(), driver(app_id=local, port=4040, gauge_values=gauges(local)),
-                   driver(port=4041))  # fmt: skip
+    view = observe(
+        master(), driver(app_id=local, port=4040, gauge_values=gauges(local)), driver(port=4041)
+    )
     assert [a["id"] for a in view.applications] == [APP]
     assert [r.job_id for r in view.requests] == [f"spark {APP}"]
 
@@ -281,10 +326,16 @@ def test_only_drivers_of_applications_the_master_runs_are_counted():
 def test_an_application_without_dynamic_allocation_asks_for_nothing():
     view = observe(master(), driver(gauge_values={}))
     assert view.requests == []
-    assert view.applications == [{
-        "id": APP, "name": "pyspark-shell", "dynamic": False, "executors_wanted": 0,
-        "executor_cores": 1, "executor_memory_bytes": 1024 * MIB,
-    }]  # fmt: skip
+    assert view.applications == [
+        {
+            "id": APP,
+            "name": "pyspark-shell",
+            "dynamic": False,
+            "executors_wanted": 0,
+            "executor_cores": 1,
+            "executor_memory_bytes": 1024 * MIB,
+        }
+    ]
 
 
 def test_an_application_whose_gauges_are_null_asks_for_nothing():
@@ -310,11 +361,15 @@ def test_an_application_with_the_executors_it_wants_asks_for_nothing(target, hav
 
 def test_each_dynamic_application_gets_its_own_request():
     other = "app-20261121165100-0001"
-    view = observe(master(apps=[app(), app(other, memory=2048, name="etl")]),
-                   driver(), driver(app_id=other, port=4041,
-                                    gauge_values=gauges(other, target=3, have=0)))  # fmt: skip
-    assert view.requests == [Request(f"spark {APP}", 6, Capacity(1, 1024 * MIB)),
-                             Request(f"spark {other}", 3, Capacity(1, 2048 * MIB))]  # fmt: skip
+    view = observe(
+        master(apps=[app(), app(other, memory=2048, name="etl")]),
+        driver(),
+        driver(app_id=other, port=4041, gauge_values=gauges(other, target=3, have=0)),
+    )
+    assert view.requests == [
+        Request(f"spark {APP}", 6, Capacity(1, 1024 * MIB)),
+        Request(f"spark {other}", 3, Capacity(1, 2048 * MIB)),
+    ]
     assert [a["name"] for a in view.applications] == ["pyspark-shell", "etl"]
 
 
@@ -339,8 +394,9 @@ def test_a_master_without_workers_or_applications_is_alive_and_idle():
 
 
 def test_workers_are_keyed_by_host_with_their_use_in_bytes():
-    view = observe(master(workers=[worker(), worker("bench-cluster-k3x9q2-m2", coresused=0,
-                                                    memoryused=0)]))  # fmt: skip
+    view = observe(
+        master(workers=[worker(), worker("bench-cluster-k3x9q2-m2", coresused=0, memoryused=0)])
+    )
     assert view.workers == {
         HOST: WorkerUse(1, 1024 * MIB, True),
         "bench-cluster-k3x9q2-m2": WorkerUse(0, 0, True),
@@ -403,8 +459,14 @@ def _json(status: int, doc) -> tuple[int, dict, bytes]:
 def _observe_script(driver_port: int, master_port: int) -> str:
     """OBSERVE_SCRIPT run as the manager runs it (its own Python process), pointed at
     servers on loopback: driver UIs from ``driver_port`` on, the master's JSON."""
-    argv = [sys.executable, "-c", spark.OBSERVE_SCRIPT, "127.0.0.1", str(driver_port),
-            f"http://127.0.0.1:{master_port}/json/"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-c",
+        spark.OBSERVE_SCRIPT,
+        "127.0.0.1",
+        str(driver_port),
+        f"http://127.0.0.1:{master_port}/json/",
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
     return done.stdout
 
@@ -414,23 +476,41 @@ def test_the_observe_scripts_output_is_what_parse_observation_reads():
     shaped as Spark 4.0.1 gives them."""
     prefix = f"{APP}.driver.ExecutorAllocationManager.executors."
     driver = {
-        "/metrics/json/": _json(200, {"version": "4.0.0", "gauges": {
-            prefix + "numberTargetExecutors": {"value": 8},
-            prefix + "numberAllExecutors": {"value": 2},
-            f"{APP}.driver.BlockManager.memory.memUsed_MB": {"value": 3},
-        }, "counters": {}, "histograms": {}}),
+        "/metrics/json/": _json(
+            200,
+            {
+                "version": "4.0.0",
+                "gauges": {
+                    prefix + "numberTargetExecutors": {"value": 8},
+                    prefix + "numberAllExecutors": {"value": 2},
+                    f"{APP}.driver.BlockManager.memory.memUsed_MB": {"value": 3},
+                },
+                "counters": {},
+                "histograms": {},
+            },
+        ),
         "/api/v1/applications": _json(200, [{"id": APP, "name": "pyspark-shell"}]),
-        f"/api/v1/applications/{APP}/environment": _json(200, {
-            "sparkProperties": [["spark.executor.cores", "1"],
-                                ["spark.dynamicAllocation.enabled", "true"]]}),
-    }  # fmt: skip
+        f"/api/v1/applications/{APP}/environment": _json(
+            200,
+            {
+                "sparkProperties": [
+                    ["spark.executor.cores", "1"],
+                    ["spark.dynamicAllocation.enabled", "true"],
+                ]
+            },
+        ),
+    }
     with _server({"/json/": _json(200, master())}) as master_ui, _server(driver) as driver_ui:
         output = _observe_script(driver_ui.server_port, master_ui.server_port)
     drivers = [d for d in json.loads(output)["drivers"] if d["port"] == driver_ui.server_port]
-    assert drivers == [{
-        "port": driver_ui.server_port, "app": APP, "executor_cores": "1",
-        "gauges": {prefix + "numberTargetExecutors": 8, prefix + "numberAllExecutors": 2},
-    }]  # fmt: skip
+    assert drivers == [
+        {
+            "port": driver_ui.server_port,
+            "app": APP,
+            "executor_cores": "1",
+            "gauges": {prefix + "numberTargetExecutors": 8, prefix + "numberAllExecutors": 2},
+        }
+    ]
     view = parse_observation(output, MEMBER)
     assert view.requests == [Request(f"spark {APP}", 6, Capacity(1, 1024 * MIB))]
     assert view.workers == {HOST: WorkerUse(1, 1024 * MIB, True)}
@@ -441,8 +521,10 @@ def test_a_driver_ui_that_redirects_is_not_followed():
     to a service the manager can reach is not followed, and that driver counts for nothing."""
     with _server({}) as elsewhere:
         target = f"http://127.0.0.1:{elsewhere.server_port}/hub/api/users"
-        moved = {path: (302, {"Location": target}, b"") for path in
-                 ("/metrics/json/", "/api/v1/applications")}  # fmt: skip
+        moved = {
+            path: (302, {"Location": target}, b"")
+            for path in ("/metrics/json/", "/api/v1/applications")
+        }
         with _server({"/json/": _json(200, master())}) as master_ui, _server(moved) as driver:
             output = _observe_script(driver.server_port, master_ui.server_port)
         assert elsewhere.asked == []
@@ -451,12 +533,14 @@ def test_a_driver_ui_that_redirects_is_not_followed():
 
 
 def test_a_driver_ui_answering_more_than_a_mebibyte_is_not_read():
-    huge = {"gauges": {f"{APP}.driver.ExecutorAllocationManager.x{i}": {"value": i}
-                       for i in range(40_000)}}  # fmt: skip
+    huge = {
+        "gauges": {
+            f"{APP}.driver.ExecutorAllocationManager.x{i}": {"value": i} for i in range(40_000)
+        }
+    }
     body = json.dumps(huge).encode()
     assert len(body) > 1024 * 1024
-    flood = {"/metrics/json/": (200, {}, body),
-             "/api/v1/applications": _json(200, [{"id": APP}])}  # fmt: skip
+    flood = {"/metrics/json/": (200, {}, body), "/api/v1/applications": _json(200, [{"id": APP}])}
     with _server({"/json/": _json(200, master())}) as master_ui, _server(flood) as driver:
         output = _observe_script(driver.server_port, master_ui.server_port)
     assert driver.asked == ["/metrics/json/"]  # nothing more asked of a driver that flooded

@@ -11,22 +11,37 @@ from hub_services.clusters.state import ClusterRecord, ClusterStore, MemberRecor
 
 def record(**changes) -> ClusterRecord:
     base = dict(
-        user="alice", workspace="lab", cluster_id="k3x9q2",
+        user="alice",
+        workspace="lab",
+        cluster_id="k3x9q2",
         settings={"type": "static", "members": 2, "resource_model": "standard-small"},
-        subnet="10.231.0.64/26", workspace_container="abc123",
-        workspace_address="10.231.0.80", internal=False,
-        model={"name": "standard-small", "cpus": 2.0, "memory_gb": 8.0, "gpus": 0,
-               "gpu_memory_gb": 0.0},
-        data_dir="/srv/alice/lab/mnt", created_at="2026-01-31T18:00:00+00:00",
-    )  # fmt: skip
+        subnet="10.231.0.64/26",
+        workspace_container="abc123",
+        workspace_address="10.231.0.80",
+        internal=False,
+        model={
+            "name": "standard-small",
+            "cpus": 2.0,
+            "memory_gb": 8.0,
+            "gpus": 0,
+            "gpu_memory_gb": 0.0,
+        },
+        data_dir="/srv/alice/lab/mnt",
+        created_at="2026-01-31T18:00:00+00:00",
+    )
     return ClusterRecord(**{**base, **changes})
 
 
 def test_records_round_trip_with_their_members(tmp_path):
     store = ClusterStore(tmp_path / "clusters.json")
     assert store.load() == ({}, {})
-    rec = record(members={"m1": MemberRecord("m1", "10.231.0.90", "2026-01-31T18:01:00+00:00",
-                                             preemptible=True, joined=True)})
+    rec = record(
+        members={
+            "m1": MemberRecord(
+                "m1", "10.231.0.90", "2026-01-31T18:01:00+00:00", preemptible=True, joined=True
+            )
+        }
+    )
     store.write(store.dump({"pool": "10.231.0.0/16"}, {rec.key: rec}))
     pool, records = store.load()
     assert pool == {"pool": "10.231.0.0/16"} and records == {"alice/lab": rec}

@@ -44,8 +44,10 @@ class FakeNodes:
     async def inspect(self, name):
         if name not in self.running:
             return None
-        return {"State": {"Running": self.running[name], "ExitCode": 0},
-                "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": f"/layers/{name}"}}}
+        return {
+            "State": {"Running": self.running[name], "ExitCode": 0},
+            "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": f"/layers/{name}"}},
+        }
 
     async def observe(self, names):
         return dict(self.hosts), []
@@ -61,7 +63,9 @@ class FakeNodes:
         self.hosts.pop(member.name, None)
         self.removed.append(member.name)
 
-    async def start_member(self, names, rec, member, model, capacity, mounts, scratch_gb):
+    async def start_member(
+        self, names, rec, member, model, capacity, mounts, scratch_gb, spark_worker=False
+    ):
         if scratch_gb and self.admission is not None:  # what ClusterNodes does first
             request = StorageRequest("scratch_gb", rec.user, scratch_gb * GIB, what="/scratch")
             self.admission.admit(self.scratch(rec.cluster_id, member.name).dir, request)
@@ -100,15 +104,32 @@ def clock(monkeypatch):
 
 def cluster(members: int, scratch_gb: int = 0) -> tuple[ClusterRecord, ScalingPolicy]:
     rec = ClusterRecord(
-        user="alice", workspace="lab", cluster_id="k3x9q2",
-        settings={"type": "static", "members": members, "resource_model": MODEL.name,
-                  "scratch_gb": scratch_gb},
-        subnet="10.231.0.64/26", workspace_container="ws", workspace_address="10.231.0.80",
-        internal=False, model=vars(MODEL), data_dir="/nowhere", created_at=T0.isoformat(),
-        status="running", addresses=member_addresses("10.231.0.64/26", 900).to_dict(),
-    )  # fmt: skip
-    policy = ScalingPolicy(members, members, Capacity(1, 7 * GIB), stabilisation=timedelta(0),
-                           min_lifetime=timedelta(0))  # fmt: skip
+        user="alice",
+        workspace="lab",
+        cluster_id="k3x9q2",
+        settings={
+            "type": "static",
+            "members": members,
+            "resource_model": MODEL.name,
+            "scratch_gb": scratch_gb,
+        },
+        subnet="10.231.0.64/26",
+        workspace_container="ws",
+        workspace_address="10.231.0.80",
+        internal=False,
+        model=vars(MODEL),
+        data_dir="/nowhere",
+        created_at=T0.isoformat(),
+        status="running",
+        addresses=member_addresses("10.231.0.64/26", 900).to_dict(),
+    )
+    policy = ScalingPolicy(
+        members,
+        members,
+        Capacity(1, 7 * GIB),
+        stabilisation=timedelta(0),
+        min_lifetime=timedelta(0),
+    )
     return rec, policy
 
 
@@ -138,9 +159,11 @@ async def test_a_member_over_its_disk_limit_is_replaced_and_the_log_says_why(clo
     clock["t"] += timedelta(seconds=1)
     await step(scaler, rec, policy, log)
     assert nodes.removed == [NAMES.member(1)]
-    assert (f"member {NAMES.member(1)} lost: disk limit: the member's own files (/tmp and "
-            "everything outside /data and /scratch) passed 1 GB; /data is separate; 1 running "
-            "job rescheduled") in log.lines  # fmt: skip
+    assert (
+        f"member {NAMES.member(1)} lost: disk limit: the member's own files (/tmp and "
+        "everything outside /data and /scratch) passed 1 GB; /data is separate; 1 running "
+        "job rescheduled"
+    ) in log.lines
     assert sorted(rec.members) == [NAMES.member(2), NAMES.member(3)]  # replaced
 
 
@@ -150,7 +173,7 @@ def admission(tmp_path, capacity_gb: float) -> StorageAdmission:
 
 async def test_a_scale_up_starts_only_the_members_whose_scratch_fits_and_says_so_once(
     clock, tmp_path
-):  # fmt: skip
+):
     adm = admission(tmp_path, 5)
     nodes, log = FakeNodes(tmp_path, adm), FakeLog()
     scaler = ClusterScaler(nodes, save, admission=adm)
@@ -177,16 +200,20 @@ async def test_a_member_whose_scratch_was_taken_meanwhile_is_not_started(clock, 
     adm = admission(tmp_path, 5)
 
     class Racing(FakeNodes):
-        async def start_member(self, names, rec, member, *args):
+        async def start_member(self, names, rec, member, *args, **kwargs):
             adm.admit(tmp_path / "elsewhere" / "big", StorageRequest("storage_gb", "bob", 4 * GIB))
-            await super().start_member(names, rec, member, *args)
+            await super().start_member(names, rec, member, *args, **kwargs)
 
     nodes, log = Racing(tmp_path, adm), FakeLog()
     scaler = ClusterScaler(nodes, save, admission=adm)
     rec, policy = cluster(1, scratch_gb=2)
     await step(scaler, rec, policy, log)
     assert rec.members == {} and nodes.removed == [NAMES.member(1)]
-    assert any(line.startswith(f"member {NAMES.member(1)} failed to start: scratch_gb: 2 GB of "
-                               "/scratch does not fit") for line in log.lines)  # fmt: skip
+    assert any(
+        line.startswith(
+            f"member {NAMES.member(1)} failed to start: scratch_gb: 2 GB of /scratch does not fit"
+        )
+        for line in log.lines
+    )
     with pytest.raises(StorageRefused):  # and the claim really was refused
         adm.admit(tmp_path / "k3x9q2" / "x", StorageRequest("scratch_gb", "alice", 2 * GIB))

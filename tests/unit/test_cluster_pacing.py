@@ -1,0 +1,53 @@
+"""Readiness-paced member starts (hub_services.clusters.pacing): how many members boot at
+once follows the host's cores and a measured boot, and the members of a scale-up start as
+those before them report."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from hub_services.clusters.pacing import members_to_start, next_pass_in, start_window
+from hub_services.clusters.state import MemberRecord
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 4, 16, 64])
+def test_the_start_window_grows_with_the_hosts_cores_and_is_never_empty(cpus):
+    window = start_window(cpus, boot_cpu_seconds=0.6, boot_seconds=1.5)
+    assert window == int(cpus * 1.5 / 0.6) >= 1
+    assert start_window(cpus + 1, 0.6, 1.5) >= window
+
+
+def test_a_boot_that_takes_more_cpu_than_its_duration_boots_fewer_at_once():
+    # a boot using 3 cores' worth (e.g. with a JVM at full tilt): 4 cores hold one at a time
+    assert start_window(4, boot_cpu_seconds=6, boot_seconds=2) == 1
+    assert start_window(1, boot_cpu_seconds=10, boot_seconds=1) == 1  # never 0
+
+
+def test_a_nonsense_measurement_is_refused_naming_what_is_allowed():
+    with pytest.raises(ValueError, match="host_cpus >= 1 and positive boot times"):
+        start_window(0)
+    with pytest.raises(ValueError, match="boot_seconds=0"):
+        start_window(2, 1, 0)
+
+
+def test_waiting_members_start_in_order_while_the_window_has_room():
+    waiting = ["m3", "m4", "m5", "m6"]
+    assert members_to_start(waiting, booting=0, window=3) == ["m3", "m4", "m5"]
+    assert members_to_start(waiting, booting=2, window=3) == ["m3"]
+    assert members_to_start(waiting, booting=3, window=3) == []
+    assert members_to_start(waiting, booting=5, window=3) == []  # window made smaller
+    assert members_to_start([], booting=0, window=3) == []
+
+
+def test_the_service_looks_again_soon_while_members_wait_to_boot():
+    def cluster(*waiting: bool):
+        members = {
+            f"m{i}": MemberRecord(f"m{i}", "10.0.0.9", "", waiting_to_start=w)
+            for i, w in enumerate(waiting)
+        }
+        return SimpleNamespace(members=members)
+
+    assert next_pass_in(5, [cluster(False), cluster(False, True)]) == 1.0
+    assert next_pass_in(0.5, [cluster(True)]) == 0.5
+    assert next_pass_in(5, [cluster(False, False), cluster()]) == 5
+    assert next_pass_in(5, []) == 5
