@@ -33,7 +33,6 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Float, Integer, Type, Unicode, default
 
 from benchhub import firewall
-from benchhub.activity_journal import ActivityJournal
 from benchhub.checkpoints.workspace import label
 from benchhub.egress_state import EgressState
 from benchhub.labels import cluster_label, workspace_labels
@@ -43,7 +42,8 @@ from benchhub.volumes import DirectoryVolume, LoopbackVolume, WorkspaceVolume
 from benchhub.whitelist_presets import data_science_preset, probe_image
 from benchhub.workspace_spec import OptionsError, WorkspaceSpec, validate_workspace_name
 
-from .actors import HUB, ActionRequest
+from .activity import WorkspaceActivity
+from .actors import ActionRequest
 from .checkpointing import WorkspaceCheckpointing
 from .container import ContainerPlan, create_kwargs, host_config_kwargs
 from .restricted_access import RestrictedAccess
@@ -61,7 +61,13 @@ from .workspace_status import (
 STATE_VERSION = 1
 
 
-class BenchSpawner(WorkspaceOptions, WorkspaceStorageLimits, WorkspaceCheckpointing, DockerSpawner):
+class BenchSpawner(
+    WorkspaceActivity,
+    WorkspaceOptions,
+    WorkspaceStorageLimits,
+    WorkspaceCheckpointing,
+    DockerSpawner,
+):
     """Spawn each JupyterHub named server as a BenchHub workspace container."""
 
     storage_root = Unicode(
@@ -125,14 +131,6 @@ class BenchSpawner(WorkspaceOptions, WorkspaceStorageLimits, WorkspaceCheckpoint
         """,
     ).tag(config=True)
 
-    activity_journal = Unicode(
-        "",
-        help="""File the hub appends workspace activity to, one JSON line per action (created,
-        started, stopped, errored, edited, deleted); the lifecycle service copies it into its
-        activity log. "" = keep no activity log. Example: /var/lib/benchhub/hub/activity.jsonl
-        """,
-    ).tag(config=True)
-
     @default("storage_class")
     def _default_storage_class(self):
         return LoopbackVolume if os.geteuid() == 0 else DirectoryVolume
@@ -150,28 +148,6 @@ class BenchSpawner(WorkspaceOptions, WorkspaceStorageLimits, WorkspaceCheckpoint
         # The workspace name is already restricted to [A-Za-z0-9_-]; keep its case so that two
         # workspaces differing only in case never share a container.
         return f"{self.prefix}-{self.escaped_name}--{self.name}"
-
-    async def record_activity(
-        self, action: str, description: str, fields=None, actor: str | None = None
-    ) -> None:
-        """Append an entry to the activity journal (if configured) for this workspace, with
-        ``actor``, else the actor of the request being served (:attr:`action_request`), else
-        ``hub``."""
-        if not self.activity_journal:
-            return
-        actor = actor or (self.action_request or HUB).actor
-        journal = ActivityJournal(self.activity_journal)
-        await asyncio.to_thread(
-            journal.record, action, self.user.name, self.name, actor, description, fields
-        )
-
-    def _take_request(self) -> ActionRequest:
-        """The request that caused this action (or :data:`~.actors.HUB`), forgetting it."""
-        request, self.action_request = self.action_request or HUB, None
-        return request
-
-    def _by(self, verb: str) -> str:
-        return (self.action_request or HUB).describe(verb)
 
     # ---- host facts ----------------------------------------------------------------------------
 
@@ -222,13 +198,6 @@ class BenchSpawner(WorkspaceOptions, WorkspaceStorageLimits, WorkspaceCheckpoint
         self._events: list[dict] = []  # progress events of the current start
         self._registration: float | None = None  # the egress record this start waits for
         self._event_added = asyncio.Event()
-        # The request behind the action in progress, for the activity journal: a start takes
-        # it from the requesting handler; BenchHub's handlers set it on this very object
-        # (user.spawners[name], the one JupyterHub stops and deletes) for a stop or delete.
-        self.action_request: ActionRequest | None = None
-        # Names of people other than the owner who entered this workspace (OAuth) and have not
-        # left: hub memory, so a hub restart forgets them and writes no "exited" for them.
-        self.visitors: set[str] = set()
 
     def _emit(self, progress: int, message: str) -> None:
         self._events.append({"progress": progress, "message": message})
@@ -515,16 +484,6 @@ class BenchSpawner(WorkspaceOptions, WorkspaceStorageLimits, WorkspaceCheckpoint
         await self.volume.detach()
         await self.restricted_access.release(self.egress_key)
         await self.record_visitors_left("the workspace stopped")
-
-    async def record_visitors_left(self, why: str, visitor: str | None = None) -> None:
-        """Journal that ``visitor`` (else every admin inside, :attr:`visitors`) left this
-        workspace, ``why``."""
-        leaving = {visitor} & self.visitors if visitor else set(self.visitors)
-        self.visitors -= leaving
-        for name in sorted(leaving):
-            await self.record_activity(
-                "admin-exited", f"{name} left ({why})", actor=f"admin:{name}"
-            )
 
     async def _stop_clusters(self) -> None:
         """Remove the Grid Engine cluster containers that share this workspace's /data (they

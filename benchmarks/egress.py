@@ -1,9 +1,14 @@
 """Egress proxy overhead, one run: throughput, latency, and squid reloads at 500 workspaces.
 
 A real hub (tests.support.hub_harness, prefix "benchegress", restricted subnet a /22 for 500
-addresses) starts "closed" (restricted, whitelist files.test) and "opened" (open). A web server
-container (python3, sendfile) on the proxy's outside network and the open network, as files.test and
-new.test, serves a 200 MB random file and a tiny one. Timing happens inside the workspaces:
+addresses) starts "closed" (restricted, whitelist files.test) and "opened" (open). A web
+server (python3, sendfile) placed like an Internet host serves a 200 MB random file and a tiny
+one: it runs in a network namespace the host routes to (tests.support.outside_host), at
+files.test = 203.0.113.2 and new.test = 203.0.113.3 (since the isolation work, workspaces
+cannot reach a server container next to them on their bridge). There is no DNS for these
+names: they are pinned in /etc/hosts of "opened" and of the squid container (squid reads it at
+start and at each reload; a whitelist entry must be a name, and squid never matches a request
+for an address against one). Timing happens inside the workspaces:
 1. curl fetches the big file 3 times per side after a warm-up (median, MB = 10^6 B); 2. one
 python3 per side makes 1,000 sequential urllib GETs of the tiny file (a new connection each;
 "closed" via its HTTP_PROXY); 3. 500 fake workspaces x 20 entries (host, .domain, https://,
@@ -23,6 +28,7 @@ import json
 import os
 import signal
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,11 +41,14 @@ from hub_services.egress.proxy import render_conf
 from tests.support.certificates import self_signed
 from tests.support.docker_cli import cleanup
 from tests.support.hub_harness import HubProcess
+from tests.support.outside_host import outside_host
+from tests.support.waiting import wait
 
 REPO = Path(__file__).resolve().parent.parent
 
 PREFIX = "benchegress"
-SERVER, PROXY, OUTSIDE, OPEN = (f"{PREFIX}-{n}" for n in ("files", "egress", "egress-out", "open"))
+PROXY, NAMESPACE, VETH = f"{PREFIX}-egress", f"{PREFIX}-outside", "be-out"
+NAMES = {"files.test": "203.0.113.2", "new.test": "203.0.113.3"}  # TEST-NET-3, one outside host
 BIG, SMALL, NEW = "http://files.test/big.bin", "http://files.test/small.txt", "http://new.test/"
 BIG_TLS = "https://files.test/big.bin"
 CURL = ("curl", "-s", "-o", "/dev/null", "-w")
@@ -52,7 +61,8 @@ KINDS = (
 )
 OPTIONS = {"resource_model": "standard-small", "storage_gb": 1}
 SERVE = r"""
-import functools, http.server, ssl, threading
+import functools, http.server, os, ssl, sys, threading
+FILES = sys.argv[1]
 class H(http.server.SimpleHTTPRequestHandler):
     def copyfile(self, src, dst):
         dst.flush()
@@ -60,9 +70,10 @@ class H(http.server.SimpleHTTPRequestHandler):
         self.connection.sendfile(src)
     def log_message(self, *a): pass
 def server(port):
-    return http.server.ThreadingHTTPServer(("", port), functools.partial(H, directory="/srv"))
+    return http.server.ThreadingHTTPServer(("", port), functools.partial(H, directory=FILES))
 tls = server(443)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain("/srv/c.pem", "/srv/k.pem")
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(os.path.join(FILES, "c.pem"), os.path.join(FILES, "k.pem"))
 tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
 threading.Thread(target=tls.serve_forever, daemon=True).start()
 server(80).serve_forever()
@@ -115,9 +126,32 @@ def first_200(proc: Popen) -> float | None:  # epoch (one clock for host and con
     return None if line in ("none", "") else float(line)
 
 
+def status(ws: str, url: str) -> str:  # as curl in ``ws`` sees it, "000": no answer
+    argv = ["docker", "exec", ws, *CURL, "%{http_code}", "-m", "3", url]
+    return run(argv, capture_output=True, text=True).stdout.strip()
+
+
+def pin_names(container: str) -> None:
+    """NAMES resolve to the outside host in ``container``, for every program (its /etc/hosts,
+    which Docker may rewrite when the container restarts: added again if missing)."""
+    lines = "".join(f"{address} {name}\n" for name, address in NAMES.items())
+    script = f"grep -q ' files.test$' /etc/hosts || printf '{lines}' >> /etc/hosts"
+    docker("exec", "-u", "0", container, "sh", "-c", script)
+
+
+def point_proxy_outside(closed: str) -> None:
+    """Once squid answers (a refusal of new.test needs no name lookup), pin NAMES in its
+    /etc/hosts and reload it (SIGHUP: squid re-reads the hosts file, whose entries replace any
+    cached lookup); "closed" then gets files.test through it."""
+    wait(lambda: status(closed, NEW), 30, "the proxy refuses new.test", until="403".__eq__)
+    pin_names(PROXY)
+    docker("kill", "-s", "HUP", PROXY)
+    assert first_200(poller(closed, SMALL, 30)[0]), "files.test not reached through the proxy"
+
+
 def restart_proxy(closed: str) -> None:
     docker("restart", "-t", "1", PROXY)
-    assert first_200(poller(closed, SMALL, 30)[0]), "the proxy did not come back after a restart"
+    point_proxy_outside(closed)  # also proves the proxy came back
 
 
 def fake_records(subnet: str, own: dict) -> list[dict]:
@@ -179,6 +213,13 @@ def reload(hub: Hub, closed: str) -> dict:
 
 
 def measure(files: Path, out: Path) -> tuple[dict, dict, dict]:
+    serve = [sys.executable, "-c", SERVE, str(files)]
+    ready = f"http://{NAMES['files.test']}/small.txt"
+    with outside_host(NAMESPACE, VETH, list(NAMES.values()), serve, ready):
+        return measure_with_hub(files, out)
+
+
+def measure_with_hub(files: Path, out: Path) -> tuple[dict, dict, dict]:
     hub = Hub(files.parent, prefix=PREFIX)
     hub.log_path = out / "egress-hub.log"
     hub.log_path.unlink(missing_ok=True)
@@ -190,29 +231,8 @@ def measure(files: Path, out: Path) -> tuple[dict, dict, dict]:
         hub.start_workspace("bench", "closed", restricted)
         hub.start_workspace("bench", "opened", OPTIONS)
         closed, opened = (hub.container_name("bench", n) for n in ("closed", "opened"))
-        docker(
-            "run",
-            "-d",
-            "--name",
-            SERVER,
-            "-u",
-            "0",
-            "-v",
-            f"{files}:/srv:ro",
-            "--network",
-            OUTSIDE,
-            "--network-alias",
-            "files.test",
-            "--network-alias",
-            "new.test",
-            "--entrypoint",
-            "python3",
-            "benchhub/jupyterlab:latest",
-            "-c",
-            SERVE,
-        )
-        docker("network", "connect", "--alias", "files.test", "--alias", "new.test", OPEN, SERVER)
-        time.sleep(1)
+        pin_names(opened)
+        point_proxy_outside(closed)
         curl(closed), curl(opened)  # warm-up
         rates: dict[str, list[float]] = {"direct": [], "proxy": []}
         tls: dict[str, list[float]] = {"direct": [], "proxy": []}

@@ -3,9 +3,9 @@
 Started by the hub (``c.JupyterHub.services``), it listens on the service URL the hub gives it,
 authenticates people with HubOAuth and calls the hub with its own token (role
 ``lifecycle-service``: list/read users and servers, stop/start servers; it asks a workspace's
-server about kernels with that server's own token, not its own). Settings are the traits of :class:`LifecycleService` and
-:class:`SMTPReminder`, from the command line (``--interval=60``) or a config file
-(``--config=lifecycle_config.py``, ``c.LifecycleService.reminder_hook = ...``).
+server about kernels with that server's own token, not its own). Settings are the traits of
+:class:`LifecycleService` and :class:`SMTPReminder`, from the command line (``--interval=60``)
+or a config file (``--config=lifecycle_config.py``, ``c.LifecycleService.reminder_hook = ...``).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import requests
 from support.certificates import self_signed
 from support.docker_cli import docker, exec_in
 from support.hub_harness import TEST_PREFIX as PREFIX
+from support.outside_host import outside_host
 from support.waiting import wait
 
 NAMES = [
@@ -36,7 +37,7 @@ NAMES = [
 ]
 WHITELIST = "allowed.test\n.wild.test\npaths.test/folder/"
 SERVER = f"{PREFIX}-egress-web"
-OUTSIDE_NS, OUTSIDE_HOST_SIDE, OUTSIDE_NS_SIDE = f"{PREFIX}-outside", "bt-out0", "bt-out1"
+OUTSIDE_NS, OUTSIDE_VETH = f"{PREFIX}-outside", "bt-out"  # the veth pair: bt-out0, bt-out1
 OUTSIDE_ADDRESS = "203.0.113.2"  # TEST-NET-3: never a real host; the host side is .1
 SERVE = r"""
 import http.server, os, ssl, sys, threading
@@ -98,56 +99,15 @@ def web(hub, tmp_path_factory):
     docker("rm", "-f", SERVER, check=False)
 
 
-def ip(*args: str, check: bool = True) -> None:
-    subprocess.run(["ip", *args], check=check, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def outside(tmp_path_factory):
     """The test servers at OUTSIDE_ADDRESS, in a network namespace the host routes to."""
     certs = tmp_path_factory.mktemp("outside-certs")
     self_signed(certs, "outside.test")
-    ip("netns", "del", OUTSIDE_NS, check=False)
-    ip("netns", "add", OUTSIDE_NS)
-    ip(
-        "link",
-        "add",
-        OUTSIDE_HOST_SIDE,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        OUTSIDE_NS_SIDE,
-        "netns",
-        OUTSIDE_NS,
-    )
-    ip("addr", "add", "203.0.113.1/24", "dev", OUTSIDE_HOST_SIDE)
-    ip("link", "set", OUTSIDE_HOST_SIDE, "up")
-    inside = ("ip", "-n", OUTSIDE_NS)
-    ip(*inside[1:], "addr", "add", f"{OUTSIDE_ADDRESS}/24", "dev", OUTSIDE_NS_SIDE)
-    ip(*inside[1:], "link", "set", OUTSIDE_NS_SIDE, "up")
-    ip(*inside[1:], "link", "set", "lo", "up")
-    ip(*inside[1:], "route", "add", "default", "via", "203.0.113.1")
-    server = subprocess.Popen(
-        ["ip", "netns", "exec", OUTSIDE_NS, sys.executable, "-c", SERVE, str(certs)]
-    )
-    try:
-        wait(
-            lambda: (
-                subprocess.run(
-                    ["curl", "-s", "-m", "1", f"http://{OUTSIDE_ADDRESS}:8080/"],
-                    capture_output=True,
-                ).returncode
-                == 0
-            ),
-            10,
-            "the outside servers answer",
-        )
+    serve = [sys.executable, "-c", SERVE, str(certs)]
+    ready = f"http://{OUTSIDE_ADDRESS}:8080/"
+    with outside_host(OUTSIDE_NS, OUTSIDE_VETH, [OUTSIDE_ADDRESS], serve, ready):
         yield OUTSIDE_ADDRESS
-    finally:
-        server.kill()
-        server.wait()
-        ip("netns", "del", OUTSIDE_NS, check=False)  # takes the veth pair with it
 
 
 @pytest.fixture(scope="module")

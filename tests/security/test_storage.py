@@ -17,7 +17,7 @@ import time
 
 import pytest
 import requests
-from support.cluster_harness import image_present, remove_cluster_leftovers
+from support.cluster_harness import CLUSTER_IMAGE, image_present, remove_cluster_leftovers
 from support.docker_cli import cleanup, docker, exec_in
 from support.hub_harness import TEST_MODELS, TOKEN, HubProcess
 from support.waiting import wait
@@ -28,7 +28,6 @@ QUOTA_GB = 3
 DISK_GB = 0.25
 NAMED_QUOTA_MB = 20
 MODELS = {**TEST_MODELS, "tiny-disk": {"cpus": 0.5, "memory_gb": 0.5, "disk_gb": DISK_GB}}
-CLUSTER_IMAGE = os.environ.get("BENCHHUB_CLUSTER_IMAGE", "benchhub/cluster:latest")
 
 
 @pytest.fixture(scope="module")
