@@ -40,6 +40,7 @@ import requests
 
 from hub_services.clusters import pacing, sge
 from tests.support import waiting
+from tests.support.cluster_harness import cluster_env
 from tests.support.docker_cli import cleanup, docker, exec_in
 from tests.support.hub_harness import HubProcess
 
@@ -201,13 +202,9 @@ def main() -> None:
     hub = HubProcess(
         workdir,
         prefix=PREFIX,
-        env_overrides={
-            "BENCHHUB_CLUSTER_SUBNETS": "10.234.0.0/20",
-            "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(workdir / "scratch"),
-            "BENCHHUB_CLUSTER_INTERVAL": "1",
-            "BENCHHUB_CLUSTER_STABILISATION": str(STABILISATION_S),
-            "BENCHHUB_CLUSTER_MIN_LIFETIME": str(MIN_LIFETIME_S),
-        },
+        env_overrides=cluster_env(
+            workdir / "scratch", "10.234.0.0/20", STABILISATION_S, MIN_LIFETIME_S
+        ),
     )
     cleanup(PREFIX, hub.storage_root)
     results: dict = {"date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "window": WINDOW}

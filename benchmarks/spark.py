@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.clusters import Bench, attempt, keep_scaler_log, member_start, print_failures, wait
-from tests.support.cluster_harness import remove_cluster_leftovers, run_in_kernel
+from tests.support.cluster_harness import cluster_env, remove_cluster_leftovers, run_in_kernel
 from tests.support.docker_cli import cleanup
 from tests.support.hub_harness import HubProcess
 
@@ -169,13 +169,7 @@ def main() -> None:
     hub = HubProcess(
         workdir,
         prefix=PREFIX,
-        env_overrides={
-            "BENCHHUB_CLUSTER_SUBNETS": "10.236.0.0/20",
-            "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
-            "BENCHHUB_CLUSTER_INTERVAL": "1",
-            "BENCHHUB_CLUSTER_STABILISATION": "2",
-            "BENCHHUB_CLUSTER_MIN_LIFETIME": "10",
-        },
+        env_overrides=cluster_env(scratch, "10.236.0.0/20", 2, 10),
     )
     cleanup(PREFIX, hub.storage_root)
     results: dict = {"date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"}

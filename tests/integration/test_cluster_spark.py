@@ -18,6 +18,7 @@ import requests
 from support.cluster_harness import (
     CLUSTER_IMAGE,
     Clusters,
+    cluster_env,
     image_present,
     members_in,
     remove_cluster_leftovers,
@@ -46,11 +47,7 @@ def clusters(tmp_path_factory):
         workdir,
         prefix=PREFIX,
         env_overrides={
-            "BENCHHUB_CLUSTER_SUBNETS": "10.235.0.0/20",
-            "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
-            "BENCHHUB_CLUSTER_INTERVAL": "1",
-            "BENCHHUB_CLUSTER_STABILISATION": "2",
-            "BENCHHUB_CLUSTER_MIN_LIFETIME": "8",
+            **cluster_env(scratch, "10.235.0.0/20", 2, 8),
         },
     )
     probe = subprocess.run(

@@ -22,7 +22,7 @@ import subprocess
 import threading
 
 import pytest
-from support.cluster_harness import Clusters, image_present, remove_cluster_leftovers
+from support.cluster_harness import Clusters, cluster_env, image_present, remove_cluster_leftovers
 from support.docker_cli import cleanup, docker, exec_in
 from support.hub_harness import HubProcess
 from support.waiting import wait
@@ -143,11 +143,7 @@ def site(tmp_path_factory):
     hub = HubProcess(
         workdir,
         prefix=PREFIX,
-        env_overrides={
-            "BENCHHUB_CLUSTER_SUBNETS": "10.237.0.0/20",
-            "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
-            "BENCHHUB_CLUSTER_INTERVAL": "1",
-        },
+        env_overrides=cluster_env(scratch, "10.237.0.0/20"),
     )
     cleanup(PREFIX, hub.storage_root)
     remove_cluster_leftovers(PREFIX, scratch)

@@ -17,7 +17,12 @@ import time
 
 import pytest
 import requests
-from support.cluster_harness import CLUSTER_IMAGE, image_present, remove_cluster_leftovers
+from support.cluster_harness import (
+    CLUSTER_IMAGE,
+    cluster_env,
+    image_present,
+    remove_cluster_leftovers,
+)
 from support.docker_cli import cleanup, docker, exec_in
 from support.hub_harness import TEST_MODELS, TOKEN, HubProcess
 from support.waiting import wait
@@ -45,9 +50,7 @@ c.WritableLayerWatch.max_interval = 5
         env_overrides={
             "BENCHHUB_STORAGE_USER_QUOTA": str(QUOTA_GB),
             "BENCHHUB_CHECKPOINT_NAMED_QUOTA_GB": str(NAMED_QUOTA_MB / 1024),
-            "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
-            "BENCHHUB_CLUSTER_SUBNETS": "10.239.0.0/20",
-            "BENCHHUB_CLUSTER_INTERVAL": "1",
+            **cluster_env(scratch, "10.239.0.0/20"),
         },
     )
     h.scratch = scratch

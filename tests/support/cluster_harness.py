@@ -17,6 +17,27 @@ from .hub_harness import HubProcess
 CLUSTER_IMAGE = os.environ.get("BENCHHUB_CLUSTER_IMAGE", "benchhub/cluster:latest")
 
 
+def cluster_env(
+    scratch: Path,
+    subnets: str,
+    stabilisation_s: float | None = None,
+    min_lifetime_s: float | None = None,
+) -> dict[str, str]:
+    """The hub environment of a cluster test or benchmark: its own cluster ``subnets`` (each
+    module a different range, so that hubs never overlap), members' scratch under ``scratch``,
+    a scaling pass every second and, when given, a short stabilisation and minimum lifetime."""
+    env = {
+        "BENCHHUB_CLUSTER_SUBNETS": subnets,
+        "BENCHHUB_CLUSTER_SCRATCH_ROOT": str(scratch),
+        "BENCHHUB_CLUSTER_INTERVAL": "1",
+    }
+    if stabilisation_s is not None:
+        env["BENCHHUB_CLUSTER_STABILISATION"] = str(stabilisation_s)
+    if min_lifetime_s is not None:
+        env["BENCHHUB_CLUSTER_MIN_LIFETIME"] = str(min_lifetime_s)
+    return env
+
+
 def image_present(image: str) -> bool:
     probe = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
     return probe.returncode == 0
