@@ -158,7 +158,9 @@ class EgressState:
         """(The egress service) squid was told to load the configuration made from
         ``records``, which were the records at ``generation``."""
         keys = {key: rec.get("registered_at") for key, rec in records.items()}
-        atomic_write(self.loaded_path, json.dumps({"generation": generation, "keys": keys}))
+        text = json.dumps({"generation": generation, "keys": keys})
+        if _text_of(self.loaded_path) != text:  # the service calls this every pass
+            atomic_write(self.loaded_path, text)
 
     def is_loaded(self, key: str, registered_at: float) -> bool:
         """Whether the proxy has loaded ``key``'s registration of ``registered_at``."""
@@ -167,6 +169,13 @@ class EgressState:
         except (FileNotFoundError, ValueError):
             return False
         return (loaded.get("keys") or {}).get(key) == registered_at
+
+
+def _text_of(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _record_of(path: Path) -> dict | None:

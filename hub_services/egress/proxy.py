@@ -37,7 +37,8 @@ ACCESS_LOG_WINDOW = 4 * 1024 * 1024
 
 def render_conf(state: EgressState, records: dict[str, dict], forbidden_destinations) -> str:
     """Write ``squid.conf`` for the workspaces of ``records`` (atomically: the proxy mounts
-    the directory and reads the new file at its next reload) and return its text. Blocking."""
+    the directory and reads the new file at its next reload; not at all when the file already
+    says the same) and return its text. Blocking."""
     workspaces = []
     for rec in records.values():
         entries, _ = parse_whitelist(rec["entries"])
@@ -53,7 +54,12 @@ def render_conf(state: EgressState, records: dict[str, dict], forbidden_destinat
         forbidden_destinations=tuple(forbidden_destinations),
     )
     with state.locked():
-        atomic_write(state.conf_path, conf)
+        try:
+            current = state.conf_path.read_text()
+        except (OSError, UnicodeDecodeError):
+            current = None
+        if current != conf:  # rendered every pass: written only when it changed
+            atomic_write(state.conf_path, conf)
     return conf
 
 
