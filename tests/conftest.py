@@ -10,8 +10,26 @@ that function (e.g. the logs of the containers it runs without a hub).
 from __future__ import annotations
 
 import pytest
+from support.cluster_harness import CLUSTER_IMAGE, image_present
 from support.docker_cli import cleanup
 from support.hub_harness import TEST_PREFIX, HubProcess
+
+# What `make test` builds before the suite. A test outside tests/unit with one of them absent
+# fails (it is a broken build), never skips: a skipped test proves nothing.
+IMAGES = ("benchhub/jupyterlab:latest", "benchhub/egress:latest", CLUSTER_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def built_images() -> None:
+    missing = [image for image in IMAGES if not image_present(image)]
+    if missing:
+        pytest.fail(f"images missing: {', '.join(missing)}; build them: make images", False)
+
+
+@pytest.fixture(autouse=True)
+def _images_built(request):
+    if "unit" not in request.path.parts:
+        request.getfixturevalue("built_images")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

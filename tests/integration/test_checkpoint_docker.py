@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import subprocess
 
 import pytest
 from support.docker_cli import docker, exec_in
@@ -18,11 +16,6 @@ from benchhub.checkpoints.store import CheckpointStore
 IMAGE = "benchhub/jupyterlab:latest"
 MOUNTS = ["/data", "/data/project", "/data/mounts"]
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("docker") is None
-    or subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode,
-    reason=f"needs a running Docker Engine with {IMAGE} built (make images)",
-)
 
 WORK = r"""
 set -e

@@ -20,10 +20,8 @@ import time
 import pytest
 import requests
 from support.cluster_harness import (
-    CLUSTER_IMAGE,
     Clusters,
     cluster_env,
-    image_present,
     members_in,
     remove_cluster_leftovers,
 )
@@ -38,12 +36,6 @@ MEMBER = "standard-small"
 JOB = """#!/bin/bash
 echo "task=$SGE_TASK_ID host=$(hostname) uid=$(id -u) tmp=$TMPDIR"
 """
-
-
-pytestmark = pytest.mark.skipif(
-    not image_present(CLUSTER_IMAGE),
-    reason=f"{CLUSTER_IMAGE} is absent; build it with images/build.sh cluster",
-)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from support.cluster_harness import CLUSTER_IMAGE, image_present
+from support.cluster_harness import CLUSTER_IMAGE
 from support.docker_cli import container_logs, docker
 from support.waiting import wait
 
@@ -39,12 +39,6 @@ POLICY = SETTINGS.scaling_policy(MODELS[SETTINGS.resource_model])  # standard-me
 TASK = """#!/bin/bash
 echo "task=$SGE_TASK_ID host=$(hostname) uid=$(id -u) tmp=$TMPDIR" > /data/out/task.$SGE_TASK_ID
 """
-
-
-pytestmark = pytest.mark.skipif(
-    not image_present(CLUSTER_IMAGE),
-    reason=f"image {CLUSTER_IMAGE} is absent; build it with: bash images/build.sh cluster",
-)
 
 
 def qexec(

@@ -16,10 +16,8 @@ import subprocess
 import pytest
 import requests
 from support.cluster_harness import (
-    CLUSTER_IMAGE,
     Clusters,
     cluster_env,
-    image_present,
     members_in,
     remove_cluster_leftovers,
     run_in_kernel,
@@ -32,11 +30,6 @@ PREFIX = "benchspark"
 WORKSPACE_IMAGE = "benchhub/jupyterlab:latest"
 MEMBER = "standard-small"
 UI = "/user/alice/lab/proxy/spark-master:8080/"
-
-pytestmark = pytest.mark.skipif(
-    not image_present(CLUSTER_IMAGE),
-    reason=f"{CLUSTER_IMAGE} is absent; build it with images/build.sh cluster",
-)
 
 
 @pytest.fixture(scope="module")

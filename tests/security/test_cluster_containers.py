@@ -37,12 +37,6 @@ SECURITY = [
     *[a for o in SECURITY_OPTIONS for a in ("--security-opt", o)],
 ]
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["docker", "image", "inspect", CLUSTER_IMAGE], capture_output=True).returncode
-    != 0,
-    reason=f"{CLUSTER_IMAGE} is absent; build it with images/build.sh cluster",
-)
-
 
 def remove_everything() -> None:
     names = docker("ps", "-aq", "--filter", f"name=^{PREFIX}-", check=False).split()

@@ -22,7 +22,7 @@ import subprocess
 import threading
 
 import pytest
-from support.cluster_harness import Clusters, cluster_env, image_present, remove_cluster_leftovers
+from support.cluster_harness import Clusters, cluster_env, remove_cluster_leftovers
 from support.docker_cli import cleanup, docker, exec_in
 from support.hub_harness import HubProcess
 from support.waiting import wait
@@ -57,11 +57,6 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 http.server.ThreadingHTTPServer(("0.0.0.0", 80), H).serve_forever()
 """
-
-pytestmark = pytest.mark.skipif(
-    not image_present(CLUSTER_IMAGE),
-    reason=f"{CLUSTER_IMAGE} is absent; build it with images/build.sh cluster",
-)
 
 
 def probe(container: str, targets: list[str], user: str | None = None) -> dict[str, str]:

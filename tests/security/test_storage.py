@@ -18,9 +18,7 @@ import time
 import pytest
 import requests
 from support.cluster_harness import (
-    CLUSTER_IMAGE,
     cluster_env,
-    image_present,
     remove_cluster_leftovers,
 )
 from support.docker_cli import cleanup, docker, exec_in
@@ -169,7 +167,6 @@ def clusters_api(hub, method, path, body=None, token=TOKEN):
     )
 
 
-@pytest.mark.skipif(not image_present(CLUSTER_IMAGE), reason=f"{CLUSTER_IMAGE} is absent")
 def test_a_cluster_whose_scratch_cannot_fit_is_a_400_naming_scratch_gb_and_starts_nothing(hub):
     hub.ensure_user("sam")
     hub.start_workspace("sam", "lab", {"storage_gb": 1})
