@@ -12,28 +12,30 @@ export PATH := $(abspath $(VENV))/bin:$(abspath $(NODE_DIR))/node_modules/.bin:$
 
 PY_SOURCES := benchhub bench_spawner hub_services tests benchmarks jupyterhub_config.py
 
-.PHONY: run test bench host images deps lint unit integration browser clean
+.PHONY: run test bench host images images-all deps lint unit integration browser clean
 
 # the hub's state directory, as jupyterhub_config.py chooses it (BENCHHUB_STATE_DIR or .cache/hub)
 HUB_STATE_DIR := $(or $(BENCHHUB_STATE_DIR),$(CURDIR)/.cache/hub)
 
-run: host deps images
+run: host deps images-all
 	@echo "==> starting JupyterHub on http://127.0.0.1:8000"
 	@echo "    log in with any user name and the password in BENCHHUB_PASSWORD (default: benchhub-user)"
 	@$(PY) -m benchhub.admin_password "$(HUB_STATE_DIR)"
 	$(PY) -m jupyterhub -f jupyterhub_config.py
 
-test: host-test deps lint images
+test: host-test deps lint images-all
 	$(PY) -m pytest -p no:cacheprovider -q tests/unit
 	$(PY) -m pytest -p no:cacheprovider -q -x tests/integration tests/security tests/browser
 
-bench: host deps images
+bench: host deps images-all
 	$(PY) -m benchmarks.spawn_latency
 	$(PY) -m benchmarks.egress
 	$(PY) -m benchmarks.lifecycle_pass
 	$(PY) -m benchmarks.checkpoints
 	$(PY) -m benchmarks.clusters
 	$(PY) -m benchmarks.spark
+	$(PY) -m benchmarks.templates
+	$(PY) -m benchmarks.packages
 
 host:
 	@bash scripts/host-setup.sh
@@ -54,8 +56,13 @@ $(CHP):
 	@echo "==> installing configurable-http-proxy into $(NODE_DIR)"
 	npm install --silent --no-fund --no-audit --prefix $(NODE_DIR) configurable-http-proxy
 
+# images: the base, JupyterLab, egress and cluster images; images-all: those and the image
+# templates built FROM JupyterLab (data science, R, VS Code), which the hub's catalogue offers
 images:
 	@bash images/build.sh all
+
+images-all:
+	@bash images/build.sh everything
 
 # the style is ruff's (pyproject.toml): lint rules, and the formatter's layout checked
 lint: deps

@@ -87,12 +87,57 @@ c.BenchSpawner.storage_root = os.environ.get(
     "BENCHHUB_STORAGE_ROOT", "/var/lib/benchhub/workspaces"
 )
 # c.BenchSpawner.resource_models = {"standard-small": {"cpus": 2, "memory_gb": 8}, ...}
-# The images as images/build.sh names them (the same BENCHHUB_*_IMAGE variables).
+# The image templates users pick a workspace from (docs/templates.md): the image, as
+# images/build.sh names it (the same BENCHHUB_*_IMAGE variables; `make images-all` builds them),
+# the app it opens (JupyterLab unless "app" says otherwise: any web app, as VS Code here) and the
+# resource model choosing it preselects. A site's own template (RStudio, say) is one more entry.
 c.BenchSpawner.image_templates = {
     "jupyterlab": {
         "image": os.environ.get("BENCHHUB_JUPYTERLAB_IMAGE", "benchhub/jupyterlab:latest"),
         "display_name": "JupyterLab",
-    }
+        "description": "JupyterLab with Python, the PySpark kernels and the Grid Engine client; "
+        "install what you need with pip or apt-get.",
+        "version": "JupyterLab 4, Python 3.11",
+        "resource_model": "standard-small",
+    },
+    "datascience": {
+        "image": os.environ.get("BENCHHUB_DATASCIENCE_IMAGE", "benchhub/datascience:latest"),
+        "display_name": "Data science (Python)",
+        "description": "JupyterLab with pandas, scikit-learn, statsmodels, seaborn, altair, "
+        "plotly, ipywidgets, jupytext, itables, jupyterlab-git and real-time collaboration.",
+        "version": "pandas 3, scikit-learn 1.9, Python 3.11",
+        "resource_model": "standard-small",
+    },
+    "r": {
+        "image": os.environ.get("BENCHHUB_R_IMAGE", "benchhub/r:latest"),
+        "display_name": "R",
+        "description": "JupyterLab with an R kernel, ggplot2, dplyr, data.table and the "
+        "tidyverse's core packages; install.packages() keeps packages in your home.",
+        "version": "R 4.2 (Debian 12)",
+        "resource_model": "standard-small",
+    },
+    "vscode": {
+        "image": os.environ.get("BENCHHUB_VSCODE_IMAGE", "benchhub/vscode:latest"),
+        "display_name": "VS Code",
+        "description": "Visual Studio Code in the browser (code-server), opened on /data; "
+        "extensions and settings are kept in your home.",
+        "version": "code-server " + os.environ.get("BENCHHUB_CODE_SERVER_VERSION", "4.117.0"),
+        "resource_model": "standard-small",
+        # code-server without a login of its own on the container's loopback: the hub's login
+        # in front of the server's proxy is the only way in (docs/templates.md)
+        "app": {
+            "command": [
+                "code-server",
+                "--auth=none",
+                "--bind-addr=127.0.0.1:{port}",
+                "--disable-telemetry",
+                "--disable-update-check",
+                "--disable-workspace-trust",
+                "/data",
+            ],
+            "port": 13777,
+        },
+    },
 }
 # c.BenchSpawner.storage_min_gb, storage_max_gb, default_storage_gb = 1, 16384, 10
 

@@ -12,9 +12,21 @@ from dataclasses import dataclass
 from benchhub.container_defaults import CPU_PERIOD_US, GIB, LOG_CONFIG
 from benchhub.resource_models import ResourceModel
 
-# The images need no Linux capability: the server runs as uid 1000 and tini reaps children.
+# Without root in the workspace the images need no Linux capability: the server runs as uid
+# 1000 and tini reaps children; nothing may gain privileges (sudo's set-uid bit is inert).
 DROPPED_CAPABILITIES = ["ALL"]
 SECURITY_OPTIONS = ["no-new-privileges:true"]
+# With root in the workspace (only on an engine that remaps user ids: root there is an
+# unprivileged host uid): what `sudo apt-get install` needs, measured one by one on the
+# workspace image (docs/security.md, "Root inside a workspace", says why each).
+ROOT_CAPABILITIES = [
+    "SETUID",  # sudo becomes root; apt drops to its _apt user to download
+    "SETGID",  # the same for groups
+    "CHOWN",  # dpkg gives files their package owners; apt hands its download dir to _apt
+    "DAC_OVERRIDE",  # root opens files whatever their mode (apt's lists, dpkg's database)
+    "FOWNER",  # root chmods files it does not own (apt's _apt-owned partial downloads)
+    "FSETID",  # dpkg keeps set-id bits (without it e.g. plocate installs without its setgid)
+]
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,7 @@ class ContainerPlan:
     pids_limit: int = 4096
     address: str | None = None  # fixed address on the network (restricted workspaces)
     dns: list[str] | None = None
+    root_inside: bool = False  # sudo works (the engine remaps user ids; see root_inside())
 
 
 def host_config_kwargs(plan: ContainerPlan) -> dict:
@@ -44,13 +57,15 @@ def host_config_kwargs(plan: ContainerPlan) -> dict:
         memswap_limit=memory,  # no swap: the limit is the limit
         pids_limit=plan.pids_limit,
         cap_drop=list(DROPPED_CAPABILITIES),
-        security_opt=list(SECURITY_OPTIONS),
+        security_opt=[] if plan.root_inside else list(SECURITY_OPTIONS),
         network_mode=plan.network,
         binds={plan.data_source: {"bind": "/data", "mode": "rw"}},
         init=False,  # tini is the image's entrypoint
         restart_policy={"Name": "no"},
         log_config=LOG_CONFIG,
     )
+    if plan.root_inside:
+        kwargs["cap_add"] = list(ROOT_CAPABILITIES)
     if plan.dns:
         kwargs["dns"] = list(plan.dns)
         # the only resolver a restricted workspace has answers nothing for outside names:
@@ -73,3 +88,21 @@ def create_kwargs(plan: ContainerPlan) -> dict:
         ports=[plan.port],
         volumes=["/data"],
     )
+
+
+NO_ROOT_NOTICE = (
+    "System packages are unavailable in this workspace (no apt-get; pip works): the Docker "
+    "engine does not remap user ids, so root inside a workspace would be root on the host "
+    "(docs/security.md, 'Root inside a workspace')"
+)
+
+
+def root_inside(engine_remaps: bool, allowed: bool) -> tuple[bool, str | None]:
+    """Whether a workspace gets root inside (sudo, apt-get), and what its start says when it
+    does not: only on an engine that remaps user ids (``engine_remaps``), and only if the
+    operator allows it."""
+    if not allowed:
+        return False, None
+    if not engine_remaps:
+        return False, NO_ROOT_NOTICE
+    return True, None

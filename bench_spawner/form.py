@@ -13,6 +13,8 @@ from pathlib import Path
 
 import jinja2
 
+from benchhub.image_templates import ImageTemplate
+from benchhub.package_spec import INSTALLERS, MAX_PACKAGES
 from benchhub.resource_models import HostCapacity, unavailable_reason
 from benchhub.whitelist import MAX_ENTRIES
 from benchhub.workspace_spec import OptionsSchema, WorkspaceSpec
@@ -59,26 +61,50 @@ def _model_rows(schema: OptionsSchema, chosen: str, host: HostCapacity) -> list[
     return rows
 
 
+def _image_rows(
+    schema: OptionsSchema, chosen: str, templates: dict[str, ImageTemplate]
+) -> list[dict]:
+    """One row per image template: its key, display name, description, version and the
+    resource model choosing it preselects; ``chosen`` is selected."""
+    return [
+        {
+            "key": key,
+            "display": display,
+            "selected": key == chosen,
+            "description": templates[key].description if key in templates else "",
+            "version": templates[key].version if key in templates else "",
+            "model": schema.model_of(key),
+        }
+        for key, display in schema.image_templates.items()
+    ]
+
+
 def render_options_form(
     schema: OptionsSchema,
     current: WorkspaceSpec | None,
     host: HostCapacity,
     whitelist_presets: dict[str, list[str]] | None = None,
+    templates: dict[str, ImageTemplate] | None = None,
 ) -> str:
     """HTML fields (no ``<form>`` tag) for choosing workspace options on ``host``.
 
     Prefilled from ``current`` (the workspace's stored spec) or the schema defaults.
     Models the host cannot run have a disabled radio and show why. The storage minimum is
     the current size, since storage never shrinks. ``whitelist_presets`` (name -> lines) are
-    offered as buttons that add their lines to the whitelist. All user text is HTML-escaped.
+    offered as buttons that add their lines to the whitelist. ``templates`` (the catalogue)
+    gives each image template's description and version, shown for the chosen one; choosing
+    a template checks its resource model. All user text is HTML-escaped.
     """
     spec = current or schema.parse(None)
     storage_min = max(schema.storage_min_gb, current.storage_gb if current else 0)
+    images = _image_rows(schema, spec.image, templates or {})
     context = {
-        "images": [
-            {"key": key, "display": display, "selected": key == spec.image}
-            for key, display in schema.image_templates.items()
-        ],
+        "images": images,
+        # what the form's script shows and preselects when another template is chosen
+        "image_data": {
+            image["key"]: {k: image[k] for k in ("description", "version", "model")}
+            for image in images
+        },
         "models": _model_rows(schema, spec.resource_model, host),
         "storage": {"min": storage_min, "max": schema.storage_max_gb, "value": spec.storage_gb},
         "access_mode": spec.access_mode,
@@ -91,5 +117,7 @@ def render_options_form(
         "shutdown_mode": spec.shutdown_mode,
         "reminder_hours": ", ".join(map(str, spec.reminder_hours)),
         "presets": {name: "\n".join(lines) for name, lines in (whitelist_presets or {}).items()},
+        "packages": {name: "\n".join(spec.packages.of(name)) for name in INSTALLERS},
+        "max_packages": MAX_PACKAGES,
     }
     return _environment().get_template(TEMPLATE_NAME).render(context)

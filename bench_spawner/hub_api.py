@@ -18,6 +18,7 @@
   kept on the spawner object (``spawner.visitors``), in the hub's memory: a hub restart
   forgets it, so no "exited" entry is written for visits open at that moment.
 - ``GET /hub/api/bench/workspaces/<user>`` lists a user's workspaces with status and reason.
+- ``GET /hub/api/bench/templates`` lists the image templates users choose from.
 
 Every handler here checks the caller's scopes first, with JupyterHub's own ``needs_scope`` and
 the scopes JupyterHub's method has (``start:servers`` for POST/PUT/PATCH, ``delete:servers``
@@ -331,11 +332,36 @@ class ResourceModelsAPIHandler(APIHandler):
         self.write(json.dumps({"resource_models": models, "host": vars(host)}))
 
 
+class TemplatesAPIHandler(APIHandler):
+    """``GET /hub/api/bench/templates``: the image templates a user may choose (every one in
+    the catalogue), with description, version, image, app, the resource model choosing it
+    preselects, and which one the form preselects. For anyone signed in; without
+    credentials a 403, as ``/api/bench/resource-models``."""
+
+    async def get(self):
+        if self.current_user is None:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        spawner_class = self.settings["spawner_class"]
+        probe = spawner_class(config=self.settings["config"], user=self.current_user)
+        schema = probe.schema
+        templates = [
+            {
+                **template.as_json(),
+                "resource_model": schema.model_of(key),
+                "default": key == schema.default_image,
+            }
+            for key, template in probe.templates.items()
+        ]
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps({"templates": templates}))
+
+
 API_HANDLERS = [
     (r"/api/oauth2/authorize", WorkspaceOAuthAuthorizeHandler),
     (r"/api/users/([^/]+)/servers/([^/]*)", WorkspaceServerAPIHandler),
     (r"/api/bench/workspaces/([^/]+)", WorkspacesAPIHandler),
     (r"/api/bench/resource-models", ResourceModelsAPIHandler),
+    (r"/api/bench/templates", TemplatesAPIHandler),
 ]
 PAGE_HANDLERS = [
     (r"/logout", WorkspaceLogoutHandler),

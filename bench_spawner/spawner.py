@@ -23,7 +23,6 @@ import os
 import time
 from functools import cached_property
 
-import docker
 from docker.errors import APIError, NotFound
 from dockerspawner import DockerSpawner
 from jupyterhub.spawner import SpawnException
@@ -35,18 +34,20 @@ from traitlets import Float, Integer, Type, Unicode, default
 from benchhub import firewall
 from benchhub.checkpoints.workspace import label
 from benchhub.egress_state import EgressState
-from benchhub.labels import cluster_label, workspace_labels
+from benchhub.labels import workspace_labels
 from benchhub.networks import WorkspaceNetwork, ensure_workspace_network, host_mtu, workspace_guard
 from benchhub.resource_models import HostCapacity, ResourceModel
 from benchhub.volumes import DirectoryVolume, LoopbackVolume, WorkspaceVolume
-from benchhub.whitelist_presets import data_science_preset, probe_image
 from benchhub.workspace_spec import OptionsError, WorkspaceSpec, validate_workspace_name
 
 from .activity import WorkspaceActivity
 from .actors import ActionRequest
 from .checkpointing import WorkspaceCheckpointing
+from .cluster_teardown import WorkspaceClusterTeardown
 from .container import ContainerPlan, create_kwargs, host_config_kwargs
+from .package_install import WorkspacePackages
 from .restricted_access import RestrictedAccess
+from .root_inside import WorkspaceRoot
 from .storage_limits import WorkspaceStorageLimits
 from .workspace_options import WorkspaceOptions
 from .workspace_status import (
@@ -66,6 +67,9 @@ class BenchSpawner(
     WorkspaceOptions,
     WorkspaceStorageLimits,
     WorkspaceCheckpointing,
+    WorkspacePackages,
+    WorkspaceRoot,
+    WorkspaceClusterTeardown,
     DockerSpawner,
 ):
     """Spawn each JupyterHub named server as a BenchHub workspace container."""
@@ -143,6 +147,10 @@ class BenchSpawner(
     def _default_use_internal_ip(self):
         return True
 
+    @default("notebook_dir")
+    def _default_notebook_dir(self):
+        return "/data"  # work is saved on the persistent, size-enforced volume by default
+
     @default("object_name")
     def _object_name_default(self):
         # The workspace name is already restricted to [A-Za-z0-9_-]; keep its case so that two
@@ -172,20 +180,6 @@ class BenchSpawner(
     @property
     def egress_key(self) -> str:
         return f"{self.user.name}/{self.name}"
-
-    _tool_settings: dict[str, dict] = {}
-
-    async def whitelist_presets(self) -> dict[str, list[str]]:
-        """{"data-science": [...]}, from the default image's tool configuration (cached)."""
-        image = self.image_templates[self.default_image_template]["image"]
-        if image not in BenchSpawner._tool_settings:
-            try:
-                settings = await asyncio.to_thread(lambda: probe_image(docker.from_env(), image))
-            except Exception:
-                self.log.warning("could not read index settings of %s", image, exc_info=True)
-                return {}
-            BenchSpawner._tool_settings[image] = settings
-        return {"data-science": data_science_preset(BenchSpawner._tool_settings[image])}
 
     @cached_property
     def volume(self) -> WorkspaceVolume:
@@ -235,6 +229,7 @@ class BenchSpawner(
         except BaseException:
             self._take_request()  # refused before anything was made: nothing to attribute
             raise
+        never_ran = await self.never_ran()  # then a failed start leaves no volume behind
         try:
             await self._require_image()
             source = await self._step(
@@ -271,6 +266,7 @@ class BenchSpawner(
                         self.egress_key, self._registration, self.egress_load_timeout
                     ),
                 )
+            await self.install_packages(spec.packages)  # through the proxy when restricted
         except BaseException as e:
             reason = (
                 describe_failure(e) if not isinstance(e, asyncio.CancelledError) else "cancelled"
@@ -280,6 +276,8 @@ class BenchSpawner(
             self._take_request()
             await self._release()
             await self.settle_storage()
+            if never_ran:
+                await self.discard_first_start()
             raise
         await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("running"))
         self.watch_writable_layer(model.disk_gb, fresh_start=True)
@@ -303,7 +301,7 @@ class BenchSpawner(
         if spec is None:  # apply_user_options was configured to something else
             spec = await self.validate_options(self.user_options)
         model = self.schema.resource_models[spec.resource_model]
-        self.image = self.image_templates[spec.image]["image"]
+        self.use_template(spec.image)  # its image, and the app the server opens
         new = not await asyncio.to_thread(self.volume.dir.exists)
         await self.claim_storage(spec)  # a 400 naming storage_gb before anything is created
         if new:
@@ -332,7 +330,7 @@ class BenchSpawner(
             await self.docker("inspect_image", self.image)
         except NotFound:
             raise SpawnException(
-                f"image missing: {self.image} is not on this host (build it: make images)",
+                f"image missing: {self.image} is not on this host (build it: make images-all)",
                 reason="image",
             ) from None
 
@@ -362,6 +360,7 @@ class BenchSpawner(
             labels=workspace_labels(self.user.name, self.name, model.name),
             port=self.port,
             pids_limit=self.pids_limit,
+            root_inside=await self._root_inside(),
         )
         kwargs = create_kwargs(plan)
         kwargs["host_config"] = self.client.create_host_config(**host_config_kwargs(plan))
@@ -484,26 +483,6 @@ class BenchSpawner(
         await self.volume.detach()
         await self.restricted_access.release(self.egress_key)
         await self.record_visitors_left("the workspace stopped")
-
-    async def _stop_clusters(self) -> None:
-        """Remove the Grid Engine cluster containers that share this workspace's /data (they
-        die with it): the manager first, so it takes its address out of /data/.sge. The
-        clusters service then removes their network, scratch volumes and record. Done here so
-        the volume can be detached even while that service is down."""
-        filters = {
-            "label": [
-                f"{cluster_label('prefix')}={self.prefix}",
-                f"{cluster_label('user')}={self.user.name}",
-                f"{cluster_label('workspace')}={self.name}",
-            ]
-        }
-        found = await self.docker("containers", all=True, filters=filters)
-        found.sort(key=lambda c: c["Labels"].get(cluster_label("role")) != "manager")
-        for container in found:
-            self.log.info("%s: removing cluster container %s", self._log_name, container["Id"][:12])
-            with contextlib.suppress(NotFound):
-                await self.docker("stop", container["Id"], timeout=1)
-                await self.docker("remove_container", container["Id"], v=True, force=True)
 
     async def _discard_container(self) -> None:
         try:

@@ -16,19 +16,22 @@ stores them in canonical form and leaves the spec for ``start()``. It relies on 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
+import docker
 from tornado import web
 from traitlets import Dict, Integer, TraitError, Unicode, default, observe, validate
 from traitlets.config import LoggingConfigurable
 
+from benchhub.image_templates import ImageTemplate, load_image_templates
 from benchhub.resource_models import DEFAULT_RESOURCE_MODELS, load_catalog
+from benchhub.whitelist_presets import data_science_preset, probe_image
 from benchhub.workspace_spec import (
     LIFECYCLE_OPTIONS,
     OptionsError,
     OptionsSchema,
     WorkspaceSpec,
-    load_image_templates,
     options_from_form,
 )
 
@@ -39,6 +42,21 @@ __all__ = ["WorkspaceOptions"]
 
 class WorkspaceOptions(LoggingConfigurable):
     """What users may choose for a workspace (``c.BenchSpawner.*``) and the option checks."""
+
+    # the package-index settings read from each image, for the whitelist presets (per process)
+    _tool_settings: dict[str, dict] = {}
+
+    async def whitelist_presets(self) -> dict[str, list[str]]:
+        """{"data-science": [...]}, from the default image's tool configuration (cached)."""
+        image = self.image_templates[self.default_image_template]["image"]
+        if image not in WorkspaceOptions._tool_settings:
+            try:
+                settings = await asyncio.to_thread(lambda: probe_image(docker.from_env(), image))
+            except Exception:
+                self.log.warning("could not read index settings of %s", image, exc_info=True)
+                return {}
+            WorkspaceOptions._tool_settings[image] = settings
+        return {"data-science": data_science_preset(WorkspaceOptions._tool_settings[image])}
 
     resource_models = Dict(
         DEFAULT_RESOURCE_MODELS,
@@ -54,11 +72,18 @@ class WorkspaceOptions(LoggingConfigurable):
 
     image_templates = Dict(
         {"jupyterlab": {"image": "benchhub/jupyterlab:latest", "display_name": "JupyterLab"}},
-        help="""Image templates users choose from: key -> {image, display_name}.
+        help="""The template catalogue users choose from: key -> {image, display_name,
+        description, version, app, resource_model} (docs/templates.md).
 
-        Images are built locally (make images); nothing is pulled. ``display_name`` is
-        optional (default: the key). Example:
-        {"jupyterlab": {"image": "benchhub/jupyterlab:latest", "display_name": "JupyterLab"}}
+        ``image`` is a local image (built by images/build.sh; nothing is pulled), the only
+        required key. ``display_name`` defaults to the key; ``description`` and ``version`` are
+        shown in the spawn form. ``app`` is "jupyterlab" (the default), {"command": [...],
+        "port": N, "timeout": seconds} for any web app (proxied at <server>/app/ behind the
+        server's login) or {"path": "/rstudio/"} for a page the image's server serves.
+        ``resource_model`` (one of resource_models) is preselected when the template is
+        chosen. Example: {"vscode": {"image": "benchhub/vscode:latest", "display_name":
+        "VS Code", "app": {"command": ["code-server", "--auth", "none", "--bind-addr",
+        "127.0.0.1:{port}"], "port": 13777}}}
         """,
     ).tag(config=True)
 
@@ -88,6 +113,7 @@ class WorkspaceOptions(LoggingConfigurable):
                 spawner.current_spec(),
                 await spawner.host_capacity(),
                 await spawner.whitelist_presets(),
+                spawner.templates,
             )
 
         return form
@@ -123,6 +149,9 @@ class WorkspaceOptions(LoggingConfigurable):
         "default_storage_gb",
     )
     _schema: OptionsSchema | None = None
+    _templates: dict[str, ImageTemplate] | None = None
+    # the template of the start under way (use_template), whose app get_env passes on
+    _template: ImageTemplate | None = None
     # this start's parsed options: (the options dict, its spec); see apply_options
     _form_parsed: tuple[dict, WorkspaceSpec] | None = None
     _applied: tuple[dict, WorkspaceSpec] | None = None
@@ -146,17 +175,46 @@ class WorkspaceOptions(LoggingConfigurable):
             raise TraitError(f"c.BenchSpawner.{name} is not usable: {e}") from None
         return value
 
+    @property
+    def templates(self) -> dict[str, ImageTemplate]:
+        """The image-template catalogue (checked with the schema), key -> template."""
+        if self._templates is None:
+            self._templates = load_image_templates(self.image_templates)
+        return self._templates
+
+    def use_template(self, key: str) -> ImageTemplate:
+        """Make this start use template ``key``'s image and app (see :meth:`get_env`)."""
+        self._template = self.templates[key]
+        self.image = self._template.image
+        return self._template
+
+    def get_env(self):
+        """The server's environment, with the started template's app: the app's own
+        variables and, for an app other than JupyterLab, the default URL that opens it (so the
+        workspace's link opens the app)."""
+        env = super().get_env()
+        if self._template is not None:
+            env.update(self._template.environment())
+            if self._template.app.default_url:
+                env["JUPYTERHUB_DEFAULT_URL"] = self._template.app.default_url
+        return env
+
     @observe(*_CATALOGUE)
     def _forget_schema(self, change) -> None:
         self._schema = None
+        self._templates = None
 
     def _build_schema(self, **settings) -> OptionsSchema:
         """The schema from the settings (``settings`` overriding the current ones); raises
         ValueError naming each problem and how to fix it."""
         values = {name: settings.get(name, getattr(self, name)) for name in self._CATALOGUE}
+        templates = load_image_templates(values["image_templates"])
         return OptionsSchema(
             resource_models=load_catalog(values["resource_models"]),
-            image_templates=load_image_templates(values["image_templates"]),
+            image_templates={key: t.display_name for key, t in templates.items()},
+            template_resource_models={
+                key: t.resource_model for key, t in templates.items() if t.resource_model
+            },
             storage_min_gb=values["storage_min_gb"],
             storage_max_gb=values["storage_max_gb"],
             default_image=values["default_image_template"],

@@ -32,10 +32,12 @@ from urllib.parse import quote
 
 from .addresses import AddressBook
 from .atomic import atomic_write
+from .user_namespace import engine_id_map
 
-__all__ = ["PROXY_UID", "EgressState"]
+__all__ = ["PROXY_GID", "PROXY_UID", "EgressState"]
 
 PROXY_UID = 13  # Debian's "proxy" user, which squid runs as inside the proxy image
+PROXY_GID = 13
 
 
 class EgressState:
@@ -55,8 +57,8 @@ class EgressState:
         self.workspaces_dir.mkdir(parents=True, exist_ok=True)
         self.squid_dir.mkdir(exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
-        if os.geteuid() == 0:
-            os.chown(self.log_dir, PROXY_UID, PROXY_UID)
+        if os.geteuid() == 0:  # squid writes its log there, as "proxy" seen from the host
+            os.chown(self.log_dir, *engine_id_map().host_ids(PROXY_UID, PROXY_GID))
         with open(self.dir / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield

@@ -4,7 +4,8 @@ The service runs as root on the host and writes into the directory behind a work
 ``/data`` (the scaler log, ``.spark/cluster.json``), where the workspace's user may have put
 symbolic links. Every path component below the data directory is opened with
 ``O_NOFOLLOW`` relative to its parent's descriptor, so a link never leads the service out of
-``/data``; what it creates belongs to the workspace user (uid 1000, gid 100). Reads are
+``/data``; what it creates belongs to the workspace user (container uid 1000, gid 100: the
+host ids the engine maps them to, :mod:`benchhub.user_namespace`). Reads are
 bounded (the user decides how big a file is): a whole file only up to a limit, a log only
 its tail.
 """
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 from benchhub.file_tail import TAIL_BYTES, open_regular_file, tail_lines
+from benchhub.user_namespace import engine_id_map
 from benchhub.volumes import DATA_GID, DATA_UID
 
 __all__ = ["append_in_data", "read_in_data", "remove_in_data", "tail_in_data", "write_in_data"]
@@ -36,7 +38,7 @@ def _parts(relative: str) -> tuple[list[str], str]:
 
 def _own(fd: int) -> None:
     if os.geteuid() == 0:
-        os.fchown(fd, DATA_UID, DATA_GID)
+        os.fchown(fd, *engine_id_map().host_ids(DATA_UID, DATA_GID))
 
 
 @contextlib.contextmanager

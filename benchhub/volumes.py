@@ -13,6 +13,13 @@ reboot, so :meth:`LoopbackVolume.attach` is called on every start and is idempot
 :class:`DirectoryVolume` is the fallback for a hub that is not root: a plain directory whose
 size is *not* enforced (the operator is told so in the log).
 
+**Ownership.** The root of ``/data`` belongs to the workspace user (container uid 1000, gid
+100), which on an engine that remaps user namespaces is another host id (101000:100100 with
+the default ranges; :mod:`benchhub.user_namespace`). A volume made before the engine
+remapped still belongs to the unmapped ids, which the container cannot use: the first attach
+on the remapping engine shifts every entry owned below the remapped range into it, once
+(:func:`benchhub.user_namespace.shift_tree`), and logs it, so an upgraded host keeps its data.
+
 All methods are coroutines; external commands run as asyncio subprocesses with a timeout.
 """
 
@@ -25,10 +32,11 @@ import shutil
 from pathlib import Path
 
 from .atomic import atomic_write
+from .user_namespace import IdMap, engine_id_map, needs_shift, shift_tree
 
 GIB = 1024**3
-DATA_UID = 1000
-DATA_GID = 100
+DATA_UID = 1000  # the workspace user inside the container (jovyan)
+DATA_GID = 100  # its group (users)
 # What a volume directory holds (storage admission counts their sizes): the ext4 image, the
 # image being made (renamed into place when mkfs is done), a DirectoryVolume's size marker.
 IMAGE_NAME, IMAGE_IN_PROGRESS, SIZE_MARKER = "data.ext4", "data.tmp", "size_gb"
@@ -63,13 +71,52 @@ def set_file_size(path: Path, size: int) -> None:
         f.truncate(size)
 
 
+async def data_owner(id_map: IdMap | None = None) -> tuple[int, int]:
+    """The host ``(uid, gid)`` of the workspace user: what files made for ``/data`` get
+    (``id_map``: the engine's when None)."""
+    if id_map is None:
+        id_map = await asyncio.to_thread(engine_id_map)
+    return id_map.host_ids(DATA_UID, DATA_GID)
+
+
+async def shift_if_made_before_remap(path: Path, id_map: IdMap) -> int:
+    """Shift the tree at ``path`` into ``id_map``'s ranges when its root is owned below
+    them (made before the engine remapped; see the module docstring). Returns how many
+    entries changed (0: nothing to do)."""
+    st = await asyncio.to_thread(os.stat, path, follow_symlinks=False)
+    if not needs_shift(id_map, st.st_uid, st.st_gid):
+        return 0
+    log.warning(
+        "%s was made before the Docker engine remapped user ids (owner %d:%d): moving its "
+        "owners into the remapped range (%s)",
+        path,
+        st.st_uid,
+        st.st_gid,
+        id_map.describe(),
+    )
+    changed = await asyncio.to_thread(shift_tree, path, id_map)
+    log.warning("%s: %d entries given their remapped owners", path, changed)
+    return changed
+
+
 class WorkspaceVolume:
-    """Base class: the host directory of one workspace and the ``/data`` source inside it."""
+    """Base class: the host directory of one workspace and the ``/data`` source inside it.
+
+    ``id_map`` translates container ids to host ids (the local engine's, asked at the first
+    attach, when None)."""
 
     enforces_size = False
 
-    def __init__(self, root: str | os.PathLike, user: str, workspace: str):
+    def __init__(
+        self, root: str | os.PathLike, user: str, workspace: str, id_map: IdMap | None = None
+    ):
         self.dir = Path(root) / user / workspace
+        self._id_map = id_map
+
+    async def id_map(self) -> IdMap:
+        if self._id_map is None:
+            self._id_map = await asyncio.to_thread(engine_id_map)
+        return self._id_map
 
     @property
     def mount_path(self) -> Path:
@@ -115,7 +162,9 @@ class DirectoryVolume(WorkspaceVolume):
         log.warning("storage size of %s is not enforced (DirectoryVolume)", self.dir)
         self.mount_path.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            os.chown(self.mount_path, DATA_UID, DATA_GID)
+            id_map = await self.id_map()
+            await shift_if_made_before_remap(self.mount_path, id_map)
+            os.chown(self.mount_path, *await data_owner(id_map))
         atomic_write(self.dir / SIZE_MARKER, str(size_gb))
         return self.mount_path
 
@@ -149,6 +198,7 @@ class LoopbackVolume(WorkspaceVolume):
             device = await self._loop_device() or await self._attach_loop()
             self.mount_path.mkdir(parents=True, exist_ok=True)
             await run("mount", "-t", "ext4", "-o", "nodev,nosuid", device, str(self.mount_path))
+        await shift_if_made_before_remap(self.mount_path, await self.id_map())
         return self.mount_path
 
     async def detach(self, attempts: int = 25) -> None:
@@ -184,6 +234,7 @@ class LoopbackVolume(WorkspaceVolume):
         return found
 
     async def _create(self, size_gb: int) -> None:
+        uid, gid = await data_owner(await self.id_map())
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.dir / IMAGE_IN_PROGRESS
         await asyncio.to_thread(set_file_size, tmp, size_gb * GIB)
@@ -196,7 +247,7 @@ class LoopbackVolume(WorkspaceVolume):
             "-L",
             "benchdata",
             "-E",
-            f"root_owner={DATA_UID}:{DATA_GID},lazy_itable_init=1,lazy_journal_init=1",
+            f"root_owner={uid}:{gid},lazy_itable_init=1,lazy_journal_init=1",
             str(tmp),
         )
         os.replace(tmp, self.image_path)  # a crash before this leaves no half-made volume

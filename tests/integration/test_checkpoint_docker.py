@@ -9,6 +9,7 @@ import secrets
 
 import pytest
 from support.docker_cli import docker, exec_in
+from support.host_ids import workspace_user_host_ids
 
 from benchhub.checkpoints.backends import LocalDirectoryBackend
 from benchhub.checkpoints.store import CheckpointStore
@@ -64,7 +65,7 @@ def test_a_restored_container_has_the_users_changes_and_not_their_deletions(tmp_
     store = CheckpointStore(backend=LocalDirectoryBackend(tmp_path / "store"), racy_window=0)
     volume = tmp_path / "volume"
     volume.mkdir()
-    os.chown(volume, 1000, 100)
+    os.chown(volume, *workspace_user_host_ids())  # the container's 1000:100
     src, dst = f"{containers}-src", f"{containers}-dst"
     docker("run", "-d", "--name", src, "-v", f"{volume}:/data", IMAGE, "sleep", "infinity")
     assert exec_in(src, WORK).returncode == 0

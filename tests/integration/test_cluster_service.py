@@ -26,6 +26,7 @@ from support.cluster_harness import (
     remove_cluster_leftovers,
 )
 from support.docker_cli import cleanup, docker, exec_in
+from support.host_ids import workspace_user_host_ids
 from support.hub_harness import PASSWORD, TOKEN, UNRUNNABLE_MODEL, HubProcess
 from support.waiting import wait
 
@@ -140,7 +141,7 @@ def test_static_cluster_runs_an_array_job_from_the_workspace_and_qacct_reports_i
     lines = [dict(kv.split("=", 1) for kv in p.read_text().split()) for p in outputs]
     assert {line["host"] for line in lines} <= names
     assert {line["uid"] for line in lines} == {"1000"}
-    assert {p.stat().st_uid for p in outputs} == {1000}
+    assert {p.stat().st_uid for p in outputs} == {workspace_user_host_ids()[0]}
     assert all(line["tmp"].startswith("/scratch/") for line in lines)
     report = clusters.sh(f"qacct -j {job}")
     assert {line.split()[1] for line in report.splitlines() if line.startswith("owner")} == {

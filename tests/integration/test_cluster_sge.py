@@ -13,6 +13,7 @@ the tests skip without it.
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 from support.cluster_harness import CLUSTER_IMAGE
 from support.docker_cli import container_logs, docker
+from support.host_ids import workspace_user_host_ids
 from support.waiting import wait
 
 from benchhub.resource_models import DEFAULT_RESOURCE_MODELS, load_catalog
@@ -127,6 +129,7 @@ class Cluster:
 def cluster(tmp_path_factory):
     remove_everything()
     config, data = tmp_path_factory.mktemp("sge-config"), tmp_path_factory.mktemp("sge-data")
+    config.chmod(0o755)  # as the service's: container root is another host uid, not its owner
     for path, text in sge.config_bundle().items():
         (config / path).parent.mkdir(parents=True, exist_ok=True)
         (config / path).write_text(text)
@@ -134,7 +137,7 @@ def cluster(tmp_path_factory):
     (data / "task.sh").write_text(TASK)
     (data / "task.sh").chmod(0o755)
     for path in (data, data / "out", data / "task.sh"):
-        subprocess.run(["chown", "1000:100", str(path)], check=True)
+        os.chown(path, *workspace_user_host_ids())
     state = Cluster(data)
     try:
         docker(
@@ -213,7 +216,7 @@ def test_array_job_tasks_all_run_as_the_user_and_qacct_reports_them(cluster):
     assert [line[0] for line in lines] == [f"task={i}" for i in range(1, 5)]
     assert {line[2] for line in lines} == {"uid=1000"}
     assert {line[1] for line in lines} <= {f"host={PREFIX}-m1", f"host={PREFIX}-m2"}
-    assert {p.stat().st_uid for p in outputs} == {1000}
+    assert {p.stat().st_uid for p in outputs} == {workspace_user_host_ids()[0]}
     assert all(line[3].startswith("tmp=/scratch/") for line in lines)  # the member's scratch
 
     def accounted():

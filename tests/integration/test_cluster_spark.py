@@ -23,6 +23,7 @@ from support.cluster_harness import (
     run_in_kernel,
 )
 from support.docker_cli import cleanup
+from support.host_ids import workspace_user_host_ids
 from support.hub_harness import HubProcess
 from support.waiting import wait
 
@@ -109,7 +110,8 @@ def test_local_kernel_runs_spark_in_the_workspace_and_remote_ones_say_a_cluster_
     assert _values(out) == {"MASTER": "local[*]", "SUM": "999000"}, out
     conf = (clusters.data / ".spark/local/conf/spark-defaults.conf").read_text()
     assert re.search(r"^spark\.master\s+local\[\*\]$", conf, re.M), conf
-    assert (clusters.data / ".spark/local/conf/spark-defaults.conf").stat().st_uid == 1000
+    written = (clusters.data / ".spark/local/conf/spark-defaults.conf").stat().st_uid
+    assert written == workspace_user_host_ids()[0]  # the workspace user's (1000 inside)
 
     code = "print('SC', sc)\nsc.parallelize([1])"
     out = run_in_kernel(clusters.workspace, "pyspark-remote", code)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from support.cluster_harness import CLUSTER_IMAGE
 from support.docker_cli import container_logs, docker
+from support.host_ids import workspace_user_host_ids
 from support.waiting import wait
 
 from hub_services.clusters import sge
@@ -56,10 +57,11 @@ def failure_sections() -> dict[str, str]:
 
 
 def workspace_data(tmp_path: Path) -> Path:
-    """A /data as a workspace has it: the workspace user's (uid 1000, group 100)."""
+    """A /data as a workspace has it: the workspace user's (uid 1000, group 100 in the
+    container; the host ids the engine maps them to)."""
     data = tmp_path / "data"
     data.mkdir()
-    os.chown(data, 1000, 100)
+    os.chown(data, *workspace_user_host_ids())
     return data
 
 
@@ -98,6 +100,7 @@ def site(tmp_path_factory):
     """The network and the SGE configuration bundle; everything removed afterwards."""
     remove_everything()
     config = tmp_path_factory.mktemp("sge-config")
+    config.chmod(0o755)  # as the service's: container root is another host uid, not its owner
     for path, text in sge.config_bundle().items():
         (config / path).parent.mkdir(parents=True, exist_ok=True)
         (config / path).write_text(text)
@@ -181,7 +184,7 @@ def test_a_link_planted_where_the_manager_publishes_is_refused_and_nothing_is_wr
     (data / ".sge").mkdir()
     (data / ".sge" / "common").symlink_to("/usr/local/bin")  # the scripts root runs are there
     for path in (data / ".sge", data / ".sge" / "common"):
-        os.chown(path, 1000, 100, follow_symlinks=False)  # planted by the workspace user
+        os.chown(path, *workspace_user_host_ids(), follow_symlinks=False)  # planted by the user
     linked = f"{PREFIX}-linked"
     run_manager(data, config, linked, "10.238.9.3")
     wait(lambda: not state(linked)["Running"], 60, "the manager stops")
@@ -202,7 +205,8 @@ def test_the_published_client_files_are_the_users_and_qacct_reads_the_accounting
         if not p.name.startswith("accounting.")
     }
     names = ("common", "accounting", "act_qmaster", "bootstrap", "settings.sh")
-    assert owners == {name: (1000, False) for name in names}  # the user's, plain files
+    user = workspace_user_host_ids()[0]
+    assert owners == {name: (user, False) for name in names}  # the user's, plain files
     job = qsub("1000", "-terse", "-b", "y", "true")
     assert job.returncode == 0, job.stderr
     job_id = job.stdout.split()[0]
@@ -236,7 +240,7 @@ def test_a_job_runs_as_the_workspace_user_without_capabilities_and_roots_is_refu
     probe = cluster / "probe.sh"
     probe.write_text("#!/bin/sh\nid -u\ngrep CapEff /proc/self/status\n")
     probe.chmod(0o755)
-    os.chown(probe, 1000, 100)
+    os.chown(probe, *workspace_user_host_ids())
     as_user = qsub("1000", "probe.sh")
     assert as_user.returncode == 0, as_user.stdout + as_user.stderr
     assert (cluster / "job.out").read_text().split() == ["1000", "CapEff:", "0000000000000000"]

@@ -109,6 +109,8 @@ TABLE = {
         R("OPTIONS", "/api/bench/workspaces/{owner}",          200,   200,   200,   200,   200),
         R("GET",    "/api/bench/resource-models",              403,   200,   200,   200,   200),
         R("OPTIONS", "/api/bench/resource-models",             200,   200,   200,   200,   200),
+        R("GET",    "/api/bench/templates",                    403,   200,   200,   200,   200),
+        R("OPTIONS", "/api/bench/templates",                   200,   200,   200,   200,   200),
         # pages: a browser login (a token is no login there)
         R("GET",    AUTHORIZE,                                 LOGIN, 302,   302,   302,   LOGIN),
         R("POST",   "/api/oauth2/authorize",                   403,   400,   400,   400,   403,

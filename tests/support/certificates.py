@@ -33,3 +33,6 @@ def self_signed(directory: Path, common_name: str) -> None:
         capture_output=True,
     )
     key.chmod(0o644)
+    # and the directory too (pytest makes it 0700): a container's root is another host uid
+    # than its owner on an engine that remaps user ids
+    directory.chmod(0o755)

@@ -11,6 +11,7 @@ from pathlib import Path
 import requests
 
 from .docker_cli import docker, exec_in
+from .host_ids import workspace_user_host_ids
 from .hub_harness import HubProcess
 
 # the cluster image under test, as images/build.sh names it
@@ -106,7 +107,7 @@ class Clusters:
             else:
                 path.write_text(text)
                 path.chmod(0o755)
-            os.chown(path, 1000, 100)
+            os.chown(path, *workspace_user_host_ids())
 
     def sh(self, script: str, check: bool = True) -> str:
         result = exec_in(self.workspace, script, user="1000")

@@ -1,11 +1,13 @@
 """The clusters service writes into a workspace's ``/data`` as root, where the workspace's
 user can plant symbolic links: it never follows one out of the data directory, replaces
-files atomically and leaves what it creates to the workspace user (uid 1000, gid 100)."""
+files atomically and leaves what it creates to the workspace user (uid 1000, gid 100 in the
+container: the host ids the engine maps them to)."""
 
 import contextlib
 import os
 
 import pytest
+from support.host_ids import workspace_user_host_ids
 
 from benchhub.user_files import (
     append_in_data,
@@ -278,7 +280,7 @@ def test_what_the_service_creates_belongs_to_the_workspace_user(data):
     append_in_data(str(data), "logs/scaler.log", "one\n")
     for path in [".spark", ".spark/conf", ".spark/conf/cluster.json", "logs", "logs/scaler.log"]:
         info = os.stat(data / path)
-        assert (path, info.st_uid, info.st_gid) == (path, 1000, 100)
+        assert (path, info.st_uid, info.st_gid) == (path, *workspace_user_host_ids())
     assert os.stat(data).st_uid == 0  # the data directory itself is left as it was
 
 
@@ -288,7 +290,7 @@ def test_appending_to_a_root_owned_file_hands_it_to_the_workspace_user(data):
     assert os.stat(data / "scaler.log").st_uid == 0
     append_in_data(str(data), "scaler.log", "two\n")
     info = os.stat(data / "scaler.log")
-    assert (info.st_uid, info.st_gid) == (1000, 100)
+    assert (info.st_uid, info.st_gid) == workspace_user_host_ids()
 
 
 @as_root

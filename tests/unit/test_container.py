@@ -1,6 +1,13 @@
 """The container plan: limits and the security baseline, without an engine."""
 
-from bench_spawner.container import ContainerPlan, create_kwargs, host_config_kwargs
+from bench_spawner.container import (
+    NO_ROOT_NOTICE,
+    ROOT_CAPABILITIES,
+    ContainerPlan,
+    create_kwargs,
+    host_config_kwargs,
+    root_inside,
+)
 from benchhub.resource_models import ResourceModel
 
 GIB = 1024**3
@@ -39,6 +46,25 @@ def test_security_baseline_and_only_data_mounted():
     assert hc["binds"] == {"/srv/ws/mnt": {"bind": "/data", "mode": "rw"}}
     assert hc["network_mode"] == "bench-open"
     assert "privileged" not in hc
+
+
+def test_with_root_inside_the_workspace_gets_only_the_capabilities_apt_needs():
+    from dataclasses import replace
+
+    rooted = replace(plan(ResourceModel("m", cpus=1, memory_gb=1)), root_inside=True)
+    hc = host_config_kwargs(rooted)
+    assert hc["cap_drop"] == ["ALL"] and hc["cap_add"] == ROOT_CAPABILITIES
+    assert hc["security_opt"] == []  # sudo is set-uid: no-new-privileges would stop it
+    assert not {"SYS_ADMIN", "NET_ADMIN", "NET_RAW", "MKNOD", "SYS_MODULE"} & set(hc["cap_add"])
+    assert "privileged" not in hc and hc["pids_limit"] == 4096
+
+
+def test_root_inside_only_where_the_engine_remaps_and_the_operator_allows():
+    assert root_inside(engine_remaps=True, allowed=True) == (True, None)
+    assert root_inside(engine_remaps=False, allowed=True) == (False, NO_ROOT_NOTICE)
+    assert root_inside(engine_remaps=True, allowed=False) == (False, None)
+    assert "System packages are unavailable" in NO_ROOT_NOTICE
+    assert "does not remap user ids" in NO_ROOT_NOTICE
 
 
 def test_create_kwargs_carry_name_image_env_and_labels():
