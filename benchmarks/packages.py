@@ -34,6 +34,7 @@ from pathlib import Path
 
 from benchhub.package_commands import install_commands
 from benchhub.package_spec import PackageSpec
+from benchmarks.bench_hub import start_bench_hub
 from benchmarks.machine import describe, now
 from benchmarks.spawn_latency import failure_reason, stop_and_delete, timed_spawn
 from tests.support.docker_cli import cleanup, docker
@@ -143,12 +144,7 @@ def start_and_restart(hub: HubProcess, name: str, options: dict) -> tuple[dict, 
 def run_rounds() -> list[dict]:
     rounds = []
     with tempfile.TemporaryDirectory(prefix="bench-pkg-") as tmp:
-        hub = HubProcess(Path(tmp), prefix=PREFIX, extra_config=HUB_CONFIG)
-        hub.log_path = REPO / ".cache" / "bench" / "packages-hub.log"
-        hub.log_path.parent.mkdir(parents=True, exist_ok=True)
-        hub.log_path.unlink(missing_ok=True)
-        cleanup(PREFIX, hub.storage_root)
-        hub.start()
+        hub = start_bench_hub(Path(tmp), PREFIX, HUB_CONFIG, "packages")
         try:
             hub.ensure_user("bench")
             warmup = timed_spawn(hub, "bench", "warmup", {"storage_gb": 1})  # caches, imports

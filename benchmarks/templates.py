@@ -27,6 +27,7 @@ from pathlib import Path
 import requests
 
 from benchhub.image_templates import load_image_templates
+from benchmarks.bench_hub import start_bench_hub
 from benchmarks.machine import describe, now
 from benchmarks.spawn_latency import pct, stop_and_delete, timed_spawn
 from tests.support.catalogue import shipped_catalogue
@@ -83,12 +84,7 @@ def run(catalogue: dict, present: list[str]) -> dict[str, list[dict]]:
         f"c.BenchSpawner.default_image_template = {BASELINE!r}\n"
     )
     with tempfile.TemporaryDirectory(prefix="bench-templates-") as tmp:
-        hub = HubProcess(Path(tmp), prefix=PREFIX, extra_config=extra)
-        hub.log_path = REPO / ".cache" / "bench" / "templates-hub.log"
-        hub.log_path.parent.mkdir(parents=True, exist_ok=True)
-        hub.log_path.unlink(missing_ok=True)
-        cleanup(PREFIX, hub.storage_root)
-        hub.start()
+        hub = start_bench_hub(Path(tmp), PREFIX, extra, "templates")
         try:
             hub.ensure_user("bench")
             templates = load_image_templates(catalogue["image_templates"])
