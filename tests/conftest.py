@@ -42,7 +42,12 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("hub")
-    h = HubProcess(workdir, prefix=TEST_PREFIX)
+    # Every test module adds workspaces to this one hub (1 GB sparse /data each, kept until the
+    # session ends); a fixed capacity keeps their admission independent of the machine's free
+    # disk. Admission itself is tested on its own hub (tests/security/test_storage.py).
+    h = HubProcess(
+        workdir, prefix=TEST_PREFIX, env_overrides={"BENCHHUB_STORAGE_CAPACITY_GB": "1000"}
+    )
     cleanup(TEST_PREFIX, h.storage_root)
     h.start()
     yield h
