@@ -5,7 +5,8 @@ A mixin of :class:`bench_spawner.spawner.BenchSpawner` (kept apart so the spawne
 orchestrator). The pure parts are in :mod:`benchhub.package_spec` (the option, the marker, the
 difference) and :mod:`benchhub.package_commands` (the command lines, the failure sentence).
 It relies on the spawner's ``docker``, ``_step``, ``_emit``, ``object_id``, ``image``,
-``volume``, ``workspace_root``, ``user_options``, ``start_timeout``, ``log`` and ``_log_name``.
+``volume``, ``root_inside_decision`` (:class:`~bench_spawner.root_inside.WorkspaceRoot`),
+``user_options``, ``start_timeout``, ``log`` and ``_log_name``.
 
 * :meth:`install_packages` (from ``start``, once the server answers) reads the marker the last
   successful install left in the container's filesystem (restored with the checkpoint), installs
@@ -53,9 +54,7 @@ from benchhub.package_spec import (
     parse_marker,
     record_installed,
 )
-from benchhub.user_namespace import engine_id_map
 
-from .container import root_inside
 from .workspace_status import exit_reason, read_outcome, write_outcome
 
 __all__ = ["WorkspacePackages"]
@@ -138,7 +137,7 @@ class WorkspacePackages(LoggingConfigurable):
         if not missing:
             self._emit(LAST_PROGRESS, "Packages: all installed already (kept by the checkpoint)")
             return
-        if missing.apt and not await self._root_inside_allowed():
+        if missing.apt and not (await self.root_inside_decision())[0]:
             raise SpawnException(no_root_for_apt_reason(), reason="packages")
         if missing.r and not (await self._exec(r_probe_command(), WORKSPACE_USER, {}, deadline)).ok:
             raise SpawnException(no_r_reason(self.image), reason="packages")
@@ -153,12 +152,6 @@ class WorkspacePackages(LoggingConfigurable):
             self.log.warning(
                 "%s: could not write the package marker: %s", self._log_name, written.output
             )
-
-    async def _root_inside_allowed(self) -> bool:
-        """Whether this workspace has root inside (the same decision its container was made
-        with: an engine that remaps user ids, and ``workspace_root``); apt runs as root."""
-        remaps = not (await asyncio.to_thread(engine_id_map)).is_identity
-        return root_inside(remaps, self.workspace_root)[0]
 
     async def _install(self, command: InstallCommand, deadline: float) -> None:
         result = await self._exec(command.argv, command.user, command.environment, deadline)

@@ -31,9 +31,14 @@ class WorkspaceRoot(LoggingConfigurable):
         remapping. False: no workspace gets root on any engine.""",
     ).tag(config=True)
 
-    async def _root_inside(self) -> bool:
+    async def root_inside_decision(self) -> tuple[bool, str | None]:
+        """Whether this workspace has root inside, and what its start says when it has not:
+        the one decision its container and its apt installs both follow."""
         remaps = not (await asyncio.to_thread(engine_id_map)).is_identity
-        allowed, notice = root_inside(remaps, self.workspace_root)
+        return root_inside(remaps, self.workspace_root)
+
+    async def _root_inside(self) -> bool:
+        allowed, notice = await self.root_inside_decision()
         if notice:
             self._emit(35, notice)
         return allowed

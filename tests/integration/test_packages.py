@@ -21,6 +21,7 @@ from support.hub_harness import TEST_PREFIX
 from support.waiting import wait
 
 from bench_spawner.package_install import WorkspacePackages
+from bench_spawner.root_inside import WorkspaceRoot
 from benchhub.package_spec import PackageSpec
 
 PIP_TWO = ["tabulate", "termcolor"]
@@ -238,7 +239,7 @@ def test_a_restricted_workspace_installs_through_its_proxy_and_only_from_its_whi
 # ---- the install steps on a real container, without a hub --------------------------------
 
 
-class Installer(WorkspacePackages):
+class Installer(WorkspacePackages, WorkspaceRoot):
     """A start's install steps (``WorkspacePackages``) on a real container: the spawner's
     progress methods reduced to a list of messages, its docker calls made directly."""
 
