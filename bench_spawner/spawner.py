@@ -340,6 +340,9 @@ class BenchSpawner(
         net = BenchSpawner._networks[network]
         self.hub_connect_url = f"http://{net.gateway}:{self.hub.port}"
         environment, address, dns = self.get_env(), None, None
+        # what the server's transfer-rights extension enforces (images/jupyterlab/app)
+        environment["BENCHHUB_UPLOAD_ALLOWED"] = str(spec.permissions.upload).lower()
+        environment["BENCHHUB_DOWNLOAD_ALLOWED"] = str(spec.permissions.download).lower()
         self._registration = None
         if spec.access_mode == "restricted":
             restricted = await self.restricted_access.prepare(

@@ -22,6 +22,7 @@ from numbers import Real
 from jupyterhub.slugs import is_valid_safe_slug
 
 from .package_spec import NO_PACKAGES, PackageSpec, packages_from_form, parse_packages
+from .projects import PERSONAL, WorkspacePermissions, parse_permissions
 from .resource_models import (
     NAME_RULE,
     HostCapacity,
@@ -61,6 +62,8 @@ OPTION_NAMES = (
     "image",
     "keep_until",
     "packages",
+    "permissions",
+    "project",
     "reminder_hours",
     "resource_model",
     "restore_checkpoint",
@@ -148,6 +151,10 @@ class WorkspaceSpec:
     reminder_hours: tuple[int, ...] = (24, 1)
     restore_checkpoint: str = RESTORE_LATEST
     packages: PackageSpec = NO_PACKAGES  # installed at start (benchhub.package_spec)
+    # the project it belongs to ("" = the owner's personal project) and ICA's workspace
+    # permissions (benchhub.projects); whether the owner may use them is the hub's check
+    project: str = PERSONAL
+    permissions: WorkspacePermissions = WorkspacePermissions()
 
     def to_user_options(self) -> dict:
         """The canonical JSON-able form (lists for tuples); ``parse`` of it gives back an
@@ -156,6 +163,7 @@ class WorkspaceSpec:
         options["whitelist"] = list(self.whitelist)
         options["reminder_hours"] = list(self.reminder_hours)
         options["packages"] = self.packages.as_options()
+        options["permissions"] = self.permissions.as_json()
         return options
 
     @property
@@ -371,6 +379,8 @@ class OptionsSchema:
             "reminder_hours": list(self.default_reminder_hours),
             "restore_checkpoint": RESTORE_LATEST,
             "packages": {},
+            "project": PERSONAL,
+            "permissions": None,
         }
 
     def model_of(self, image: str) -> str:
@@ -406,6 +416,9 @@ class OptionsSchema:
         errors.extend(whitelist_errors)
         checked["packages"], package_problems = parse_packages(values["packages"])
         errors.extend(FieldError(*problem) for problem in package_problems)
+        checked["project"] = _check_project(values["project"], errors)
+        checked["permissions"], permission_problems = parse_permissions(values["permissions"])
+        errors.extend(FieldError(*problem) for problem in permission_problems)
         if errors:
             raise OptionsError(errors)
         return WorkspaceSpec(whitelist=whitelist, **checked)
@@ -534,6 +547,22 @@ def _check_restore_checkpoint(value: object, errors: list[FieldError]) -> str:
         errors.append(FieldError("restore_checkpoint", message))
         return value
     return text
+
+
+PROJECT_NAME_RULE = (
+    "empty (your personal project) or a project name: 1 to 30 characters, lower-case letters "
+    "a-z, digits 0-9 and single hyphens, starting with a letter"
+)
+
+
+def _check_project(value: object, errors: list[FieldError]) -> str:
+    """``project``: "" (personal) or the shape of a project name (whether it exists and the
+    owner may create in it is the hub's check)."""
+    if value is None or value == PERSONAL:
+        return PERSONAL
+    if not isinstance(value, str) or not is_valid_safe_slug(value):
+        errors.append(FieldError("project", f"must be {PROJECT_NAME_RULE}; got {shown(value)}"))
+    return value
 
 
 def _check_reminders(value: object, max_hours: int, errors: list[FieldError]) -> tuple:

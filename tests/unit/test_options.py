@@ -20,8 +20,9 @@ from benchhub.workspace_spec import (
 
 MODEL_NAMES = ", ".join(DEFAULT_RESOURCE_MODELS)
 ALLOWED_OPTIONS = (
-    "access_mode, auto_shutdown_hours, description, image, keep_until, packages, reminder_hours, "
-    "resource_model, restore_checkpoint, shutdown_mode, storage_gb, whitelist"
+    "access_mode, auto_shutdown_hours, description, image, keep_until, packages, permissions, "
+    "project, reminder_hours, resource_model, restore_checkpoint, shutdown_mode, storage_gb, "
+    "whitelist"
 )
 
 
