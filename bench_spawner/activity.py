@@ -51,8 +51,16 @@ class WorkspaceActivity(LoggingConfigurable):
             return
         actor = actor or (self.action_request or HUB).actor
         journal = ActivityJournal(self.activity_journal)
+        project = (self.user_options or {}).get("project", "")
         await asyncio.to_thread(
-            journal.record, action, self.user.name, self.name, actor, description, fields
+            journal.record,
+            action,
+            self.user.name,
+            self.name,
+            actor,
+            description,
+            fields,
+            project=project if isinstance(project, str) else "",
         )
 
     def _take_request(self) -> ActionRequest:

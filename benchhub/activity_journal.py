@@ -68,8 +68,10 @@ class ActivityJournal:
         description: str,
         fields: dict | None = None,
         at: datetime | None = None,
+        project: str = "",
     ) -> dict:
-        """Append one entry and return it (``at`` as ISO text, as in the file).
+        """Append one entry and return it (``at`` as ISO text, as in the file). ``project``
+        is the workspace's project ("" for a personal one), for the activity log's filter.
 
         ``at`` is an aware datetime (default: now). An unknown ``action``, a naive ``at`` or
         ``fields`` that are not a JSON-serialisable mapping raise :class:`ValueError`: those
@@ -78,6 +80,9 @@ class ActivityJournal:
         journal, so a full log disk never fails a spawn but that action goes unrecorded.
         """
         entry = _entry(action, user, workspace, actor, description, fields, at)
+        if not isinstance(project, str):
+            raise ValueError(f"project must be text, got {project!r}")
+        entry["project"] = project
         line = json.dumps(entry, ensure_ascii=True).encode() + b"\n"
         try:
             self._append(line)
@@ -208,7 +213,11 @@ def _parse_entry(text: bytes) -> dict | None:
         return None
     if not entry["uid"] or not entry["action"] or not _aware(entry["at"]):
         return None
-    return {key: entry[key] for key in (*_TEXT_KEYS, "fields")}
+    project = entry.get("project", "")
+    return {
+        **{key: entry[key] for key in (*_TEXT_KEYS, "fields")},
+        "project": project if isinstance(project, str) else "",
+    }
 
 
 def _aware(text: str) -> bool:

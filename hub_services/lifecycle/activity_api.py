@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 DEFAULT_LIMIT = 100
-PARAMETERS = ("user", "workspace", "action", "since", "until", "offset", "limit")
+PARAMETERS = ("user", "workspace", "action", "since", "until", "offset", "limit", "project")
 # HubAuth accepts an API token as ?token=...; it is not a filter but must not be refused
 _AUTH_PARAMETERS = ("token",)
 _TIME_EXAMPLE = "2025-03-01T08:00:00Z"
@@ -75,6 +75,7 @@ class ActivityQuery:
     until: datetime | None = None
     offset: int = 0
     limit: int = DEFAULT_LIMIT
+    project: str | None = None
 
     def url_arguments(self, offset: int) -> dict[str, str]:
         """The query as URL parameters (set filters only) at another ``offset``."""
@@ -109,6 +110,7 @@ def parse_query(arguments: dict[str, list[str]]) -> ActivityQuery:
         until=_time("until", values.get("until")),
         offset=_whole("offset", values.get("offset"), 0, None, 0),
         limit=_whole("limit", values.get("limit"), 1, MAX_LIMIT, DEFAULT_LIMIT),
+        project=values.get("project"),
     )
     if query.since and query.until and query.until <= query.since:
         raise QueryRefused(
@@ -150,7 +152,19 @@ def scope_to_caller(query: ActivityQuery, caller: dict) -> ActivityQuery | None:
     """``query`` as ``caller`` (the hub's user or service model) may run it, by the access
     rule: a named user the caller may see, as is; another user's → QueryRefused (403). No user
     named: everyone's for a caller who may see everyone's, a person's own, and None (nothing
-    to show) for a service that may see only some users' (it has to name one)."""
+    to show) for a service that may see only some users' (it has to name one).
+
+    A ``project`` named is the project's activity, for whoever may see everyone's and for the
+    project's members (every project role sees the project's workspaces: the caller's groups,
+    as the hub identifies them); anyone else's → QueryRefused (403)."""
+    if query.project is not None:
+        member = is_person(caller) and query.project in (caller.get("groups") or ())
+        if member or may_for_everyone(caller, SEE):
+            return query
+        raise QueryRefused(
+            403,
+            f"project: only the activity of a project you are a member of, got {query.project!r}",
+        )
     if query.user is not None:
         if may(caller, SEE, query.user):
             return query

@@ -71,8 +71,11 @@ activity = sa.Table(
     sa.Column("action", sa.String, nullable=False),
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("fields", sa.JSON, nullable=False),
+    # the workspace's project ("" = personal); added after the first release (see _migrate)
+    sa.Column("project", sa.String, nullable=False, server_default=""),
     sa.Index("ix_activity_user_workspace_at", "user", "workspace", "at"),
     sa.Index("ix_activity_action_at", "action", "at"),
+    sa.Index("ix_activity_project_at", "project", "at"),
 )
 journal_offsets = sa.Table(
     "journal_offsets",
@@ -128,6 +131,7 @@ class ActivityLog:
         )
         self._lock = threading.Lock()
         metadata.create_all(self.engine)
+        _migrate(self.engine)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -161,6 +165,7 @@ class ActivityLog:
         until: datetime | None = None,
         offset: int = 0,
         limit: int = 100,
+        project: str | None = None,
     ) -> tuple[list[dict], int]:
         """One page of the matching entries, newest first (``at``, then insertion order),
         and how many match in all. ``None`` filters are not applied; ``since`` is inclusive,
@@ -168,6 +173,8 @@ class ActivityLog:
         :class:`ValueError`."""
         _check_page(offset, limit)
         where = _filters(user, workspace, action, since, until)
+        if project is not None:
+            where.append(activity.c.project == project)
         page = (
             sa.select(activity)
             .where(*where)
@@ -262,6 +269,10 @@ def _row(entry: dict) -> dict:
     if not isinstance(fields, dict):
         raise ValueError(f"entry fields must be a mapping, got {fields!r}")
     row["fields"] = fields
+    project = entry.get("project", "")
+    if not isinstance(project, str):
+        raise ValueError(f"entry project must be text, got {project!r}")
+    row["project"] = project
     return row
 
 
@@ -278,7 +289,22 @@ def _aware_utc(value: object) -> datetime:
 
 
 def _entry(row) -> dict:
-    return {key: row[key] for key in ("uid", "at", *_TEXT_KEYS[1:], "fields")}
+    return {key: row[key] for key in ("uid", "at", *_TEXT_KEYS[1:], "fields", "project")}
+
+
+def _migrate(engine: sa.Engine) -> None:
+    """Bring a store made by an earlier release up to this table: add the ``project`` column
+    (every older entry belongs to a personal project, "") and its index. Adding a column is
+    not an UPDATE, so the append-only triggers stay as they are."""
+    columns = {column["name"] for column in sa.inspect(engine).get_columns("activity")}
+    if "project" in columns:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("ALTER TABLE activity ADD COLUMN project VARCHAR NOT NULL DEFAULT ''")
+        )
+        conn.execute(sa.text("CREATE INDEX ix_activity_project_at ON activity (project, at)"))
+    log.info("activity store: added the project column")
 
 
 def _check_page(offset: int, limit: int) -> None:

@@ -46,6 +46,7 @@ def test_a_record_is_one_json_line_holding_the_whole_entry(journal):
         "action": "edited",
         "description": "Memory 8 → 16 GB",
         "fields": {"memory_gb": 16},
+        "project": "",
     }
     assert len(entry["uid"]) == 32 and int(entry["uid"], 16) >= 0
 

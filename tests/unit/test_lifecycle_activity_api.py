@@ -38,8 +38,9 @@ class StubbedHubAuth:
         return json.loads(caller) if caller else None
 
 
-def entry(at, user, workspace, action, description="", uid=None):
+def entry(at, user, workspace, action, description="", uid=None, project=""):
     return {
+        "project": project,
         "uid": uid or uuid.uuid4().hex,
         "at": at,
         "user": user,
@@ -59,8 +60,16 @@ def store(tmp_path):
             entry(T0, "alice", "ws1", "created", uid="a1"),
             entry(T0 + H, "alice", "ws1", "started", uid="a2"),
             entry(T0 + 2 * H, "alice", "ws2", "started", uid="a3"),
-            entry(T0 + 3 * H, "bob", "ws1", "started", uid="b1"),
-            entry(T0 + 4 * H, "bob", "ws1", "stopped", "<script>alert(1)</script>", uid="b2"),
+            entry(T0 + 3 * H, "bob", "ws1", "started", uid="b1", project="genomics"),
+            entry(
+                T0 + 4 * H,
+                "bob",
+                "ws1",
+                "stopped",
+                "<script>alert(1)</script>",
+                uid="b2",
+                project="genomics",
+            ),
         ]
     )
     yield log
@@ -123,6 +132,7 @@ async def test_an_admin_sees_everyones_activity_newest_first(server):
         "action": "created",
         "description": "created ws1",
         "fields": {"n": 1},
+        "project": "",
     }
     assert len(server[1]) == 1, "the query runs through the service's run_blocking"
 
@@ -132,6 +142,29 @@ async def test_a_user_sees_only_their_own_activity(server):
     assert code == 200 and uids(body) == ["a3", "a2", "a1"]
     code, body = await api(server, ALICE, user="alice", workspace="ws1")
     assert code == 200 and uids(body) == ["a2", "a1"]
+
+
+async def test_a_project_member_sees_what_the_projects_workspaces_did(server):
+    member = {**ALICE, "groups": ["genomics"]}
+    code, body = await api(server, member, project="genomics")
+    assert code == 200 and uids(body) == ["b2", "b1"]
+    assert {e["project"] for e in body["entries"]} == {"genomics"}
+    code, body = await api(server, ADMIN, project="genomics")
+    assert code == 200 and uids(body) == ["b2", "b1"]
+
+
+async def test_someone_outside_a_project_cannot_read_its_activity(server):
+    outsider = {**ALICE, "groups": ["other"]}
+    code, body = await api(server, outsider, project="genomics")
+    assert code == 403
+    assert body["message"] == (
+        "project: only the activity of a project you are a member of, got 'genomics'"
+    )
+    # a service that may see only some users' cannot read a project through its name either
+    code, _ = await api(
+        server, {**MONITOR, "scopes": ["read:servers!user=bob"]}, project="genomics"
+    )
+    assert code == 403
 
 
 async def test_a_user_asking_for_someone_elses_activity_is_refused(server):
@@ -203,7 +236,7 @@ async def test_filters_and_paging(server, params, expected):
         (
             {"usr": "bob"},
             "usr: not a parameter (use user, workspace, action, since, until, "
-            "offset, limit), got ['bob']",
+            "offset, limit, project), got ['bob']",
         ),
     ],
 )
@@ -239,6 +272,7 @@ async def test_the_page_shows_date_user_workspace_actor_action_and_description(s
         "2025-03-01 12:00 UTC",
         "bob",
         "ws1",
+        "genomics",
         "bob",
         "stopped",
         "<script>alert(1)</script>",
@@ -251,7 +285,8 @@ async def test_the_page_shows_date_user_workspace_actor_action_and_description(s
 async def test_a_users_page_shows_only_their_rows_and_no_user_filter(server):
     response = await fetch(server[0] + "activity", ALICE, action="started")
     rows = table_rows(response.body)
-    assert [(row[1], row[4]) for row in rows] == [("alice", "started"), ("alice", "started")]
+    assert [(row[1], row[5]) for row in rows] == [("alice", "started"), ("alice", "started")]
+    assert {row[3] for row in rows} == {"personal"}
     assert b'id="filter-user"' not in response.body
     assert b'<option value="started" selected>' in response.body
 

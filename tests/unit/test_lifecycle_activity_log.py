@@ -32,6 +32,7 @@ def entry(at=T0, **changes):
         "action": "started",
         "description": "Started",
         "fields": {},
+        "project": "",
     }
     return {**base, **changes}
 
@@ -367,3 +368,41 @@ def _torn_record(journal, fraction):
     line = json.dumps(journal.record("started", "u", "w", "u", "torn")).encode()
     with open(journal.path, "r+b") as f:
         f.truncate(size + max(1, int(len(line) * fraction)))
+
+
+def test_a_store_from_before_projects_gains_the_project_column_and_stays_append_only(tmp_path):
+    path = tmp_path / "old.sqlite"
+    old = sa.create_engine(f"sqlite:///{path}")
+    with old.begin() as conn:  # the table as the release before projects created it
+        conn.execute(
+            sa.text(
+                "CREATE TABLE activity (id INTEGER PRIMARY KEY AUTOINCREMENT, uid VARCHAR NOT NULL "
+                "UNIQUE, at DATETIME NOT NULL, user VARCHAR NOT NULL, workspace VARCHAR NOT NULL, "
+                "actor VARCHAR NOT NULL, action VARCHAR NOT NULL, description TEXT NOT NULL, "
+                "fields JSON NOT NULL)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER activity_no_update BEFORE UPDATE ON activity "
+                "BEGIN SELECT RAISE(ABORT, 'activity is append-only'); END"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO activity (uid, at, user, workspace, actor, action, description, "
+                "fields) VALUES ('old1', '2025-03-01 08:00:00.000000', 'alice', 'ws1', 'alice', "
+                "'started', 'Started', '{}')"
+            )
+        )
+    old.dispose()
+    log = ActivityLog(f"sqlite:///{path}")
+    try:
+        log.append(entry(T0 + timedelta(hours=1), uid="new1", project="genomics"))
+        assert [e["project"] for e in log.query()[0]] == ["genomics", ""]
+        assert [e["uid"] for e in log.query(project="")[0]] == ["old1"]
+        with pytest.raises(sa.exc.DatabaseError), log.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE activity SET project = 'x'"))
+    finally:
+        log.close()
+    assert ActivityLog(f"sqlite:///{path}").query(project="genomics")[1] == 1  # reopened: no-op
