@@ -13,9 +13,13 @@ expanded by the hub). The rule grants, for one owner's workspaces (or one of the
   (``servers!server=alice/lab``), resolved by JupyterHub's own ``check_scopes`` (as HubAuth
   resolves its access scopes). A group filter (``!group=``) grants nothing here: the owner's
   groups are not in the caller's model.
+- **a project member** (a person whose hub groups, as the hub identifies them, include the
+  workspace's project) sees that workspace: every project role sees the project's workspaces
+  and what they did. What else a project role may do (start, enter, edit) is
+  :func:`benchhub.projects.decide`'s, asked by the hub, which knows the roles.
 
-Project roles (issue 14) join as one more entry of :data:`GRANTS`: a function of the caller,
-the owner and the workspace that returns the actions it grants. Everything here is pure.
+Each grant is a function of the caller, the owner, the workspace and its project that returns
+the actions it grants. Everything here is pure.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ _SCOPES = {
     CHANGE: ("servers", "admin:servers"),
 }
 
-Grant = Callable[[Mapping, "str | None", "str | None"], frozenset[Action]]
+Grant = Callable[[Mapping, "str | None", "str | None", "str | None"], frozenset[Action]]
 
 
 def is_person(caller: Mapping) -> bool:
@@ -65,16 +69,16 @@ def is_person(caller: Mapping) -> bool:
     return caller.get("kind") == "user"
 
 
-def _as_owner(caller: Mapping, owner: str | None, workspace: str | None) -> frozenset[Action]:
+def _as_owner(caller: Mapping, owner, workspace, project=None) -> frozenset[Action]:
     own = owner is not None and is_person(caller) and caller.get("name") == owner
     return _EVERYTHING if own else _NOTHING
 
 
-def _as_hub_admin(caller: Mapping, owner: str | None, workspace: str | None) -> frozenset[Action]:
+def _as_hub_admin(caller: Mapping, owner, workspace, project=None) -> frozenset[Action]:
     return _EVERYTHING if is_person(caller) and caller.get("admin") is True else _NOTHING
 
 
-def _by_scopes(caller: Mapping, owner: str | None, workspace: str | None) -> frozenset[Action]:
+def _by_scopes(caller: Mapping, owner, workspace, project=None) -> frozenset[Action]:
     """The actions the caller's server scopes grant on ``owner``'s workspaces (every user's
     when ``owner`` is None: then only unfiltered scopes count). JupyterHub's own resolution of
     filters: a scope for the user covers each of their servers, not the other way round."""
@@ -92,24 +96,43 @@ def _by_scopes(caller: Mapping, owner: str | None, workspace: str | None) -> fro
     )
 
 
+def _as_project_member(caller: Mapping, owner, workspace, project=None) -> frozenset[Action]:
+    """SEE for a person in the group of the workspace's project (a personal project, "",
+    has no members but its owner)."""
+    member = (
+        workspace is not None
+        and bool(project)
+        and is_person(caller)
+        and project in (caller.get("groups") or ())
+    )
+    return frozenset({SEE}) if member else _NOTHING
+
+
 # every source of a grant, in no particular order (a grant is never taken away by another)
-GRANTS: tuple[Grant, ...] = (_as_owner, _as_hub_admin, _by_scopes)
+GRANTS: tuple[Grant, ...] = (_as_owner, _as_hub_admin, _by_scopes, _as_project_member)
 
 
 def permissions(
-    caller: Mapping, owner: str | None, workspace: str | None = None
+    caller: Mapping, owner: str | None, workspace: str | None = None, project: str | None = None
 ) -> frozenset[Action]:
-    """What ``caller`` may do with ``owner``'s workspaces (``workspace``: with that one only;
-    ``owner`` None: with every user's at once)."""
+    """What ``caller`` may do with ``owner``'s workspaces (``workspace``: with that one only,
+    which belongs to ``project`` when known; ``owner`` None: with every user's at once)."""
     granted: set[Action] = set()
     for grant in GRANTS:
-        granted |= grant(caller, owner, workspace)
+        granted |= grant(caller, owner, workspace, project)
     return frozenset(granted)
 
 
-def may(caller: Mapping, action: Action, owner: str, workspace: str | None = None) -> bool:
-    """Whether ``caller`` may ``action`` ``owner``'s workspaces (or the one named)."""
-    return action in permissions(caller, owner, workspace)
+def may(
+    caller: Mapping,
+    action: Action,
+    owner: str,
+    workspace: str | None = None,
+    project: str | None = None,
+) -> bool:
+    """Whether ``caller`` may ``action`` ``owner``'s workspaces (or the one named, of
+    ``project`` when known)."""
+    return action in permissions(caller, owner, workspace, project)
 
 
 def may_for_everyone(caller: Mapping, action: Action) -> bool:

@@ -34,6 +34,12 @@ class HubServer:
     def key(self) -> str:
         return f"{self.user}/{self.name}"
 
+    @property
+    def project(self) -> str:
+        """The workspace's project ("" for its owner's personal project)."""
+        project = (self.model.get("user_options") or {}).get("project", "")
+        return project if isinstance(project, str) else ""
+
 
 class HubClient:
     """Calls the hub API at ``api_url`` (e.g. ``http://127.0.0.1:8081/hub/api``) with ``token``.

@@ -343,6 +343,7 @@ class LifecycleService(LoggingConfigurable):
         self.schedule[server.key] = {
             "user": server.user,
             "workspace": server.name,
+            "project": server.project,
             "next_event": None,
             "policy_error": reason,
         }
@@ -496,6 +497,7 @@ def _view(server, policy: Policy, activity: Activity, decision: Decision, probe,
     return {
         "user": server.user,
         "workspace": server.name,
+        "project": server.project,
         "next_event": decision.next_event,
         "next_event_at": decision.next_event_at.isoformat() if decision.next_event_at else None,
         "remaining_seconds": remaining,

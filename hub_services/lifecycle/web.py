@@ -1,9 +1,10 @@
 """The lifecycle service's HTTP surface (under its prefix, HubOAuth for people and tokens).
 
-- ``GET api/workspaces[?user=NAME]`` — each running workspace's next event (shutdown or
-  restart), the time remaining, the reason, whether a reminder is due, the policy and the
-  activity figures behind it: the workspaces the caller may see (:mod:`benchhub.access`), or
-  one user's (403 if the caller may not see theirs).
+- ``GET api/workspaces[?user=NAME][&project=NAME]`` — each running workspace's next event
+  (shutdown or restart), the time remaining, the reason, whether a reminder is due, the policy
+  and the activity figures behind it: the workspaces the caller may see (:mod:`benchhub.access`:
+  their own, a project's for its members, everyone's for admins), or one user's (403 if the
+  caller may not see theirs), or one project's.
 - ``GET api/workspaces.js`` — the same for the hub's home page, as a script (see below).
 - ``GET api/health`` — when the last pass ran and what it saw.
 - ``GET api/activity``, ``GET activity`` — the activity log (:mod:`.activity_api`).
@@ -29,17 +30,25 @@ from .service import LifecycleService
 __all__ = ["make_app", "remaining", "visible_schedule"]
 
 
-def visible_schedule(entries, caller: dict, wanted: str | None) -> list[dict]:
+def visible_schedule(
+    entries, caller: dict, wanted: str | None, project: str | None = None
+) -> list[dict]:
     """The schedule ``entries`` ``caller`` may see, sorted by user and workspace: ``wanted``'s
-    only when named (403 if the caller may not see that user's), else every one the access
-    rule lets them see."""
+    only when named (403 if the caller may not see that user's), ``project``'s only when
+    named, else every one the access rule lets them see (a project member sees the project's
+    workspaces)."""
     if wanted is not None and not may(caller, SEE, wanted):
         raise web.HTTPError(
             403, f"user: only your own workspaces unless you are an admin, got {wanted!r}"
         )
-    shown = (e for e in entries if wanted is None or e["user"] == wanted)
+    shown = (
+        e
+        for e in entries
+        if (wanted is None or e["user"] == wanted)
+        and (project is None or e.get("project", "") == project)
+    )
     return sorted(
-        (e for e in shown if may(caller, SEE, e["user"], e["workspace"])),
+        (e for e in shown if may(caller, SEE, e["user"], e["workspace"], e.get("project"))),
         key=lambda e: (e["user"], e["workspace"]),
     )
 
@@ -50,8 +59,9 @@ class _Schedule:
         return self.settings["lifecycle"]
 
     def visible(self) -> list[dict]:
-        wanted = self.get_query_argument("user", None)
-        return visible_schedule(self.service.schedule.values(), self.current_user, wanted)
+        wanted = self.get_query_argument("user", None) or None
+        project = self.get_query_argument("project", None) or None
+        return visible_schedule(self.service.schedule.values(), self.current_user, wanted, project)
 
 
 class ScheduleHandler(_Schedule, ServiceHandler):

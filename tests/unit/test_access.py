@@ -86,3 +86,30 @@ def test_changing_implies_seeing_for_every_caller_in_the_table():
     for caller, workspace, _, _ in TABLE:
         if may(caller, CHANGE, "alice", workspace):
             assert may(caller, SEE, "alice", workspace), caller
+
+
+def member(name, *groups):
+    return {"kind": "user", "name": name, "admin": False, "scopes": [], "groups": list(groups)}
+
+
+# fmt: off
+PROJECT_TABLE = [
+    # caller                               workspace  its project   see
+    (member("bob", "genomics"),            "lab",     "genomics",   True),
+    (member("bob", "genomics"),            "lab",     "other",      False),
+    (member("bob", "genomics"),            "lab",     "",           False),   # personal
+    (member("bob", "genomics"),            "lab",     None,         False),   # not known
+    (member("bob", "genomics"),            None,      "genomics",   False),   # all of alice's
+    (member("bob"),                        "lab",     "genomics",   False),
+    ({**member("bob", "genomics"), "kind": "service"}, "lab", "genomics", False),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("caller", "workspace", "project", "see"), PROJECT_TABLE)
+def test_a_project_member_sees_the_projects_workspaces_and_changes_none_of_them(
+    caller, workspace, project, see
+):
+    assert may(caller, SEE, "alice", workspace, project) is see
+    assert may(caller, CHANGE, "alice", workspace, project) is False
+    assert may_for_everyone(caller, SEE) is False
