@@ -90,6 +90,39 @@ class HubClient:
         """``{"user/workspace": user_options}`` of every running or pending workspace."""
         return {s.key: s.model.get("user_options") or {} async for s in self.active_servers()}
 
+    async def project_of(self, user: str, name: str) -> str | None:
+        """The project of ``user``'s workspace ``name``, running or not ("" for a personal
+        one), None when the user or the workspace does not exist."""
+        try:
+            model = await self.request("GET", f"users/{quote(user)}?include_stopped_servers=1")
+        except HTTPClientError as e:
+            if e.code == 404:
+                return None
+            raise
+        server = (model.get("servers") or {}).get(name)
+        return HubServer(user, name, server).project if server is not None else None
+
+    async def project_workspaces(
+        self, project: str, page_size: int = PAGE_SIZE
+    ) -> list[tuple[str, str]]:
+        """``(user, workspace)`` of every workspace of ``project``, running or not, sorted."""
+        found, offset = [], 0
+        while True:
+            page = await self.request(
+                "GET",
+                f"users?include_stopped_servers=1&offset={offset}&limit={page_size}",
+                Accept=_PAGINATED,
+            )
+            users = page["items"] if isinstance(page, dict) else page
+            for user in users:
+                for name, server in (user.get("servers") or {}).items():
+                    if name and HubServer(user["name"], name, server).project == project:
+                        found.append((user["name"], name))
+            following = page.get("_pagination", {}).get("next") if isinstance(page, dict) else None
+            if not following or not users:
+                return sorted(found)
+            offset = following["offset"]
+
     async def server(self, user: str, name: str) -> dict | None:
         """The server model of one workspace, None if it is not running or pending."""
         model = await self.request("GET", f"users/{quote(user)}")

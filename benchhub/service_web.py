@@ -25,7 +25,7 @@ from jupyterhub.services.auth import HubOAuthenticated, UserNotAllowed
 from tornado import web
 from tornado.log import app_log
 
-from .access import Action, may, scope_needed
+from .access import SEE, Action, is_person, may, may_for_everyone, scope_needed
 from .service_pages import PageTemplates, ServicesMenu, hub_page_context
 
 __all__ = [
@@ -116,6 +116,35 @@ class ServiceHandler(HubOAuthenticated, web.RequestHandler):
         :func:`benchhub.access.may`. ``what`` names the thing in the refusal."""
         if not may(self.current_user, action, owner, workspace):
             raise web.HTTPError(403, refusal(action, owner, what))
+
+    async def require_seeing(
+        self, hub, owner: str, workspace: str | None = None, what: str | None = None
+    ) -> None:
+        """:meth:`require` of SEE, where a member of the workspace's project sees it too: the
+        project is read from the hub (``hub``, a :class:`~benchhub.hub_client.HubClient`) only
+        for a person in some group whom the rest of the rule refuses."""
+        caller = self.current_user
+        if may(caller, SEE, owner, workspace):
+            return
+        if workspace is not None and is_person(caller) and caller.get("groups"):
+            project = await hub.project_of(owner, workspace)
+            if may(caller, SEE, owner, workspace, project):
+                return
+        raise web.HTTPError(403, refusal(SEE, owner, what))
+
+    def may_see_project(self, project: str) -> bool:
+        """Whether the caller may list ``project``'s workspaces: a member of it (a person in
+        its hub group), or whoever may see everyone's."""
+        caller = self.current_user
+        member = bool(project) and is_person(caller) and project in (caller.get("groups") or ())
+        return member or may_for_everyone(caller, SEE)
+
+    def require_project(self, project: str) -> None:
+        """403 unless :meth:`may_see_project`."""
+        if not self.may_see_project(project):
+            raise web.HTTPError(
+                403, f"project: only a project you are a member of, got {project!r}"
+            )
 
     def _error_body(self, status_code: int, **kwargs) -> dict:
         error = kwargs.get("exc_info", (None, None, None))[1]

@@ -7,7 +7,10 @@ it>"}`` (:mod:`benchhub.service_web`).
 
 - ``GET api/workspaces[?user=NAME]`` — a user's workspaces with checkpoint status, and
   ``named_checkpoints``: ``{"used_bytes", "quota_bytes"}`` (the named-checkpoint quota;
-  ``used_bytes`` is null while the store cannot be read).
+  ``used_bytes`` is null while the store cannot be read). ``?project=NAME`` instead: the
+  project's workspaces with checkpoint status, for its members (and admins).
+- A member of a workspace's project sees (GET) its checkpoints; changing them stays the
+  owner's and admins'.
 - ``GET api/workspaces/<user>/<ws>/checkpoints`` — newest first: id, name, kind, reason,
   created, sizes (``size_bytes`` of files, ``stored_bytes`` compressed, ``new_stored_bytes``
   this checkpoint added), lineage (``parent``, ``origin``); and the workspace's record
@@ -115,8 +118,24 @@ def _hub_message(error: HTTPClientError) -> str:
 class WorkspacesHandler(_Handler):
     @web.authenticated
     async def get(self):
+        project = self.get_query_argument("project", None)
+        if project is not None:
+            self.require_project(project)
+            await self.answer(_project_workspaces(self.service, project))
+            return
         user = self.owner(self.get_query_argument("user", None))
         await self.answer(_workspaces(self.service, user))
+
+
+async def _project_workspaces(service: CheckpointService, project: str) -> dict:
+    """The checkpoint status of ``project``'s workspaces that have checkpoints."""
+    members = await service.hub.project_workspaces(project)
+    rows = []
+    for user in sorted({user for user, _ in members}):
+        rows += [
+            row for row in await service.workspaces(user) if (user, row["workspace"]) in members
+        ]
+    return {"project": project, "workspaces": rows}
 
 
 async def _workspaces(service: CheckpointService, user: str) -> dict:
@@ -133,7 +152,9 @@ async def _workspaces(service: CheckpointService, user: str) -> dict:
 class CheckpointsHandler(_Handler):
     @web.authenticated
     async def get(self, user, name):
-        await self.answer(self.service.list(self.owner(user, SEE, name), name))
+        what = f"the checkpoints of {user}'s workspaces"
+        await self.require_seeing(self.service.hub, user, name, what=what)
+        await self.answer(self.service.list(user, name))
 
     @web.authenticated
     async def post(self, user, name):

@@ -11,7 +11,8 @@
   pending jobs, jobs no member can ever run (and why), the scaler's last decision, the tail
   of ``/data/logs/sge-scaler.log``. 404 when the workspace has no cluster.
 - ``DELETE api/clusters/<user>/<workspace>`` — stop it (202); no cluster is success (204).
-- ``GET    api/clusters`` — every cluster the caller may see; ``GET api/health``.
+- ``GET    api/clusters[?project=NAME]`` — every cluster the caller may see (or the
+  project's, for its members and admins; 403 for anyone else); ``GET api/health``.
 - ``GET    /[?user=NAME]`` — the page in the hub's Services menu: the user's (by default the
   caller's) running workspaces, their clusters, start and stop.
 
@@ -127,7 +128,9 @@ class ClusterHandler(_Handler):
 
     @web.authenticated
     async def get(self, user: str, workspace: str):
-        self.check(user, workspace)
+        await self.require_seeing(
+            self.controller.hub, user, workspace, what=f"the clusters of {user}'s workspaces"
+        )
         status = await self.controller.status(user, workspace)
         if status is None:
             raise ApiError(404, f"{user}/{workspace} has no cluster; start one with POST")
@@ -170,12 +173,18 @@ class ClusterListHandler(_Handler):
     @web.authenticated
     async def get(self):
         caller = self.current_user
+        project = self.get_query_argument("project", None)
+        if project is not None:  # the project's clusters, for its members (and admins)
+            self.require_project(project)
+            keys = {f"{u}/{w}" for u, w in await self.controller.hub.project_workspaces(project)}
         shown = []
         for key in self.controller.keys():
             user, workspace = key.split("/", 1)
-            if may(caller, SEE, user, workspace) and (
-                status := await self.controller.status(user, workspace)
-            ):
+            if project is not None:
+                visible = key in keys
+            else:
+                visible = may(caller, SEE, user, workspace)
+            if visible and (status := await self.controller.status(user, workspace)):
                 shown.append(status)
         self.write({"clusters": shown})
 
