@@ -112,6 +112,7 @@ class PageHandler(_Schedule, ServicePage):
             "schedule.html",
             "Workspace lifecycle",
             entries=self.visible(),
+            project=self.get_query_argument("project", ""),
             remaining=remaining,
             activity_url=url_path_join(self.settings["prefix"], "activity"),
         )

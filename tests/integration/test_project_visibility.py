@@ -81,6 +81,11 @@ def test_a_member_sees_the_projects_running_workspace_on_the_lifecycle_page(hub,
         "the lifecycle pass saw Ada's workspace",
         until=lambda ws: (OWNER, WORKSPACE) in ws,
     )
+    page = hub.service_api("lifecycle", "", token=project[MEMBER], project=PROJECT)
+    assert page.status_code == 200
+    assert (
+        f"<td>{OWNER}</td>\n        <td>{WORKSPACE}</td>\n        <td>{PROJECT}</td>" in page.text
+    )
     r = hub.service_api("lifecycle", "api/workspaces", token=project[OUTSIDER])
     assert r.ok and (OWNER, WORKSPACE) not in [
         (w["user"], w["workspace"]) for w in r.json()["workspaces"]
