@@ -28,3 +28,13 @@ if _app is not None:
             "launcher_entry": {"enabled": True, "title": _app.get("title") or _app["name"]},
         }
     }
+
+# BenchHub: the workspace's upload and download rights (docs/security.md, "Upload and download
+# rights"), enforced by the benchhub_rights server extension. It lives in /opt/benchhub/jupyter,
+# root-owned and ahead of the venv on sys.path, so a package of the same name that the user
+# installs into their venv neither shadows nor replaces it.
+import sys  # noqa: E402
+
+sys.path.insert(0, "/opt/benchhub/jupyter")
+c.ServerApp.jpserver_extensions.update({"benchhub_rights": True})  # noqa: F821
+
