@@ -39,7 +39,9 @@ else
 fi
 
 # Root in a workspace must not be root on the host: BenchHub's engine remaps container uids
-# into a subordinate range (Docker's userns-remap, docs/security.md). Merged into daemon.json.
+# into a subordinate range (Docker's userns-remap, docs/security.md). An engine restart must not
+# stop the workspaces: live-restore keeps containers running while dockerd is down (docs/
+# operations.md). Both are merged into daemon.json; the site's other settings are kept.
 daemon_json=/etc/docker/daemon.json
 if ((EUID == 0)); then
   mkdir -p /etc/docker
@@ -47,12 +49,15 @@ if ((EUID == 0)); then
 import json, os, sys
 path = sys.argv[1]
 config = json.load(open(path)) if os.path.exists(path) and os.path.getsize(path) else {}
-if "userns-remap" not in config:
-    config["userns-remap"] = "default"
+wanted = {"userns-remap": "default", "live-restore": True}
+missing = {key: value for key, value in wanted.items() if key not in config}
+if missing:
+    config.update(missing)
     with open(path + ".tmp", "w") as f:
         json.dump(config, f, indent=2)
     os.replace(path + ".tmp", path)
-    print("==> daemon.json: userns-remap=default")
+    for key, value in missing.items():
+        print(f"==> daemon.json: {key}={json.dumps(value)}")
 PY
 fi
 
@@ -62,6 +67,20 @@ if docker info >/dev/null 2>&1; then
   else
     say "WARNING: the running Docker daemon does not remap user namespaces; workspaces get no root"
     say "  (no apt-get) until it is restarted with $daemon_json (see docs/security.md)"
+  fi
+  if [[ "$(docker info --format '{{.LiveRestoreEnabled}}')" != "true" ]] && ((EUID == 0)); then
+    # live-restore is one of the settings dockerd reloads on SIGHUP: no restart, nothing stops
+    if pid=$(pidof dockerd) && kill -HUP $pid; then
+      for _ in $(seq 1 20); do
+        [[ "$(docker info --format '{{.LiveRestoreEnabled}}')" == "true" ]] && break
+        sleep 0.5
+      done
+    fi
+    if [[ "$(docker info --format '{{.LiveRestoreEnabled}}')" == "true" ]]; then
+      say "Docker daemon reloaded: live-restore on (workspaces survive an engine restart)"
+    else
+      say "WARNING: live-restore is off: an engine restart stops every workspace (see $daemon_json)"
+    fi
   fi
   exit 0
 fi
