@@ -36,6 +36,8 @@ bench: host deps images-all
 	$(PY) -m benchmarks.spark
 	$(PY) -m benchmarks.templates
 	$(PY) -m benchmarks.packages
+	$(PY) -m benchmarks.ledger
+	$(PY) -m benchmarks.project_data
 
 host:
 	@bash scripts/host-setup.sh

@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 
 from bench_spawner.hub_api import register_handlers
+from bench_spawner.quota_admission import BenchQuotas
 from bench_spawner.spawner import BenchSpawner
 from benchhub.admin_password import admin_names, admin_password
 from benchhub.networks import host_mtu
 from hub_services.egress.policy import FORBIDDEN_DESTINATIONS
+from hub_services.mounts.relay import relay_route
 
 c = get_config()  # noqa: F821  (provided by JupyterHub when it loads this file)
 here = Path(__file__).resolve().parent
@@ -25,7 +27,10 @@ state_dir.mkdir(parents=True, exist_ok=True)
 # Every person may use every BenchHub service's pages and API (what each shows them is the
 # service's own access rule); each service's role is added with the service.
 c.JupyterHub.services = []
-c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self"]}]
+# Users share their own workspaces (JupyterHub's sharing API: shares!user) by name
+# (read:users:name) or with a share code; BenchHub checks who may use a share (docs/sharing.md).
+c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "shares!user", "read:users:name"]}]
+# c.WorkspacePresence.window_seconds = 900  # "who is in" looks back this far (docs/sharing.md)
 
 
 def hub_service(name: str, port: int, command: list[str], scopes: list[str], **extra) -> None:
@@ -158,8 +163,17 @@ c.BenchSpawner.restricted_subnet = os.environ.get("BENCHHUB_RESTRICTED_SUBNET", 
 clusters_scratch = os.environ.get(
     "BENCHHUB_CLUSTER_SCRATCH_ROOT", "/var/lib/benchhub/cluster-scratch"
 )
+# Each project's shared data (/data/project, docs/projects.md) is a volume like /data, admitted
+# against the same capacity under <state dir>/projects (BENCHHUB_PROJECT_STORAGE_ROOT).
+c.BenchSpawner.project_storage_root = os.environ.get(
+    "BENCHHUB_PROJECT_STORAGE_ROOT", str(state_dir / "projects")
+)
 storage_admission = {
-    "volume_roots": [c.BenchSpawner.storage_root, clusters_scratch],
+    "volume_roots": [
+        c.BenchSpawner.storage_root,
+        clusters_scratch,
+        c.BenchSpawner.project_storage_root,
+    ],
     "capacity_gb": float(os.environ.get("BENCHHUB_STORAGE_CAPACITY_GB", "0")),
     "overcommit": float(os.environ.get("BENCHHUB_STORAGE_OVERCOMMIT", "1")),
     "reserve_percent": float(os.environ.get("BENCHHUB_STORAGE_RESERVE_PERCENT", "5")),
@@ -167,6 +181,11 @@ storage_admission = {
 }
 for setting, value in storage_admission.items():
     setattr(c.StorageAdmission, setting, value)
+# Limits per user and per group (docs/operations.md, "Quotas"): running workspaces, CPUs, memory,
+# GPUs, storage. Set c.BenchQuotas.user_limits = {"*": {...}, "alice": {...}} and group_limits;
+# admins change them by REST (/hub/api/bench/quotas/...): users' in this file, groups' in the hub's
+# database. A user's max_storage_gb replaces StorageAdmission.user_quota for that user.
+c.BenchQuotas.users_file = str(state_dir / "quotas-users.json")
 # A container's own files (home, /tmp, installed packages: its writable layer) are limited by its
 # resource model's "disk_gb" (default 20 GB): the hub measures them and stops a workspace that
 # passed it (reason "disk limit"; the stop takes its checkpoint), the clusters service replaces
@@ -223,7 +242,12 @@ lifecycle_command = [
     f"--idle-cpu-share={os.environ.get('BENCHHUB_LIFECYCLE_IDLE_CPU_SHARE', '0.05')}",
     f"--hub-url={c.JupyterHub.bind_url}",
     f"--prefix={prefix}",
+    # the usage ledger (docs/operations.md, "Usage accounting"): reconciled with the engine
+    # this often; its rates (c.UsageRates) in the file BENCHHUB_LIFECYCLE_CONFIG names
+    f"--usage-interval={os.environ.get('BENCHHUB_LIFECYCLE_INTERVAL', '60')}",
 ]
+if os.environ.get("BENCHHUB_LIFECYCLE_CONFIG"):
+    lifecycle_command.append(f"--config={os.environ['BENCHHUB_LIFECYCLE_CONFIG']}")
 if os.environ.get("BENCHHUB_SMTP_HOST"):
     lifecycle_command += [
         "--smtp",
@@ -241,6 +265,16 @@ hub_service(
     # no credential worth more than one workspace may travel to a workspace (docs/security.md)
     ["list:users", "read:users", "read:servers", "servers"],
 )
+# The Usage page (usage per day, the table, CSV) has its own entry in the Services menu: a
+# service "usage" at the lifecycle service's URL, which sends /services/usage/ to its page.
+c.JupyterHub.services.append(
+    {
+        "name": "usage",
+        "display": True,
+        "url": next(s["url"] for s in c.JupyterHub.services if s["name"] == "lifecycle"),
+    }
+)
+c.JupyterHub.load_roles[0]["scopes"].append("access:services!service=usage")
 
 # --- checkpoints: on every stop and every 5 minutes while running; restored on start -------------
 # A checkpoint is what a workspace changed in its container's filesystem (packages, home
@@ -297,8 +331,9 @@ hub_service(
     int(os.environ.get("BENCHHUB_CHECKPOINTS_PORT", "10103")),
     checkpoints_command,
     # read workspaces' options, create and start a workspace for "start as new", set the option
-    # that chooses the checkpoint a stopped workspace's next start restores
-    ["read:users", "read:servers", "start:servers"],
+    # that chooses the checkpoint a stopped workspace's next start restores; list users to find
+    # a project's workspaces
+    ["list:users", "read:users", "read:servers", "start:servers"],
     # hub services get a clean environment: pass S3 credentials on explicitly
     environment={k: v for k, v in os.environ.items() if k.startswith("AWS_")},
 )
@@ -337,6 +372,51 @@ hub_service(
     ["list:users", "read:users", "read:servers"],
 )
 
+# --- fast mounts: project data mounted into running workspaces (hub_services/mounts) -----------
+# `workspace-ctl data create-mount` in a workspace (docs/mounts.md) calls the mounts service with
+# the workspace's own server token, through the hub's API port (the only host port workspaces
+# reach, restricted ones too): the hub relays /hub/api/bench/mounts/... to the service, adding no
+# credential. The server role gains access to this one service; the service accepts a server
+# token only for its own workspace. It runs as root (it joins containers' mount namespaces).
+mounts_port = int(os.environ.get("BENCHHUB_MOUNTS_PORT", "10105"))
+hub_service(
+    "mounts",
+    mounts_port,
+    [
+        sys.executable,
+        "-m",
+        "hub_services.mounts",
+        f"--prefix={prefix}",
+        f"--interval={os.environ.get('BENCHHUB_MOUNTS_INTERVAL', '5')}",
+    ],
+    # a workspace's options (its project and permissions) and its project's group, to check
+    # the caller's standing again at each mount
+    ["read:users", "read:servers", "read:groups"],
+)
+c.JupyterHub.load_roles.append(
+    {
+        "name": "server",
+        "scopes": [
+            "users:activity!user",
+            "access:servers!server",
+            "access:services!service=mounts",
+        ],
+    }
+)
+c.JupyterHub.extra_handlers = [relay_route(mounts_port)]
+
+# --- monitoring: Prometheus metrics on /hub/metrics and /services/<name>/metrics (docs/metrics.md)
+# Reading them takes a token with the scope read:metrics (admins have it). With
+# BENCHHUB_METRICS_TOKEN set, a hub service "prometheus" holds that token and nothing else:
+# Prometheus sends it (Authorization: Bearer <token>) to the hub and to every BenchHub service.
+if os.environ.get("BENCHHUB_METRICS_TOKEN"):
+    c.JupyterHub.services.append(
+        {"name": "prometheus", "api_token": os.environ["BENCHHUB_METRICS_TOKEN"]}
+    )
+    c.JupyterHub.load_roles.append(
+        {"name": "metrics-reader", "services": ["prometheus"], "scopes": ["read:metrics"]}
+    )
+
 # --- BenchHub's handlers, and the configuration checked ------------------------------------------
 # BenchHub's refinements of JupyterHub's server API and spawn page (names, validation, delete);
 # the hub does not start, and says why, with a JupyterHub whose internals they cannot rely on.
@@ -345,3 +425,4 @@ register_handlers()
 # the hub here, with a sentence naming the setting and how to fix it. (A configuration layered
 # on top of this file is checked the same way whenever a spawner is made.)
 BenchSpawner.check_config(c)
+BenchQuotas(config=c)  # so does a limit in c.BenchQuotas that is not a limit (docs/operations.md)

@@ -45,6 +45,8 @@ class ContainerPlan:
     address: str | None = None  # fixed address on the network (restricted workspaces)
     dns: list[str] | None = None
     root_inside: bool = False  # sudo works (the engine remaps user ids; see root_inside())
+    # the project's shared data: (host path, read-only) bound at /data/project, None: no mount
+    project_data: tuple[str, bool] | None = None
 
 
 def host_config_kwargs(plan: ContainerPlan) -> dict:
@@ -59,7 +61,7 @@ def host_config_kwargs(plan: ContainerPlan) -> dict:
         cap_drop=list(DROPPED_CAPABILITIES),
         security_opt=[] if plan.root_inside else list(SECURITY_OPTIONS),
         network_mode=plan.network,
-        binds={plan.data_source: {"bind": "/data", "mode": "rw"}},
+        binds=_binds(plan),
         init=False,  # tini is the image's entrypoint
         restart_policy={"Name": "no"},
         log_config=LOG_CONFIG,
@@ -78,6 +80,14 @@ def host_config_kwargs(plan: ContainerPlan) -> dict:
     return kwargs
 
 
+def _binds(plan: ContainerPlan) -> dict:
+    binds = {plan.data_source: {"bind": "/data", "mode": "rw"}}
+    if plan.project_data is not None:  # a plain bind: cluster members mirror it (inspect)
+        source, read_only = plan.project_data
+        binds[source] = {"bind": "/data/project", "mode": "ro" if read_only else "rw"}
+    return binds
+
+
 def create_kwargs(plan: ContainerPlan) -> dict:
     """Keyword arguments for ``docker.APIClient.create_container`` (without host_config)."""
     return dict(
@@ -86,7 +96,7 @@ def create_kwargs(plan: ContainerPlan) -> dict:
         environment=dict(plan.environment),
         labels=dict(plan.labels),
         ports=[plan.port],
-        volumes=["/data"],
+        volumes=["/data"] + (["/data/project"] if plan.project_data is not None else []),
     )
 
 

@@ -50,6 +50,10 @@ from benchhub.workspace_spec import OptionsError, validate_workspace_name
 
 from .actors import ActionRequest
 from .jupyterhub_overrides import ObservedOAuthAuthorizeHandler, install_routes
+from .presence import presence_of
+from .projects_api import PROJECT_HANDLERS
+from .projects_page import ProjectsPageHandler
+from .quotas_api import QUOTA_HANDLERS
 
 
 def _is_workspace_spawner(spawner) -> bool:
@@ -307,6 +311,8 @@ class WorkspacesAPIHandler(APIHandler):
                     **status,
                     "url": user.server_url(name) if spawner.ready else None,
                     "user_options": spawner.orm_spawner.user_options or {},
+                    # who used its server lately (owner, collaborators, admins): presence.py
+                    "present": presence_of(self, spawner.orm_spawner),
                 }
             )
         self.set_header("Content-Type", "application/json")
@@ -362,15 +368,21 @@ API_HANDLERS = [
     (r"/api/bench/workspaces/([^/]+)", WorkspacesAPIHandler),
     (r"/api/bench/resource-models", ResourceModelsAPIHandler),
     (r"/api/bench/templates", TemplatesAPIHandler),
+    *PROJECT_HANDLERS,  # projects: roles and workspaces by project rule (projects_api)
+    *QUOTA_HANDLERS,  # limits per user and group (quotas_api)
 ]
 PAGE_HANDLERS = [
     (r"/logout", WorkspaceLogoutHandler),
     (r"/spawn/([^/]+)", WorkspaceSpawnHandler),
     (r"/spawn/([^/]+)/([^/]+)", WorkspaceSpawnHandler),
+    (r"/projects", ProjectsPageHandler),  # the Projects page (docs/projects.md)
 ]
 
 
 def register_handlers() -> None:
     """Put BenchHub's handlers in front of JupyterHub's own (idempotent); refuses, saying
     why, when the installed JupyterHub breaks what they rely on."""
-    install_routes(API_HANDLERS, PAGE_HANDLERS)
+    # sharing's handlers refine some of this module's (imported here: sharing imports them)
+    from .sharing import SHARING_API_HANDLERS, SHARING_PAGE_HANDLERS
+
+    install_routes(SHARING_API_HANDLERS + API_HANDLERS, SHARING_PAGE_HANDLERS + PAGE_HANDLERS)

@@ -32,11 +32,16 @@ from urllib.parse import parse_qs, urlparse
 import jupyterhub
 from jupyterhub import apihandlers, handlers
 from jupyterhub.apihandlers.auth import OAuthAuthorizeHandler
-from jupyterhub.apihandlers.users import UserServerAPIHandler
+from jupyterhub.apihandlers.shares import (
+    ServerShareAPIHandler,
+    ServerShareCodeAPIHandler,
+    UserShareAPIHandler,
+)
+from jupyterhub.apihandlers.users import SelfAPIHandler, UserServerAPIHandler
 from jupyterhub.app import JupyterHub
 from jupyterhub.handlers.base import BaseHandler
 from jupyterhub.handlers.login import LogoutHandler
-from jupyterhub.handlers.pages import SpawnHandler
+from jupyterhub.handlers.pages import AcceptShareHandler, SpawnHandler
 from jupyterhub.spawner import Spawner
 from jupyterhub.user import User
 
@@ -57,6 +62,16 @@ REFINED_ROUTES = (
     (handlers.default_handlers, r"/logout", LogoutHandler),
     (handlers.default_handlers, r"/spawn/([^/]+)", SpawnHandler),
     (handlers.default_handlers, r"/spawn/([^/]+)/([^/]+)", SpawnHandler),
+    # sharing (bench_spawner/sharing.py): the rule at share, accept and entry; revocation
+    (apihandlers.default_handlers, r"/api/user", SelfAPIHandler),
+    (apihandlers.default_handlers, r"/api/shares/([^/]+)/([^/]*)", ServerShareAPIHandler),
+    (
+        apihandlers.default_handlers,
+        r"/api/users/([^/]+)/shared/([^/]+)/([^/]*)",
+        UserShareAPIHandler,
+    ),
+    (apihandlers.default_handlers, r"/api/share-codes/([^/]+)/([^/]*)", ServerShareCodeAPIHandler),
+    (handlers.default_handlers, r"/accept-share", AcceptShareHandler),
 )
 
 

@@ -46,9 +46,11 @@ from .checkpointing import WorkspaceCheckpointing
 from .cluster_teardown import WorkspaceClusterTeardown
 from .container import ContainerPlan, create_kwargs, host_config_kwargs
 from .package_install import WorkspacePackages
+from .project_membership import ProjectMembership
+from .quota_admission import QuotaAdmission  # WorkspaceStorageLimits + user limits
 from .restricted_access import RestrictedAccess
 from .root_inside import WorkspaceRoot
-from .storage_limits import WorkspaceStorageLimits
+from .spawn_metrics import SpawnMetrics, metered_start
 from .workspace_options import WorkspaceOptions
 from .workspace_status import (
     Outcome,
@@ -63,9 +65,11 @@ STATE_VERSION = 1
 
 
 class BenchSpawner(
+    ProjectMembership,  # first: its option check wraps WorkspaceOptions'
+    SpawnMetrics,  # before WorkspaceActivity: counts the run ends it journals
     WorkspaceActivity,
     WorkspaceOptions,
-    WorkspaceStorageLimits,
+    QuotaAdmission,  # storage limits, and the user's limits at start (a 403)
     WorkspaceCheckpointing,
     WorkspacePackages,
     WorkspaceRoot,
@@ -218,6 +222,7 @@ class BenchSpawner(
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
+    @metered_start  # benchhub_workspace_spawn_duration_seconds (docs/metrics.md)
     async def start(self):
         self._events.clear()
         t0 = time.monotonic()
@@ -300,6 +305,7 @@ class BenchSpawner(
         spec = self._take_applied_spec()
         if spec is None:  # apply_user_options was configured to something else
             spec = await self.validate_options(self.user_options)
+        await self.admit_project(spec)  # a 403 (nothing made) when the owner may not start it
         model = self.schema.resource_models[spec.resource_model]
         self.use_template(spec.image)  # its image, and the app the server opens
         new = not await asyncio.to_thread(self.volume.dir.exists)
@@ -364,6 +370,7 @@ class BenchSpawner(
             port=self.port,
             pids_limit=self.pids_limit,
             root_inside=await self._root_inside(),
+            project_data=await self.project_data_source(),
         )
         kwargs = create_kwargs(plan)
         kwargs["host_config"] = self.client.create_host_config(**host_config_kwargs(plan))
@@ -483,7 +490,7 @@ class BenchSpawner(
         keeps aside): its clusters, the volume mount, the egress list and address; the admins
         who were inside have left it."""
         await self._stop_clusters()
-        await self.volume.detach()
+        await self.detach_volumes()  # /data, and /data/project when no other run holds it
         await self.restricted_access.release(self.egress_key)
         await self.record_visitors_left("the workspace stopped")
 
@@ -539,11 +546,10 @@ class BenchSpawner(
     async def _egress_proxy_running(self) -> bool:
         """Whether the egress proxy container runs (observed; the egress service owns it)."""
         try:
-            return bool(
-                (await self.docker("inspect_container", self.egress_container))["State"]["Running"]
-            )
+            state = (await self.docker("inspect_container", self.egress_container))["State"]
         except NotFound:
             return False
+        return bool(state["Running"])
 
     # ---- networks ------------------------------------------------------------------------------
 

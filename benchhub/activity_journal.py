@@ -36,6 +36,12 @@ ACTIONS = (
     "admin-exited",
     "reminded",
     "policy-skipped",
+    # sharing (bench_spawner/sharing.py): who got or lost a share, share codes made and used
+    "shared",
+    "share-revoked",
+    "share-code-created",
+    "share-code-revoked",
+    "share-code-used",
 )
 _TEXT_KEYS = ("uid", "at", "user", "workspace", "actor", "action", "description")
 # json.dumps escapes every quote inside a string, so this only occurs where a line starts

@@ -141,9 +141,12 @@ class DockerEngine:
         future = asyncio.get_running_loop().run_in_executor(self._pool, run)
         return await asyncio.wait_for(future, self.timeout + 10)
 
-    def watch(self, on_event: Callable[[dict], None]) -> None:
-        """Call ``on_event(event)`` (on the watching thread) for every container ``die`` or
-        ``destroy`` event, from now until the process ends. Reconnects after an error."""
+    def watch(
+        self, on_event: Callable[[dict], None], events: tuple[str, ...] = ("die", "destroy")
+    ) -> None:
+        """Call ``on_event(event)`` (on the watching thread) for every container event of the
+        kinds ``events`` (``die`` and ``destroy`` unless told), from now until the process
+        ends. Reconnects after an error (events in between are missed: reconcile)."""
         if self._watching:
             return
         self._watching = True
@@ -152,7 +155,7 @@ class DockerEngine:
             while True:
                 try:
                     client = docker.APIClient(version="auto", timeout=None)
-                    filters = {"type": "container", "event": ["die", "destroy"]}
+                    filters = {"type": "container", "event": list(events)}
                     for event in client.events(decode=True, filters=filters):
                         on_event(event)
                 except Exception:

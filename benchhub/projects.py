@@ -30,6 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 
+from jupyterhub.slugs import is_valid_safe_slug
+
 __all__ = [
     "DATA_LEVELS",
     "NEWCOMER",
@@ -45,8 +47,10 @@ __all__ = [
     "Role",
     "WorkspacePermissions",
     "decide",
+    "may_manage",
     "parse_membership",
     "parse_permissions",
+    "parse_project_name",
     "personal_project",
     "project_data_mode",
 ]
@@ -161,12 +165,13 @@ class WorkspacePermissions:
         """What ``standing`` lacks to meet these permissions (empty: it meets them)."""
         lacks = []
         if self.upload and not standing.upload:
-            lacks.append("upload rights")
+            lacks.append("upload rights (permissions.upload)")
         if self.download and not standing.download:
-            lacks.append("download rights")
+            lacks.append("download rights (permissions.download)")
         if standing.data_level < self.project_data:
             lacks.append(
-                f"project data level {self.project_data.text} (you have {standing.data_level.text})"
+                f"project data level {self.project_data.text} (permissions.project_data; "
+                f"you have {standing.data_level.text})"
             )
         return lacks
 
@@ -225,7 +230,7 @@ class Project:
             name=name,
             owner=owner if isinstance(owner, str) else "",
             members=members,
-            storage_gb=storage if isinstance(storage, int) and storage > 0 else 0,
+            storage_gb=storage if _whole(storage) and storage > 0 else 0,
         )
 
     def to_properties(self, properties: Mapping | None = None) -> dict:
@@ -238,6 +243,10 @@ class Project:
                 "members": {user: s.as_json() for user, s in self.members.items() if s != NEWCOMER},
             },
         }
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is no size
 
 
 def personal_project(user: str) -> Project:
@@ -321,6 +330,22 @@ def decide(
         if missing:
             return Decision(False, f"{INSUFFICIENT}: missing {', '.join(missing)}")
     return Decision(True)
+
+
+def may_manage(person: Person, project: Project) -> Decision:
+    """May ``person`` set members' standing in ``project`` (add, change, remove members)?
+    Site admins, the project's owner and its administrators may; nobody may in a personal
+    project but its owner and site admins."""
+    standing = project.standing(person.name)
+    if person.site_admin or (standing is not None and standing.role == Role.ADMINISTRATOR):
+        return Decision(True)
+    if standing is None:
+        return Decision(False, f"{person.name} is not a member of {project.label}")
+    return Decision(
+        False,
+        f"to manage the members of {project.label} you need the project role administrator; "
+        f"you are {standing.role.text}",
+    )
 
 
 def project_data_mode(project: Project, owner: str, permissions: WorkspacePermissions) -> str:
@@ -419,3 +444,20 @@ def parse_permissions(raw: object) -> tuple[WorkspacePermissions, list[tuple[str
         ),
     )
     return permissions, problems
+
+
+PROJECT_NAME_RULE = (
+    "empty (your personal project) or a project name: 1 to 30 characters, lower-case letters "
+    "a-z, digits 0-9 and single hyphens, starting with a letter"
+)
+
+
+def parse_project_name(raw: object) -> tuple[str, list[tuple[str, str]]]:
+    """A workspace's ``project`` option: "" (personal) or the shape of a project name (JupyterHub's
+    safe-slug rule, as workspace names), and its problems as ``(field, message)``. Whether the
+    project exists and the owner may create in it is the hub's check."""
+    if raw is None or raw == PERSONAL:
+        return PERSONAL, []
+    if not isinstance(raw, str) or not is_valid_safe_slug(raw):
+        return str(raw), [("project", f"must be {PROJECT_NAME_RULE}; got {raw!r}"[:300])]
+    return raw, []

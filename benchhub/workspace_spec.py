@@ -22,7 +22,7 @@ from numbers import Real
 from jupyterhub.slugs import is_valid_safe_slug
 
 from .package_spec import NO_PACKAGES, PackageSpec, packages_from_form, parse_packages
-from .projects import PERSONAL, WorkspacePermissions, parse_permissions
+from .projects import PERSONAL, WorkspacePermissions, parse_permissions, parse_project_name
 from .resource_models import (
     NAME_RULE,
     HostCapacity,
@@ -416,9 +416,9 @@ class OptionsSchema:
         errors.extend(whitelist_errors)
         checked["packages"], package_problems = parse_packages(values["packages"])
         errors.extend(FieldError(*problem) for problem in package_problems)
-        checked["project"] = _check_project(values["project"], errors)
+        checked["project"], project_problems = parse_project_name(values["project"])
         checked["permissions"], permission_problems = parse_permissions(values["permissions"])
-        errors.extend(FieldError(*problem) for problem in permission_problems)
+        errors.extend(FieldError(*p) for p in (*project_problems, *permission_problems))
         if errors:
             raise OptionsError(errors)
         return WorkspaceSpec(whitelist=whitelist, **checked)
@@ -547,22 +547,6 @@ def _check_restore_checkpoint(value: object, errors: list[FieldError]) -> str:
         errors.append(FieldError("restore_checkpoint", message))
         return value
     return text
-
-
-PROJECT_NAME_RULE = (
-    "empty (your personal project) or a project name: 1 to 30 characters, lower-case letters "
-    "a-z, digits 0-9 and single hyphens, starting with a letter"
-)
-
-
-def _check_project(value: object, errors: list[FieldError]) -> str:
-    """``project``: "" (personal) or the shape of a project name (whether it exists and the
-    owner may create in it is the hub's check)."""
-    if value is None or value == PERSONAL:
-        return PERSONAL
-    if not isinstance(value, str) or not is_valid_safe_slug(value):
-        errors.append(FieldError("project", f"must be {PROJECT_NAME_RULE}; got {shown(value)}"))
-    return value
 
 
 def _check_reminders(value: object, max_hours: int, errors: list[FieldError]) -> tuple:

@@ -41,6 +41,7 @@ from urllib.parse import quote
 from traitlets import Float, Instance, Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
+from benchhub.checkpoint_metrics import CheckpointMetrics, stored_bytes
 from benchhub.checkpoints.backends import parse_manifest_object
 from benchhub.checkpoints.containers import (
     excluded_paths_of,
@@ -205,6 +206,7 @@ class CheckpointService(LoggingConfigurable):
         self.last_pass_at: str | None = None
         self.last_error = ""
         self.last_gc: dict | None = None
+        self.metrics = CheckpointMetrics()  # /services/checkpoints/metrics
 
     async def docker(self, method: str, *args, **kwargs):
         """One Docker API call in a worker thread (the client has a timeout)."""
@@ -278,11 +280,13 @@ class CheckpointService(LoggingConfigurable):
             except asyncio.CancelledError:
                 raise
             except Exception as e:
+                self.metrics.failed("periodic", e)
                 message = f"periodic checkpoint failed: {e}"
                 self.log.error("%s: %s (the workspace keeps running)", key, message, exc_info=True)
                 await asyncio.to_thread(_quietly, ops.note_periodic, message)
                 return
         await asyncio.to_thread(ops.note_periodic, None)
+        self.metrics.taken("periodic", time.monotonic() - t0, manifest.totals["new_stored_bytes"])
         self.log.info(
             "%s: periodic checkpoint %s in %.2f s, %d new bytes",
             key,
@@ -524,6 +528,7 @@ class CheckpointService(LoggingConfigurable):
             await asyncio.to_thread(self.store.delete_workspace, workspace_id)
             self.log.info("deleted the checkpoints of deleted workspace %s", workspace_id)
         report: GarbageReport = await asyncio.to_thread(self.store.collect_garbage)
+        self.metrics.measured(await asyncio.to_thread(stored_bytes, self.store.backend))
         self.last_gc = {
             "at": _now(),
             "deleted_workspaces": orphans,

@@ -48,6 +48,7 @@ from benchhub.checkpoints.errors import (
     CheckpointNotFound,
     InvalidCheckpointName,
 )
+from benchhub.service_metrics import metrics_route
 from benchhub.service_pages import ServicesMenu
 from benchhub.service_web import ServiceHandler, ServicePage
 from benchhub.workspace_spec import OptionsError, validate_workspace_name
@@ -67,6 +68,8 @@ _STATUS = (
     (OptionsError, 400),
     (NamedQuotaExceeded, 409),
 )
+# refusals before anything is taken: not checkpoint failures (over the quota, one was taken)
+_NOT_TAKEN = tuple(kind for kind, _ in _STATUS if kind is not NamedQuotaExceeded)
 
 
 class _Checkpoints:
@@ -160,7 +163,9 @@ class CheckpointsHandler(_Handler):
     async def post(self, user, name):
         user = self.owner(user, CHANGE, name)
         body = self.body()
-        await self.answer(self.service.take_now(user, name, body.get("name")), 201)
+        kind = "on_request" if body.get("name") is None else "named"
+        taking = self.service.take_now(user, name, body.get("name"))
+        await self.answer(self.service.metrics.measure(kind, taking, _NOT_TAKEN), 201)
 
 
 class CheckpointHandler(_Handler):
@@ -250,6 +255,7 @@ def make_app(service: CheckpointService, prefix: str, cookie_secret: bytes) -> w
             (ws + r"/([^/]+)/restore-at-next-start", RestoreNextHandler),
             (url_path_join(prefix, "api/gc"), CollectHandler),
             (url_path_join(prefix, "api/health"), HealthHandler),
+            metrics_route(prefix, service.metrics.registry),
             (prefix, PageHandler),
         ],
         checkpoints=service,

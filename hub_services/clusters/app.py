@@ -18,6 +18,8 @@ from benchhub.service_process import ServiceApp, serve_until_stopped, service_pr
 from benchhub.storage_allocations import StorageAdmission
 from benchhub.writable_layer import WritableLayerWatch
 
+from .metrics import ClusterMetrics
+from .quota_gate import ClusterQuotaGate
 from .service import ClusterController
 from .web import make_app
 
@@ -60,7 +62,14 @@ class ClustersApp(ServiceApp):
         controller = ClusterController(parent=self, log=self.log)
         await controller.setup()
         prefix = service_prefix("clusters")
-        app = make_app(controller, prefix, secrets.token_bytes(32), self.default_resource_model)
+        metrics = ClusterMetrics(controller)  # /services/clusters/metrics
+        controller.scaler.on_decision = metrics.decided
+        quotas = ClusterQuotaGate(controller.hub, self.log)  # the user's limits, from the hub
+        controller.scaler.quota_fit = quotas.members_that_fit
+        secret = secrets.token_bytes(32)
+        app = make_app(
+            controller, prefix, secret, self.default_resource_model, metrics.registry, quotas
+        )
         self.log.info("clusters service, prefix %s", prefix)
         await serve_until_stopped(app, "http://127.0.0.1:10104", controller.loop(), self.log)
         controller.engine.close()

@@ -29,6 +29,10 @@ reason ``disk limit``; members are measured at the adaptive cadence of
 :mod:`benchhub.writable_layer`, at most once per pass. A scale-up starts only as many
 members as can have their ``/scratch`` (the host's capacity and the user's quota), and says so
 in the log once; each member's scratch is then claimed when it is created (``nodes``).
+
+The owner's limits (with ``quota_fit``, :mod:`.quota_gate`): a scale-up starts only as many
+members as fit the user's CPU, memory and GPU limits, and says which limit stops it in the
+log, once until that changes.
 """
 
 from __future__ import annotations
@@ -85,6 +89,10 @@ class ClusterScaler:
         self.address_quarantine = address_quarantine
         self.log = log or logging.getLogger("benchhub.clusters")
         self._notes: dict[str, str] = {}  # key -> last "at maximum" sentence logged
+        self.on_decision: Callable[[str], None] = lambda action: None  # ClusterMetrics.decided
+        # (record, members' model, count) -> (how many fit the user's limits, log lines):
+        # quota_gate.ClusterQuotaGate.members_that_fit; None: no limits
+        self.quota_fit: Callable[..., Awaitable[tuple[int, list[str]]]] | None = None
         self._scratch_notes: dict[str, int] = {}  # key -> members that fit, when last logged
         # member -> (monotonic time of its next measurement, (charged bytes, at) last seen)
         self._measured: dict[str, tuple[float, tuple[int, float] | None]] = {}
@@ -112,6 +120,7 @@ class ClusterScaler:
         members = self._members(rec, hosts, sparks.workers)
         requests = [job.request() for job in pending if job.waiting] + sparks.requests
         decision = decide(policy, requests, members, now, parse_time(rec.last_operation_at))
+        self.on_decision(decision.action)
         lines += await self._act(decision, names, rec, model, policy, mounts, now)
         started, start_lines = await self._start_waiting(names, rec, model, policy, mounts)
         lines += start_lines
@@ -281,8 +290,14 @@ class ClusterScaler:
         return []
 
     async def _scale_up(self, decision, names, rec, model, policy, mounts, now) -> list[str]:
+        count, limited = decision.count, []
+        if self.quota_fit is not None:  # the user's CPU, memory and GPU limits
+            count, limited = await self.quota_fit(rec, model, count)
+            if not count:
+                return limited
         scratch_gb = int(rec.settings.get("scratch_gb", 0))
-        count, lines = await self._scratch_fit(names, rec, decision.count, scratch_gb)
+        count, lines = await self._scratch_fit(names, rec, count, scratch_gb)
+        lines = limited + lines
         if not count:
             return lines
         book = member_addresses(rec.subnet, self.address_quarantine, rec.addresses)

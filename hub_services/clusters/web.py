@@ -31,17 +31,20 @@ from urllib.parse import quote
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler
 from jupyterhub.utils import url_path_join
+from prometheus_client import CollectorRegistry
 from tornado import web
 
 from benchhub.access import CHANGE, SEE, may
 from benchhub.hub_client import HubClient
 from benchhub.resource_models import ResourceModel
+from benchhub.service_metrics import metrics_route
 from benchhub.service_pages import PageTemplates, ServicesMenu
 from benchhub.service_web import ApiError, ServiceHandler, ServicePage
 from benchhub.storage_allocations import StorageRefused
 from benchhub.workspace_spec import OptionsError
 
 from .addresses import SubnetsExhausted
+from .quota_gate import ClusterQuotaGate, QuotaUnknown
 from .service import (
     ClusterController,
     ClusterExists,
@@ -144,6 +147,7 @@ class ClusterHandler(_Handler):
         except ValueError:
             raise ApiError(400, "the body must be a JSON object of cluster settings") from None
         settings, model = await self._settings(raw)
+        await self._within_limits(user, workspace, settings, model)
         try:
             await self.controller.start_cluster(user, workspace, settings, model)
         except (WorkspaceNotRunning, ClusterExists) as e:
@@ -154,6 +158,15 @@ class ClusterHandler(_Handler):
             raise ApiError(400, str(e), errors=[{"field": e.field, "message": e.message}]) from None
         self.set_status(202)
         self.write(await self.controller.status(user, workspace))
+
+    async def _within_limits(self, user, workspace, settings, model) -> None:
+        """A 403 naming the limit when the first members exceed the user's (quota_gate)."""
+        try:
+            refusal = await self.settings["quotas"].start_refusal(user, workspace, settings, model)
+        except QuotaUnknown as e:
+            raise ApiError(503, str(e)) from None
+        if refusal:
+            raise ApiError(403, refusal)
 
     async def _settings(self, raw):
         models, unavailable = await self.settings["catalog"].get()
@@ -232,6 +245,8 @@ def make_app(
     prefix: str,
     cookie_secret: bytes,
     default_resource_model: str = "standard-medium",
+    metrics: CollectorRegistry | None = None,
+    quotas: ClusterQuotaGate | None = None,
 ) -> web.Application:
     return web.Application(
         [
@@ -239,10 +254,12 @@ def make_app(
             (url_path_join(prefix, "api/clusters"), ClusterListHandler),
             (url_path_join(prefix, "api/clusters/([^/]+)/([^/]+)"), ClusterHandler),
             (url_path_join(prefix, "api/health"), HealthHandler),
+            metrics_route(prefix, metrics if metrics is not None else CollectorRegistry()),
             (prefix, PageHandler),
         ],
         controller=controller,
         catalog=ResourceCatalog(controller.hub),
+        quotas=quotas or ClusterQuotaGate(controller.hub),
         default_resource_model=default_resource_model,
         prefix=prefix,
         cookie_secret=cookie_secret,

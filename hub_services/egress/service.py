@@ -35,6 +35,7 @@ from benchhub.labels import WORKSPACE, workspace_key
 from benchhub.networks import WorkspaceNetwork
 from benchhub.whitelist import normalised_entries
 
+from .metrics import EgressMetrics
 from .policy import FORBIDDEN_DESTINATIONS, parse_access_log, summarise
 from .proxy import EgressProxy, recent_access_log, render_conf
 
@@ -103,6 +104,7 @@ class EgressService(LoggingConfigurable):
         self._down_since: float | None = None
         self._loaded_conf = ""  # the squid.conf text squid was last told to load
         self._confirm_reload = False
+        self.metrics = EgressMetrics(self.state.log_dir)  # /services/egress/metrics
         self.last_pass_at: float | None = None
         self.last_error = ""
 
@@ -113,6 +115,7 @@ class EgressService(LoggingConfigurable):
         if full:
             await self.adopt_running()
             await self._drop_stopped()
+            await asyncio.to_thread(self.metrics.read_access_log)  # before it may rotate
         generation = await asyncio.to_thread(self.state.generation)
         records = await asyncio.to_thread(self.state.registered)
         conf = await asyncio.to_thread(

@@ -22,6 +22,7 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 
 from benchhub.access import SEE
+from benchhub.service_metrics import metrics_route
 from benchhub.service_pages import PageTemplates, ServicesMenu
 from benchhub.service_web import ServiceHandler, ServicePage
 
@@ -90,6 +91,7 @@ def make_app(service: EgressService, prefix: str, cookie_secret: bytes) -> web.A
         [
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
             (url_path_join(prefix, "api/health"), HealthHandler),
+            metrics_route(prefix, service.metrics.registry),
             (url_path_join(prefix, r"api/refusals/([^/]+)/([^/]+)"), RefusalsHandler),
             (prefix, PageHandler),
         ],

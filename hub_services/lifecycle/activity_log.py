@@ -300,9 +300,7 @@ def _migrate(engine: sa.Engine) -> None:
     if "project" in columns:
         return
     with engine.begin() as conn:
-        conn.execute(
-            sa.text("ALTER TABLE activity ADD COLUMN project VARCHAR NOT NULL DEFAULT ''")
-        )
+        conn.execute(sa.text("ALTER TABLE activity ADD COLUMN project VARCHAR NOT NULL DEFAULT ''"))
         conn.execute(sa.text("CREATE INDEX ix_activity_project_at ON activity (project, at)"))
     log.info("activity store: added the project column")
 

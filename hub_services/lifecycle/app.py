@@ -10,16 +10,21 @@ or a config file (``--config=lifecycle_config.py``, ``c.LifecycleService.reminde
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 from traitlets import Bool, Unicode
 
+from benchhub.docker_engine import DockerEngine
 from benchhub.service_process import ServiceApp, serve_until_stopped, service_prefix
 
 from .activity_log import ActivityLog
 from .cycles import CycleStore
+from .ledger import Ledger
+from .recorder import UsageRecorder
 from .reminders import SMTPReminder
 from .service import LifecycleService
+from .usage_api import UsageRates, menu_entry_redirect
 from .web import make_app
 
 __all__ = ["LifecycleApp", "main"]
@@ -28,7 +33,7 @@ __all__ = ["LifecycleApp", "main"]
 class LifecycleApp(ServiceApp):
     name = "benchhub-lifecycle"
     description = __doc__.splitlines()[0]
-    classes = [LifecycleService, SMTPReminder]
+    classes = [LifecycleService, SMTPReminder, UsageRecorder, UsageRates]
 
     db_url = Unicode(
         "sqlite:///lifecycle.sqlite",
@@ -44,6 +49,7 @@ class LifecycleApp(ServiceApp):
         "db-url": "LifecycleApp.db_url",
         "journal": "LifecycleService.journal",
         "interval": "LifecycleService.interval",
+        "usage-interval": "UsageRecorder.interval",
         "hour": "LifecycleService.hour",
         "restart-every": "LifecycleService.restart_every",
         "not-accessed-limit": "LifecycleService.not_accessed_limit",
@@ -66,10 +72,23 @@ class LifecycleApp(ServiceApp):
         service = LifecycleService(parent=self, log=self.log, **store_args)
         if self.smtp_reminders and service.reminder_hook is None:
             service.reminder_hook = SMTPReminder(parent=self, log=self.log)
+        ledger = Ledger(self.db_url)  # the usage ledger, beside the activity log
+        recorder = UsageRecorder(
+            parent=self,
+            log=self.log,
+            ledger=ledger,
+            activity_log=service.activity_log,
+            engine=DockerEngine(threads=2, timeout=30),
+            hub=service.hub,
+            prefix=service.prefix,
+            journal=service.journal,
+        )
         prefix = service_prefix("lifecycle")
-        app = make_app(service, prefix, secrets.token_bytes(32))
+        app = make_app(service, prefix, secrets.token_bytes(32), ledger, UsageRates(parent=self))
+        app.add_handlers(".*", [menu_entry_redirect(prefix)])
         self.log.info("lifecycle service, prefix %s", prefix)
-        await serve_until_stopped(app, "http://127.0.0.1:10102", service.loop(), self.log)
+        loops = asyncio.gather(service.loop(), recorder.loop())
+        await serve_until_stopped(app, "http://127.0.0.1:10102", loops, self.log)
 
 
 main = LifecycleApp.main

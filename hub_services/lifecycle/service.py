@@ -29,6 +29,7 @@ from . import policy as policy_module
 from .activity_log import ActivityLog
 from .cpu import CpuWindow, read_cpu
 from .cycles import Cycle, CycleStore
+from .metrics import LifecycleMetrics
 from .policy import (
     Activity,
     Decision,
@@ -138,6 +139,7 @@ class LifecycleService(LoggingConfigurable):
         self._in_flight: dict[str, asyncio.Task] = {}
         self._probe_slots = asyncio.Semaphore(self.probe_concurrency)
         self._server_tokens: dict[str, str | None] = {}  # container id -> its server token
+        self.metrics = LifecycleMetrics()  # /services/lifecycle/metrics
         self.last_pass: PassReport | None = None
         self.last_pass_at: datetime | None = None
         self.last_error = ""
@@ -391,6 +393,7 @@ class LifecycleService(LoggingConfigurable):
         if pending["phase"] == "stopping":
             what = "" if pending["action"] == "restart" else "policy: "
             await self.hub.stop_server(user, name, f"{what}{pending['reason']}")
+            self.metrics.stop_requested(f"{what}{pending['reason']}")
             if pending["action"] == "restart":
                 await self._wait_stopped(user, name)
                 pending["phase"] = "starting"

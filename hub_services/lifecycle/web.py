@@ -8,6 +8,7 @@
 - ``GET api/workspaces.js`` — the same for the hub's home page, as a script (see below).
 - ``GET api/health`` — when the last pass ran and what it saw.
 - ``GET api/activity``, ``GET activity`` — the activity log (:mod:`.activity_api`).
+- ``GET api/usage``, ``GET api/usage.csv``, ``GET usage`` — the usage ledger (:mod:`.usage_api`).
 - ``GET /`` — a page with the workspaces, their next event and a link to the log.
 """
 
@@ -21,11 +22,14 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 
 from benchhub.access import SEE, may
+from benchhub.service_metrics import metrics_route
 from benchhub.service_pages import ServicesMenu
 from benchhub.service_web import ServiceHandler, ServicePage
 
 from .activity_api import TEMPLATES, activity_handlers
+from .ledger import Ledger
 from .service import LifecycleService
+from .usage_api import UsageRates, usage_handlers
 
 __all__ = ["make_app", "remaining", "visible_schedule"]
 
@@ -115,10 +119,20 @@ class PageHandler(_Schedule, ServicePage):
             project=self.get_query_argument("project", ""),
             remaining=remaining,
             activity_url=url_path_join(self.settings["prefix"], "activity"),
+            usage_url=url_path_join(self.settings["prefix"], "usage"),
         )
 
 
-def make_app(service: LifecycleService, prefix: str, cookie_secret: bytes) -> web.Application:
+def make_app(
+    service: LifecycleService,
+    prefix: str,
+    cookie_secret: bytes,
+    ledger: Ledger | None = None,
+    rates: UsageRates | None = None,
+) -> web.Application:
+    """The service's application; ``ledger`` and ``rates`` serve the usage ledger's API and
+    page (:mod:`.usage_api`; without a ledger they answer 503)."""
+
     async def run_blocking(fn, *args):
         return await asyncio.to_thread(fn, *args)
 
@@ -128,7 +142,9 @@ def make_app(service: LifecycleService, prefix: str, cookie_secret: bytes) -> we
             (url_path_join(prefix, "api/workspaces"), ScheduleHandler),
             (url_path_join(prefix, r"api/workspaces\.js"), ScheduleScriptHandler),
             (url_path_join(prefix, "api/health"), HealthHandler),
+            metrics_route(prefix, service.metrics.registry),
             *activity_handlers(prefix, service.activity_log, run_blocking),
+            *usage_handlers(prefix, ledger, rates or UsageRates(), run_blocking),
             (prefix, PageHandler),
         ],
         lifecycle=service,

@@ -55,6 +55,7 @@ from tornado import web
 
 import hub_services
 from bench_spawner.hub_api import API_HANDLERS, PAGE_HANDLERS
+from bench_spawner.sharing import SHARING_API_HANDLERS, SHARING_PAGE_HANDLERS
 
 OWNER, OTHER, WS, LIVE = "wendy", "mallory", "lab", "live"  # lab: stopped, live: running
 CALLERS = ("anonymous", "other", "owner", "admin", "service")
@@ -111,6 +112,64 @@ TABLE = {
         R("OPTIONS", "/api/bench/resource-models",             200,   200,   200,   200,   200),
         R("GET",    "/api/bench/templates",                    403,   200,   200,   200,   200),
         R("OPTIONS", "/api/bench/templates",                   200,   200,   200,   200,   200),
+        # limits (docs/operations.md, "Quotas"): read with read:users on the user (oneself,
+        # admins, services holding it), set by admins only (admin:users / admin:groups)
+        R("GET",    "/api/bench/quotas/users/{owner}",         403,   404,   200,   200,   200),
+        R("PUT",    "/api/bench/quotas/users/{owner}",         403,   403,   403,   200,   403,
+          json={}),
+        R("GET",    "/api/bench/quotas/groups/no-such",        403,   403,   403,   404,   403),
+        R("PUT",    "/api/bench/quotas/groups/no-such",        403,   403,   403,   404,   403,
+          json={}),
+        R("OPTIONS", "/api/bench/quotas/users/{owner}",        200,   200,   200,   200,   200),
+        R("OPTIONS", "/api/bench/quotas/groups/no-such",       200,   200,   200,   200,   200),
+        # projects (docs/projects.md): the project rule (benchhub.projects.decide); "lab" and
+        # "live" are personal workspaces, so only their owner and site admins may act on them
+        R("GET",    "/api/bench/projects",                     403,   200,   200,   200,   200),
+        R("POST",   "/api/bench/projects",                     403,   403,   403,   201,   403,
+          json={"name": "{caller}-project", "owner": OWNER}),  # site admins only
+        R("GET",    "/api/bench/projects/no-such",             403,   404,   404,   404,   404),
+        R("PATCH",  "/api/bench/projects/no-such",             403,   403,   403,   404,   403,
+          json={"storage_gb": 1}),
+        R("PUT",    "/api/bench/projects/no-such/members/{owner}", 403, 404, 404,   404,   404,
+          json={"role": "viewer"}),
+        R("DELETE", "/api/bench/projects/no-such/members/{owner}", 403, 404, 404,   404,   404),
+        R("GET",    "/api/bench/projects/no-such/workspaces",  403,   404,   404,   404,   404),
+        R("PATCH",  "/api/bench/workspaces/{owner}/{ws}",      403,   403,   200,   200,   403,
+          json={"user_options": {"auto_shutdown_hours": 7}}),
+        R("DELETE", "/api/bench/workspaces/{owner}/{live}",    403,   403,   400,   400,   403),
+        R("POST",   "/api/bench/workspaces/{owner}/{ws}/stop", 403,   403,   204,   204,   403),
+        R("POST",   "/api/bench/workspaces/{owner}/{live}/start", 403, 403,  400,   400,   403),
+        R("OPTIONS", "/api/bench/projects",                    200,   200,   200,   200,   200),
+        R("OPTIONS", "/api/bench/projects/no-such",            200,   200,   200,   200,   200),
+        R("OPTIONS", "/api/bench/projects/no-such/members/{owner}", 200, 200, 200,  200,   200),
+        R("OPTIONS", "/api/bench/projects/no-such/workspaces", 200,   200,   200,   200,   200),
+        R("OPTIONS", "/api/bench/workspaces/{owner}/{ws}",     200,   200,   200,   200,   200),
+        R("OPTIONS", "/api/bench/workspaces/{owner}/{ws}/stop", 200,  200,   200,   200,   200),
+        # sharing (docs/sharing.md): JupyterHub's scopes (shares!user on one's own), then
+        # BenchHub's rule on whoever would use the share; "live" is a personal workspace, which
+        # nobody but its owner may enter, so every share of it is refused
+        R("GET",    "/api/user",                               403,   200,   200,   200,   200),
+        R("GET",    "/api/shares/{owner}/{live}",              403,   404,   200,   200,   403),
+        R("POST",   "/api/shares/{owner}/{live}",              403,   404,   403,   403,   403,
+          json={"user": OTHER}),
+        R("PATCH",  "/api/shares/{owner}/{live}",              403,   404,   200,   200,   403,
+          json={"user": OTHER}),
+        R("DELETE", "/api/shares/{owner}/{live}",              403,   404,   204,   204,   403),
+        R("GET",    "/api/users/{caller}/shared/{owner}/{live}", 403, 404,   404,   404,   403),
+        R("DELETE", "/api/users/{caller}/shared/{owner}/{live}", 403, 404,   404,   404,   403),
+        R("GET",    "/api/share-codes/{owner}/{live}",         403,   404,   200,   200,   403),
+        # a code may be made (JupyterHub's scopes); who may accept it is checked at acceptance
+        R("POST",   "/api/share-codes/{owner}/{live}",         403,   404,   200,   200,   403),
+        R("DELETE", "/api/share-codes/{owner}/{live}",         403,   404,   204,   204,   403),
+        R("POST",   "/api/bench/workspaces/{owner}/{live}/join", 403, 403,   400,   200,   403),
+        R("OPTIONS", "/api/user",                              200,   200,   200,   200,   200),
+        R("OPTIONS", "/api/shares/{owner}/{live}",             200,   200,   200,   200,   200),
+        R("OPTIONS", "/api/users/{caller}/shared/{owner}/{live}", 200, 200,  200,   200,   200),
+        R("OPTIONS", "/api/share-codes/{owner}/{live}",        200,   200,   200,   200,   200),
+        R("OPTIONS", "/api/bench/workspaces/{owner}/{live}/join", 200, 200,  200,   200,   200),
+        R("GET",    "/accept-share",                           LOGIN, 400,   400,   400,   LOGIN),
+        R("POST",   "/accept-share",                           403,   400,   400,   400,   403,
+          form={}),
         # pages: a browser login (a token is no login there)
         R("GET",    AUTHORIZE,                                 LOGIN, 302,   302,   302,   LOGIN),
         R("POST",   "/api/oauth2/authorize",                   403,   400,   400,   400,   403,
@@ -121,20 +180,27 @@ TABLE = {
         R("GET",    "/spawn/{owner}",                          LOGIN, 404,   200,   200,   LOGIN),
         R("POST",   "/spawn/{owner}",                          403,   404,   400,   400,   403,
           form=SPAWN_FORM),
+        R("GET",    "/projects",                               LOGIN, 200,   200,   200,   LOGIN),
         R("GET",    "/logout",                                 LOGIN, LOGIN, LOGIN, LOGIN, LOGIN),
     ],
     "lifecycle": [
         R("GET",    "/oauth_callback",                         400,   400,   400,   400,   400),
+        R("GET",    "/metrics",                                403,   403,   403,   200,   403),
         R("GET",    "/api/workspaces?user={owner}",            403,   403,   200,   200,   403),
         # loaded by the hub's home page as a <script>: the login redirect gives it the cookie
         R("GET",    "/api/workspaces.js?user={owner}",         LOGIN, 403,   200,   200,   403),
         R("GET",    "/api/health",                             403,   200,   200,   200,   403),
         R("GET",    "/api/activity?user={owner}",              403,   403,   200,   200,   403),
         R("GET",    "/activity?user={owner}",                  LOGIN, 403,   200,   200,   403),
+        # the usage ledger (docs/operations.md, "Usage accounting")
+        R("GET",    "/api/usage?user={owner}",                 403,   403,   200,   200,   403),
+        R("GET",    "/api/usage.csv?user={owner}",             403,   403,   200,   200,   403),
+        R("GET",    "/usage?user={owner}",                     LOGIN, 403,   200,   200,   403),
         R("GET",    "/",                                       LOGIN, 200,   200,   200,   403),
     ],
     "checkpoints": [
         R("GET",    "/oauth_callback",                         400,   400,   400,   400,   400),
+        R("GET",    "/metrics",                                403,   403,   403,   200,   403),
         R("GET",    "/api/workspaces?user={owner}",            403,   403,   200,   200,   403),
         R("GET",    CK,                                        403,   403,   200,   200,   403),
         R("POST",   CK,                                        403,   403,   409,   409,   403,
@@ -151,6 +217,7 @@ TABLE = {
     ],
     "clusters": [
         R("GET",    "/oauth_callback",                         400,   400,   400,   400,   400),
+        R("GET",    "/metrics",                                403,   403,   403,   200,   403),
         R("GET",    "/api/clusters",                           403,   200,   200,   200,   403),
         R("GET",    "/api/clusters/{owner}/{ws}",              403,   403,   404,   404,   403),
         R("POST",   "/api/clusters/{owner}/{ws}",              403,   403,   409,   409,   403,
@@ -160,8 +227,15 @@ TABLE = {
         R("GET",    "/",                                       LOGIN, 200,   200,   200,   403),
         R("GET",    "/?user={owner}",                          LOGIN, 403,   200,   200,   403),
     ],
+    "mounts": [  # fast mounts (docs/mounts.md): the workspace's own token, its owner, admins
+        R("GET",    "/api/mounts/{owner}/{ws}",                403,   403,   409,   409,   403),
+        R("POST",   "/api/mounts/{owner}/{ws}",                403,   403,   409,   409,   403,
+          json={"mount_path": "/data/mounts/x", "source": "/data/project/x"}),  # lab: stopped
+        R("DELETE", "/api/mounts/{owner}/{ws}?mount_path=/data/mounts/x", 403, 403, 409, 409, 403),
+    ],
     "egress": [
         R("GET",    "/oauth_callback",                         400,   400,   400,   400,   400),
+        R("GET",    "/metrics",                                403,   403,   403,   200,   403),
         R("GET",    "/api/health",                             403,   200,   200,   200,   403),
         R("GET",    "/api/refusals/{owner}/{ws}",              403,   403,   200,   200,   403),
         R("GET",    "/",                                       LOGIN, 200,   200,   200,   403),
@@ -227,7 +301,8 @@ def service_apps() -> dict[str, web.Application]:
 def discovered_endpoints() -> set[tuple[str, str, str]]:
     """``(app, method, URL regex)`` of every BenchHub endpoint."""
     endpoints = set()
-    for pattern, handler, *_ in API_HANDLERS + PAGE_HANDLERS:
+    hub_handlers = API_HANDLERS + PAGE_HANDLERS + SHARING_API_HANDLERS + SHARING_PAGE_HANDLERS
+    for pattern, handler, *_ in hub_handlers:
         endpoints |= {("hub", m, "/hub" + pattern) for m in _methods(handler)}
     for name, app in service_apps().items():
         for rule in app.wildcard_router.rules:

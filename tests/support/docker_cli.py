@@ -71,12 +71,15 @@ def cleanup(prefix: str, storage_root: Path) -> None:
     for net in (f"{prefix}-open", f"{prefix}-restricted", f"{prefix}-egress-out"):
         docker("network", "rm", net, check=False)
     asyncio.run(firewall.sweep(network_ids))  # and of any bridge gone without its rules
-    if storage_root.exists():
+    # workspaces' /data and (the harness's layout: <workdir>/state/projects) projects' data
+    for root in (storage_root, storage_root.parent / "state" / "projects"):
+        if not root.exists():
+            continue
         mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True)
         for target in mounts.stdout.split():
-            if target.startswith(str(storage_root)):
+            if target.startswith(str(root)):
                 subprocess.run(["umount", "-l", target], check=False)
-        for image in storage_root.rglob("data.ext4"):
+        for image in root.rglob("data.ext4"):
             loops = subprocess.run(
                 ["losetup", "-j", str(image), "-O", "NAME", "-n"], capture_output=True, text=True
             ).stdout.split()

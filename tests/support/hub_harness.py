@@ -64,6 +64,7 @@ class HubProcess:
         self.port, self.hub_port, self.api_port = free_port(), free_port(), free_port()
         self.egress_port, self.lifecycle_port = free_port(), free_port()
         self.checkpoints_port, self.clusters_port = free_port(), free_port()
+        self.mounts_port = free_port()
         self.egress_dir = workdir / "egress"
         self.url = f"http://127.0.0.1:{self.port}"
         self.storage_root = workdir / "workspaces"
@@ -115,6 +116,7 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
             "BENCHHUB_LIFECYCLE_INTERVAL": "2",
             "BENCHHUB_CHECKPOINTS_PORT": str(self.checkpoints_port),
             "BENCHHUB_CLUSTERS_PORT": str(self.clusters_port),
+            "BENCHHUB_MOUNTS_PORT": str(self.mounts_port),
             **self.env_overrides,
         }
 

@@ -215,7 +215,8 @@ async def test_filters_and_paging(server, params, expected):
             {"action": "rebooted"},
             "action: one of created, started, stopped, errored, edited, "
             "deleted, admin-entered, admin-exited, reminded, "
-            "policy-skipped, got 'rebooted'",
+            "policy-skipped, shared, share-revoked, share-code-created, "
+            "share-code-revoked, share-code-used, got 'rebooted'",
         ),
         (
             {"since": "2025-03-01T08:00:00"},

@@ -38,3 +38,7 @@ import sys  # noqa: E402
 sys.path.insert(0, "/opt/benchhub/jupyter")
 c.ServerApp.jpserver_extensions.update({"benchhub_rights": True})  # noqa: F821
 
+# BenchHub: revoking a share (docs/sharing.md) takes effect at the collaborator's next request.
+# The server asks the hub who each request is from and keeps the answer this many seconds
+# (JupyterHub's default is 300; 0 would mean forever): one second, the shortest it takes.
+c.HubOAuth.cache_max_age = 1  # noqa: F821
