@@ -129,10 +129,11 @@ c.BenchSpawner.image_templates = {
         "version": "code-server " + os.environ.get("BENCHHUB_CODE_SERVER_VERSION", "4.117.0"),
         "resource_model": "standard-small",
         # code-server without a login of its own on the container's loopback: the hub's login
-        # in front of the server's proxy is the only way in (docs/templates.md)
+        # in front of the server's proxy is the only way in (docs/templates.md);
+        # bench-code-server adds the workspace's upload and download rights
         "app": {
             "command": [
-                "code-server",
+                "bench-code-server",
                 "--auth=none",
                 "--bind-addr=127.0.0.1:{port}",
                 "--disable-telemetry",

@@ -40,15 +40,19 @@ def lineage(checkpoint: dict) -> str:
     return f"after {checkpoint['parent']}" if checkpoint["parent"] else ""
 
 
-def page_context(user: str, workspaces: list[dict], prefix: str, xsrf: bytes | str) -> dict:
+def page_context(
+    user: str, workspaces: list[dict], prefix: str, xsrf: bytes | str, readonly: bool = False
+) -> dict:
     """The page's own variables for ``user``'s ``workspaces`` (each as
-    ``CheckpointService.list`` returns it); the page script reads ``data``."""
+    ``CheckpointService.list`` returns it); the page script reads ``data``. ``readonly``: a
+    project's workspaces shown to its members, without the owner's actions."""
     data = {
         "api": url_path_join(prefix, "api/workspaces/"),
         "xsrf": xsrf.decode() if isinstance(xsrf, bytes) else xsrf,
     }
     return {
         "owner": user,
+        "readonly": readonly,
         "workspaces": workspaces,
         "data": data,
         "human_bytes": human_bytes,

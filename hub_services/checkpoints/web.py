@@ -234,6 +234,15 @@ class PageHandler(_Checkpoints, ServicePage):
 
     @web.authenticated
     async def get(self):
+        project = self.get_query_argument("project", None)
+        if project is not None:  # the project's checkpoints, to look at (members and admins)
+            self.require_project(project)
+            rows = (await _project_workspaces(self.service, project))["workspaces"]
+            details = [await self.service.list(r["user"], r["workspace"]) for r in rows]
+            prefix = self.settings["prefix"]
+            context = page_context(f"project {project}", details, prefix, "", readonly=True)
+            await self.render_page("checkpoints.html", TITLE, **context)
+            return
         user = self.owner(self.get_query_argument("user", None))
         details = []
         for row in await self.service.workspaces(user):

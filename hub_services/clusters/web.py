@@ -210,12 +210,33 @@ class HealthHandler(_Handler):
 
 class PageHandler(_Clusters, ServicePage):
     """A user's running workspaces (the caller's by default) with their clusters; start and
-    stop from the page."""
+    stop from the page. ``?project=NAME``: the clusters of the project's workspaces, for its
+    members and admins, to look at (starting and stopping stay the owners')."""
 
     templates = TEMPLATES
 
+    async def _project_page(self, project: str) -> None:
+        self.require_project(project)
+        keys = await self.controller.hub.project_workspaces(project)
+        shown = [(f"{u}/{w}", await self.controller.status(u, w)) for u, w in keys]
+        await self.render_page(
+            "clusters.html",
+            "Workspace clusters",
+            owner=f"project {project}",
+            own=False,
+            may_change=False,
+            workspaces=[(key, status) for key, status in shown if status is not None],
+            models={},
+            unavailable={},
+            data={"api": url_path_join(self.settings["prefix"], "api/clusters"), "user": ""},
+        )
+
     @web.authenticated
     async def get(self):
+        project = self.get_query_argument("project", None)
+        if project is not None:
+            await self._project_page(project)
+            return
         user = self.get_query_argument("user", None) or self.current_user["name"]
         self.check(user)
         model = await self.controller.hub.request("GET", f"users/{quote(user)}")

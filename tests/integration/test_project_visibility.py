@@ -142,3 +142,16 @@ def test_seeing_a_project_workspace_does_not_let_a_member_change_it(hub, project
         timeout=30,
     )
     assert r.status_code == 403, r.text
+
+
+def test_the_checkpoints_and_clusters_pages_show_a_project_to_its_members_only(hub, project):
+    page = hub.service_api("checkpoints", "", token=project[MEMBER], project=PROJECT)
+    assert page.status_code == 200, page.text[:300]
+    assert f"Checkpoints of project {PROJECT}" in page.text
+    assert "data-action=" not in page.text  # to look at: no owner's actions
+    page = hub.service_api("clusters", "", token=project[MEMBER], project=PROJECT)
+    assert page.status_code == 200, page.text[:300]
+    assert f"project {PROJECT}" in page.text and '<form class="bench-start' not in page.text
+    for service in ("checkpoints", "clusters"):
+        refused = hub.service_api(service, "", token=project[OUTSIDER], project=PROJECT)
+        assert refused.status_code == 403, (service, refused.status_code)

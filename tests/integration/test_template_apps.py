@@ -3,7 +3,7 @@ template's own web app behind the hub's login, and R packages a user installs.
 
 The hub's catalogue here: JupyterLab; "webapp", a tiny web app (``python3 -m http.server`` on
 /data, in the JupyterLab image) as any site's own app would be configured, with its own
-resource model; and the R template.
+resource model; the R template; and VS Code as the shipped configuration has it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import json
 
 import pytest
 import requests
+from support.catalogue import shipped_catalogue
 from support.docker_cli import cleanup, docker, exec_in
 from support.hub_harness import PASSWORD, HubProcess
+from support.waiting import wait
 
 PREFIX = "benchtpl"
 WEBAPP = {
@@ -32,6 +34,7 @@ CATALOGUE = {
     "jupyterlab": {"image": "benchhub/jupyterlab:latest", "display_name": "JupyterLab"},
     "webapp": WEBAPP,
     "r": {"image": "benchhub/r:latest", "display_name": "R", "version": "R 4.2"},
+    "vscode": shipped_catalogue()["image_templates"]["vscode"],  # as the site gets it
 }
 OWNER, OTHER = "tess", "mallory"
 MARKER = "made-by-tess.txt"  # a file in the owner's /data, listed by the app
@@ -215,3 +218,43 @@ def test_install_packages_in_the_r_template_goes_to_the_home_library_and_is_kept
     loaded = exec_in(container, "Rscript -e 'library(benchhello); cat(hello())'")
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout == "hello from benchhello"
+
+
+# ---- VS Code follows the workspace's upload and download rights ----------------------------------
+
+
+def code_server_arguments(hub: HubProcess, user: str, ws: str) -> str:
+    """code-server's command line in the workspace, once the app answers through the hub (the
+    server starts it at the first request)."""
+    token = user_token(hub, user)
+
+    def answers() -> bool:
+        r = requests.get(
+            f"{hub.url}/user/{user}/{ws}/app/",
+            headers={"Authorization": f"token {token}"},
+            timeout=60,
+        )
+        return r.status_code == 200
+
+    wait(answers, 120, f"code-server answers in {user}/{ws}", step=1)
+    ps = exec_in(hub.container_name(user, ws), "ps -eo args | grep -e '[-]-bind-addr=127.0.0.1'")
+    return ps.stdout
+
+
+def test_vscode_refuses_its_own_upload_and_download_when_the_rights_are_off_and_not_otherwise(hub):
+    user, ws = "vera", "code"
+    hub.ensure_user(user)
+    sealed = {"image": "vscode", "storage_gb": 1, "resource_model": "test-medium"}
+    sealed["permissions"] = {"upload": False, "download": False}
+    hub.start_workspace(user, ws, sealed)
+    arguments = code_server_arguments(hub, user, ws)
+    assert "--disable-file-uploads" in arguments and "--disable-file-downloads" in arguments
+    hub.stop_workspace(user, ws)
+
+    r = hub.api("PATCH", f"/users/{user}/servers/{ws}", {"user_options": {"permissions": {}}})
+    assert r.ok, r.text
+    hub.start_workspace(user, ws)
+    arguments = code_server_arguments(hub, user, ws)
+    assert "/data" in arguments, arguments  # it is code-server's command line ...
+    assert "--disable-file" not in arguments  # ... with the rights on (the default)
+    hub.stop_workspace(user, ws)
