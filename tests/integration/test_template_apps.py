@@ -91,7 +91,7 @@ def test_a_signed_in_user_lists_the_templates_with_what_each_opens(hub):
     )
     assert r.status_code == 200, r.text
     templates = {t["name"]: t for t in r.json()["templates"]}
-    assert list(templates) == ["jupyterlab", "webapp", "r"]
+    assert list(templates) == ["jupyterlab", "webapp", "r", "vscode"]
     web = templates["webapp"]
     assert (web["display_name"], web["description"], web["version"]) == (
         "Web app",
