@@ -16,6 +16,7 @@ from bench_spawner.quota_admission import BenchQuotas
 from bench_spawner.spawner import BenchSpawner
 from benchhub.admin_password import admin_names, admin_password
 from benchhub.networks import host_mtu
+from benchhub.spend_client import reader_token
 from hub_services.egress.policy import FORBIDDEN_DESTINATIONS
 from hub_services.mounts.relay import relay_route
 
@@ -276,6 +277,24 @@ c.JupyterHub.services.append(
     }
 )
 c.JupyterHub.load_roles[0]["scopes"].append("access:services!service=usage")
+# Monthly budgets (c.BenchQuotas ... "monthly_budget", docs/operations.md): for a user with one,
+# the hub asks the usage API above for their spend this month with the token of "budget-reader"
+# (kept in <state dir>/budget-reader-token): seeing any user's usage (read:servers) on this
+# service only. If the lifecycle service cannot answer, such a user's starts are refused (503).
+budget_reader_token = reader_token(state_dir)
+c.JupyterHub.services.append({"name": "budget-reader", "api_token": budget_reader_token})
+c.JupyterHub.load_roles.append(
+    {
+        "name": "budget-reader",
+        "services": ["budget-reader"],
+        "scopes": ["read:servers", "access:services!service=lifecycle"],
+    }
+)
+c.BenchQuotas.spend_url = (
+    next(s["url"] for s in c.JupyterHub.services if s["name"] == "lifecycle")
+    + "/services/lifecycle/api/usage"
+)
+c.BenchQuotas.spend_token = budget_reader_token
 
 # --- checkpoints: on every stop and every 5 minutes while running; restored on start -------------
 # A checkpoint is what a workspace changed in its container's filesystem (packages, home

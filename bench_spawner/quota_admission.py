@@ -13,6 +13,15 @@ what a user uses now, and the admission of a start.
   created), and ``max_storage_gb`` becomes the user's quota in storage admission (replacing
   ``c.StorageAdmission.user_quota`` for that user; the one quota, not a second one).
 
+**The monthly budget** is checked only for a user whom a ``monthly_budget`` applies to (no
+extra work on the spawn path otherwise): the hub asks the lifecycle service for the user's
+spend this calendar month (UTC) with :class:`benchhub.spend_client.SpendClient` (its own
+token, a short timeout). At or over the budget, the start is a 403 naming the limit, its
+source and the spend; when the service cannot answer, a 503 saying the budget cannot be
+checked (the start is not let through unchecked). The quota report carries the spend too, so
+the home page shows it and the clusters service (which reads the report) applies the budget
+to cluster starts and growth without a credential for the ledger of its own.
+
 **Use** is observed, not remembered: the user's workspaces that run, start or stop (from the
 hub's spawners, each with its resource model) and their clusters' members (Docker containers
 labelled with the user, any state but exited, with the CPUs, memory and GPUs Docker gives
@@ -30,23 +39,30 @@ from pathlib import Path
 
 from docker.errors import NotFound
 from tornado import web
-from traitlets import Dict, TraitError, Unicode, validate
+from traitlets import Dict, Float, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
 from benchhub.atomic import atomic_write
 from benchhub.labels import cluster_label
 from benchhub.quotas import (
+    RUNNING_LIMITS,
+    SITE_STORAGE_QUOTA,
     Limit,
     LimitsError,
     Resources,
+    Spend,
     Use,
+    budget_refusal,
+    budget_unknown,
     container_resources,
     effective_limits,
     groups_of,
     parse_limits,
     start_refusal,
+    storage_quota,
     user_documents,
 )
+from benchhub.spend_client import SpendClient, SpendUnknown
 from benchhub.storage_admission import GIB
 from benchhub.storage_allocations import StorageAdmission
 from benchhub.workspace_spec import WorkspaceSpec
@@ -66,8 +82,10 @@ class BenchQuotas(LoggingConfigurable):
         help="""Limits per user name; "*" is the site default for everyone. Each value is a
         dict of limits: max_running_workspaces (workspaces at once), max_cpus (CPUs),
         max_memory_gb (GB, GiB), max_gpus (GPUs), max_storage_gb (GB of /data and /scratch
-        allocated); a number >= 0 or None for no limit; a limit not named falls through to
-        the user's groups, then "*". A user's own value wins over their groups'. REST
+        allocated), monthly_budget (spend this calendar month, UTC, in the usage ledger's
+        unit, CPU-hours by default; at or over it nothing more starts); a number >= 0 or
+        None for no limit; a limit not named falls through to the user's groups, then "*".
+        A user's own value wins over their groups'. REST
         (PUT /hub/api/bench/quotas/users/<name>) overrides these key by key. Example:
         {"*": {"max_running_workspaces": 3, "max_cpus": 8}, "alice": {"max_cpus": 16}}.""",
     ).tag(config=True)
@@ -82,6 +100,24 @@ class BenchQuotas(LoggingConfigurable):
         help="""JSON file keeping the per-user limits admins set by REST, so they survive a
         hub restart (written atomically by the hub), e.g. /var/lib/benchhub/quotas-users.json.
         Groups' REST limits are kept in the hub's database (group properties).""",
+    ).tag(config=True)
+    spend_url = Unicode(
+        "",
+        help="""The lifecycle service's usage API, which monthly_budget is checked against
+        (asked only for users with a budget), e.g.
+        http://127.0.0.1:10102/services/lifecycle/api/usage. Empty: a budget cannot be
+        checked, so a user with one cannot start anything (a 503 says so).""",
+    ).tag(config=True)
+    spend_token = Unicode(
+        "",
+        help="""The API token the hub sends to spend_url: a hub service's token whose role
+        holds read:servers and access:services!service=lifecycle (jupyterhub_config.py
+        makes one, "budget-reader", kept in <state dir>/budget-reader-token).""",
+    ).tag(config=True)
+    spend_timeout = Float(
+        5.0,
+        help="""Seconds the hub waits for the lifecycle service's answer about a user's
+        spend before it refuses the start (503, "the budget cannot be checked"), e.g. 5.""",
     ).tag(config=True)
 
     @validate("user_limits", "group_limits")
@@ -152,6 +188,12 @@ class BenchQuotas(LoggingConfigurable):
     def own_document(self, user: str) -> dict:
         return user_documents(user, self.user_limits, self.stored_users())
 
+    async def month_spend(self, user: str) -> Spend:
+        """``user``'s spend this month (UTC, until now); raises
+        :class:`~benchhub.spend_client.SpendUnknown` saying why it cannot be read."""
+        client = SpendClient(self.spend_url, self.spend_token, self.spend_timeout)
+        return await client.month_to_date(user)
+
     def limits_for(self, user) -> dict[str, Limit]:
         """The effective limits of ``user`` (a JupyterHub user, with ``name`` and ``groups``)."""
         return effective_limits(
@@ -192,12 +234,10 @@ class QuotaAdmission(WorkspaceStorageLimits):
         """``c.StorageAdmission``, with the user's ``max_storage_gb`` as their quota when a
         user, group or site default sets one."""
         limit = self.quotas.limits_for(self.user)["max_storage_gb"]
-        roots = [self.storage_root]
-        if limit.source == "none set":
-            return StorageAdmission(roots=roots, parent=self, log=self.log)
-        # storage admission writes quotas as text; 0 GB is written as the smallest size
-        quota = "" if limit.value is None else f"{max(float(limit.value), 1e-9):g}"
-        return StorageAdmission(roots=roots, parent=self, log=self.log, user_quota=quota)
+        admission = StorageAdmission(roots=[self.storage_root], parent=self, log=self.log)
+        source = f"max_storage_gb, limit of {limit.source}"
+        admission.set_owner_quota(self.user.name, storage_quota(limit), source)
+        return admission
 
     async def claim_storage(self, spec: WorkspaceSpec) -> None:
         """Admit the start against the user's limits (403), then claim ``/data`` (400)."""
@@ -212,7 +252,7 @@ class QuotaAdmission(WorkspaceStorageLimits):
         async with lock:
             self._quota_admitted_at = None
             limits = self.quotas.limits_for(self.user)
-            if any(limits[name].value is not None for name in limits if name != "max_storage_gb"):
+            if any(limits[name].value is not None for name in RUNNING_LIMITS):
                 model = self.schema.resource_models[spec.resource_model]
                 asks = Resources(model.cpus, model.memory_gb, model.gpus)
                 use = await self.quota_use(exclude=self.name)
@@ -222,7 +262,23 @@ class QuotaAdmission(WorkspaceStorageLimits):
                 if refusal:
                     self.log.info("%s: start refused: %s", self._log_name, refusal)
                     raise web.HTTPError(403, refusal)
+            if limits["monthly_budget"].value is not None:  # only then is the ledger asked
+                await self._admit_within_budget(limits)
             self._quota_admitted_at = self.orm_spawner.started if self.orm_spawner else None
+
+    async def _admit_within_budget(self, limits: dict[str, Limit]) -> None:
+        """A 403 when the owner's spend this month is at or over their budget; a 503 when
+        the lifecycle service cannot say what it is."""
+        try:
+            spend = await self.quotas.month_spend(self.user.name)
+        except SpendUnknown as e:
+            sentence = budget_unknown(str(e))
+            self.log.warning("%s: start refused: %s", self._log_name, sentence)
+            raise web.HTTPError(503, sentence) from None
+        refusal = budget_refusal(self.user.name, limits, spend)
+        if refusal:
+            self.log.info("%s: start refused: %s", self._log_name, refusal)
+            raise web.HTTPError(403, refusal)
 
     async def quota_use(self, exclude: str | None = None) -> Use:
         """What the owner holds now (the workspace ``exclude`` left out)."""
@@ -269,12 +325,25 @@ class QuotaAdmission(WorkspaceStorageLimits):
         report_limits = {name: limit.value for name, limit in limits.items()}
         sources = {name: limit.source for name, limit in limits.items()}
         if limits["max_storage_gb"].source == "none set" and admission.user_quota:
-            sources["max_storage_gb"] = f"StorageAdmission.user_quota ({admission.user_quota})"
+            sources["max_storage_gb"] = f"{SITE_STORAGE_QUOTA} ({admission.user_quota})"
         return {
             "user": self.user.name,
             "limits": report_limits,
             "sources": sources,
             "use": {**use.as_json(), "storage_gb": round(storage / GIB, 3)},
+            "spend": await self._spend_report(limits["monthly_budget"]),
             "own": self.quotas.own_document(self.user.name),
             "groups": sorted(g.name for g in self.user.groups),
         }
+
+    async def _spend_report(self, budget: Limit) -> dict | None:
+        """``{"amount", "unit", "error"}``: the owner's spend this month (UTC) when a budget
+        applies to them (None otherwise: the ledger is not asked); ``amount`` and ``unit``
+        are null and ``error`` says why when the lifecycle service cannot answer."""
+        if budget.value is None:
+            return None
+        try:
+            spend = await self.quotas.month_spend(self.user.name)
+        except SpendUnknown as e:
+            return {"amount": None, "unit": None, "error": budget_unknown(str(e))}
+        return {"amount": round(spend.amount, 6), "unit": spend.unit, "error": None}

@@ -11,6 +11,9 @@
 ``max_storage_gb``          number  allocated storage (GiB): workspaces' ``/data`` and
                                     members' ``/scratch``; enforced by storage admission as
                                     the user's quota (:mod:`benchhub.storage_allocations`)
+``monthly_budget``          number  the user's spend this calendar month (UTC), in the
+                                    usage ledger's unit (CPU-hours by default): at or over
+                                    it, nothing more starts (:func:`budget_refusal`)
 =========================  ======  =====================================================
 
 **How levels combine** (:func:`effective_limits`), field by field:
@@ -27,7 +30,8 @@ A group is more specific than the site default, so a "free-tier" group's
 
 **Decisions** (:func:`start_refusal`, :func:`members_that_fit`) compare what a request adds to
 :class:`Use` (what runs now) and return the sentence a 403 carries, naming the limit, where it
-comes from and the current use. Nothing here reads Docker or the hub's database.
+comes from and the current use; :func:`budget_refusal` compares the month's :class:`Spend`
+with the budget. Nothing here reads Docker, the hub's database or the ledger.
 """
 
 from __future__ import annotations
@@ -40,8 +44,13 @@ __all__ = [
     "LIMITS",
     "Limit",
     "LimitsError",
+    "RUNNING_LIMITS",
     "Resources",
+    "SITE_STORAGE_QUOTA",
+    "Spend",
     "Use",
+    "budget_refusal",
+    "budget_unknown",
     "cluster_start_refusal",
     "container_resources",
     "effective_limits",
@@ -49,6 +58,7 @@ __all__ = [
     "members_that_fit",
     "parse_limits",
     "start_refusal",
+    "storage_quota",
     "user_documents",
 ]
 
@@ -59,11 +69,17 @@ LIMITS: dict[str, tuple[bool, str]] = {
     "max_memory_gb": (False, "GB of memory"),
     "max_gpus": (True, "GPU"),
     "max_storage_gb": (False, "GB of storage"),
+    "monthly_budget": (False, "in the usage ledger's unit"),
 }
 ALLOWED = (
     "a number of 0 or more (whole for max_running_workspaces and max_gpus) or null for no "
-    'limit, e.g. {"max_running_workspaces": 1, "max_cpus": 4}'
+    'limit, e.g. {"max_running_workspaces": 1, "max_cpus": 4, "monthly_budget": 100}'
 )
+# the limits a start is checked against with what runs now (start_refusal); the others are
+# storage admission's (max_storage_gb) and the ledger's (monthly_budget)
+RUNNING_LIMITS = ("max_running_workspaces", "max_cpus", "max_memory_gb", "max_gpus")
+# where max_storage_gb comes from when no level sets it: storage admission's own setting
+SITE_STORAGE_QUOTA = "StorageAdmission.user_quota"
 
 
 class LimitsError(ValueError):
@@ -199,7 +215,7 @@ class Use:
 
 
 def _amount(value: float, unit: str) -> str:
-    number = f"{value:g}" if value == int(value) else f"{round(value, 2):g}"
+    number = _number(value)
     plural = unit in ("CPU", "GPU", "workspace") and value != 1
     return f"{number} {unit}{'s' if plural else ''}"
 
@@ -285,6 +301,52 @@ def members_that_fit(
 
 def _plus_members(use: Use, member: Resources, count: int) -> Use:
     return Use(use.workspaces, use.members + count, use.member_resources + member.times(count))
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What a user spent this calendar month (UTC) so far, ``amount`` in ``unit`` (the usage
+    ledger's charge, e.g. CPU-hours), as the lifecycle service computed it."""
+
+    amount: float
+    unit: str
+
+
+def budget_refusal(user: str, limits: Mapping[str, Limit], spend: Spend) -> str | None:
+    """Why ``user`` may start nothing more this month, or None: their ``monthly_budget`` is
+    set and ``spend`` is at or over it (a budget of 0 allows nothing). The sentence starts
+    with the limit's name, e.g. ``"monthly_budget: alice used 12.5 of 12 CPU-hours this month
+    (limit of group free-tier); ..."``."""
+    budget = limits["monthly_budget"]
+    if budget.value is None or spend.amount < budget.value:
+        return None
+    return (
+        f"monthly_budget: {user} used {_number(spend.amount)} of {_number(budget.value)} "
+        f"{spend.unit} this month (limit of {budget.source}); nothing more starts until an "
+        "admin raises the budget or the month ends (months are UTC)"
+    )
+
+
+def budget_unknown(reason: str) -> str:
+    """The sentence of a start refused because a budget applies and the spend cannot be
+    read (a 503: the budget is not lifted because the ledger cannot answer)."""
+    return f"monthly_budget: the budget cannot be checked: {reason}; try again shortly"
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if value == int(value) else f"{round(value, 2):g}"
+
+
+def storage_quota(limit: Limit) -> str | None:
+    """The per-user quota storage admission applies for a user's ``max_storage_gb`` limit
+    (:class:`~benchhub.storage_allocations.StorageAdmission` ``owner_quotas``): None when no
+    user, group or site default sets it (``StorageAdmission.user_quota`` applies), ``""``
+    when one sets no limit, else the GB as text (0 is the smallest size: nothing fits)."""
+    if limit.source == "none set" or limit.source.startswith(SITE_STORAGE_QUOTA):
+        return None
+    if limit.value is None:
+        return ""
+    return f"{max(float(limit.value), 1e-9):g}"
 
 
 def user_documents(

@@ -55,10 +55,13 @@ def format_gb(size_bytes: int, round_down: bool = False) -> str:
 
 @dataclass(frozen=True)
 class Quota:
-    """A per-user limit: ``size_bytes`` (fixed) or ``share`` of the admitted total (0-1]."""
+    """A per-user limit: ``size_bytes`` (fixed) or ``share`` of the admitted total (0-1].
+    ``source`` names where it comes from in refusals, e.g. ``"max_storage_gb, limit of
+    group free-tier"`` ("" for the site's ``user_quota``)."""
 
     size_bytes: int | None = None
     share: float | None = None
+    source: str = ""
 
     def limit(self, admitted_total: int) -> int:
         if self.size_bytes is not None:
@@ -66,15 +69,19 @@ class Quota:
         return int(admitted_total * (self.share or 0))
 
     def describe(self, admitted_total: int) -> str:
-        """``"20 GB"``, or ``"50% of the storage (35 GB)"`` for a share."""
+        """``"20 GB"``, or ``"50% of the storage (35 GB)"`` for a share; with a source,
+        ``"20 GB (max_storage_gb, limit of user alice)"``."""
         if self.size_bytes is not None:
-            return format_gb(self.size_bytes, True)
-        limit = format_gb(self.limit(admitted_total), True)
-        return f"{(self.share or 0) * 100:g}% of the storage ({limit})"
+            text = format_gb(self.size_bytes, True)
+        else:
+            limit = format_gb(self.limit(admitted_total), True)
+            text = f"{(self.share or 0) * 100:g}% of the storage ({limit})"
+        return f"{text} ({self.source})" if self.source else text
 
 
-def parse_quota(text: str) -> Quota | None:
-    """``"200"`` (GB), ``"0.5"`` (GB), ``"50%"`` (of the admitted total) or ``""`` (no quota).
+def parse_quota(text: str, source: str = "") -> Quota | None:
+    """``"200"`` (GB), ``"0.5"`` (GB), ``"50%"`` (of the admitted total) or ``""`` (no quota);
+    ``source`` goes into the :class:`Quota`.
 
     Raises ValueError with how to write it."""
     value = text.strip()
@@ -90,8 +97,8 @@ def parse_quota(text: str) -> Quota | None:
     if value.endswith("%"):
         if number > 100:
             raise ValueError(f"user quota {text!r} is more than 100%; {how}")
-        return Quota(share=number / 100)
-    return Quota(size_bytes=int(number * GIB))
+        return Quota(share=number / 100, source=source)
+    return Quota(size_bytes=int(number * GIB), source=source)
 
 
 @dataclass(frozen=True)

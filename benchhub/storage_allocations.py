@@ -18,6 +18,10 @@ lock. It gathers the facts for :func:`benchhub.storage_admission.decide`:
   creation failed. Deleting a volume's directory deletes its record.
 * The owner of a volume is its record's; a volume without one (made before admission
   existed) counts for its directory's first component under a workspace root.
+* **A user's own quota**: :meth:`StorageAdmission.set_owner_quota` replaces ``user_quota``
+  for one owner (their ``max_storage_gb`` limit, :func:`benchhub.quotas.storage_quota`), in
+  every check and claim of that owner's volumes by this object: the hub sets it per start,
+  the clusters service whenever it reads the owner's limits from the hub.
 
 Every method blocks (directory scans, ``statvfs``, the lock): call it in a worker thread.
 ``flock`` covers processes on one host; volume roots on a network filesystem shared by several
@@ -43,6 +47,7 @@ from .storage_admission import (
     AdmissionPolicy,
     Allocations,
     FilesystemFacts,
+    Quota,
     StorageRequest,
     Verdict,
     decide,
@@ -137,15 +142,34 @@ class StorageAdmission(LoggingConfigurable):
         self.roots = sorted({os.path.abspath(r) for r in [*roots, *self.volume_roots]})
         if not self.roots:
             raise ValueError("StorageAdmission needs at least one volume root")
+        self.owner_quotas: dict[str, Quota | None] = {}  # owner -> their own (None: none)
 
-    @property
-    def policy(self) -> AdmissionPolicy:
+    def set_owner_quota(self, owner: str, quota: str | None, source: str = "") -> None:
+        """Admit ``owner``'s volumes against ``quota`` instead of ``user_quota``: GB as text
+        (``parse_quota``), ``""`` for no quota, None to go back to ``user_quota``.
+        ``source`` names the limit in refusals, e.g. "max_storage_gb, limit of user alice"."""
+        if quota is None:
+            self.owner_quotas.pop(owner, None)
+        else:
+            self.owner_quotas[owner] = parse_quota(quota, source)
+
+    def policy_for(self, owner: str | None = None) -> AdmissionPolicy:
+        """The settings, with ``owner``'s own quota when one is set for them."""
+        if owner is not None and owner in self.owner_quotas:
+            quota = self.owner_quotas[owner]
+        else:
+            quota = parse_quota(self.user_quota)
         return AdmissionPolicy(
             capacity_bytes=int(self.capacity_gb * GIB) if self.capacity_gb else None,
             overcommit=self.overcommit,
             reserve_fraction=self.reserve_percent / 100,
-            quota=parse_quota(self.user_quota),
+            quota=quota,
         )
+
+    @property
+    def policy(self) -> AdmissionPolicy:
+        """The settings, with the site's ``user_quota``."""
+        return self.policy_for()
 
     # ---- the operations -------------------------------------------------------------------
 
@@ -223,7 +247,7 @@ class StorageAdmission(LoggingConfigurable):
         root = self._root_of(target)
         root.mkdir(parents=True, exist_ok=True)
         device = os.stat(root).st_dev
-        policy = self.policy
+        policy = self.policy_for(request.owner)
         stats = os.statvfs(root)
         ours_here = [a for a in found if a.device == device]
         fs = FilesystemFacts(

@@ -64,7 +64,8 @@ class ClustersApp(ServiceApp):
         prefix = service_prefix("clusters")
         metrics = ClusterMetrics(controller)  # /services/clusters/metrics
         controller.scaler.on_decision = metrics.decided
-        quotas = ClusterQuotaGate(controller.hub, self.log)  # the user's limits, from the hub
+        # the user's limits, from the hub; their max_storage_gb becomes their scratch quota
+        quotas = ClusterQuotaGate(controller.hub, self.log, controller.admission)
         controller.scaler.quota_fit = quotas.members_that_fit
         secret = secrets.token_bytes(32)
         app = make_app(

@@ -10,12 +10,15 @@ from benchhub.quotas import (
     Limit,
     LimitsError,
     Resources,
+    Spend,
     Use,
+    budget_refusal,
     container_resources,
     effective_limits,
     members_that_fit,
     parse_limits,
     start_refusal,
+    storage_quota,
 )
 
 NONE = {name: Limit(None, "none set") for name in LIMITS}
@@ -37,6 +40,10 @@ def limits(**values) -> dict[str, Limit]:
         ({"max_cpus": float("inf")}, "max_cpus"),
         ({"max_running_workspaces": 1.5}, "max_running_workspaces"),
         ({"max_gpus": 0.5}, "max_gpus"),
+        ({"monthly_budget": -5}, "monthly_budget"),
+        ({"monthly_budget": "12"}, "monthly_budget"),
+        ({"monthly_budget": float("nan")}, "monthly_budget"),
+        ({"monthly_budgets": 12}, "monthly_budgets"),
     ],
 )
 def test_a_bad_limits_document_is_refused_naming_the_field_and_what_is_allowed(raw, field):
@@ -196,3 +203,95 @@ def test_use_reports_totals_over_workspaces_and_members():
         "memory_gb": 4.0,
         "gpus": 1,
     }
+
+
+def test_a_budget_is_a_limit_like_the_others_kept_as_a_number_or_null():
+    assert parse_limits({"monthly_budget": 12}) == {"monthly_budget": 12.0}
+    assert parse_limits({"monthly_budget": 0.5}) == {"monthly_budget": 0.5}
+    assert parse_limits({"monthly_budget": None}) == {"monthly_budget": None}
+
+
+@pytest.mark.parametrize(
+    "own, groups, default, expected",
+    [
+        ({}, {}, {}, Limit(None, "none set")),
+        ({}, {}, {"monthly_budget": 100}, Limit(100, "site default")),
+        (
+            {},
+            {"free-tier": {"monthly_budget": 12}},
+            {"monthly_budget": 100},
+            Limit(12, "group free-tier"),
+        ),
+        (
+            {},
+            {"free-tier": {"monthly_budget": 12}, "lab": {"monthly_budget": 500}},
+            {},
+            Limit(500, "group lab"),
+        ),
+        (
+            {},
+            {"free-tier": {"monthly_budget": 12}, "staff": {"monthly_budget": None}},
+            {},
+            Limit(None, "group staff"),
+        ),
+        ({"monthly_budget": 3}, {"lab": {"monthly_budget": 500}}, {}, Limit(3, "user alice")),
+    ],
+)
+def test_budgets_combine_user_then_most_generous_group_then_site_default(
+    own, groups, default, expected
+):
+    assert effective_limits("alice", own, groups, default)["monthly_budget"] == expected
+
+
+@pytest.mark.parametrize(
+    "budget, spent, message",
+    [
+        (None, 1e6, None),  # no budget: no refusal, however much was spent
+        (12, 11.99, None),
+        (
+            12,
+            12,  # at the budget: refused
+            "monthly_budget: alice used 12 of 12 CPU-hours this month (limit of group "
+            "free-tier); nothing more starts until an admin raises the budget or the month "
+            "ends (months are UTC)",
+        ),
+        (
+            12,
+            12.5,
+            "monthly_budget: alice used 12.5 of 12 CPU-hours this month (limit of group "
+            "free-tier); nothing more starts until an admin raises the budget or the month "
+            "ends (months are UTC)",
+        ),
+        (
+            0,
+            0,  # a budget of 0 allows nothing
+            "monthly_budget: alice used 0 of 0 CPU-hours this month (limit of group free-tier); "
+            "nothing more starts until an admin raises the budget or the month ends (months "
+            "are UTC)",
+        ),
+        (2.5, 3.14159, "monthly_budget: alice used 3.14 of 2.5 CPU-hours"),
+    ],
+)
+def test_a_start_at_or_over_the_monthly_budget_is_refused_naming_it_and_the_spend(
+    budget, spent, message
+):
+    found = budget_refusal("alice", limits(monthly_budget=budget), Spend(spent, "CPU-hours"))
+    if message is None:
+        assert found is None
+    else:
+        assert found.startswith(message)
+
+
+@pytest.mark.parametrize(
+    "limit, quota",
+    [
+        (Limit(None, "none set"), None),  # StorageAdmission.user_quota applies
+        (Limit(None, "StorageAdmission.user_quota (50%)"), None),
+        (Limit(None, "group staff"), ""),  # a level that sets no limit: no quota at all
+        (Limit(20, "user alice"), "20"),
+        (Limit(2.5, "group free-tier"), "2.5"),
+        (Limit(0, "site default"), "1e-09"),  # nothing fits
+    ],
+)
+def test_max_storage_gb_becomes_the_users_quota_in_storage_admission(limit, quota):
+    assert storage_quota(limit) == quota

@@ -76,6 +76,27 @@ def test_an_owner_is_counted_across_workspaces_and_cluster_scratch_for_the_quota
     adm.admit(tmp_path / "workspaces/bob/two", data(2, owner="bob"))  # bob has his own quota
 
 
+def test_an_owners_own_quota_replaces_the_site_quota_for_them_alone_and_is_named(tmp_path):
+    adm = admission(tmp_path, capacity_gb=100, user_quota="50%")
+    sparse(tmp_path / "workspaces/alice/one/data.ext4", 2)
+    adm.set_owner_quota("alice", "3", "max_storage_gb, limit of group free-tier")
+    scratch = StorageRequest("scratch_gb", "alice", GIB, units=2, what="/scratch")
+    verdict = adm.check(tmp_path / "scratch", scratch)
+    assert not verdict.admitted
+    assert verdict.message.startswith(
+        "2 x 1 GB of /scratch (2 GB in all) does not fit: alice's storage quota is 3 GB "
+        "(max_storage_gb, limit of group free-tier), of which 2 GB is allocated, so 1 GB is left"
+    )
+    with pytest.raises(StorageRefused, match=r"max_storage_gb, limit of group free-tier"):
+        adm.admit(tmp_path / "scratch/c0ffee/m1", StorageRequest("scratch_gb", "alice", 2 * GIB))
+    adm.admit(tmp_path / "scratch/c0ffee/m1", StorageRequest("scratch_gb", "alice", GIB))
+    adm.admit(tmp_path / "workspaces/bob/big", data(40, owner="bob"))  # bob: the site's 50%
+    adm.set_owner_quota("alice", "", "max_storage_gb, limit of group staff")  # no limit
+    assert adm.check(tmp_path / "scratch", scratch).admitted
+    adm.set_owner_quota("alice", None)  # back to the site's quota
+    assert adm.policy_for("alice").quota.share == 0.5
+
+
 def test_growth_is_checked_against_the_volume_it_grows_from(tmp_path):
     adm = admission(tmp_path)
     volume = tmp_path / "workspaces/alice/grow"
