@@ -14,6 +14,9 @@
   the spawn histogram counts, not a stop.
 - It also times the checkpoint a stop takes (``_checkpoint_on_stop`` of
   :class:`~.checkpointing.WorkspaceCheckpointing`, which it precedes), kind "stop".
+
+``c.BenchSpawner.metrics_enabled = False`` turns all of it off (the series stay, at 0): for
+measuring what the metrics cost a start (``benchmarks/spawn_overhead.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import functools
 import time
 
+from traitlets import Bool
 from traitlets.config import LoggingConfigurable
 
 from benchhub.stop_reasons import exit_stop_reason, requested_stop_reason
@@ -38,6 +42,8 @@ def metered_start(start):
 
     @functools.wraps(start)
     async def metered(self):
+        if not getattr(self, "metrics_enabled", True):  # SpawnMetrics's switch
+            return await start(self)
         began, error = time.perf_counter(), None
         self._metered_starting = True
         try:
@@ -66,6 +72,13 @@ class SpawnMetrics(LoggingConfigurable):
     ``record_activity`` (:class:`~.activity.WorkspaceActivity`), ``schema`` and ``templates``
     (:class:`~.workspace_options.WorkspaceOptions`)."""
 
+    metrics_enabled = Bool(
+        True,
+        help="""Count starts, stops and stop checkpoints in the hub's metrics (/hub/metrics,
+        docs/metrics.md). False: nothing is counted (the series stay, at 0); for measuring
+        what counting costs a start, e.g. benchmarks/spawn_overhead.py. A site leaves it on.""",
+    ).tag(config=True)
+
     _metered_starting = False  # a start is under way (metered_start)
     _run_end_counted = False  # this run's end was counted (reset when a run starts)
 
@@ -77,7 +90,7 @@ class SpawnMetrics(LoggingConfigurable):
         return tuple(spawner.schema.resource_models), tuple(spawner.templates)
 
     async def _checkpoint_on_stop(self, obj: dict) -> None:
-        if not self.checkpoints_enabled:
+        if not (self.checkpoints_enabled and self.metrics_enabled):
             return await super()._checkpoint_on_stop(obj)
         began = time.perf_counter()
         try:
@@ -91,7 +104,8 @@ class SpawnMetrics(LoggingConfigurable):
         self, action: str, description: str, fields=None, actor: str | None = None
     ) -> None:
         try:  # a metrics bug must not keep an action out of the journal
-            self._count_run_end(action, description)
+            if self.metrics_enabled:
+                self._count_run_end(action, description)
         except Exception:
             self.log.warning("could not count a run's end in the metrics", exc_info=True)
         await super().record_activity(action, description, fields, actor)

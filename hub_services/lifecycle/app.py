@@ -80,6 +80,7 @@ class LifecycleApp(ServiceApp):
             activity_log=service.activity_log,
             engine=DockerEngine(threads=2, timeout=30),
             hub=service.hub,
+            metrics=service.metrics,  # the ledger's totals on /metrics
             prefix=service.prefix,
             journal=service.journal,
         )

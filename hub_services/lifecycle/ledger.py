@@ -9,7 +9,9 @@ through SQLAlchemy), created on first use:
   ``stop_us`` is NULL while it runs and is set once: the first recorded end wins, and how it
   was known is in ``stop_source`` (see :mod:`.run_evidence`). Who and what: ``kind``
   (workspace, cluster-manager, cluster-member), ``user``, ``workspace``, ``project`` ("" =
-  personal), ``resource_model`` ("" for cluster nodes), ``cpus``, ``memory_gb``, ``gpus``.
+  personal), ``resource_model`` ("" for cluster nodes), ``cpus``, ``memory_gb``, ``gpus``,
+  and ``scratch_gb``: a cluster member's own ``/scratch`` (its allocation, 0: none), which is
+  storage for as long as the run lasts (:meth:`Ledger.storage` gives it as a storage period).
 - ``usage_storage``: a workspace's allocated ``/data`` GB from ``start_us`` until ``stop_us``
   (NULL: still allocated), keyed by ``(user, workspace, start_us)``; a change of size or
   project closes the period and opens the next.
@@ -54,6 +56,7 @@ usage_runs = sa.Table(
     sa.Column("cpus", sa.Float, nullable=False),
     sa.Column("memory_gb", sa.Float, nullable=False),
     sa.Column("gpus", sa.Integer, nullable=False),
+    sa.Column("scratch_gb", sa.Float, nullable=False, server_default="0"),
     sa.UniqueConstraint("container_id", "start_us", name="uq_usage_runs_run"),
     # covers the usage query: a year of everyone's runs is read from the index alone
     sa.Index(
@@ -71,6 +74,15 @@ usage_runs = sa.Table(
     sa.Index("ix_usage_runs_user_start", "user", "start_us"),
     sa.Index("ix_usage_runs_project_start", "project", "start_us"),
     sa.Index("ix_usage_runs_open", "stop_us"),
+)
+# the members' scratch as storage periods: only runs with scratch, read by their times
+_SCRATCH = usage_runs.c.scratch_gb > 0
+scratch_index = sa.Index(
+    "ix_usage_runs_scratch",
+    usage_runs.c.start_us,
+    usage_runs.c.stop_us,
+    sqlite_where=_SCRATCH,
+    postgresql_where=_SCRATCH,
 )
 usage_storage = sa.Table(
     "usage_storage",
@@ -109,6 +121,7 @@ class ObservedRun:
     memory_gb: float
     gpus: int
     start_us: int
+    scratch_gb: float = 0.0  # a cluster member's /scratch allocation (the recorder reads it)
 
 
 @dataclass(frozen=True)
@@ -137,6 +150,18 @@ class Ledger:
         self._insert = _INSERT[dialect]
         self._lock = threading.Lock()
         metadata.create_all(self.engine)
+        self._add_scratch_column()
+
+    def _add_scratch_column(self) -> None:
+        """A ledger made before members' scratch was counted gets its column (0: none) and
+        index; its old runs stay as they were recorded."""
+        with self.engine.begin() as conn:
+            columns = {column["name"] for column in sa.inspect(conn).get_columns("usage_runs")}
+            if "scratch_gb" not in columns:
+                conn.execute(
+                    sa.text("ALTER TABLE usage_runs ADD COLUMN scratch_gb FLOAT NOT NULL DEFAULT 0")
+                )
+            scratch_index.create(conn, checkfirst=True)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -161,6 +186,7 @@ class Ledger:
             "cpus": run.cpus,
             "memory_gb": run.memory_gb,
             "gpus": run.gpus,
+            "scratch_gb": run.scratch_gb,
         }
         insert = (
             self._insert(usage_runs)
@@ -178,11 +204,15 @@ class Ledger:
             )
             if not added:
                 seen = sa.case((c.seen_us < row["seen_us"], row["seen_us"]), else_=c.seen_us)
+                # a scratch not readable at the first observation is taken from a later one
+                scratch = sa.case(
+                    (c.scratch_gb < run.scratch_gb, run.scratch_gb), else_=c.scratch_gb
+                )
                 conn.execute(
                     sa.update(usage_runs)
                     .where(c.container_id == run.container_id, c.start_us == run.start_us)
                     .where(c.stop_us.is_(None))
-                    .values(seen_us=seen, project=project)
+                    .values(seen_us=seen, project=project, scratch_gb=scratch)
                 )
         return added
 
@@ -387,19 +417,56 @@ class Ledger:
         project: str | None = None,
         workspace: str | None = None,
     ) -> list:
-        """The storage periods overlapping ``[since_us, until_us)`` (seconds, as :func:`runs`)."""
-        c = usage_storage.c
-        query = sa.select(
-            c.user,
-            c.workspace,
-            c.project,
-            c.gb,
-            (c.start_us / 1_000_000.0).label("start"),
-            (c.stop_us / 1_000_000.0).label("stop"),
-        ).where(c.start_us < until_us, sa.or_(c.stop_us.is_(None), c.stop_us > since_us))
-        query = query.where(*_who(c, user, project, workspace))
+        """The storage periods overlapping ``[since_us, until_us)`` (seconds, as :func:`runs`):
+        the workspaces' ``/data`` and, for each run of a cluster member with a ``/scratch``,
+        its scratch for the run's time (attributed to the member's workspace and project)."""
+        queries = []
+        for table, gb in (
+            (usage_storage, usage_storage.c.gb),
+            (usage_runs, usage_runs.c.scratch_gb),
+        ):
+            c = table.c
+            query = sa.select(
+                c.user,
+                c.workspace,
+                c.project,
+                gb.label("gb"),
+                (c.start_us / 1_000_000.0).label("start"),
+                (c.stop_us / 1_000_000.0).label("stop"),
+            ).where(c.start_us < until_us, sa.or_(c.stop_us.is_(None), c.stop_us > since_us))
+            if table is usage_runs:
+                query = query.where(_SCRATCH)
+            queries.append(query.where(*_who(c, user, project, workspace)))
         with self._lock, self.engine.connect() as conn:
-            return conn.execute(query).all()
+            return conn.execute(sa.union_all(*queries)).all()
+
+    # ---- totals (the Prometheus series) --------------------------------------------------------
+
+    def totals(self, now_us: int) -> tuple[list, float, float]:
+        """Everything the ledger holds, summed: ``(runs, data_gb_seconds,
+        scratch_gb_seconds)``; ``runs`` has one row per ``kind`` with ``seconds``,
+        ``cpu_seconds``, ``memory_gb_seconds`` and ``gpu_seconds``. A run still open counts
+        until it was last seen running (what a ``last-seen`` end would give it), a ``/data``
+        period still open until ``now_us``."""
+        r, s = usage_runs.c, usage_storage.c
+        run_us = sa.func.coalesce(r.stop_us, r.seen_us) - r.start_us
+        data_us = sa.func.coalesce(s.stop_us, now_us) - s.start_us
+
+        def seconds(factor=None):
+            value = run_us if factor is None else factor * run_us
+            return sa.func.coalesce(sa.func.sum(value), 0) / 1_000_000.0
+
+        runs = sa.select(
+            r.kind,
+            seconds().label("seconds"),
+            seconds(r.cpus).label("cpu_seconds"),
+            seconds(r.memory_gb).label("memory_gb_seconds"),
+            seconds(r.gpus).label("gpu_seconds"),
+        ).group_by(r.kind)
+        scratch = sa.select(seconds(r.scratch_gb)).where(_SCRATCH)
+        data = sa.select(sa.func.coalesce(sa.func.sum(s.gb * data_us), 0) / 1_000_000.0)
+        with self._lock, self.engine.connect() as conn:
+            return conn.execute(runs).all(), conn.scalar(data), conn.scalar(scratch)
 
     # ---- bulk (the benchmark's synthetic year) -------------------------------------------------
 

@@ -10,7 +10,12 @@
   container no longer runs is closed by the rule of :mod:`.run_evidence` — so runs that began
   or ended while the service (or the hub) was down are recorded when it comes back.
 - **storage**: one paged read of every workspace in the hub (stopped ones included) per pass;
-  each workspace's ``storage_gb`` and project are its storage period.
+  each workspace's ``storage_gb`` and project are its storage period. A cluster member's
+  ``/scratch`` is read with its run (:func:`scratch_allocation_gb`) and is storage while the
+  member runs.
+- **totals**: when it starts (the baseline) and after each pass, everything the ledger holds
+  summed for the service's Prometheus series (:class:`~.metrics.UsageTotals`), when
+  ``metrics`` is given.
 
 Every write is keyed (:mod:`.ledger`), so repeating any step, or two of them racing, records
 nothing twice.
@@ -19,20 +24,40 @@ nothing twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+from pathlib import Path
 
-from traitlets import Float, Instance, Integer, Unicode
+from traitlets import Bool, Float, Instance, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
 from benchhub.docker_engine import DockerEngine
 from benchhub.hub_client import HubClient, HubServer
 from benchhub.labels import WORKSPACE, cluster_label
+from benchhub.storage_admission import GIB
+from benchhub.storage_allocations import StorageAdmission
 
 from .activity_log import ActivityLog
 from .ledger import Ledger, OpenRun, to_us
-from .run_evidence import belongs, event_time_us, observed_run, run_end
+from .metrics import LifecycleMetrics
+from .run_evidence import belongs, event_time_us, observed_run, run_end, scratch_source
 
-__all__ = ["UsageRecorder"]
+__all__ = ["UsageRecorder", "scratch_allocation_gb"]
+
+
+def scratch_allocation_gb(source: str) -> float:
+    """GB allocated to the scratch volume whose mount is ``source`` (``<scratch root>/<cluster
+    id>/<member>/mnt``, as the clusters service makes it), as storage admission counts it:
+    the larger of its claim record and its image; 0 when there is no such volume. Blocks."""
+    volume_dir = Path(source).parent
+    if not volume_dir.is_dir():
+        return 0.0
+    admission = StorageAdmission(roots=[str(volume_dir.parent.parent)])
+    for allocation in admission.allocations():
+        if allocation.path == str(volume_dir):
+            return allocation.allocated_bytes / GIB
+    return 0.0
+
 
 _PAGINATED = "application/jupyterhub-pagination+json"
 
@@ -54,7 +79,14 @@ class UsageRecorder(LoggingConfigurable):
     journal = Unicode("", help="The hub's activity journal (LifecycleService.journal).").tag(
         config=True
     )
+    enabled = Bool(
+        True,
+        help="""Record the ledger (False: the service neither watches the engine nor keeps
+        the ledger; its usage API answers from what is recorded). For measurements, e.g. the
+        spawn overhead benchmark; a site leaves it on.""",
+    ).tag(config=True)
     ledger = Instance(Ledger)
+    metrics = Instance(LifecycleMetrics, allow_none=True)
     activity_log = Instance(ActivityLog)
     engine = Instance(DockerEngine)
     hub = Instance(HubClient)
@@ -115,6 +147,10 @@ class UsageRecorder(LoggingConfigurable):
         run = observed_run(inspect) if inspect else None
         if run is None:
             return False
+        source = scratch_source(inspect)
+        if source is not None:
+            gb = await asyncio.to_thread(scratch_allocation_gb, source)
+            run = dataclasses.replace(run, scratch_gb=gb)
         project = await self._project(run.user, run.workspace, fresh_project)
         await asyncio.to_thread(self.ledger.open_run, run, project, seen_us)
         return True
@@ -154,7 +190,12 @@ class UsageRecorder(LoggingConfigurable):
         await asyncio.to_thread(self.ledger.mark_seen, running & known, now)
         if servers is not None:
             await self._record_storage(servers, now)
+        await self._record_totals(now)
         self.passes += 1
+
+    async def _record_totals(self, now: int) -> None:
+        if self.metrics is not None:
+            self.metrics.usage.record(*await asyncio.to_thread(self.ledger.totals, now))
 
     async def _containers(self) -> list[dict]:
         found = []
@@ -245,10 +286,18 @@ class UsageRecorder(LoggingConfigurable):
     # ---- the loop ------------------------------------------------------------------------------
 
     async def loop(self) -> None:
-        """Watch events and reconcile every ``interval`` seconds until cancelled."""
+        """Watch events and reconcile every ``interval`` seconds until cancelled (at once
+        done when not ``enabled``)."""
+        if not self.enabled:
+            self.log.warning("usage ledger: not recorded (UsageRecorder.enabled is False)")
+            return
         self.watch()
         follower = asyncio.ensure_future(self.follow_events())
         try:
+            try:  # the metrics' baseline: what the ledger held before this process added to it
+                await self._record_totals(to_us(time.time()))
+            except Exception:
+                self.log.error("usage ledger: the totals could not be read", exc_info=True)
             while True:
                 try:
                     await self.reconcile()

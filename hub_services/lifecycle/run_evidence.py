@@ -20,6 +20,11 @@ resource model label, by which it is priced.
    undercounts by at most the time the service was not looking.
 
 A run's end is recorded once; later evidence never moves it, so nothing is counted twice.
+
+**A cluster member's ``/scratch``** is the host directory the engine bind-mounts there
+(:func:`scratch_source`); its size is the allocation the clusters service claimed for it
+(the claim record beside it, :mod:`benchhub.storage_allocations`), read by the recorder when
+it opens the run and kept in the run's row, so it outlives the member.
 """
 
 from __future__ import annotations
@@ -30,10 +35,19 @@ from benchhub.labels import RESOURCE_MODEL, USER, WORKSPACE, cluster_label
 
 from .ledger import ObservedRun, OpenRun, to_us
 
-__all__ = ["belongs", "docker_time_us", "event_time_us", "observed_run", "run_end"]
+__all__ = [
+    "SCRATCH",
+    "belongs",
+    "docker_time_us",
+    "event_time_us",
+    "observed_run",
+    "run_end",
+    "scratch_source",
+]
 
 GIB = 1024**3
 _NEVER = "0001-01-01T00:00:00Z"  # Docker's zero time: not started / not finished
+SCRATCH = "/scratch"  # where a cluster member has its own volume (hub_services.clusters)
 
 
 def docker_time_us(text: str | None) -> int | None:
@@ -109,6 +123,19 @@ def observed_run(inspect: dict) -> ObservedRun | None:
         gpus=_gpus(host),
         start_us=start,
     )
+
+
+def scratch_source(inspect: dict) -> str | None:
+    """The host directory bind-mounted at ``/scratch`` in a cluster member (its ``docker
+    inspect``), None for anything else: a member without scratch has ``/scratch`` in its
+    container, which is not an allocation."""
+    labels = (inspect.get("Config") or {}).get("Labels") or {}
+    if labels.get(cluster_label("role")) != "member":
+        return None
+    for mount in inspect.get("Mounts") or ():
+        if mount.get("Type") == "bind" and mount.get("Destination") == SCRATCH:
+            return mount.get("Source") or None
+    return None
 
 
 def run_end(

@@ -66,7 +66,9 @@ class UsageRates(Configurable):
     memory_gb_hour = Float(0.0, help="Units per GB of memory and hour, e.g. 0.1.").tag(config=True)
     gpu_hour = Float(0.0, help="Units per GPU and hour, e.g. 10.").tag(config=True)
     storage_gb_month = Float(
-        0.0, help="Units per GB of allocated /data and calendar month, e.g. 0.02."
+        0.0,
+        help="""Units per GB and calendar month of allocated storage (a workspace's /data,
+        and a cluster member's /scratch while it runs), e.g. 0.02.""",
     ).tag(config=True)
 
     @validate("cpu_hour", "memory_gb_hour", "gpu_hour", "storage_gb_month")

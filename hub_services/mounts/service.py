@@ -27,6 +27,7 @@ from benchhub.user_namespace import engine_id_map
 from benchhub.volumes import DATA_GID, DATA_UID
 
 from .claims import Holder, holder_of
+from .metrics import MountMetrics
 from .mountinfo import FastMount, MountEntry, fast_mounts, parse_mountinfo
 from .namespace import HelperFailed, Refused, mount_in, unmount_in
 from .paths import (
@@ -76,6 +77,7 @@ class MountService(LoggingConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._lock = asyncio.Lock()
+        self.metrics = MountMetrics()  # /services/mounts/metrics
 
     # ---- observing -------------------------------------------------------------------------
 
@@ -170,6 +172,7 @@ class MountService(LoggingConfigurable):
                     f"{key} already has {len(existing)} fast mounts, the most a workspace may "
                     "hold: delete one first",
                     field="mount_path",
+                    reason="too_many",
                 )
             for mount in existing:
                 taken = parse_mount_path(mount.mount_path)
@@ -178,6 +181,7 @@ class MountService(LoggingConfigurable):
                         f"{mount.mount_path} is already mounted in {key} (of {mount.source}): "
                         "delete that mount first or choose another mount_path",
                         field="mount_path",
+                        reason="path_taken",
                     )
             if not request.read_only:
                 root = "/".join((project.root.rstrip("/"), *request.source))
@@ -189,6 +193,7 @@ class MountService(LoggingConfigurable):
                         "read-write: mount it read-only, or ask them to delete that mount",
                         field="source",
                         holder=holder.key,
+                        reason="held_read_write",
                     )
             owner = await asyncio.to_thread(self.owner_ids)
             await mount_in(running.pid, request.target, request.source, request.read_only, owner)
@@ -274,10 +279,12 @@ class MountService(LoggingConfigurable):
 
 
 class Conflict(Exception):
-    """A mount that collides with one that exists: a 409 naming ``field`` (and ``holder``)."""
+    """A mount that collides with one that exists: a 409 naming ``field`` (and ``holder``);
+    ``reason`` is how the metrics count it (:data:`.metrics.REFUSAL_REASONS`)."""
 
-    def __init__(self, message: str, field: str, holder: str | None = None):
+    def __init__(self, message: str, field: str, holder: str | None = None, reason: str = ""):
         super().__init__(message)
         self.message = message
         self.field = field
         self.holder = holder
+        self.reason = reason

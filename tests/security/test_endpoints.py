@@ -232,6 +232,7 @@ TABLE = {
         R("POST",   "/api/mounts/{owner}/{ws}",                403,   403,   409,   409,   403,
           json={"mount_path": "/data/mounts/x", "source": "/data/project/x"}),  # lab: stopped
         R("DELETE", "/api/mounts/{owner}/{ws}?mount_path=/data/mounts/x", 403, 403, 409, 409, 403),
+        R("GET",    "/metrics",                                403,   403,   403,   200,   403),
     ],
     "egress": [
         R("GET",    "/oauth_callback",                         400,   400,   400,   400,   400),

@@ -23,6 +23,7 @@ from benchhub.stop_reasons import STOP_REASONS
 from hub_services.clusters.metrics import ClusterMetrics
 from hub_services.egress.metrics import EgressMetrics
 from hub_services.lifecycle.metrics import LifecycleMetrics
+from hub_services.mounts.metrics import MountMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "docs" / "grafana-dashboard.json"
@@ -43,6 +44,7 @@ def benchhub_registries(tmp_path) -> dict[str, CollectorRegistry]:
         "checkpoints": CheckpointMetrics().registry,
         "egress": EgressMetrics(tmp_path).registry,
         "clusters": ClusterMetrics(controller).registry,
+        "mounts": MountMetrics().registry,
     }
 
 
