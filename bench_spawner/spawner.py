@@ -48,6 +48,7 @@ from .container import ContainerPlan, create_kwargs, host_config_kwargs
 from .package_install import WorkspacePackages
 from .project_membership import ProjectMembership
 from .quota_admission import QuotaAdmission  # WorkspaceStorageLimits + user limits
+from .reboot_recovery import RebootRecovery
 from .restricted_access import RestrictedAccess
 from .root_inside import WorkspaceRoot
 from .spawn_metrics import SpawnMetrics, metered_start
@@ -73,6 +74,7 @@ class BenchSpawner(
     WorkspaceCheckpointing,
     WorkspacePackages,
     WorkspaceRoot,
+    RebootRecovery,  # why a run ended by itself (_record_exit); keeps an interrupted cluster
     WorkspaceClusterTeardown,
     DockerSpawner,
 ):
@@ -445,17 +447,6 @@ class BenchSpawner(
             await self._checkpoint_on_stop(obj)
         await self._release()
         return obj["State"].get("ExitCode", 0)
-
-    async def _record_exit(self, obj: dict) -> None:
-        """Record why a container that stopped on its own stopped (OOM, exit code, or the
-        writable layer's disk limit, for which the watch stopped it)."""
-        memory = obj["HostConfig"].get("Memory") or 0
-        reason = self.take_layer_stop_reason() or exit_reason(
-            obj["State"], memory / 1024**3 if memory else None
-        )
-        self.log.warning("%s stopped on its own: %s", self._log_name, reason)
-        await asyncio.to_thread(write_outcome, self.volume.dir, Outcome.now("errored", reason))
-        await self.record_activity("errored", reason)
 
     async def _record_vanished(self) -> None:
         reason = "container vanished (removed outside BenchHub, e.g. while the hub was down)"

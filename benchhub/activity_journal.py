@@ -36,6 +36,8 @@ ACTIONS = (
     "admin-exited",
     "reminded",
     "policy-skipped",
+    # the lifecycle service starts a workspace the engine or host restart interrupted
+    "restarting",
     # sharing (bench_spawner/sharing.py): who got or lost a share, share codes made and used
     "shared",
     "share-revoked",

@@ -70,7 +70,8 @@ if docker info >/dev/null 2>&1; then
   fi
   if [[ "$(docker info --format '{{.LiveRestoreEnabled}}')" != "true" ]] && ((EUID == 0)); then
     # live-restore is one of the settings dockerd reloads on SIGHUP: no restart, nothing stops
-    if pid=$(pidof dockerd) && kill -HUP $pid; then
+    # the host engine's own pid: other dockerd processes (Docker-in-Docker nodes) may be visible
+    if pid=$(cat /var/run/docker.pid 2>/dev/null) && kill -HUP "$pid"; then
       for _ in $(seq 1 20); do
         [[ "$(docker info --format '{{.LiveRestoreEnabled}}')" == "true" ]] && break
         sleep 0.5
@@ -93,7 +94,12 @@ fi
 command -v dockerd >/dev/null 2>&1 || die "dockerd not found after installation"
 log=/var/log/benchhub-dockerd.log
 say "Starting dockerd (log: $log)"
-setsid dockerd >"$log" 2>&1 </dev/null &
+# dockerd outlives this script: it must not keep descriptors it inherited (a caller's flock on a
+# lock file would stay held for the daemon's whole life)
+(
+  for fd in $(seq 3 255); do eval "exec $fd>&-"; done
+  exec setsid dockerd
+) >"$log" 2>&1 </dev/null &
 for _ in $(seq 1 60); do
   if docker info >/dev/null 2>&1; then
     say "Docker daemon is up"

@@ -40,6 +40,7 @@ from .policy import (
     next_trigger,
 )
 from .reminders import Reminder
+from .restarts import InterruptedRestarts
 from .server_probe import ServerActivity, probe_server, server_token
 
 __all__ = ["LifecycleService", "PassReport"]
@@ -107,6 +108,12 @@ class LifecycleService(LoggingConfigurable):
         workspace containers named <prefix>-… are this hub's (another hub on the same engine
         may have a workspace of the same user and name).""",
     ).tag(config=True)
+    restart_interrupted_within = Float(
+        3600,
+        help="""Seconds after a host reboot or an engine restart during which a workspace that
+        was running when it happened is started again by itself, e.g. 3600 (docs/
+        operations.md, "The host reboots"); 0 = never (they stay errored, with the reason).""",
+    ).tag(config=True)
     reminder_hook = Callable(
         None,
         allow_none=True,
@@ -165,6 +172,7 @@ class LifecycleService(LoggingConfigurable):
         if self.journal:
             await asyncio.to_thread(self.activity_log.ingest, self.journal)
         servers = [s async for s in self.hub.active_servers()]
+        await self._restart_interrupted(servers)
         containers = await self._containers()
         self._sample_cpu(containers)
         cycles = await asyncio.to_thread(self.cycles.all)
@@ -201,6 +209,14 @@ class LifecycleService(LoggingConfigurable):
         report.hub_calls = self.hub.calls - calls0
         report.seconds = time.monotonic() - t0
         return report
+
+    async def _restart_interrupted(self, servers: list[HubServer]) -> None:
+        """Start again, once, what died with the engine or the host (:mod:`.restarts`)."""
+        restarts = InterruptedRestarts(
+            self.activity_log, self.hub, ACTOR, self.restart_interrupted_within, self.log
+        )
+        for key, restart in await restarts.due({s.key for s in servers} | {*self._in_flight}):
+            self._launch(key, restart)
 
     async def _containers(self) -> dict[str, dict]:
         found = await self.engine.call(

@@ -49,9 +49,8 @@ def engine_answers() -> bool:
 
 def restart_engine(sig: signal.Signals) -> float:
     """Stop dockerd with ``sig``, start it as host-setup does; seconds until it answers."""
-    pid = int(
-        subprocess.run(["pidof", "dockerd"], capture_output=True, text=True).stdout.split()[0]
-    )
+    # the host engine's pid file: `pidof` may also list dockerd processes of Docker-in-Docker nodes
+    pid = int(Path("/var/run/docker.pid").read_text().strip())
     os.kill(pid, sig)
     wait(lambda: not Path(f"/proc/{pid}").exists(), 60, f"dockerd {pid} has exited")
     started = time.monotonic()

@@ -215,7 +215,7 @@ async def test_filters_and_paging(server, params, expected):
             {"action": "rebooted"},
             "action: one of created, started, stopped, errored, edited, "
             "deleted, admin-entered, admin-exited, reminded, "
-            "policy-skipped, shared, share-revoked, share-code-created, "
+            "policy-skipped, restarting, shared, share-revoked, share-code-created, "
             "share-code-revoked, share-code-used, got 'rebooted'",
         ),
         (
