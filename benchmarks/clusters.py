@@ -12,12 +12,20 @@ manager (``qhost``: the execution daemon reports) every 0.1 s, independently of 
    qsub to the new member accepting jobs is the floor's unit (median of 3, scaled back to 0
    between them).
 2. Burst: 20 one-core jobs (sleep 20) submitted at once need k = 10 members. Time from the
-   first qsub to all 10 accepting jobs, against member start x ceil(k / start window).
+   first qsub to all 10 accepting jobs, against member start x ceil(k / start window); when
+   each member first accepted jobs is kept (``accepted_s``). Twice in a row.
 3. Scale-down: from the last job's end to 0 members, against the policy's own pacing (one
    member drained at a time, the next after the stabilisation time: (k - 1) x 5 s).
+   2b/3b. The same with Spark in use: a Spark application (a driver run in the manager, as
+   uid 1000) registers with the master, the scaler marks the cluster in Spark use, and from
+   then on every member starts with a Spark worker (a JVM) beside its execution daemon; the
+   member start is measured again that way and is that burst's floor's unit.
 4. Throughput: a static cluster of 4 members (8 cores) runs 500 one-second jobs (one array
    job, -t 1-500): time from qsub to the last task's end, against 500 CPU-s / 8 cores.
-Raw numbers: .cache/bench/clusters.json; the run's scaler log: .cache/bench/clusters-scaler.log.
+The engine's events for the run's cluster containers (create, start, every ``docker exec``
+with its command) go to .cache/bench/clusters-events.log. Phases can be chosen:
+``python -m benchmarks.clusters [plain] [spark] [throughput]`` (all by default). Raw
+numbers: .cache/bench/clusters.json; the run's scaler log: .cache/bench/clusters-scaler.log.
 A wait that fails does not end the run: it becomes a row (what was awaited, what was reached
 and when, the scaler log's tail) in the table and in the JSON (``failed``), and the next phase
 starts.
@@ -30,7 +38,9 @@ import math
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from functools import partial
@@ -38,7 +48,8 @@ from pathlib import Path
 
 import requests
 
-from hub_services.clusters import pacing, sge
+from hub_services.clusters import pacing
+from hub_services.clusters.containers import LABEL
 from tests.support import waiting
 from tests.support.cluster_harness import cluster_env
 from tests.support.docker_cli import cleanup, docker, exec_in
@@ -54,6 +65,58 @@ SCALER_LOG = "logs/sge-scaler.log"  # in the workspace's /data
 MEMBER = {"resource_model": "standard-small", "dedicated_manager": True}  # 2 cores per member
 BURST, BURST_SLEEP_S, CORES_PER_MEMBER = 20, 20, 2
 THROUGHPUT_JOBS, THROUGHPUT_MEMBERS = 500, 4
+BURSTS, STARTS = 2, 3  # bursts in a row, member starts (the floor's unit: their median)
+# a Spark application that registers with the cluster's master (run in the manager as the
+# workspace user) and ends when its standard input does (once the scaler has marked the
+# cluster in Spark use)
+SPARK_APP = """
+import sys
+from pyspark.sql import SparkSession
+spark = (SparkSession.builder.master("spark://spark-master:7077").appName("bench-spark-use")
+         .config("spark.driver.host", "spark-master").config("spark.ui.enabled", "false")
+         .getOrCreate())
+print("REGISTERED", spark.sparkContext.applicationId, flush=True)
+sys.stdin.read()
+spark.stop()
+"""
+
+
+# (in the manager) every 0.1 s one line: the members whose queue instance is neither
+# unknown (its execution daemon reports) nor disabled, i.e. that accept jobs
+ACCEPTING_LOOP = r"""
+while :; do
+  qstat -f -xml -q all.q 2>/dev/null | awk -v manager="$(hostname)" '
+    /<name>all.q@/ { h = $0; sub(/.*<name>all.q@/, "", h); sub(/<.*/, "", h); s = "" }
+    /<job_list/ { job = 1 }
+    /<\/job_list>/ { job = 0 }
+    /<state>/ && !job { s = $0 }
+    /<\/Queue-List>/ { if (h != "" && h != manager && s !~ /[ud]/) printf "%s ", h; h = "" }
+    END { print "." }' || exit 0
+  sleep 0.1
+done
+"""
+
+
+class AcceptWatch(threading.Thread):
+    """What :data:`ACCEPTING_LOOP` prints, kept as ``latest``: one ``docker exec`` for the
+    whole run instead of two per look (which took about 0.6 of a core on 2 cores, from the
+    members it measures). It ends with the manager."""
+
+    def __init__(self, manager: str):
+        super().__init__(daemon=True)
+        self.latest: frozenset[str] = frozenset()
+        self.first = threading.Event()
+        self.process = subprocess.Popen(
+            ["docker", "exec", manager, "sh", "-c", ACCEPTING_LOOP],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+
+    def run(self) -> None:
+        for line in self.process.stdout:
+            self.latest = frozenset(line.strip().rstrip(".").split())
+            self.first.set()
 
 
 class Bench:
@@ -62,6 +125,7 @@ class Bench:
         self.workspace = hub.container_name("alice", "bench")
         r = hub.api("POST", "/users/alice/tokens", {"expires_in": 7200})
         self.token = r.json()["token"]
+        self.watches: dict[str, AcceptWatch] = {}
 
     def api(self, method: str, body: dict | None = None) -> dict | None:
         r = requests.request(
@@ -84,16 +148,17 @@ class Bench:
 
     def accepting(self, manager: str) -> int:
         """Members (not the manager) whose execution daemon reports and take jobs."""
-        out = [
-            subprocess.run(
-                ["docker", "exec", manager, *argv], capture_output=True, text=True
-            ).stdout
-            for argv in (sge.HOSTS_ARGV, sge.QUEUES_ARGV)
-        ]
-        hosts = sge.parse_members(out[0], out[1] or "<job_info/>")
-        return sum(
-            1 for name, h in hosts.items() if name != manager and h.reporting and not h.disabled
-        )
+        return len(self.accepting_names(manager))
+
+    def accepting_names(self, manager: str) -> set[str]:
+        """The members (not the manager) whose execution daemon reports and take jobs, as
+        :class:`AcceptWatch` last saw them (started for ``manager`` on first use)."""
+        watch = self.watches.get(manager)
+        if watch is None or not watch.is_alive():
+            watch = self.watches[manager] = AcceptWatch(manager)
+            watch.start()
+            watch.first.wait(10)
+        return set(watch.latest)
 
     def members(self) -> int:
         return len((self.api("GET") or {}).get("members") or [])
@@ -170,7 +235,15 @@ def burst(bench: Bench, manager: str) -> dict:
         f"-b y sleep {BURST_SLEEP_S} >/dev/null; done"
     )
     submitted = time.monotonic() - t0
-    wait(lambda: bench.accepting(manager), 120, f"{k} members accept jobs", until=lambda n: n >= k)
+    accepted: dict[str, float] = {}  # member -> seconds from the first qsub to accepting
+
+    def count() -> int:
+        names = bench.accepting_names(manager)
+        for name in names:
+            accepted.setdefault(name, round(time.monotonic() - t0, 2))
+        return len(names)
+
+    wait(count, 120, f"{k} members accept jobs", until=lambda n: n >= k)
     up = time.monotonic() - t0
     wait(lambda: bench.queue_empty(manager), 300, "the burst's jobs end")
     ended = time.monotonic()
@@ -180,6 +253,44 @@ def burst(bench: Bench, manager: str) -> dict:
         "submit_s": submitted,
         "scale_up_s": up,
         "scale_down_s": time.monotonic() - ended,
+        "accepted_s": dict(sorted(accepted.items(), key=lambda item: item[1])),
+    }
+
+
+def use_spark(bench: Bench, manager: str) -> bool:
+    """Mark the cluster in Spark use (see the module docstring); new members start with a
+    Spark worker from now on. True when done."""
+    app = subprocess.Popen(
+        ["docker", "exec", "-i", "-u", "1000", manager, "/opt/venv/bin/python", "-c", SPARK_APP],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait(
+            lambda: (bench.api("GET") or {}).get("spark", {}).get("in_use") or app.poll(),
+            120,
+            "Spark in use",
+        )
+    finally:
+        output = app.communicate(input="", timeout=120)[0]  # stdin ends: the application stops
+    if not (bench.api("GET") or {}).get("spark", {}).get("in_use"):
+        raise waiting.WaitTimedOut("Spark in use", 120, output[-1500:])
+    return True
+
+
+def scaling_phase(bench: Bench, results: dict, manager: str, label: str) -> None:
+    """Member starts, then bursts in a row, recorded under ``label`` (plain / spark)."""
+    starts = [
+        attempt(bench, results, f"{label} member start", member_start, bench, manager)
+        for _ in range(STARTS)
+    ]
+    results[label] = {
+        "member_start_s": [s for s in starts if s is not None],
+        "bursts": [
+            attempt(bench, results, f"{label} burst", burst, bench, manager) for _ in range(BURSTS)
+        ],
     }
 
 
@@ -209,23 +320,44 @@ def main() -> None:
     cleanup(PREFIX, hub.storage_root)
     results: dict = {"date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "window": WINDOW}
     bench = None
+    events = REPO / ".cache" / "bench" / "clusters-events.log"  # when each member was made
+    events.parent.mkdir(parents=True, exist_ok=True)
+    engine_log = subprocess.Popen(
+        [
+            *("docker", "events", "--filter", f"label={LABEL}.prefix={PREFIX}"),
+            *("--filter", "event=create", "--filter", "event=start", "--filter"),
+            *(
+                "event=exec_create",
+                "--format",
+                "{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}}",
+            ),
+        ],
+        stdout=events.open("w"),
+    )
     try:
         hub.start()
         hub.ensure_user("alice")
         hub.start_workspace("alice", "bench", {"resource_model": "test-small"})
         bench = Bench(hub)
-        manager = bench.start({"type": "dynamic", "min_members": 0, "max_members": 10})
-        starts = [
-            attempt(bench, results, "member start", member_start, bench, manager) for _ in range(3)
-        ]
-        results["member_start_s"] = [s for s in starts if s is not None]
-        results["burst"] = attempt(bench, results, "burst", burst, bench, manager)
-        bench.stop()
-        results["throughput_s"] = attempt(bench, results, "throughput", throughput, bench)
+        phases = sys.argv[1:] or ["plain", "spark", "throughput"]
+        results["load_before"] = os.getloadavg()
+        if "plain" in phases or "spark" in phases:
+            manager = bench.start({"type": "dynamic", "min_members": 0, "max_members": 10})
+            if "plain" in phases:
+                scaling_phase(bench, results, manager, "plain")
+            if "spark" in phases and attempt(
+                bench, results, "Spark use", use_spark, bench, manager
+            ):
+                scaling_phase(bench, results, manager, "spark")
+            bench.stop()
+        if "throughput" in phases:
+            results["throughput_s"] = attempt(bench, results, "throughput", throughput, bench)
+        results["load_after"] = os.getloadavg()
         keep_scaler_log(bench, "clusters-scaler.log")
         bench.stop()
     finally:
-        if bench is not None and not (REPO / ".cache/bench/clusters-scaler.log").exists():
+        engine_log.terminate()
+        if bench is not None and bench.scaler_log():
             keep_scaler_log(bench, "clusters-scaler.log")
         hub.stop()
         cleanup(PREFIX, hub.storage_root)
@@ -233,36 +365,19 @@ def main() -> None:
             "network", "ls", "-q", "--filter", f"name=^{PREFIX}-cluster-", check=False
         ).split():
             docker("network", "rm", net, check=False)
-    out = REPO / ".cache" / "bench" / "clusters.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+        out = REPO / ".cache" / "bench" / "clusters.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))  # also what a crash left
     _report(results)
 
 
 def _report(r: dict) -> None:
-    print(f"\n## Workspace clusters ({r['date']})\n")
+    print(f"\n## Workspace clusters ({r['date']}, load {_load(r)})\n")
     print("| measure | BenchHub | floor / ideal | ratio |")
     print("|---|---|---|---|")
-    start = statistics.median(r["member_start_s"]) if r["member_start_s"] else None
-    if start is not None:
-        starts = ", ".join(f"{s:.1f}" for s in r["member_start_s"])
-        print(f"| one member: qsub -> accepting jobs (median of {starts} s) | {start:.1f} s | | |")
-    b = r.get("burst")
-    if b and start is not None:
-        floor_up = start * math.ceil(b["k"] / WINDOW)
-        print(
-            f"| burst of {BURST} jobs -> all {b['k']} members accepting jobs "
-            f"(at most {WINDOW} booting at once; submitting took {b['submit_s']:.1f} s) "
-            f"| {b['scale_up_s']:.1f} s | {floor_up:.1f} s (member start x "
-            f"ceil({b['k']}/{WINDOW})) | **{b['scale_up_s'] / floor_up:.2f}** |"
-        )
-    if b:
-        floor_down = (b["k"] - 1) * STABILISATION_S
-        print(
-            f"| last job end -> 0 members (one drained at a time, {STABILISATION_S} s "
-            f"apart) | {b['scale_down_s']:.1f} s | {floor_down:.0f} s ((k-1) x "
-            f"stabilisation) | **{b['scale_down_s'] / floor_down:.2f}** |"
-        )
+    for label, what in (("plain", "Grid Engine only"), ("spark", "Spark in use")):
+        if label in r:
+            _report_scaling(r[label], what)
     if r.get("throughput_s") is not None:
         ideal = THROUGHPUT_JOBS * 1.0 / (THROUGHPUT_MEMBERS * CORES_PER_MEMBER)
         print(
@@ -271,6 +386,39 @@ def _report(r: dict) -> None:
             f"(CPU-s / cores) | **{r['throughput_s'] / ideal:.2f}** |"
         )
     print_failures(r)
+
+
+def _load(r: dict) -> str:
+    return " -> ".join(
+        "/".join(f"{x:.2f}" for x in r[k]) for k in ("load_before", "load_after") if k in r
+    )
+
+
+def _report_scaling(r: dict, what: str) -> None:
+    start = statistics.median(r["member_start_s"]) if r["member_start_s"] else None
+    if start is not None:
+        starts = ", ".join(f"{s:.1f}" for s in r["member_start_s"])
+        print(
+            f"| {what}: one member: qsub -> accepting jobs (median of {starts} s) "
+            f"| {start:.1f} s | | |"
+        )
+    for i, b in enumerate(r["bursts"], 1):
+        if not b:
+            continue
+        if start is not None:
+            floor_up = start * math.ceil(b["k"] / WINDOW)
+            print(
+                f"| {what}: burst {i} of {BURST} jobs -> all {b['k']} members accepting jobs "
+                f"(at most {WINDOW} booting at once; submitting took {b['submit_s']:.1f} s) "
+                f"| {b['scale_up_s']:.1f} s | {floor_up:.1f} s (member start x "
+                f"ceil({b['k']}/{WINDOW})) | **{b['scale_up_s'] / floor_up:.2f}** |"
+            )
+        floor_down = (b["k"] - 1) * STABILISATION_S
+        print(
+            f"| {what}: burst {i}: last job end -> 0 members (one drained at a time, "
+            f"{STABILISATION_S} s apart) | {b['scale_down_s']:.1f} s | {floor_down:.0f} s "
+            f"((k-1) x stabilisation) | **{b['scale_down_s'] / floor_down:.2f}** |"
+        )
 
 
 def print_failures(r: dict) -> None:

@@ -28,6 +28,7 @@ benchmarks/clusters.py). Raw numbers: .cache/bench/spark.json; the scaler log:
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -42,6 +43,11 @@ from tests.support.docker_cli import cleanup
 from tests.support.hub_harness import HubProcess
 
 REPO = Path(__file__).resolve().parent.parent
+# lines added to the kernel's settings, to compare executor options, e.g.
+# BENCH_SPARK_CONF='spark.executor.extraJavaOptions -XX:+UseSerialGC'
+EXTRA_CONF = os.environ.get("BENCH_SPARK_CONF", "").replace("\\n", "\n")
+if EXTRA_CONF:
+    EXTRA_CONF += "\n"
 
 PREFIX = "benchsparkb"
 MEMBER = {"resource_model": "standard-small", "dedicated_manager": True}
@@ -73,10 +79,16 @@ def run_times(job):
 def added(text):
     return datetime.strptime(text.replace("GMT", ""), "%Y-%m-%dT%H:%M:%S.%f").replace(
         tzinfo=UTC).timestamp()
+def compute():
+    t0 = time.time()
+    spark.range(0, 200_000_000, numPartitions=4).selectExpr("sum(id % 7)").collect()
+    return time.time() - t0
 cold, warm = job(), job()
 jobs = sorted(rest("/jobs"), key=lambda j: j["jobId"])
+computes = [compute() for _ in range(3)]
 print("TIMES " + json.dumps({
     "cold": cold, "warm": warm, "cold_runs": run_times(jobs[0]), "warm_runs": run_times(jobs[1]),
+    "compute": computes,
     "executors": [{"host": e["hostPort"].rsplit(":", 1)[0], "added": added(e["addTime"])}
                   for e in rest("/allexecutors") if e["id"] != "driver"]}))
 """
@@ -139,7 +151,7 @@ class WorkerWatch(threading.Thread):
 def cold_and_warm(bench: Bench, hub: HubProcess, manager: str) -> dict:
     conf = hub.storage_root / "alice" / "bench" / "mnt" / ".spark/remote/conf-dynamic"
     conf.mkdir(parents=True, exist_ok=True)
-    (conf / "spark-defaults.conf").write_text(CONF)
+    (conf / "spark-defaults.conf").write_text(CONF + EXTRA_CONF)
     watch = WorkerWatch(manager)
     watch.start()
     try:
@@ -158,6 +170,7 @@ def cold_and_warm(bench: Bench, hub: HubProcess, manager: str) -> dict:
         "executors": len(t["executors"]),
         "executor_jvm_s": min(jvm) if jvm else None,
         "python_worker_s": statistics.median(t["cold_runs"]) - statistics.median(t["warm_runs"]),
+        "compute_s": t.get("compute"),
         "raw": t,
         "workers_alive": watch.alive,
     }
@@ -172,7 +185,11 @@ def main() -> None:
         env_overrides=cluster_env(scratch, "10.236.0.0/20", 2, 10),
     )
     cleanup(PREFIX, hub.storage_root)
-    results: dict = {"date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"}
+    results: dict = {
+        "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "extra_conf": EXTRA_CONF.strip(),
+        "load_before": os.getloadavg(),
+    }
     bench = None
     try:
         hub.start()
@@ -199,6 +216,7 @@ def main() -> None:
         results.update(
             attempt(bench, results, "cold job", cold_and_warm, bench, hub, manager) or {}
         )
+        results["load_after"] = os.getloadavg()
         keep_scaler_log(bench, "spark-scaler.log")
         bench.stop()
     finally:
@@ -214,7 +232,8 @@ def main() -> None:
 
 
 def _report(r: dict) -> None:
-    print(f"\n## Spark on a dynamic cluster ({r['date']})\n")
+    print(f"\n## Spark on a dynamic cluster ({r['date']}; extra settings: {r['extra_conf']!r})\n")
+    print(f"load {r.get('load_before')} -> {r.get('load_after')}\n")
     print("| measure | BenchHub | floor | ratio |")
     print("|---|---|---|---|")
     steps = {
@@ -233,6 +252,9 @@ def _report(r: dict) -> None:
             f"after) | {r['cold_s']:.1f} s | {floor:.1f} s (the steps above) "
             f"| **{r['cold_s'] / floor:.2f}** |"
         )
+    if r.get("compute_s"):
+        runs = ", ".join(f"{c:.2f}" for c in r["compute_s"])
+        print(f"| warm compute: sum over 2e8 rows on the executors ({runs} s) | | | |")
     print_failures(r)
 
 

@@ -23,7 +23,7 @@ from benchhub.storage_admission import StorageRequest
 from benchhub.storage_allocations import StorageAdmission
 from benchhub.volumes import StorageError, WorkspaceVolume
 
-from . import sge, spark
+from . import join_watch, sge, spark
 from .addresses import manager_address
 from .containers import (
     CONFIG_DIR,
@@ -305,12 +305,14 @@ class ClusterNodes:
         mounts: list[Mount],
         scratch_gb: int,
         spark_worker: bool = False,
+        registered: bool = False,
     ) -> None:
         """Claim and make ``member``'s fresh ``/scratch`` of ``scratch_gb`` GB (0: in the
         container; refused by storage admission: ``StorageRefused``, and nothing else is
-        done), register the member with the manager (its capacity and address), then run its
-        container. With ``spark_worker`` it starts its Spark worker too (else only when
-        :meth:`start_worker` asks), offering the same ``capacity`` to executors."""
+        done), register the member with the manager (:meth:`register_member`; skipped when
+        ``registered`` says that was done), then run its container. With ``spark_worker`` it
+        starts its Spark worker too (else only when :meth:`start_worker` asks), offering the
+        same ``capacity`` to executors."""
         extra = []
         if scratch_gb:
             volume = self.scratch(rec.cluster_id, member.name)
@@ -320,13 +322,8 @@ class ClusterNodes:
                 )
                 await asyncio.to_thread(self.admission.admit, volume.dir, request)
             extra.append(Mount(str(await volume.attach(scratch_gb)), SCRATCH))
-        config = sge.exec_host_config(member.name, capacity)
-        await self.manager_exec(
-            names,
-            ["sh", "-c", _ADD_MEMBER, member.name, member.address],
-            {"BENCHHUB_SGE_HOST_CONFIG": config},
-            what=f"adding member {member.name}",
-        )
+        if not registered:
+            await self.register_member(names, member, capacity)
         plan = NodePlan(
             name=member.name,
             role="member",
@@ -347,6 +344,26 @@ class ClusterNodes:
             },
         )
         await self._run(plan)
+
+    async def register_member(
+        self, names: ClusterNames, member: MemberRecord, capacity: Capacity
+    ) -> None:
+        """Make ``member`` (its name, address and ``capacity``) a host of the cluster's Grid
+        Engine, before its container exists (the qmaster refuses an unknown execd). Safe to
+        repeat; the member shows as not reporting until its container boots."""
+        await self.manager_exec(
+            names,
+            ["sh", "-c", _ADD_MEMBER, member.name, member.address],
+            {"BENCHHUB_SGE_HOST_CONFIG": sge.exec_host_config(member.name, capacity)},
+            what=f"adding member {member.name}",
+        )
+
+    async def wait_for_join(self, names: ClusterNames, hosts: list[str]) -> list[str]:
+        """Wait (at most :data:`.join_watch.WATCH_SECONDS`) until one of ``hosts`` reports
+        to the manager; the hosts that do then (empty: none did, or the manager did not
+        answer). One ``docker exec`` that polls ``qhost`` inside the manager."""
+        result = await self.engine.exec(names.manager, join_watch.watch_argv(hosts))
+        return join_watch.parse_joined(result.output) if result.ok else []
 
     async def start_worker(self, host: str) -> str | None:
         """Start the Spark worker of member ``host`` unless it runs (a member started

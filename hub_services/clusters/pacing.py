@@ -25,6 +25,7 @@ __all__ = [
     "BOOT_SECONDS",
     "WAITING_PASS_S",
     "host_start_window",
+    "members_to_register",
     "members_to_start",
     "next_pass_in",
     "start_window",
@@ -70,9 +71,18 @@ def members_to_start(waiting: Sequence[str], booting: int, window: int) -> list[
     return list(waiting[: max(0, window - booting)])
 
 
+def members_to_register(waiting: Sequence[str], booting: int, window: int) -> list[str]:
+    """Which of the ``waiting`` members to register with Grid Engine now: those
+    :func:`members_to_start` starts and the next ``window`` after them, so that the next
+    round's registration (several ``qconf`` calls each) overlaps this round's boots
+    instead of following them."""
+    return list(waiting[: max(0, window - booting) + window])
+
+
 def next_pass_in(interval: float, clusters: Iterable[ClusterRecord]) -> float:
     """Seconds until the service's next pass: ``interval``, or at most
     :data:`WAITING_PASS_S` while members of one of the ``clusters`` wait for room to boot (a
-    member that reports frees its place at once, but only a pass sees that)."""
+    member that reports frees its place at once, and :mod:`.join_watch` wakes the service
+    then; this is the fallback should a watch miss it)."""
     waiting = any(m.waiting_to_start for rec in clusters for m in rec.members.values())
     return min(interval, WAITING_PASS_S) if waiting else interval

@@ -13,7 +13,9 @@ each member's container still running), then:
    busy, and what they hold is not free);
 3. the action is carried out: ``scale_up`` records its members and starts them paced by
    readiness (:mod:`.pacing`: at most ``start_window`` of the cluster's members booting at
-   once; the others start in later passes as those report), ``drain`` disables a member's
+   once; the others start in later passes as those report, the next round registered with
+   Grid Engine meanwhile; a :mod:`.join_watch` in the manager calls :attr:`on_joined` as
+   soon as a booting member reports), ``drain`` disables a member's
    queue, ``remove`` takes out a drained idle member. A member's minimum lifetime counts from
    when it joined (when it could first take a job), not from its container start;
 4. once Spark wants the cluster (:mod:`.spark_use`), joined members get their Spark worker
@@ -96,6 +98,10 @@ class ClusterScaler:
         self._scratch_notes: dict[str, int] = {}  # key -> members that fit, when last logged
         # member -> (monotonic time of its next measurement, (charged bytes, at) last seen)
         self._measured: dict[str, tuple[float, tuple[int, float] | None]] = {}
+        # a booting member reported (:mod:`.join_watch`): the service runs a pass at once
+        self.on_joined: Callable[[], None] = lambda: None
+        self._watches: dict[str, asyncio.Task] = {}  # cluster key -> its running join watch
+        self._registered: set[str] = set()  # members made Grid Engine hosts ahead of starting
 
     async def step(
         self,
@@ -129,7 +135,29 @@ class ClusterScaler:
         if lost or spark_news or started or workers or decision.action != "none":
             await self.save()
         await asyncio.to_thread(scaler_log.append, now, lines)
+        self._watch_joins(names, rec)
         return _view(rec, hosts, pending, sparks, decision, now)
+
+    def _watch_joins(self, names: ClusterNames, rec: ClusterRecord) -> None:
+        """While members of ``rec`` boot, keep one :mod:`.join_watch` running for them; when
+        one reports, :attr:`on_joined` (the service's next pass starts at once)."""
+        booting = sorted(
+            m.name for m in rec.members.values() if not (m.waiting_to_start or m.joined)
+        )
+        running = self._watches.get(rec.key)
+        if not booting or (running is not None and not running.done()):
+            return
+
+        async def watch() -> None:
+            try:
+                if await self.nodes.wait_for_join(names, booting):
+                    self.on_joined()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.warning("%s: watching members join failed", rec.key, exc_info=True)
+
+        self._watches[rec.key] = asyncio.ensure_future(watch())
 
     # ---- lost members ----------------------------------------------------------------------
 
@@ -214,6 +242,7 @@ class ClusterScaler:
         rec.addresses = book.to_dict()
         rec.members.pop(name, None)
         self._measured.pop(name, None)
+        self._registered.discard(name)
 
     @staticmethod
     def _members(
@@ -338,8 +367,22 @@ class ClusterScaler:
         # started and not yet reporting (``joined`` was brought up to date by _lost)
         booting = sum(1 for m in rec.members.values() if not (m.waiting_to_start or m.joined))
         new = [rec.members[n] for n in pacing.members_to_start(waiting, booting, self.start_window)]
+        # the round after this one registers with Grid Engine now, beside this round's
+        # boots: when it may start, it only runs its containers
+        ahead = [
+            rec.members[n]
+            for n in pacing.members_to_register(waiting, booting, self.start_window)
+            if n not in self._registered and n not in {m.name for m in new}
+        ]
         scratch_gb = int(rec.settings.get("scratch_gb", 0))
         lines: list[str] = []
+
+        async def register(member: MemberRecord) -> None:
+            try:
+                await self.nodes.register_member(names, member, policy.capacity)
+                self._registered.add(member.name)
+            except Exception as e:  # its start registers it then
+                self.log.warning("%s: registering %s ahead failed: %s", rec.key, member.name, e)
 
         async def start(member: MemberRecord) -> None:
             await self.nodes.start_member(
@@ -351,12 +394,16 @@ class ClusterScaler:
                 mounts,
                 scratch_gb,
                 spark_worker=rec.spark_in_use,
+                registered=member.name in self._registered,
             )
             member.started_at = utcnow().isoformat()
             member.spark_worker = rec.spark_in_use
             member.waiting_to_start = False
 
-        results = await asyncio.gather(*(start(m) for m in new), return_exceptions=True)
+        results = await asyncio.gather(
+            *(start(m) for m in new), *(register(m) for m in ahead), return_exceptions=True
+        )
+        results = results[: len(new)]
         for member, result in zip(new, results, strict=True):
             if isinstance(result, StorageRefused):  # another allocation came first
                 self.log.warning("%s: member %s not started: %s", rec.key, member.name, result)
@@ -416,6 +463,9 @@ class ClusterScaler:
     def forget(self, key: str) -> None:
         self._notes.pop(key, None)
         self._scratch_notes.pop(key, None)
+        watch = self._watches.pop(key, None)
+        if watch is not None:
+            watch.cancel()
 
 
 def _upper_dir(container: dict) -> str | None:

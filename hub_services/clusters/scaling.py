@@ -9,16 +9,21 @@ Rules, in the order they are checked:
 
 1. A draining member without running jobs is removed (this completes a scale-down already
    decided, so it is allowed at any time).
-2. Nothing starts while a scale operation is in flight: while a member has not joined yet,
-   or during ``policy.stabilisation`` after ``last_operation_at`` (the caller records ``now``
-   there whenever it carries out a ``scale_up`` or ``drain``).
-3. Pending requests that no single member could ever run (more cores or memory per task than
+2. A scale-up goes at once, also while members are still joining: the pending work is
+   packed into the joining members too (each counts as an empty member), so only what the
+   members on their way cannot hold adds more. A burst of ``qsub`` calls that a pass sees
+   half-submitted thus grows the cluster in the next pass instead of a stabilisation later
+   (issue 17).
+3. No scale-down starts while a scale operation is in flight: while a member has not joined
+   yet, or during ``policy.stabilisation`` after ``last_operation_at`` (the caller records
+   ``now`` there whenever it carries out a ``scale_up`` or ``drain``).
+4. Pending requests that no single member could ever run (more cores or memory per task than
    ``policy.capacity``) are reported in ``unsatisfiable`` and never cause a scale-up.
 4. The rest is bin-packed (first fit, largest first) into the free capacity of the joined,
    non-draining members, then into new empty members; the members that opens is
    ``members_needed``. The target is that count added, bounded by ``min_members`` and
-   ``max_members``: below the target scale up, above ``max_members`` drain.
-5. Without satisfiable pending work and above ``min_members``, one idle member older than
+   ``max_members``: below the target scale up (rule 2), above ``max_members`` drain.
+6. Without satisfiable pending work and above ``min_members``, one idle member older than
    ``policy.min_lifetime`` is drained (preemptible members first, then the youngest), unless
    another member is still draining: one scale-down at a time.
 
@@ -237,14 +242,14 @@ def _free(member: Member, capacity: Capacity) -> Capacity:
 def _in_flight(
     policy: ScalingPolicy, members: list[Member], now: datetime, last: datetime | None
 ) -> str | None:
-    """Why no new scale operation may start now, or None."""
+    """Why no scale-down may start now, or None."""
     joining = sorted(m.name for m in members if not m.joined)
     if joining:
-        return f"waiting for {_names(joining)} to join before the next scale operation"
+        return f"waiting for {_names(joining)} to join before a scale-down"
     if last is not None and now < last + policy.stabilisation:
         ready = last + policy.stabilisation
         return (
-            f"stabilising after the scale operation at {last:%H:%M:%S}; the next one can "
+            f"stabilising after the scale operation at {last:%H:%M:%S}; a scale-down can "
             f"start at {ready:%H:%M:%S}"
         )
     return None
@@ -331,7 +336,8 @@ def decide(
     ``members`` every member the cluster has, ``last_operation_at`` when the last
     ``scale_up`` or ``drain`` was carried out (None: never). Never returns a ``scale_up``
     beyond ``max_members`` or a ``drain`` below ``min_members``, never removes a member with
-    running jobs, and never starts a ``scale_up`` or ``drain`` while one is in flight.
+    running jobs, and never starts a ``drain`` while a scale operation is in flight; a
+    ``scale_up`` only ever adds what the members there and joining cannot hold.
     """
     satisfiable, unsatisfiable = _split(requests, policy.capacity)
     active = [m for m in members if not m.draining]
@@ -346,13 +352,13 @@ def decide(
     if drained:
         reason = f"member {drained[0]} is drained and runs no job: removing it"
         return result("remove", reason, member=drained[0])
-    waiting = _in_flight(policy, members, now, last_operation_at)
-    if waiting:
-        return result("none", waiting)
     target = min(max(len(active) + needed, policy.min_members), policy.max_members)
     if target > len(active):
         reason = _scale_up(policy, len(active), needed, satisfiable)
         return result("scale_up", reason, count=target - len(active))
+    waiting = _in_flight(policy, members, now, last_operation_at)
+    if waiting:
+        return result("none", waiting)
     if needed and len(active) == policy.max_members:
         reason = (
             f"{_tasks(satisfiable)} need {needed} more members, but the cluster is at its "

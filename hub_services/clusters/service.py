@@ -47,7 +47,7 @@ from benchhub.volumes import (
 )
 from benchhub.writable_layer import WritableLayerWatch
 
-from . import pacing, sge, spark
+from . import pacing, recovery, sge, spark
 from .addresses import SubnetPool, member_addresses
 from .containers import LABEL, ClusterNames, data_mounts
 from .nodes import ClusterNodes, node_exit_reason
@@ -213,6 +213,7 @@ class ClusterController(LoggingConfigurable):
         self._tasks: dict[str, asyncio.Task] = {}
         self._save_lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self.scaler.on_joined = self._wake.set  # a booting member reported: a pass now
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -367,8 +368,6 @@ class ClusterController(LoggingConfigurable):
     def keys(self) -> list[str]:
         return sorted(self.records)
 
-    # ---- Docker facts ----------------------------------------------------------------------
-
     # ---- bring-up and teardown -------------------------------------------------------------
 
     def _launch(self, key: str, coro) -> None:
@@ -517,7 +516,7 @@ class ClusterController(LoggingConfigurable):
             workspace = await self.engine.inspect(rec.workspace_container)
             running = workspace is not None and workspace["State"]["Running"]
             if not running or (active is not None and rec.key not in active):
-                return await self._teardown(rec, "the workspace stopped")
+                return await recovery.hold_or_teardown(self, rec, active)  # or waits for it
             if rec.status == "starting":
                 return self._launch(rec.key, self._bring_up(rec))
             if rec.status == "running":

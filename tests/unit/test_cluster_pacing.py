@@ -6,7 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from hub_services.clusters.pacing import members_to_start, next_pass_in, start_window
+from hub_services.clusters.pacing import (
+    members_to_register,
+    members_to_start,
+    next_pass_in,
+    start_window,
+)
 from hub_services.clusters.state import MemberRecord
 
 
@@ -51,3 +56,14 @@ def test_the_service_looks_again_soon_while_members_wait_to_boot():
     assert next_pass_in(0.5, [cluster(True)]) == 0.5
     assert next_pass_in(5, [cluster(False, False), cluster()]) == 5
     assert next_pass_in(5, []) == 5
+
+
+def test_the_next_round_registers_with_grid_engine_while_this_round_boots():
+    waiting = [f"m{i}" for i in range(1, 11)]
+    assert members_to_start(waiting, booting=0, window=5) == waiting[:5]
+    assert members_to_register(waiting, booting=0, window=5) == waiting  # these 5 and the next 5
+    # with 3 still booting, 2 start now and the 5 after them are registered ahead
+    assert members_to_register(waiting, booting=3, window=5) == waiting[:7]
+    # a window over-full (nothing starts now): the next round still registers ahead
+    assert members_to_start(["m1"], booting=9, window=5) == []
+    assert members_to_register(["m1"], booting=9, window=5) == ["m1"]

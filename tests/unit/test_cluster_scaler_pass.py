@@ -2,6 +2,7 @@
 members are rescheduled, removed and replaced under new names and addresses, a member that
 fails to start leaves nothing behind, and each never-fitting job is logged once."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -38,6 +39,8 @@ class FakeNodes:
         self.drained: list[str] = []
         self.started_with_worker: dict[str, bool] = {}
         self.workers_started: list[str] = []
+        self.registered: list[str] = []  # Grid Engine hosts added, in order
+        self.watched: list[list[str]] = []  # the members each join watch waited for
 
     async def start_worker(self, host):
         self.workers_started.append(host)
@@ -64,10 +67,33 @@ class FakeNodes:
     async def drain(self, names, host):
         self.drained.append(host)
 
+    async def register_member(self, names, member, capacity):
+        self.registered.append(member.name)
+
+    async def wait_for_join(self, names, hosts):  # as the manager's watch: until one reports
+        self.watched.append(list(hosts))
+        for _ in range(200):
+            joined = [h for h in hosts if h in self.hosts and self.hosts[h].reporting]
+            if joined:
+                return joined
+            await asyncio.sleep(0.005)
+        return []
+
     async def start_member(
-        self, names, rec, member, model, capacity, mounts, scratch_gb, spark_worker=False
+        self,
+        names,
+        rec,
+        member,
+        model,
+        capacity,
+        mounts,
+        scratch_gb,
+        spark_worker=False,
+        registered=False,
     ):
         self.started_with_worker[member.name] = spark_worker
+        if not registered:
+            self.registered.append(member.name)
         if self.fail_next:
             self.fail_next -= 1
             raise RuntimeError("no space left on device")
@@ -333,6 +359,39 @@ async def test_a_burst_starts_members_as_those_booting_report_never_more_at_once
     await step(scaler, rec, policy, log)
     assert len(booting) == 5 and not any(m.waiting_to_start for m in rec.members.values())
     assert nodes.removed == []  # a member waiting to start is not lost for lack of a container
+
+
+async def test_a_member_that_reports_wakes_the_service_and_the_next_round_is_registered_ahead(
+    clock,
+):
+    nodes, log = FakeNodes(), FakeLog()
+    started = nodes.start_member
+
+    async def start_member(names, rec, member, *args, **kwargs):  # boots until told
+        await started(names, rec, member, *args, **kwargs)
+        nodes.hosts[member.name] = sge.HostState(member.name, False, False, "u", 0, None)
+
+    nodes.start_member = start_member
+    woken = []
+    scaler = ClusterScaler(nodes, save, start_window=2)
+    scaler.on_joined = lambda: woken.append(True)
+    rec, policy = cluster(5)
+    await step(scaler, rec, policy, log)
+    first, ahead = [NAMES.member(i) for i in (1, 2)], [NAMES.member(i) for i in (3, 4)]
+    # members 3 and 4 became Grid Engine hosts beside 1 and 2's start: they only boot later
+    assert sorted(nodes.registered) == sorted(first + ahead)
+    await asyncio.sleep(0.02)
+    assert nodes.watched == [first] and woken == []  # watched, nobody reported yet
+    nodes.hosts[NAMES.member(1)] = sge.HostState(NAMES.member(1), True, False, "", 0, CAPACITY)
+    await asyncio.sleep(0.05)
+    assert woken == [True]  # member 1 reported: the service is woken for a pass at once
+
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)  # member 1 joined: 3 starts without registering again
+    assert sorted(nodes.registered) == sorted([*first, *ahead, NAMES.member(5)])
+    await asyncio.sleep(0.01)
+    assert nodes.watched[-1] == [NAMES.member(2), NAMES.member(3)]
+    scaler.forget(rec.key)  # the cluster goes: so does its watch
 
 
 async def test_an_idle_member_is_drained_only_after_its_minimum_lifetime_since_joining(clock):

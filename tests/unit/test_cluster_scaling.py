@@ -154,24 +154,44 @@ def test_unsatisfiable_work_alone_lets_idle_members_go():
 # --- one operation at a time -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("elapsed, action", [(0, "none"), (59, "none"), (60, "scale_up")])
-def test_nothing_starts_until_the_last_operation_is_stabilised(elapsed, action):
+@pytest.mark.parametrize("elapsed, action", [(0, "none"), (59, "none"), (60, "drain")])
+def test_no_member_is_drained_until_the_last_operation_is_stabilised(elapsed, action):
     pol = policy(0, 10, stabilisation=60 * S)
-    decision = run(pol, [task(tasks=9)], now=T0, last=T0 - elapsed * S)
+    decision = run(pol, [], [member("m1")], now=T0, last=T0 - elapsed * S)
     assert decision.action == action
     if action == "none":
         started = (T0 - elapsed * S).strftime("%H:%M:%S")
         ready = (T0 + (60 - elapsed) * S).strftime("%H:%M:%S")
         assert decision.reason == (
-            f"stabilising after the scale operation at {started}; the next one can start at {ready}"
+            f"stabilising after the scale operation at {started}; a scale-down can start at {ready}"
         )
 
 
-def test_nothing_starts_while_a_member_is_still_joining():
-    members = [member("m2", age=5, joined=False), member("m1", running_jobs=4)]
-    decision = run(policy(0, 10), [task(tasks=20)], members)
+@pytest.mark.parametrize("elapsed", [0, 59, 60])
+def test_more_pending_work_scales_up_at_once_even_while_stabilising(elapsed):
+    pol = policy(0, 10, stabilisation=60 * S)
+    decision = run(pol, [task(tasks=9)], now=T0, last=T0 - elapsed * S)
+    assert (decision.action, decision.count) == ("scale_up", 3)
+
+
+def test_no_member_is_drained_while_another_is_still_joining():
+    members = [member("m2", age=5, joined=False), member("m1", age=9000)]
+    decision = run(policy(0, 10), [], members)
     assert decision.action == "none"
-    assert decision.reason == "waiting for member m2 to join before the next scale operation"
+    assert decision.reason == "waiting for member m2 to join before a scale-down"
+
+
+def test_work_beyond_what_joining_members_hold_adds_members_without_waiting_for_them():
+    # a burst seen half-submitted: m2 joins for the first 4 tasks, the next 16 need 4 more
+    members = [member("m2", age=1, joined=False)]
+    decision = run(policy(0, 10), [task(tasks=20)], members)
+    assert (decision.action, decision.count) == ("scale_up", 4)
+
+
+def test_work_that_joining_members_hold_adds_none():
+    members = [member("m2", age=1, joined=False), member("m3", age=1, joined=False)]
+    decision = run(policy(0, 10), [task(tasks=8)], members)
+    assert decision.action == "none" and decision.members_needed == 0
 
 
 def test_a_joining_member_counts_as_capacity_for_the_pending_work():
@@ -375,11 +395,23 @@ def test_property_never_removes_or_drains_a_member_wrongly(pol, reqs, ms, last):
 
 @settings(max_examples=400)
 @given(policies(), requests, members, lasts)
-def test_property_never_scales_while_an_operation_is_in_flight(pol, reqs, ms, last):
+def test_property_never_scales_down_while_an_operation_is_in_flight(pol, reqs, ms, last):
     decision = run(pol, reqs, ms, last=last)
     stabilising = last is not None and T0 < last + pol.stabilisation
     if stabilising or not all(m.joined for m in ms):
-        assert decision.action in ("none", "remove")
+        assert decision.action in ("none", "remove", "scale_up")
+
+
+@settings(max_examples=400)
+@given(policies(), requests, members, lasts)
+def test_property_a_scale_up_adds_only_what_the_members_there_and_joining_cannot_hold(
+    pol, reqs, ms, last
+):
+    decision = run(pol, reqs, ms, last=last)
+    if decision.action == "scale_up":
+        active = len(_active(ms))
+        assert decision.count <= max(decision.members_needed, pol.min_members - active)
+        assert active + decision.count <= pol.max_members
 
 
 @settings(max_examples=400)

@@ -63,8 +63,23 @@ class FakeNodes:
         self.hosts.pop(member.name, None)
         self.removed.append(member.name)
 
+    async def register_member(self, names, member, capacity):
+        pass
+
+    async def wait_for_join(self, names, hosts):
+        return []
+
     async def start_member(
-        self, names, rec, member, model, capacity, mounts, scratch_gb, spark_worker=False
+        self,
+        names,
+        rec,
+        member,
+        model,
+        capacity,
+        mounts,
+        scratch_gb,
+        spark_worker=False,
+        registered=False,
     ):
         if scratch_gb and self.admission is not None:  # what ClusterNodes does first
             request = StorageRequest("scratch_gb", rec.user, scratch_gb * GIB, what="/scratch")
