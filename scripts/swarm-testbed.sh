@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# The test swarm: three Docker-in-Docker engines on this machine (docs/swarm.md).
+# Usage: scripts/swarm-testbed.sh up|down|status|env
+#   up      make what is missing (idempotent): the network, a manager and two workers, the
+#           swarm, and the workspace images loaded into the workers; prints the env lines
+#   down    remove every benchswarm-* container, volume and network (idempotent)
+#   status  the nodes as the manager sees them, and the images each worker holds
+#   env     BENCHHUB_SWARM_DOCKER_HOST=... (the manager's engine API, for the hub on this host)
+# Env:   BENCHHUB_SWARM_NODE_IMAGE  (default benchhub/swarm-node:latest; images/build.sh swarm-node)
+#        BENCHHUB_SWARM_IMAGES      (default benchhub/jupyterlab:latest; space-separated, loaded
+#                                    into every worker by `docker save | docker load`)
+#        BENCHHUB_SWARM_SUBNET      (default 192.168.250.0/24; the nodes' bridge network)
+#
+# Why Docker-in-Docker: the host engine runs with live-restore, which Docker refuses in swarm
+# mode, so it never joins. Each node is a container that runs its own dockerd (privileged is
+# refused on this kind of machine, "unable to apply caps", so: all capabilities but
+# SYS_RESOURCE, no seccomp/AppArmor, the host's cgroups), with --userns=host because the host
+# engine remaps user namespaces, and /var/lib/docker on a volume (overlay2 cannot sit on the
+# container's own overlay root). Only the manager serves its engine API on TCP, to the
+# network's gateway (this host) alone.
+set -euo pipefail
+
+NODE_IMAGE=${BENCHHUB_SWARM_NODE_IMAGE:-benchhub/swarm-node:latest}
+IMAGES=${BENCHHUB_SWARM_IMAGES:-benchhub/jupyterlab:latest}
+SUBNET=${BENCHHUB_SWARM_SUBNET:-192.168.250.0/24}
+NET=benchswarm-net
+MANAGER=benchswarm-manager
+WORKERS=(benchswarm-worker-1 benchswarm-worker-2)
+LABEL=org.benchhub.testbed=swarm
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+# address N: the Nth address of the subnet (a /24 or larger, given by its network address)
+address() { local base=${SUBNET%/*}; printf '%s.%s\n' "${base%.*}" "$1"; }
+GATEWAY=$(address 1)
+manager_ip() { address 10; }
+worker_ip() { address $((11 + $1)); }
+
+# the MTU of the host's default route: Docker's bridges default to 1500, which stalls large
+# transfers where the host has less (1400 on the development machine)
+host_mtu() {
+  local dev
+  dev=$(ip route show default 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") {print $(i + 1); exit}}')
+  cat "/sys/class/net/${dev:-eth0}/mtu" 2>/dev/null || echo 1500
+}
+
+running() { [[ "$(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" == true ]]; }
+on() { local node=$1; shift; docker exec "$node" docker "$@"; }
+
+ensure_network() {
+  docker network inspect "$NET" >/dev/null 2>&1 && return
+  say "network $NET ($SUBNET)"
+  docker network create --driver bridge --subnet "$SUBNET" --gateway "$GATEWAY" \
+    --opt "com.docker.network.driver.mtu=$(host_mtu)" --label "$LABEL" "$NET" >/dev/null
+}
+
+# ensure_node NAME ADDRESS [NODE-ARGS...]: the node container runs (wait_engine waits for
+# its engine)
+ensure_node() {
+  local name=$1 ip=$2 mtu
+  shift 2
+  mtu=$(host_mtu)
+  if ! running "$name"; then
+    docker rm -f "$name" >/dev/null 2>&1 || true
+    say "node $name ($ip)"
+    docker run -d --name "$name" --hostname "$name" --label "$LABEL" \
+      --network "$NET" --ip "$ip" --userns=host \
+      --cap-add ALL --cap-drop SYS_RESOURCE \
+      --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+      --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
+      -v "$name-docker:/var/lib/docker" --tmpfs /run \
+      "$NODE_IMAGE" "$@" --mtu "$mtu" >/dev/null
+  fi
+}
+
+wait_engine() {
+  local name=$1 i
+  for ((i = 0; i < 600; i++)); do
+    on "$name" info >/dev/null 2>&1 && return
+    running "$name" || { docker logs --tail 20 "$name" >&2; die "node $name exited"; }
+    sleep 0.1
+  done
+  docker logs --tail 20 "$name" >&2
+  die "the engine in $name did not answer in 60 s"
+}
+
+swarm_state() { on "$1" info -f '{{.Swarm.LocalNodeState}}' 2>/dev/null || echo missing; }
+
+ensure_swarm() {
+  local worker token i
+  if [[ "$(swarm_state "$MANAGER")" != active ]]; then
+    say "swarm init on $MANAGER"
+    on "$MANAGER" swarm init --advertise-addr "$(manager_ip)" >/dev/null
+  fi
+  token=$(on "$MANAGER" swarm join-token -q worker)
+  for i in "${!WORKERS[@]}"; do
+    worker=${WORKERS[$i]}
+    [[ "$(swarm_state "$worker")" == active ]] && continue
+    say "$worker joins"
+    on "$worker" swarm join --advertise-addr "$(worker_ip "$i")" --token "$token" \
+      "$(manager_ip):2377" >/dev/null
+  done
+  # a node that left (a worker made again from nothing) stays listed as down: forget it
+  on "$MANAGER" node ls -q --filter role=worker | while read -r id; do
+    if [[ "$(on "$MANAGER" node inspect -f '{{.Status.State}}' "$id")" == down ]]; then
+      on "$MANAGER" node rm --force "$id" >/dev/null
+    fi
+  done
+}
+
+# load the workspace images into every worker that lacks one: one `docker save`, fanned out
+# to the workers in parallel through a fifo each (measured against a site registry in
+# docs/swarm.md)
+ensure_images() {
+  local image worker missing fifo fifos pids dir start=$SECONDS
+  dir=$(mktemp -d /tmp/benchswarm-load.XXXXXX)
+  for image in $IMAGES; do
+    docker image inspect "$image" >/dev/null 2>&1 || die "$image missing on this host (make images)"
+    missing=()
+    for worker in "${WORKERS[@]}"; do
+      on "$worker" image inspect "$image" >/dev/null 2>&1 || missing+=("$worker")
+    done
+    ((${#missing[@]})) || continue
+    say "loading $image into ${missing[*]}"
+    fifos=() pids=()
+    for worker in "${missing[@]:1}"; do
+      fifo=$dir/$worker
+      mkfifo "$fifo"
+      docker exec -i "$worker" docker load -q <"$fifo" >/dev/null &
+      fifos+=("$fifo") pids+=($!)
+    done
+    docker save "$image" | tee "${fifos[@]}" | docker exec -i "${missing[0]}" docker load -q >/dev/null
+    ((${#pids[@]} == 0)) || wait "${pids[@]}"
+    rm -f -- "${fifos[@]}"
+    for worker in "${missing[@]}"; do
+      on "$worker" image inspect "$image" >/dev/null 2>&1 || die "$image did not load into $worker"
+    done
+    say "$image loaded in $((SECONDS - start)) s"
+  done
+  rmdir -- "$dir"
+}
+
+print_env() { echo "BENCHHUB_SWARM_DOCKER_HOST=tcp://$(manager_ip):2375"; }
+
+up() {
+  local start=$SECONDS i
+  docker image inspect "$NODE_IMAGE" >/dev/null 2>&1 \
+    || die "$NODE_IMAGE missing (run: images/build.sh swarm-node)"
+  ensure_network
+  ensure_node "$MANAGER" "$(manager_ip)" --api-from "$GATEWAY"
+  for i in "${!WORKERS[@]}"; do ensure_node "${WORKERS[$i]}" "$(worker_ip "$i")"; done
+  wait_engine "$MANAGER"
+  for i in "${!WORKERS[@]}"; do wait_engine "${WORKERS[$i]}"; done
+  ensure_swarm
+  ensure_images
+  say "test swarm up in $((SECONDS - start)) s"
+  print_env
+}
+
+down() {
+  local names
+  names=$(docker ps -aq --filter "name=^benchswarm-")
+  [[ -z "$names" ]] || docker rm -f -v $names >/dev/null
+  names=$(docker volume ls -q --filter "name=^benchswarm-")
+  [[ -z "$names" ]] || docker volume rm -f $names >/dev/null
+  names=$(docker network ls -q --filter "name=^benchswarm-")
+  [[ -z "$names" ]] || docker network rm $names >/dev/null
+  say "test swarm down"
+}
+
+status() {
+  local worker
+  running "$MANAGER" || { echo "down"; return 0; }
+  on "$MANAGER" node ls
+  for worker in "${WORKERS[@]}"; do
+    echo "--- $worker images:"
+    on "$worker" image ls --format '{{.Repository}}:{{.Tag}}' 2>/dev/null || echo "(not running)"
+  done
+}
+
+docker info >/dev/null 2>&1 || die "docker is not usable (run scripts/host-setup.sh)"
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  env) print_env ;;
+  *) die "usage: $0 up|down|status|env" ;;
+esac

@@ -1,0 +1,120 @@
+"""The test swarm and a hub that spawns on it (docs/swarm.md, "The test swarm").
+
+``swarm`` brings up three Docker-in-Docker engines (scripts/swarm-testbed.sh: a manager and
+two workers, the workspace image loaded into the workers) once per session and removes them
+at the end. Like every test that uses Docker, the suite runs under the shared lock
+(``make test-swarm`` takes it: ``flock /tmp/benchhub-docker.lock ...``); the fixture does not
+take it again, which would wait for itself. ``BENCHHUB_SWARM_KEEP=1`` keeps the testbed up
+after the run (a developer's next run then starts in seconds; ``scripts/swarm-testbed.sh
+down`` removes it).
+
+``swarm_hub`` is the repository's hub configuration with BenchSwarmSpawner layered on top, as
+a site would (the services a swarm cannot serve yet removed, the manager's engine API, the
+address the nodes reach the hub on).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+
+import pytest
+from support.docker_cli import docker
+from support.hub_harness import REPO, HubProcess
+
+TESTBED = REPO / "scripts" / "swarm-testbed.sh"
+NODE_IMAGE = "benchhub/swarm-node:latest"
+SWARM_PREFIX = "benchswarm"  # `swarm-testbed.sh down` removes whatever this hub leaks
+
+
+@dataclass
+class Swarm:
+    """The running test swarm: ``docker_host`` is the manager's engine API (reachable from
+    this host only), ``gateway`` the address the nodes reach this host on, ``up_seconds``
+    how long ``up`` took."""
+
+    docker_host: str
+    gateway: str
+    up_seconds: float
+    manager: str = "benchswarm-manager"
+    workers: tuple[str, ...] = ("benchswarm-worker-1", "benchswarm-worker-2")
+
+    def manager_cli(self, *args: str, check: bool = True) -> str:
+        """The docker CLI against the manager's engine (from this host, over its API)."""
+        out = subprocess.run(
+            ["docker", "-H", self.docker_host, *args], capture_output=True, text=True, timeout=120
+        )
+        if check and out.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} on the manager failed: {out.stderr}")
+        return out.stdout
+
+    def on_node(self, node: str, *args: str, check: bool = True) -> str:
+        """The docker CLI of the engine inside node container ``node``."""
+        return docker("exec", node, "docker", *args, check=check)
+
+    def node_hostname(self, node_id: str) -> str:
+        return self.manager_cli(
+            "node", "inspect", "-f", "{{.Description.Hostname}}", node_id
+        ).strip()
+
+    def failure_sections(self) -> dict[str, str]:
+        nodes = self.manager_cli("node", "ls", check=False)
+        services = self.manager_cli("service", "ls", check=False)
+        names = self.manager_cli("service", "ls", "--format", "{{.Name}}", check=False).split()
+        tasks = {
+            f"tasks of {name}": self.manager_cli("service", "ps", "--no-trunc", name, check=False)
+            for name in names
+        }
+        return {"swarm nodes": nodes, "swarm services": services, **tasks}
+
+
+def _testbed(command: str) -> str:
+    out = subprocess.run(
+        ["bash", str(TESTBED), command], capture_output=True, text=True, timeout=900
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"swarm-testbed.sh {command} failed:\n{out.stdout}\n{out.stderr}")
+    return out.stdout
+
+
+@pytest.fixture(scope="session")
+def swarm() -> Swarm:
+    if subprocess.run(["docker", "image", "inspect", NODE_IMAGE], capture_output=True).returncode:
+        pytest.fail(f"{NODE_IMAGE} missing; build it: images/build.sh swarm-node", False)
+    started = time.monotonic()
+    out = _testbed("up")
+    env = dict(line.split("=", 1) for line in out.splitlines() if line.startswith("BENCHHUB_"))
+    docker_host = env["BENCHHUB_SWARM_DOCKER_HOST"]
+    gateway = docker(
+        "network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "benchswarm-net"
+    ).strip()
+    yield Swarm(docker_host, gateway, time.monotonic() - started)
+    if os.environ.get("BENCHHUB_SWARM_KEEP") != "1":
+        _testbed("down")
+
+
+def swarm_hub_config(swarm: Swarm) -> str:
+    """What a site layers on its single-host configuration to spawn on a swarm."""
+    return f"""
+import os
+from bench_spawner.swarm.spawner import BenchSwarmSpawner
+from bench_spawner.swarm.unsupported import drop_unsupported_services
+c.JupyterHub.spawner_class = BenchSwarmSpawner
+drop_unsupported_services(c)
+c.BenchSwarmSpawner.client_kwargs = {{"base_url": {swarm.docker_host!r}}}
+c.BenchSwarmSpawner.hub_connect_url = "http://{swarm.gateway}:" + os.environ["BENCHHUB_HUB_PORT"]
+BenchSwarmSpawner.check_config(c)
+"""
+
+
+@pytest.fixture(scope="session")
+def swarm_hub(swarm, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("swarmhub")
+    hub = HubProcess(workdir, prefix=SWARM_PREFIX, extra_config=swarm_hub_config(swarm))
+    hub.start()
+    yield hub
+    hub.stop()
+    for name in swarm.manager_cli("service", "ls", "-q", check=False).split():
+        swarm.manager_cli("service", "rm", name, check=False)
