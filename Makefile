@@ -25,10 +25,18 @@ run: host deps images-all
 
 test: host-test deps lint images-all
 	$(PY) -m pytest -p no:cacheprovider -q tests/unit
-	$(PY) -m pytest -p no:cacheprovider -q -x tests/integration tests/security tests/browser
+	$(PY) -m pytest -p no:cacheprovider -q -x --durations=40 tests/integration tests/security tests/browser
+
+# The swarm tests (docs/swarm.md): a test swarm of three Docker-in-Docker engines on this
+# machine, made by the run and removed after it. Not part of `make test` yet (it adds minutes).
+.PHONY: test-swarm
+test-swarm: host-test deps images
+	@bash images/build.sh swarm-node
+	$(PY) -m pytest -p no:cacheprovider -q tests/unit/test_swarm_*.py tests/swarm
 
 bench: host deps images-all
 	$(PY) -m benchmarks.spawn_latency
+	$(PY) -m benchmarks.spawn_overhead
 	$(PY) -m benchmarks.egress
 	$(PY) -m benchmarks.lifecycle_pass
 	$(PY) -m benchmarks.checkpoints
@@ -41,6 +49,25 @@ bench: host deps images-all
 
 host:
 	@bash scripts/host-setup.sh
+
+# BenchHub as a systemd unit (deploy/systemd/): a host reboot brings it up by itself, and the
+# workspaces that were running come back (docs/operations.md, "The host reboots"). The site's
+# BENCHHUB_* settings go into $(BENCHHUB_ENV_FILE), made from the example when absent.
+SYSTEMD_DIR       ?= /etc/systemd/system
+BENCHHUB_ENV_FILE ?= /etc/benchhub/benchhub.env
+.PHONY: install
+install: host deps images-all
+	@mkdir -p $(SYSTEMD_DIR) $(dir $(BENCHHUB_ENV_FILE))
+	@test -e $(BENCHHUB_ENV_FILE) || install -m 0600 deploy/systemd/benchhub.env.example $(BENCHHUB_ENV_FILE)
+	sed -e 's#@REPO@#$(CURDIR)#g' -e 's#@ENV_FILE@#$(BENCHHUB_ENV_FILE)#g' \
+	  deploy/systemd/benchhub.service.in > $(SYSTEMD_DIR)/benchhub.service
+	@if [ -d /run/systemd/system ]; then \
+	  systemctl daemon-reload && systemctl enable docker.service benchhub.service && \
+	  echo "==> benchhub.service enabled: systemctl start benchhub (it also starts at boot)"; \
+	else \
+	  echo "==> $(SYSTEMD_DIR)/benchhub.service written; systemd is not running here:"; \
+	  echo "    start BenchHub at boot another way (docs/operations.md, 'The host reboots')"; \
+	fi
 
 host-test:
 	@bash scripts/host-setup.sh --test
