@@ -183,21 +183,24 @@ def _plural(count: float, noun: str) -> str:
     return f"{_num(count)} {noun}" if count == 1 else f"{_num(count)} {noun}s"
 
 
-def unavailable_reason(model: ResourceModel, host: HostCapacity) -> str | None:
-    """Why ``host`` cannot run ``model``, or None when it can.
+def unavailable_reason(
+    model: ResourceModel, host: HostCapacity, where: str = "this host"
+) -> str | None:
+    """Why ``host`` cannot run ``model``, or None when it can; ``where`` names the host in the
+    sentence (e.g. "the largest worker node" on a swarm).
 
     Checks CPUs, then memory, then GPUs and returns only the first shortfall, e.g.
     ``"needs 16 CPUs; this host has 2"``, ``"needs 64 GB memory; this host has 23.4 GB"``,
     ``"needs 1 GPU; this host has none"``. Host memory is shown rounded to 0.1 GB.
     """
     if model.cpus > host.cpus:
-        return f"needs {_plural(model.cpus, 'CPU')}; this host has {_num(host.cpus)}"
+        return f"needs {_plural(model.cpus, 'CPU')}; {where} has {_num(host.cpus)}"
     if model.memory_gb > host.memory_gb:
         return (
             f"needs {_num(model.memory_gb)} GB memory; "
-            f"this host has {_num(round(host.memory_gb, 1))} GB"
+            f"{where} has {_num(round(host.memory_gb, 1))} GB"
         )
     if model.gpus > host.gpus:
         has = _num(host.gpus) if host.gpus else "none"
-        return f"needs {_plural(model.gpus, 'GPU')}; this host has {has}"
+        return f"needs {_plural(model.gpus, 'GPU')}; {where} has {has}"
     return None

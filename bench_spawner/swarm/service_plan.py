@@ -23,7 +23,7 @@ from docker.types import (
     TaskTemplate,
 )
 
-from benchhub.resource_models import HostCapacity, ResourceModel
+from benchhub.resource_models import HostCapacity, ResourceModel, unavailable_reason
 
 GIB = 1024**3
 NANO = 10**9
@@ -160,10 +160,6 @@ def largest_worker(nodes: list[NodeView]) -> HostCapacity:
     )
 
 
-def _num(value: float) -> str:
-    return f"{value:g}"
-
-
 def unfit_reason(model: ResourceModel, nodes: list[NodeView]) -> str | None:
     """Why no worker node can ever run ``model`` (whatever else runs), or None when one can.
 
@@ -180,15 +176,6 @@ def unfit_reason(model: ResourceModel, nodes: list[NodeView]) -> str | None:
         for n in workers
     ):
         return None
-    big = largest_worker(workers)
-    if model.cpus > big.cpus:
-        noun = "CPU" if model.cpus == 1 else "CPUs"
-        return f"needs {_num(model.cpus)} {noun}; the largest worker node has {_num(big.cpus)}"
-    if model.memory_gb > big.memory_gb:
-        return (
-            f"needs {_num(model.memory_gb)} GB memory; the largest worker node has "
-            f"{_num(round(big.memory_gb, 1))} GB"
-        )
-    if model.gpus > big.gpus:
-        return f"needs {model.gpus} GPU(s); the largest worker node has {big.gpus or 'none'}"
-    return "no single worker node has all of its CPUs, memory and GPUs"
+    return unavailable_reason(model, largest_worker(workers), where="the largest worker node") or (
+        "no single worker node has all of its CPUs, memory and GPUs"
+    )

@@ -109,5 +109,5 @@ def test_a_model_bigger_than_every_worker_says_what_it_needs_and_the_largest_has
         "needs 64 GB memory; the largest worker node has 4 GB"
     )
     gpu = ResourceModel("z", 1, 1, gpus=1, gpu_memory_gb=16)
-    assert unfit_reason(gpu, nodes) == "needs 1 GPU(s); the largest worker node has none"
+    assert unfit_reason(gpu, nodes) == "needs 1 GPU; the largest worker node has none"
     assert unfit_reason(SMALL, []) == "no worker node of the swarm is ready and active"
