@@ -68,12 +68,6 @@ def containers(name_start: str) -> list[str]:
     return docker("ps", "-a", "--format", "{{.Names}}", "--filter", f"name=^{name_start}").split()
 
 
-def token_of(hub: HubProcess, user: str) -> str:
-    r = hub.api("POST", f"/users/{user}/tokens", {"note": "budget test"})
-    assert r.status_code == 201, r.text
-    return r.json()["token"]
-
-
 def report(hub: HubProcess, user: str, **kwargs) -> requests.Response:
     return hub.api("GET", f"/bench/quotas/users/{user}", **kwargs)
 
@@ -106,7 +100,7 @@ def clusters_api(hub: HubProcess, method: str, path: str, body=None) -> requests
         method,
         f"{hub.url}/services/clusters/api/clusters/{path}",
         json=body,
-        headers={"Authorization": f"token {token_of(hub, path.split('/')[0])}"},
+        headers={"Authorization": f"token {hub.user_token(path.split('/')[0])}"},
         timeout=60,
     )
 
@@ -157,7 +151,7 @@ def test_a_cluster_start_over_the_budget_is_refused_naming_it_and_creates_nothin
 
 
 def test_another_users_token_can_neither_see_nor_set_a_budget_and_the_owner_cannot_raise_it(hub):
-    ana, ben = token_of(hub, "ana"), token_of(hub, "ben")
+    ana, ben = hub.user_token("ana"), hub.user_token("ben")
     own = report(hub, "ana", token=ana)
     assert own.status_code == 200 and own.json()["limits"]["monthly_budget"] == 4
     assert own.json()["spend"]["unit"] == "credits"  # what the home page shows her

@@ -16,12 +16,6 @@ OWNER, MEMBER, OUTSIDER = "ada", "bob", "cyd"
 WORKSPACE = "shared"
 
 
-def token_of(hub, user: str) -> str:
-    r = hub.api("POST", f"/users/{user}/tokens", {"expires_in": 900})
-    assert r.ok, r.text
-    return r.json()["token"]
-
-
 @pytest.fixture(scope="module")
 def project(hub):
     for user in (OWNER, MEMBER, OUTSIDER):
@@ -45,7 +39,7 @@ def project(hub):
     r = hub.api("PUT", f"/groups/{PROJECT}/properties", {"benchhub_project": settings})
     assert r.ok, r.text
     hub.start_workspace(OWNER, WORKSPACE, {"storage_gb": 1, "project": PROJECT})
-    yield {user: token_of(hub, user) for user in (MEMBER, OUTSIDER)}
+    yield {user: hub.user_token(user) for user in (MEMBER, OUTSIDER)}
     hub.stop_workspace(OWNER, WORKSPACE)
 
 

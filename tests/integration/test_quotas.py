@@ -57,12 +57,6 @@ def containers(name_start: str) -> list[str]:
     return docker("ps", "-a", "--format", "{{.Names}}", "--filter", f"name=^{name_start}").split()
 
 
-def token_of(hub: HubProcess, user: str) -> str:
-    r = hub.api("POST", f"/users/{user}/tokens", {"note": "quota test"})
-    assert r.status_code == 201, r.text
-    return r.json()["token"]
-
-
 def quota(hub: HubProcess, user: str, token: str | None = None) -> requests.Response:
     kwargs = {"token": token} if token is not None else {}
     return hub.api("GET", f"/bench/quotas/users/{user}", **kwargs)
@@ -133,7 +127,7 @@ def test_a_start_over_the_cpu_limit_is_refused_and_a_smaller_one_starts(hub):
 def test_a_cluster_over_the_cpu_limit_is_refused_and_its_members_count_against_it(hub):
     hub.start_workspace("erin", "lab", SMALL)
     clusters = f"{hub.url}/services/clusters/api/clusters/erin/lab"
-    headers = {"Authorization": f"token {token_of(hub, 'erin')}"}
+    headers = {"Authorization": f"token {hub.user_token('erin')}"}
     # members need more than one core (one is kept for scheduling): standard-small, 2 CPUs
     too_big = {"type": "static", "members": 2, "resource_model": "standard-small"}
     r = requests.post(clusters, json=too_big, headers=headers, timeout=60)
@@ -167,7 +161,7 @@ def test_a_cluster_over_the_cpu_limit_is_refused_and_its_members_count_against_i
 
 
 def test_admins_set_limits_by_rest_users_read_only_their_own_and_bad_input_changes_nothing(hub):
-    dora, bob = token_of(hub, "dora"), token_of(hub, "bob")
+    dora, bob = hub.user_token("dora"), hub.user_token("bob")
     r = hub.api("PUT", "/bench/quotas/users/dora", {"max_running_workspaces": 2, "max_gpus": 0})
     assert r.status_code == 200, r.text
     assert r.json()["limits"]["max_running_workspaces"] == 2

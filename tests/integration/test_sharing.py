@@ -28,12 +28,6 @@ def past_cache_age(since: float) -> None:
     wait(lambda: time.monotonic() > since + CACHE_SECONDS, 5, "the cache age", step=0.05)
 
 
-def token_of(hub, user: str) -> str:
-    r = hub.api("POST", f"/users/{user}/tokens", {"note": "sharing test", "expires_in": 3600})
-    assert r.status_code == 201, r.text
-    return r.json()["token"]
-
-
 def status_with_token(hub, user_token: str) -> requests.Response:
     """The workspace's own API (its server's status) through the proxy, with a user's token."""
     return requests.get(
@@ -95,12 +89,12 @@ def lab(hub):
     assert r.ok, r.text
     options = {"storage_gb": 1, "project": PROJECT, "permissions": {"others_may_use": True}}
     hub.start_workspace(OWNER, WORKSPACE, options)
-    yield token_of(hub, OWNER)
+    yield hub.user_token(OWNER)
     hub.stop_workspace(OWNER, WORKSPACE)
 
 
 def test_the_owner_shares_by_name_with_a_member_who_then_reaches_the_workspace(hub, lab):
-    carl = token_of(hub, "carl")
+    carl = hub.user_token("carl")
     assert status_with_token(hub, carl).status_code == 403  # not shared yet
     refused_at = time.monotonic()
     r = share(hub, lab, "carl")
@@ -122,7 +116,7 @@ def test_sharing_with_someone_who_may_not_enter_is_refused_with_the_reason(hub, 
     r = share(hub, lab, user)
     assert r.status_code == 403 and reason in r.json()["message"], r.text
     assert user not in shared_with(hub)
-    assert status_with_token(hub, token_of(hub, user)).status_code == 403
+    assert status_with_token(hub, hub.user_token(user)).status_code == 403
 
 
 def test_a_share_code_is_refused_to_a_non_member_with_a_page_that_says_why(hub, lab):
@@ -151,7 +145,7 @@ def test_a_member_accepts_a_share_code_and_enters_and_leaving_the_project_shuts_
     # cora leaves the project: her share is still there, but no longer lets her in
     r = hub.api("DELETE", f"/groups/{PROJECT}/users", {"users": ["cora"]})
     assert r.ok, r.text
-    assert status_with_token(hub, token_of(hub, "cora")).status_code == 403
+    assert status_with_token(hub, hub.user_token("cora")).status_code == 403
     fresh = logged_in(hub, "cora")
     refused = enter(hub, fresh)
     assert refused.status_code == 403 and "cora is not a member of project lab" in refused.text
@@ -160,7 +154,7 @@ def test_a_member_accepts_a_share_code_and_enters_and_leaving_the_project_shuts_
 def test_revoking_a_share_refuses_the_collaborators_next_request(hub, lab):
     assert share(hub, lab, "carl").ok
     carl = logged_in(hub, "carl")
-    carl_token = token_of(hub, "carl")
+    carl_token = hub.user_token("carl")
     assert enter(hub, carl).status_code == 200
     assert status_with_token(hub, carl_token).status_code == 200
     last_allowed = time.monotonic()
@@ -190,7 +184,7 @@ def test_who_is_in_lists_a_collaborator_who_entered_also_after_a_hub_restart(hub
 
 
 def test_a_contributor_joins_a_workspace_that_allows_it_and_not_one_that_does_not(hub, lab):
-    jill = token_of(hub, "jill")
+    jill = hub.user_token("jill")
     r = requests.post(
         f"{hub.url}/hub/api/bench/workspaces/{OWNER}/{WORKSPACE}/join",
         headers={"Authorization": f"token {jill}"},
@@ -216,7 +210,7 @@ def test_a_contributor_joins_a_workspace_that_allows_it_and_not_one_that_does_no
 def test_a_project_administrator_joins_any_workspace_and_their_entry_is_logged(hub, lab):
     r = requests.post(
         f"{hub.url}/hub/api/bench/workspaces/{OWNER}/{WORKSPACE}/join",
-        headers={"Authorization": f"token {token_of(hub, 'olga')}"},  # the project's owner
+        headers={"Authorization": f"token {hub.user_token('olga')}"},  # the project's owner
         timeout=30,
     )
     assert r.ok and r.json()["shared"], r.text

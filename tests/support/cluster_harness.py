@@ -73,9 +73,7 @@ class Clusters:
 
     def token(self, user: str) -> str:
         if user not in self.tokens:
-            r = self.hub.api("POST", f"/users/{user}/tokens", {"expires_in": 3600})
-            assert r.status_code == 201, r.text
-            self.tokens[user] = r.json()["token"]
+            self.tokens[user] = self.hub.user_token(user)
         return self.tokens[user]
 
     def api(self, method: str, path: str = "alice/lab", body=None, user: str = "alice"):

@@ -203,6 +203,12 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
             timeout=150,
         )
 
+    def user_token(self, user: str) -> str:
+        """A new API token of ``user`` with the user's own scopes, valid for an hour."""
+        r = self.api("POST", f"/users/{user}/tokens", {"note": "test", "expires_in": 3600})
+        assert r.status_code == 201, r.text
+        return r.json()["token"]
+
     def log_in(self, user: str, password: str) -> tuple[requests.Session, requests.Response]:
         """Log in through the hub's login form as a browser does (the XSRF cookie from
         ``GET /hub/login``, then the form): the session and the form's answer (302 when let in)."""
