@@ -52,10 +52,23 @@ def clusters(tmp_path_factory):
     remove_cluster_leftovers(PREFIX, scratch)
 
 
+def ledger_of(hub: HubProcess) -> Ledger:
+    return Ledger(f"sqlite:///{hub.workdir / 'state' / 'lifecycle.sqlite'}")
+
+
 def member_rows(hub: HubProcess) -> list[dict]:
-    ledger = Ledger(f"sqlite:///{hub.workdir / 'state' / 'lifecycle.sqlite'}")
+    ledger = ledger_of(hub)
     try:
         return [r for r in ledger.run_rows() if r["kind"] == "cluster-member"]
+    finally:
+        ledger.close()
+
+
+def data_held_since_us(hub: HubProcess) -> int:
+    """When the ledger's open storage period of alice/lab's /data began."""
+    ledger = ledger_of(hub)
+    try:
+        return ledger.storage_now()[("alice", "lab")][2]
     finally:
         ledger.close()
 
@@ -100,12 +113,16 @@ def test_a_members_scratch_is_charged_as_storage_of_its_workspace_while_it_runs(
     gb_hours = found["storage_gb_months"] * month_hours(since)
     assert gb_hours == pytest.approx(2 * WINDOW_S / 3600, rel=0.01), found
 
-    # the 5 s before the member ran (the workspace ran long before: the manager booted
-    # first): /data alone
-    first = since - timedelta(seconds=6)
-    before = usage_row(hub, first - timedelta(seconds=5), first)
+    # between the ledger's start of /data and the member's start (the manager booted in
+    # between): /data alone; the window comes from the ledger's own period and the engine's
+    # start, so it holds however fast the cluster came up
+    first = datetime.fromtimestamp(data_held_since_us(hub) / 1e6, UTC) + timedelta(seconds=0.5)
+    last = datetime.fromtimestamp(started_us / 1e6, UTC) - timedelta(seconds=0.5)
+    assert last - first >= timedelta(seconds=1), (first, last)
+    before = usage_row(hub, first, last)
     before_gb_hours = before["storage_gb_months"] * month_hours(since)
-    assert before_gb_hours == pytest.approx(1 * 5 / 3600, rel=0.01), before
+    expected = (last - first).total_seconds() / 3600
+    assert before_gb_hours == pytest.approx(expected, rel=0.01), before
 
 
 def test_a_removed_members_scratch_stops_counting_when_its_run_ended(clusters):
