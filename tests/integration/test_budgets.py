@@ -17,7 +17,7 @@ import signal
 import pytest
 import requests
 from support.cluster_harness import cluster_env, remove_cluster_leftovers
-from support.docker_cli import cleanup, docker
+from support.docker_cli import cleanup, container_names
 from support.hub_harness import PASSWORD, HubProcess
 from support.waiting import wait
 
@@ -64,10 +64,6 @@ def hub(tmp_path_factory):
     remove_cluster_leftovers(PREFIX, scratch)
 
 
-def containers(name_start: str) -> list[str]:
-    return docker("ps", "-a", "--format", "{{.Names}}", "--filter", f"name=^{name_start}").split()
-
-
 def report(hub: HubProcess, user: str, **kwargs) -> requests.Response:
     return hub.api("GET", f"/bench/quotas/users/{user}", **kwargs)
 
@@ -90,7 +86,7 @@ def spend_past(hub: HubProcess, user: str, credits: float) -> dict:
 
 
 def nothing_created(hub: HubProcess, user: str, workspace: str) -> None:
-    assert containers(hub.container_name(user, workspace)) == []
+    assert container_names(hub.container_name(user, workspace)) == []
     volume = hub.storage_root / user / workspace
     assert not (volume / "allocation.json").exists() and not (volume / "data.ext4").exists()
 
@@ -145,7 +141,7 @@ def test_a_cluster_start_over_the_budget_is_refused_naming_it_and_creates_nothin
     assert r.json()["message"].startswith("monthly_budget: ana used "), r.text
     assert "of 1 credits this month (limit of user ana)" in r.json()["message"]
     assert clusters_api(hub, "GET", "ana/lab").status_code == 404
-    assert containers(f"{PREFIX}-cluster-") == []
+    assert container_names(f"{PREFIX}-cluster-") == []
     hub.stop_workspace("ana", "lab")
     set_limits(hub, "ana", {})
 
@@ -213,7 +209,7 @@ def test_cluster_scratch_counts_in_max_storage_gb_and_a_cluster_within_it_starts
         "choose at most 1 GB per member, or fewer members (1 fit at 2 GB)"
     )
     assert clusters_api(hub, "GET", "cleo/lab").status_code == 404
-    assert containers(f"{PREFIX}-cluster-") == []
+    assert container_names(f"{PREFIX}-cluster-") == []
     # within the limit: one member with 2 GB of scratch (1 + 2 = 3 GB)
     r = clusters_api(hub, "POST", "cleo/lab", {**body, "members": 1})
     assert r.status_code == 202, r.text
@@ -225,6 +221,6 @@ def test_cluster_scratch_counts_in_max_storage_gb_and_a_cluster_within_it_starts
     wait(member_up, 120, "cleo's member is up", step=1)
     assert report(hub, "cleo").json()["use"]["storage_gb"] == 3
     assert clusters_api(hub, "DELETE", "cleo/lab").status_code in (202, 204)
-    wait(lambda: containers(f"{PREFIX}-cluster-") == [], 60, "the cluster is gone", step=0.5)
+    wait(lambda: container_names(f"{PREFIX}-cluster-") == [], 60, "the cluster is gone", step=0.5)
     hub.stop_workspace("cleo", "lab")
     set_limits(hub, "cleo", {})

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from support.cluster_harness import cluster_env, remove_cluster_leftovers
-from support.docker_cli import cleanup, docker
+from support.docker_cli import cleanup, container_names
 from support.hub_harness import PASSWORD, HubProcess
 from support.waiting import wait
 
@@ -53,10 +53,6 @@ def hub(tmp_path_factory):
     remove_cluster_leftovers(PREFIX, scratch)
 
 
-def containers(name_start: str) -> list[str]:
-    return docker("ps", "-a", "--format", "{{.Names}}", "--filter", f"name=^{name_start}").split()
-
-
 def quota(hub: HubProcess, user: str, token: str | None = None) -> requests.Response:
     kwargs = {"token": token} if token is not None else {}
     return hub.api("GET", f"/bench/quotas/users/{user}", **kwargs)
@@ -72,7 +68,7 @@ def test_the_free_tier_refuses_a_second_running_workspace_naming_the_limit_and_c
         "max_running_workspaces: fran may run at most 1 workspace at a time (limit of group "
         "free-tier); 1 is running (fran/one)"
     )
-    assert containers(hub.container_name("fran", "two")) == []
+    assert container_names(hub.container_name("fran", "two")) == []
     two = hub.storage_root / "fran" / "two"
     assert not (two / "allocation.json").exists() and not (two / "data.ext4").exists()
     # the spawn form: the same refusal, shown on the form page
@@ -82,7 +78,7 @@ def test_the_free_tier_refuses_a_second_running_workspace_naming_the_limit_and_c
     page = browser.post(f"{hub.url}/hub/spawn/fran/three", data=form, timeout=60)
     assert page.status_code == 403, page.text[-2000:]
     assert "max_running_workspaces: fran may run at most 1 workspace" in page.text
-    assert containers(hub.container_name("fran", "three")) == []
+    assert container_names(hub.container_name("fran", "three")) == []
     # the legitimate use: with the first stopped, the second starts
     hub.stop_workspace("fran", "one")
     hub.start_workspace("fran", "two", SMALL)
@@ -103,7 +99,7 @@ def test_two_starts_at_once_let_exactly_one_through_the_one_running_limit(hub):
     [refused] = [name for name, r in answers.items() if r.status_code == 403]
     assert answers[refused].json()["message"].startswith("max_running_workspaces: gus may run")
     hub.wait_for("gus", passed, "running")
-    assert containers(hub.container_name("gus", "")) == [hub.container_name("gus", passed)]
+    assert container_names(hub.container_name("gus", "")) == [hub.container_name("gus", passed)]
     hub.stop_workspace("gus", passed)
 
 
@@ -115,7 +111,7 @@ def test_a_start_over_the_cpu_limit_is_refused_and_a_smaller_one_starts(hub):
         "max_cpus: carol may use at most 1 CPU at a time (limit of user carol); 0.5 CPUs in use "
         "(carol/a) and carol/b needs 1 CPU"
     )
-    assert containers(hub.container_name("carol", "b")) == []
+    assert container_names(hub.container_name("carol", "b")) == []
     use = quota(hub, "carol").json()
     assert use["limits"]["max_cpus"] == 1 and use["sources"]["max_cpus"] == "user carol"
     assert use["use"]["cpus"] == 0.5 and use["use"]["running"] == ["carol/a"]
@@ -136,7 +132,7 @@ def test_a_cluster_over_the_cpu_limit_is_refused_and_its_members_count_against_i
         "max_cpus: erin may use at most 3 CPUs at a time (limit of user erin); 0.5 CPUs in use "
         "(erin/lab) and 2 members of the cluster of erin/lab need 4 CPUs"
     )
-    assert containers(f"{PREFIX}-cluster-") == []
+    assert container_names(f"{PREFIX}-cluster-") == []
     # the legitimate use: one member fits, and then counts against the limit
     fits = {"type": "static", "members": 1, "resource_model": "standard-small"}
     r = requests.post(clusters, json=fits, headers=headers, timeout=60)
@@ -156,7 +152,7 @@ def test_a_cluster_over_the_cpu_limit_is_refused_and_its_members_count_against_i
         "(erin/lab and 1 cluster member) and erin/more needs 1 CPU"
     )
     assert requests.delete(clusters, headers=headers, timeout=60).status_code in (202, 204)
-    wait(lambda: containers(f"{PREFIX}-cluster-") == [], 60, "the cluster is gone", step=0.5)
+    wait(lambda: container_names(f"{PREFIX}-cluster-") == [], 60, "the cluster is gone", step=0.5)
     hub.stop_workspace("erin", "lab")
 
 

@@ -23,12 +23,17 @@ def exec_in(container: str, script: str, user: str | None = None) -> subprocess.
     return subprocess.run(argv, capture_output=True, text=True, timeout=300)
 
 
+def container_names(name_start: str, check: bool = True) -> list[str]:
+    """The names of every container, running or not, whose name starts with ``name_start``."""
+    return docker(
+        "ps", "-a", "--format", "{{.Names}}", "--filter", f"name=^{name_start}", check=check
+    ).split()
+
+
 def container_logs(prefix: str, tail: int = 30) -> dict[str, str]:
     """``{"docker logs <name>": its last lines}`` of every container whose name starts with
     ``<prefix>-`` (what explains a failed test; the daemons in them log to stderr too)."""
-    names = docker(
-        "ps", "-a", "--format", "{{.Names}}", "--filter", f"name=^{prefix}-", check=False
-    ).split()
+    names = container_names(f"{prefix}-", check=False)
     found = {}
     for name in names:
         out = subprocess.run(
