@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 from bench_spawner.hub_api import register_handlers
 from bench_spawner.quota_admission import BenchQuotas
@@ -290,9 +291,12 @@ c.JupyterHub.load_roles.append(
         "scopes": ["read:servers", "access:services!service=lifecycle"],
     }
 )
+# The service serves under the hub's base URL (JUPYTERHUB_SERVICE_PREFIX), which is the path of
+# BENCHHUB_URL when a site mounts the hub below "/".
+hub_base_path = urlparse(c.JupyterHub.bind_url).path.rstrip("/")
 c.BenchQuotas.spend_url = (
     next(s["url"] for s in c.JupyterHub.services if s["name"] == "lifecycle")
-    + "/services/lifecycle/api/usage"
+    + f"{hub_base_path}/services/lifecycle/api/usage"
 )
 c.BenchQuotas.spend_token = budget_reader_token
 
