@@ -59,6 +59,7 @@ from .workspace_status import (
     exit_reason,
     live_status,
     read_outcome,
+    status_report,
     write_outcome,
 )
 
@@ -519,20 +520,15 @@ class BenchSpawner(
         live = live_status(self.pending, self.ready)
         outcome = await asyncio.to_thread(read_outcome, self.volume.dir)
         checkpoint = await self.checkpoint_status() if self.checkpoints_enabled else {}
-        if live:
-            reason = ""
+        reason = ""
+        if live == "running":
             spec = self.current_spec()
-            if live == "running" and spec and spec.access_mode == "restricted":
-                if not await self._egress_proxy_running():
-                    reason = "egress proxy is down: no outside access until it is back"
+            if spec and spec.access_mode == "restricted" and not await self._egress_proxy_running():
+                reason = "egress proxy is down: no outside access until it is back"
             failing = checkpoint.get("periodic_error")
-            if live == "running" and failing and not reason:
+            if failing and not reason:
                 reason = f"the last periodic checkpoint failed: {failing['message']}"
-            since = outcome.at if outcome else None
-            return {"status": live, "reason": reason, "since": since, "checkpoint": checkpoint}
-        if outcome and outcome.status == "errored":
-            return {"status": "errored", "reason": outcome.reason, "since": outcome.at}
-        return {"status": "stopped", "reason": "", "since": outcome.at if outcome else None}
+        return status_report(live, outcome, reason, checkpoint)
 
     async def _egress_proxy_running(self) -> bool:
         """Whether the egress proxy container runs (observed; the egress service owns it)."""

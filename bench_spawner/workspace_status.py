@@ -72,6 +72,32 @@ def live_status(pending: str | None, ready: bool) -> str | None:
     return None
 
 
+def status_report(
+    live: str | None, outcome: Outcome | None, live_reason: str = "", checkpoint=None
+) -> dict:
+    """``{status, reason, since}`` as the workspaces API shows it, for any spawner.
+
+    ``live`` is :func:`live_status`; ``outcome`` the last recorded one (its time is ``since``);
+    ``live_reason`` a caveat of a live workspace (e.g. its egress proxy is down). A live
+    workspace also carries ``checkpoint`` (``{}`` without). Not live: ``errored`` with the
+    recorded reason, else ``stopped``.
+
+    >>> status_report(None, Outcome("errored", "node lost", "t"))
+    {'status': 'errored', 'reason': 'node lost', 'since': 't'}
+    """
+    since = outcome.at if outcome else None
+    if live:
+        return {
+            "status": live,
+            "reason": live_reason,
+            "since": since,
+            "checkpoint": checkpoint or {},
+        }
+    if outcome and outcome.status == "errored":
+        return {"status": "errored", "reason": outcome.reason, "since": since}
+    return {"status": "stopped", "reason": "", "since": since}
+
+
 def read_outcome(workspace_dir: Path) -> Outcome | None:
     """The last recorded outcome, or None (never ran, or deleted)."""
     try:

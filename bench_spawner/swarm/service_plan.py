@@ -70,6 +70,16 @@ def resources(model: ResourceModel, gpu_kind: str = "gpu") -> Resources:
     )
 
 
+def reservations(model: ResourceModel, gpu_kind: str = "gpu") -> Resources:
+    """The model's resources as reservations only: a service the scheduler places where the
+    workspace would fit, without the workspace's limits (the /data receiver of a move)."""
+    return Resources(
+        cpu_reservation=int(model.cpus * NANO),
+        mem_reservation=int(model.memory_gb * GIB),
+        generic_resources={gpu_kind: model.gpus} if model.gpus else None,
+    )
+
+
 def constraints(plan: ServicePlan) -> list[str]:
     """The placement constraints: the site's, and the pinned node when there is one."""
     pinned = [f"node.id=={plan.node_id}"] if plan.node_id else []

@@ -18,6 +18,7 @@ Features it does not do yet are refused by :meth:`check_config` and the options 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 from docker.errors import APIError
@@ -32,6 +33,10 @@ from benchhub.workspace_spec import OptionsError, WorkspaceSpec, validate_worksp
 
 from ..activity import WorkspaceActivity
 from ..workspace_options import WorkspaceOptions
+from ..workspace_status import Outcome, describe_failure, live_status, status_report
+from .data_move import WorkspaceDataMove
+from .home_node import Home, decide_home
+from .move_plan import avoid_evacuating
 from .service_plan import (
     WORKER_ONLY,
     NodeView,
@@ -39,15 +44,16 @@ from .service_plan import (
     create_service_kwargs,
     largest_worker,
     node_view,
+    reservations,
     unfit_reason,
 )
-from .task_outcome import Phase, decide_poll, decide_start, latest_task, task_view
+from .task_outcome import Phase, PollResult, decide_poll, decide_start, latest_task, task_view
 from .unsupported import config_problems, option_problems
 
 STATE_VERSION = 1
 
 
-class BenchSwarmSpawner(WorkspaceActivity, WorkspaceOptions, SwarmSpawner):
+class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataMove, WorkspaceOptions, SwarmSpawner):
     """Spawn each JupyterHub named server as a workspace service on a Docker Swarm.
 
     Point it at a manager's engine API with ``c.BenchSwarmSpawner.client_kwargs =
@@ -82,6 +88,9 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceOptions, SwarmSpawner):
 
     node_id = Unicode("", help="The node holding this workspace's /data (spawner state).")
     stop_reason = ""  # why the last poll found the workspace not running
+    # how the last run ended (spawner state, kept across stops: the hub's database holds it,
+    # as nothing of a swarm workspace lives on the hub's host): the workspaces API's status
+    outcome: Outcome | None = None
 
     # ---- settings shared with BenchSpawner ---------------------------------------------------
 
@@ -169,11 +178,17 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceOptions, SwarmSpawner):
         state = super().get_state()
         if self.node_id:  # kept across stops: the node holds /data
             state.update(version=STATE_VERSION, node_id=self.node_id)
+        if self.outcome is not None:
+            state.update(version=STATE_VERSION, outcome=dataclasses.asdict(self.outcome))
         return state
 
     def load_state(self, state):
         super().load_state(state)
         self.node_id = state.get("node_id", "")
+        try:
+            self.outcome = Outcome(**state["outcome"]) if state.get("outcome") else None
+        except TypeError:  # a record this version cannot read: as if none
+            self.outcome = None
 
     # ---- the swarm's facts ------------------------------------------------------------------
 
@@ -215,7 +230,11 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceOptions, SwarmSpawner):
         spec = self._take_applied_spec() or await self.validate_options(self.user_options)
         model = self.schema.resource_models[spec.resource_model]
         self.use_template(spec.image)
-        await self._require_node()
+        try:
+            await self._require_node(model)
+        except Exception as e:
+            await self._record_failed_start(e)
+            raise
         if await self.get_object() is not None:  # a stop that did not finish
             await self.remove_object()
         environment = self.get_env()
@@ -230,7 +249,7 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceOptions, SwarmSpawner):
             port=self.port,
             data_volume=f"{self.object_name}-data",
             node_id=self.node_id,
-            constraints=tuple(self.placement_constraints),
+            constraints=(*self.placement_constraints, avoid_evacuating()),
             network=self.network_name,
             gpu_kind=self.gpu_resource_kind,
             args=tuple(await self.get_command()),
@@ -241,23 +260,32 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceOptions, SwarmSpawner):
             address = await self._wait_until_running()
         except Exception as e:
             await self.remove_object()  # nothing half-made stays behind
-            await self.record_activity("errored", f"start failed: {getattr(e, 'message', e)}")
+            await self._record_failed_start(e)
             raise
+        self.outcome = Outcome.now("running")
         await self.record_activity(
             "started", self._by("started"), {"resource_model": model.name, "node": self.node_id}
         )
         return address
 
-    async def _require_node(self) -> None:
-        """A workspace whose /data is on a node that left the swarm is not started empty
-        elsewhere: the start fails naming the node."""
-        if self.node_id and self.node_id not in {n.id for n in await self.nodes()}:
-            raise SpawnException(
-                f"node lost: this workspace's /data is on swarm node {self.node_id}, which is "
-                "no longer in the swarm; bring the node back (docs/swarm.md)",
-                reason="node-lost",
-                status_code=503,
+    async def _record_failed_start(self, error: BaseException) -> None:
+        """Record a start that failed: the workspaces API shows ``errored`` with why."""
+        reason = describe_failure(error)
+        self.outcome = Outcome.now("errored", reason)
+        await self.record_activity("errored", f"start failed: {reason}")
+
+    async def _require_node(self, model) -> None:
+        """Pin the start to the node holding /data, moving /data first off a drained node
+        (:meth:`move_data`). A workspace whose node is down, gone or paused is not started
+        empty elsewhere: the start fails saying so (``node lost: ...``)."""
+        home = decide_home(self.node_id, await self.nodes())
+        if home.kind is Home.REFUSED:
+            raise SpawnException(home.reason, reason="node-lost", status_code=503)
+        if home.kind is Home.MOVE:
+            target = await self.move_data(
+                home.node, reservations(model, self.gpu_resource_kind), self.image
             )
+            self.node_id = target.id  # the "started" journal entry names the new node
 
     async def _wait_until_running(self) -> tuple[str, int]:
         """Follow the service's task until it runs: the node's address and the published
@@ -297,27 +325,66 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceOptions, SwarmSpawner):
                 )
             await asyncio.sleep(self.task_poll_interval)
 
-    async def poll(self):
-        """None while the workspace's task runs on a live node; else an exit status, with
-        the reason in ``stop_reason`` (a lost node says so)."""
-        if await self.get_object() is None:
-            return 0
-        found = latest_task(await self.docker("tasks", filters={"service": self.object_id}))
+    async def _service(self) -> dict | None:
+        """The workspace's service as the manager has it, or None (no side effects, unlike
+        dockerspawner's ``get_object``, which forgets ``object_id``)."""
+        try:
+            return await self.docker("inspect_service", self.object_name)
+        except APIError as e:
+            if e.response is not None and e.response.status_code == 404:
+                return None
+            raise
+
+    async def _observe(self) -> PollResult:
+        """Whether the workspace's task runs on a live node, read from the manager."""
+        service = await self._service()
+        if service is None:
+            return decide_poll(None, None)
+        found = latest_task(await self.docker("tasks", filters={"service": service["ID"]}))
         task = task_view(found, self.port) if found else None
-        node_state = None
+        node = None
         if task and task.node_id:
             node = next((n for n in await self.nodes() if n.id == task.node_id), None)
-            node_state = node.state if node else None
-        result = decide_poll(task, node_state)
+        return decide_poll(task, node.state if node else None, node.hostname if node else "")
+
+    async def poll(self):
+        """None while the workspace's task runs on a live node; else an exit status, with
+        the reason in ``stop_reason`` (a lost node says so). A run that ended on its own is
+        recorded (status and activity) and its service removed, as JupyterHub does not call
+        :meth:`stop` for a server that poll reports ended; its /data stays on its node."""
+        expected = bool(self.object_id)
+        result = await self._observe()
         self.stop_reason = result.reason
-        if result.exit_status is not None:
+        if result.exit_status is None:
+            return None
+        if expected:
             self.log.warning("%s is not running: %s", self.object_name, result.reason)
+            self.outcome = Outcome.now(result.status, result.reason)
+            await self.record_activity(result.status, result.reason)
+            await self.remove_object()
         return result.exit_status
 
     async def stop(self, now=False):
         await super().stop(now=now)
+        self.outcome = Outcome.now("stopped")
         await self.record_activity("stopped", self._by("stopped"))
         self._take_request()
+
+    async def workspace_status(self) -> dict:
+        """``{status, reason, since, checkpoint}`` for the workspaces API
+        (:func:`~bench_spawner.workspace_status.status_report`, as BenchSpawner's). A workspace
+        the hub believes running is checked on the swarm: one whose node is lost or whose
+        task ended shows ``errored`` with why at once, before the hub's next poll records it."""
+        live = live_status(self.pending, self.ready)
+        if live == "running":
+            try:
+                seen = await self._observe()
+            except Exception as e:  # the manager is away: say so rather than fail the list
+                reason = f"the swarm's manager does not answer: {describe_failure(e)}"
+                return status_report(live, self.outcome, reason)
+            if seen.exit_status is not None:
+                return status_report(None, Outcome.now(seen.status, seen.reason))
+        return status_report(live, self.outcome)
 
     async def remove_object(self):
         """Remove the workspace's service; one already gone is success. The /data volume

@@ -127,16 +127,28 @@ def decide_start(task: TaskView | None, unschedulable_for: float, grace: float) 
 @dataclass(frozen=True)
 class PollResult:
     """A running workspace's state for ``Spawner.poll``: ``exit_status`` None while it runs,
-    else an int (JupyterHub's convention), with ``reason`` saying why it is not running."""
+    else an int (JupyterHub's convention), with ``reason`` saying why it is not running and
+    ``status`` what the user sees for it: "errored", or "stopped" for a server that exited
+    by itself with code 0."""
 
     exit_status: int | None
     reason: str = ""
+    status: str = "errored"
 
 
-def decide_poll(task: TaskView | None, node_state: str | None) -> PollResult:
+def node_lost_reason(node_name: str, how: str) -> str:
+    """The sentence a user sees for a workspace whose node is gone: ``how`` says what
+    happened to node ``node_name`` ("is down", "left the swarm")."""
+    return (
+        f"node lost: swarm node {node_name or '(unknown)'} {how}; the workspace's /data stays "
+        "on that node, start the workspace again once the node is back"
+    )
+
+
+def decide_poll(task: TaskView | None, node_state: str | None, node_name: str = "") -> PollResult:
     """Whether the workspace still runs, from its task and the state of the node the task
     is on (``Status.State`` of the node: "ready", "down", "unknown"; None when the node
-    is no longer in the swarm).
+    is no longer in the swarm; ``node_name`` its hostname, for the reason).
 
     A task whose node is down or gone is not running any more, whatever the task's last
     report says: Swarm keeps such a task "running" until the node comes back.
@@ -146,8 +158,12 @@ def decide_poll(task: TaskView | None, node_state: str | None) -> PollResult:
     if task.state in STARTING_STATES:
         return PollResult(None)
     if task.state == "running":
-        if node_state is None or node_state in ("down", "disconnected"):
-            return PollResult(1, "node lost: the node running the workspace left the swarm")
+        if node_state is None:
+            return PollResult(1, node_lost_reason(node_name or task.node_id, "left the swarm"))
+        if node_state in ("down", "disconnected"):
+            return PollResult(1, node_lost_reason(node_name or task.node_id, "is down"))
         return PollResult(None)
     code = task.exit_code if task.exit_code is not None else 1
+    if task.state == "complete" and code == 0:
+        return PollResult(0, "the server exited by itself (exit code 0)", "stopped")
     return PollResult(code, f"the workspace ended: {_ended_reason(task)}")

@@ -15,6 +15,7 @@ address the nodes reach the hub on).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import pytest
 from support.docker_cli import docker
 from support.hub_harness import REPO, HubProcess
+from support.waiting import wait
 
 TESTBED = REPO / "scripts" / "swarm-testbed.sh"
 NODE_IMAGE = "benchhub/swarm-node:latest"
@@ -58,6 +60,48 @@ class Swarm:
         return self.manager_cli(
             "node", "inspect", "-f", "{{.Description.Hostname}}", node_id
         ).strip()
+
+    def node_id(self, hostname: str) -> str:
+        return self.manager_cli("node", "inspect", "-f", "{{.ID}}", hostname).strip()
+
+    def node_state(self, hostname: str) -> str:
+        """ "ready", "down", ... as the manager sees node ``hostname``."""
+        return self.manager_cli(
+            "node", "inspect", "-f", "{{.Status.State}}", hostname, check=False
+        ).strip()
+
+    def kill_node(self, node: str) -> list[str]:
+        """The machine dies: SIGKILL to the node container's init, its engine and every
+        workspace on it at once (no engine shutdown that could report the tasks ended).
+        The ids of the containers that ran on it (for :meth:`forget_cgroups`)."""
+        ids = self.on_node(node, "ps", "-q", "--no-trunc").split()
+        docker("kill", node)
+        return ids
+
+    @staticmethod
+    def forget_cgroups(container_ids: list[str]) -> None:
+        """Remove the empty cgroups of containers that died with their node: the nodes
+        share this host's cgroups, and no engine is left to remove them."""
+        for controller in os.listdir("/sys/fs/cgroup"):
+            for container in container_ids:
+                with contextlib.suppress(OSError):
+                    os.rmdir(f"/sys/fs/cgroup/{controller}/docker/{container}")
+
+    def revive_node(self, node: str) -> None:
+        """Start a killed node container again (same address, same /var/lib/docker volume:
+        the same swarm node with its volumes) and wait until the manager sees it ready."""
+        if docker("inspect", "-f", "{{.State.Running}}", node).strip() != "true":
+            docker("start", node)
+        wait(lambda: self.node_state(node), 90, f"{node} is ready again", until="ready".__eq__)
+
+    def volume_dir(self, node: str, volume: str) -> str:
+        """The host path of volume ``volume`` of the engine in node container ``node``
+        (the node's /var/lib/docker is a volume of the host's engine)."""
+        root = docker("volume", "inspect", "-f", "{{.Mountpoint}}", f"{node}-docker").strip()
+        return f"{root}/volumes/{volume}/_data"
+
+    def set_availability(self, node: str, availability: str) -> None:
+        self.manager_cli("node", "update", "--availability", availability, node)
 
     def failure_sections(self) -> dict[str, str]:
         nodes = self.manager_cli("node", "ls", check=False)

@@ -12,49 +12,26 @@ import time
 
 import pytest
 import requests
+import workspace_steps
 from support.docker_cli import docker
 from support.hub_harness import TOKEN, UNRUNNABLE_MODEL
 from support.waiting import wait
+from workspace_steps import node_container, task_of
 
 USER = "swarmada"
 GIB = 1024**3
 
 
-def server_of(hub, user: str, name: str) -> dict | None:
-    """JupyterHub's model of ``user``'s server ``name`` (None when it has none)."""
-    r = hub.api("GET", f"/users/{user}")
-    assert r.ok, r.text
-    return r.json()["servers"].get(name)
-
-
 def start(hub, name: str, options: dict) -> dict:
-    r = hub.api("POST", f"/users/{USER}/servers/{name}", {"user_options": options})
-    assert r.status_code in (201, 202), r.text
-    return wait(
-        lambda: server_of(hub, USER, name),
-        120,
-        f"{name} is ready",
-        step=0.2,
-        until=lambda s: s and s["ready"],
-    )
+    return workspace_steps.start(hub, USER, name, options)
 
 
 def stop(hub, name: str) -> None:
-    r = hub.api("DELETE", f"/users/{USER}/servers/{name}")
-    assert r.status_code in (202, 204), r.text
-    wait(lambda: server_of(hub, USER, name), 60, f"{name} stops", until=lambda s: s is None)
+    workspace_steps.stop(hub, USER, name)
 
 
-def task_of(swarm, service: str) -> dict:
-    """The newest task of a service, as the manager reports it."""
-    ids = swarm.manager_cli("service", "ps", "-q", "--no-trunc", service).split()
-    return max(json.loads(swarm.manager_cli("inspect", *ids)), key=lambda t: t["Version"]["Index"])
-
-
-def node_container(swarm, task: dict) -> tuple[str, str]:
-    """(node container name, workspace container id) of a running task."""
-    node = swarm.node_hostname(task["NodeID"])
-    return node, task["Status"]["ContainerStatus"]["ContainerID"]
+def server_of(hub, user: str, name: str) -> dict | None:
+    return workspace_steps.server_of(hub, user, name)
 
 
 @pytest.fixture(scope="module")

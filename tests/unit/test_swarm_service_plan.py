@@ -6,6 +6,7 @@ from bench_spawner.swarm.service_plan import (
     create_service_kwargs,
     largest_worker,
     node_view,
+    reservations,
     unfit_reason,
 )
 from benchhub.resource_models import HostCapacity, ResourceModel
@@ -111,3 +112,11 @@ def test_a_model_bigger_than_every_worker_says_what_it_needs_and_the_largest_has
     gpu = ResourceModel("z", 1, 1, gpus=1, gpu_memory_gb=16)
     assert unfit_reason(gpu, nodes) == "needs 1 GPU; the largest worker node has none"
     assert unfit_reason(SMALL, []) == "no worker node of the swarm is ready and active"
+
+
+def test_a_moves_receiver_reserves_the_model_without_its_limits():
+    model = ResourceModel("m", cpus=1.5, memory_gb=2, gpus=1)
+    reserved = reservations(model)
+    assert reserved["Reservations"]["NanoCPUs"] == 1_500_000_000
+    assert reserved["Reservations"]["MemoryBytes"] == 2 * 1024**3
+    assert "Limits" not in reserved

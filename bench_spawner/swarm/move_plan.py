@@ -1,0 +1,129 @@
+"""Moving a stopped workspace's ``/data`` off a drained node: pure pieces, no Docker.
+
+The copy runs as one-shot Swarm services (:mod:`.move_agent` is their program): a receiver
+placed by the scheduler on a node that can hold the workspace (the model's reservations, the
+site's constraints, not the source), listening on a port published on that node's own
+address (host mode, as the workspaces' servers are: no routing mesh, no overlay network,
+whose service addresses need the kernel's IPVS), and a sender pinned to the source that
+connects to it there; after the hub compared their digests, a releaser on the source empties
+the old copy. A drained node takes no tasks, so while its data is copied off it is made active
+with the label :data:`EVACUATING`, which every BenchHub service avoids
+(:func:`avoid_evacuating`), and drained again after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from docker.types import (
+    ContainerSpec,
+    EndpointSpec,
+    Mount,
+    Placement,
+    Resources,
+    RestartPolicy,
+    TaskTemplate,
+)
+
+from .move_agent import PORT, REPORT
+
+EVACUATING = "benchhub.evacuating"
+AGENT_SOURCE = (Path(__file__).parent / "move_agent.py").read_text()
+
+
+def avoid_evacuating() -> str:
+    """The placement constraint that keeps a service off a node being emptied."""
+    return f"node.labels.{EVACUATING}!=true"
+
+
+@dataclass(frozen=True)
+class MoveReport:
+    """One mover's line: the digest of the tree it sent or received, its entry count and
+    bytes of file content."""
+
+    role: str
+    digest: str
+    entries: int
+    size: int
+
+
+def parse_report(logs: str, role: str) -> MoveReport | None:
+    """The last ``BENCHHUB-MOVE <role> ...`` line of a mover's logs, or None."""
+    found = None
+    for line in logs.splitlines():
+        parts = line.strip().split()
+        if len(parts) == 5 and parts[0] == REPORT and parts[1] == role:
+            try:
+                found = MoveReport(role, parts[2], int(parts[3]), int(parts[4]))
+            except ValueError:
+                continue
+    return found
+
+
+def verification_problem(sent: MoveReport | None, received: MoveReport | None) -> str | None:
+    """Why the copy cannot be trusted, or None when both sides digested the same tree."""
+    if sent is None:
+        return "the sender reported no digest of the original"
+    if received is None:
+        return "the receiver reported no digest of the copy"
+    if sent.digest != received.digest:
+        return (
+            f"the copy differs from the original ({received.entries} entries and "
+            f"{received.size} bytes received, {sent.entries} entries and {sent.size} bytes sent)"
+        )
+    return None
+
+
+def evacuation_spec(spec: dict) -> dict:
+    """The node spec that lets the movers run on a drained node while BenchHub's services
+    (which avoid :data:`EVACUATING`) stay off it."""
+    labels = {**(spec.get("Labels") or {}), EVACUATING: "true"}
+    return {**spec, "Availability": "active", "Labels": labels}
+
+
+def restored_spec(spec: dict, availability: str) -> dict:
+    """The node spec back to ``availability`` without the :data:`EVACUATING` label."""
+    labels = {k: v for k, v in (spec.get("Labels") or {}).items() if k != EVACUATING}
+    return {**spec, "Availability": availability, "Labels": labels}
+
+
+@dataclass(frozen=True)
+class MoverPlan:
+    """One mover service: ``role`` (receive, send, release), the node constraints, the
+    volume mounted at /data (read-only for the sender), its environment, and the resources
+    a receiver reserves (the workspace's, so it lands where the workspace fits). A receiver
+    publishes its port on its node's address (host mode, a port Swarm chooses)."""
+
+    name: str
+    image: str
+    role: str
+    constraints: tuple[str, ...]
+    volume: str
+    environment: dict[str, str]
+    labels: dict[str, str]
+    read_only: bool = False
+    resources: Resources | None = None
+
+
+def mover_service_kwargs(plan: MoverPlan) -> dict:
+    """Keyword arguments of docker-py's ``APIClient.create_service`` for one mover: root
+    (to read and keep every owner), no restart, its one volume."""
+    container = ContainerSpec(
+        image=plan.image,
+        command=["python3", "-c", AGENT_SOURCE, plan.role],
+        env=dict(plan.environment),
+        user="0",
+        labels=dict(plan.labels),
+        mounts=[Mount(target="/data", source=plan.volume, type="volume", read_only=plan.read_only)],
+    )
+    task = TaskTemplate(
+        container_spec=container,
+        resources=plan.resources,
+        restart_policy=RestartPolicy(condition="none"),
+        placement=Placement(constraints=list(plan.constraints)),
+    )
+    kwargs = {"task_template": task, "name": plan.name, "labels": dict(plan.labels)}
+    if plan.role == "receive":
+        kwargs["endpoint_spec"] = EndpointSpec(ports={None: (PORT, "tcp", "host")})
+    return kwargs
