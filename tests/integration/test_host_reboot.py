@@ -171,12 +171,14 @@ def site(tmp_path_factory):
 def _reboot(site: Reboot):
     hub, clusters = site.hub, site.clusters
     hub.ensure_user("alice")
-    hub.start_workspace("alice", "lab", {"resource_model": "test-small"})
-    hub.start_workspace(
-        "alice", "closed", {"access_mode": "restricted", "whitelist": "allowed.test"}
+    hub.start_workspaces(
+        [
+            ("alice", "lab", {"resource_model": "test-small"}),
+            ("alice", "closed", {"access_mode": "restricted", "whitelist": "allowed.test"}),
+            ("alice", "parked", None),
+            ("alice", "crashed", None),
+        ]
     )
-    hub.start_workspace("alice", "parked")
-    hub.start_workspace("alice", "crashed")
     r = clusters.api("POST", body={"type": "static", "members": 1, "resource_model": MEMBER})
     assert r.status_code == 202, r.text
     wait(lambda: members_in("idle")(clusters, 1), 240, "the cluster's member is idle")

@@ -17,8 +17,7 @@ def test_hub_sigkill_and_restart_readopts_workspaces(tmp_path):
     try:
         hub.start()
         hub.ensure_user("ivy")
-        hub.start_workspace("ivy", "one", {"storage_gb": 1})
-        hub.start_workspace("ivy", "two", {"storage_gb": 1})
+        hub.start_workspaces([("ivy", "one", {"storage_gb": 1}), ("ivy", "two", {"storage_gb": 1})])
         one, two = hub.container_name("ivy", "one"), hub.container_name("ivy", "two")
         exec_in(one, "echo still-here > /data/marker")
         one_id = docker("inspect", "-f", "{{.Id}}", one).strip()

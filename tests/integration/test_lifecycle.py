@@ -2,7 +2,7 @@
 
 Hub "benchlife" counts an option "hour" as 6 s (so auto_shutdown_hours=2 is 12 s idle),
 measures CPU over 6 s and mails reminders to an aiosmtpd server run by the test. Hub
-"benchcycle" restarts workspaces every 45 s (the 30-day security restart, time shortened by
+"benchcycle" restarts workspaces every 30 s (the 30-day security restart, time shortened by
 configuration).
 """
 
@@ -79,7 +79,7 @@ def life_hub(tmp_path_factory, inbox):
 
 @pytest.fixture(scope="module")
 def cycle_hub(tmp_path_factory):
-    hub = _hub(tmp_path_factory, "benchcycle", {"BENCHHUB_LIFECYCLE_RESTART_EVERY": "45"})
+    hub = _hub(tmp_path_factory, "benchcycle", {"BENCHHUB_LIFECYCLE_RESTART_EVERY": "30"})
     yield hub
     hub.stop()
     cleanup("benchcycle", hub.storage_root)
@@ -162,13 +162,12 @@ def test_idle_stops_but_a_busy_kernel_or_cpu_without_a_browser_does_not(life_hub
     hub.ensure_user("ida")
     idle = {"auto_shutdown_hours": 2, "shutdown_mode": "idle", "reminder_hours": [1]}
     quiet_start = time.monotonic()
-    for name in ("quiet", "kernel", "sleeper", "cpu"):
-        hub.start_workspace("ida", name, idle)
+    hub.start_workspaces([("ida", name, idle) for name in ("quiet", "kernel", "sleeper", "cpu")])
     busy_loop = "import time\nt = time.time()\nwhile time.time() - t < {}: pass"
-    asyncio.run(_run_in_kernel(_container_url(hub, "ida", "kernel"), busy_loop.format(90)))
+    asyncio.run(_run_in_kernel(_container_url(hub, "ida", "kernel"), busy_loop.format(60)))
     # a kernel that waits (e.g. on a remote job) is busy without using CPU
     sleeper = _container_url(hub, "ida", "sleeper")
-    asyncio.run(_run_in_kernel(sleeper, "import time; time.sleep(75)"))
+    asyncio.run(_run_in_kernel(sleeper, "import time; time.sleep(50)"))
     # a CPU-bound process outside any kernel (e.g. started from a terminal that was closed)
     docker(
         "exec",
@@ -178,7 +177,7 @@ def test_idle_stops_but_a_busy_kernel_or_cpu_without_a_browser_does_not(life_hub
         hub.container_name("ida", "cpu"),
         "python3",
         "-c",
-        busy_loop.format(60),
+        busy_loop.format(40),
     )
     started = time.monotonic()
 
@@ -197,7 +196,7 @@ def test_idle_stops_but_a_busy_kernel_or_cpu_without_a_browser_does_not(life_hub
     # the CPU-bound process keeps its workspace up while it runs, and only then it stops;
     # the waiting kernel keeps its workspace up although the container uses no CPU
     busy_seen = set()
-    while time.monotonic() - started < 55:
+    while time.monotonic() - started < 36:
         workspaces = hub.workspaces("ida")
         assert workspaces["cpu"]["status"] == "running", "stopped while using CPU"
         assert workspaces["sleeper"]["status"] == "running", "stopped while a kernel waits"
@@ -214,23 +213,23 @@ def test_idle_stops_but_a_busy_kernel_or_cpu_without_a_browser_does_not(life_hub
     assert True in busy_seen, busy_seen
     # ... and each stops one idle period (12 s) after its work ended, not when it ends
     hub.wait_for_stopped("ida", "cpu", timeout=60)
-    assert time.monotonic() - started >= 60 + 2 * HOUR_S - 5
+    assert time.monotonic() - started >= 40 + 2 * HOUR_S - 5
     hub.wait_for_stopped("ida", "sleeper", timeout=60)
-    assert time.monotonic() - started >= 75 + 2 * HOUR_S - 8
+    assert time.monotonic() - started >= 50 + 2 * HOUR_S - 8
 
-    # the kernel computes for 90 s (7 idle periods) with nobody connected: never idle meanwhile
-    while time.monotonic() - started < 85:
+    # the kernel computes for 60 s (5 idle periods) with nobody connected: never idle meanwhile
+    while time.monotonic() - started < 55:
         assert hub.workspaces("ida")["kernel"]["status"] == "running", "stopped while busy"
         time.sleep(5)
     hub.wait_for_stopped("ida", "kernel", timeout=90)  # and once it is done, it is idle
-    assert time.monotonic() - started >= 90 + 2 * HOUR_S - 8, "stopped while computing"
+    assert time.monotonic() - started >= 60 + 2 * HOUR_S - 8, "stopped while computing"
 
 
 def test_keep_until_postpones_the_shutdown_and_only_the_policy_is_editable(life_hub):
     hub = life_hub
     hub.ensure_user("kai")
     hub.start_workspace("kai", "long", {"auto_shutdown_hours": 1, "reminder_hours": []})
-    keep = (datetime.now(UTC) + timedelta(seconds=30)).replace(microsecond=0)
+    keep = (datetime.now(UTC) + timedelta(seconds=20)).replace(microsecond=0)
     r = hub.api(
         "PATCH", "/users/kai/servers/long", {"user_options": {"keep_until": keep.isoformat()}}
     )
@@ -245,7 +244,7 @@ def test_keep_until_postpones_the_shutdown_and_only_the_policy_is_editable(life_
         return rows and rows[0]["next_event_at"] == keep.isoformat() and rows[0]
 
     row = wait(scheduled, 20, "the schedule shows the keep-until time")
-    assert row["next_event"] == "shutdown" and 0 < row["remaining_seconds"] <= 30
+    assert row["next_event"] == "shutdown" and 0 < row["remaining_seconds"] <= 20
     assert hub.workspaces("kai")["long"]["status"] == "running"  # 6 s shutdown postponed
     hub.wait_for_stopped("kai", "long", timeout=60)
     assert datetime.now(UTC) >= keep
@@ -279,7 +278,7 @@ def _journal_uids(hub, user, name) -> set[str]:
 
 
 def test_security_restart_happens_once_keeps_data_and_survives_kill_9(cycle_hub):
-    """Restart every 45 s. The service is SIGKILLed in the middle of the restart (the
+    """Restart every 30 s. The service is SIGKILLed in the middle of the restart (the
     workspace is stopping or stopped, not yet started again); the hub starts the service
     again and it finishes that same restart. Exactly one restart happens, /data is kept, and
     every hub journal entry is in the activity log exactly once."""
@@ -302,8 +301,9 @@ def test_security_restart_happens_once_keeps_data_and_survives_kill_9(cycle_hub)
         90,
         "the restart finishes",
     )
-    # a repeated restart would follow right away; the next due one is 45 s after `second`
-    for _ in range(25):
+    # a repeated restart would follow right away (within a pass or two, 2 s each); the next
+    # due one is 30 s after `second`
+    for _ in range(15):
         assert _started(hub, "rita", "lab") in (second, None), "restarted a second time"
         time.sleep(1)
     assert _started(hub, "rita", "lab") == second

@@ -57,8 +57,12 @@ def workspaces(hub):
     hub.ensure_user(USER)
     token = hub.api("POST", f"/users/{USER}/tokens", {"expires_in": 1800}).json()["token"]
     closed = {"upload": False, "download": False}
-    hub.start_workspace(USER, SEALED, {"storage_gb": 1, "permissions": closed})
-    hub.start_workspace(USER, OPEN, {"storage_gb": 1})
+    hub.start_workspaces(
+        [
+            (USER, SEALED, {"storage_gb": 1, "permissions": closed}),
+            (USER, OPEN, {"storage_gb": 1}),
+        ]
+    )
     made = {}
     for name in (SEALED, OPEN):
         ws = made[name] = Workspace(hub, name, token)

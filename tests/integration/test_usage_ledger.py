@@ -88,8 +88,8 @@ def test_the_ledger_counts_every_run_once_across_a_killed_hub_and_service(hub):
     Σ(stop − start) × CPUs within a minute, and each run is one row."""
     began = datetime.now(UTC) - timedelta(seconds=5)
     hub.ensure_user(USER)
-    hub.start_workspace(USER, "one", {"resource_model": "test-small", "storage_gb": 1})
-    hub.start_workspace(USER, "two", {"resource_model": "test-small", "storage_gb": 1})
+    small = {"resource_model": "test-small", "storage_gb": 1}
+    hub.start_workspaces([(USER, "one", small), (USER, "two", small)])
     wait(
         lambda: len([r for r in ledger_rows(hub) if r["stop_us"] is None]) == 2,
         30,

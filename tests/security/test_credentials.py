@@ -161,9 +161,9 @@ def test_what_a_hostile_server_captures_from_the_lifecycle_probe_opens_only_its_
     hub = cred_hub
     for user in ("mallory", "bob"):
         hub.ensure_user(user)
-    hub.start_workspace("bob", "ws")
-    hub.start_workspace("mallory", "other")
-    hub.start_workspace("mallory", "spy", IDLE_POLICY)
+    hub.start_workspaces(
+        [("bob", "ws", None), ("mallory", "other", None), ("mallory", "spy", IDLE_POLICY)]
+    )
     _plant_server_config(hub, "mallory", "spy", SPY_CONFIG)
 
     def probed():

@@ -39,14 +39,17 @@ records.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 import json
 import pkgutil
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
+import docker as docker_py
 import pytest
 import requests
 from support.docker_cli import docker
@@ -446,44 +449,60 @@ def _outcome(r: requests.Response):
     return r.status_code
 
 
+@functools.cache
+def _engine() -> docker_py.APIClient:
+    return docker_py.APIClient()
+
+
 def snapshot(hub, world: World) -> dict:
-    """What a request could change, for the table's users (other tests' workspaces may be busy)."""
+    """What a request could change, for the table's users (other tests' workspaces may be busy).
+
+    Taken after every refusal, so its reads (the hub, the engine, two services; nothing
+    changes meanwhile) go out side by side."""
     ours = {OWNER, OTHER, "admin"}
-    users = hub.api("GET", "/users?include_stopped_servers=1").json()
+    with ThreadPoolExecutor(len(ours) + 3) as pool:
+        # each of them on its own: the list of every user grows with the suite's other modules
+        users = [
+            pool.submit(hub.api, "GET", f"/users/{name}?include_stopped_servers=1")
+            for name in sorted(ours)
+        ]
+        containers = pool.submit(_containers, hub)
+        checkpoints = pool.submit(
+            hub.service_api, "checkpoints", f"api/workspaces/{OWNER}/{WS}/checkpoints"
+        )
+        clusters = pool.submit(hub.service_api, "clusters", "api/clusters")
+        quoted = [json.dumps(name) for name in ours]  # a line about one of them holds its name
+        journal = [
+            line
+            for line in world.journal.read_text().splitlines()
+            if line.startswith("{")
+            and any(name in line for name in quoted)
+            and json.loads(line).get("user") in ours
+        ]
+        egress = sorted(str(p.relative_to(hub.egress_dir)) for p in hub.egress_dir.rglob("*"))
     servers = {
         u["name"]: {
             name: {key: s.get(key) for key in ("user_options", "ready", "pending", "started")}
             for name, s in u["servers"].items()
         }
-        for u in users
-        if u["name"] in ours
+        for u in (r.json() for r in (f.result() for f in users) if r.status_code != 404)
     }
-    journal = [
-        line
-        for line in world.journal.read_text().splitlines()
-        if line.startswith("{") and json.loads(line).get("user") in ours
-    ]
-    containers = docker(
-        "ps",
-        "-a",
-        "--format",
-        "{{.Names}} {{.State}}",
-        "--filter",
-        f"name=^{hub.prefix}-{OWNER}",
-        "--filter",
-        f"name=^{hub.prefix}-{OTHER}",
-    ).split("\n")
-    checkpoints = hub.service_api("checkpoints", f"api/workspaces/{OWNER}/{WS}/checkpoints")
-    clusters = hub.service_api("clusters", "api/clusters").json()
-    egress = sorted(str(p.relative_to(hub.egress_dir)) for p in hub.egress_dir.rglob("*"))
     return {
         "servers": servers,
         "journal": journal,
-        "containers": sorted(containers),
-        "checkpoints": checkpoints.json(),
-        "clusters": clusters,
+        "containers": containers.result(),
+        "checkpoints": checkpoints.result().json(),
+        "clusters": clusters.result().json(),
         "egress": egress,
     }
+
+
+def _containers(hub) -> list[str]:
+    """The table's users' containers and their states, as `docker ps -a` lists them (without
+    a CLI process per refusal)."""
+    names = [f"^{hub.prefix}-{OWNER}", f"^{hub.prefix}-{OTHER}"]
+    found = _engine().containers(all=True, filters={"name": names})
+    return sorted(f"{c['Names'][0].lstrip('/')} {c['State']}" for c in found)
 
 
 def _difference(before: dict, after: dict) -> str:

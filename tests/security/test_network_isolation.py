@@ -171,8 +171,13 @@ def site(tmp_path_factory):
         restricted = {"access_mode": "restricted", "whitelist": WHITELIST}
         for user in ("alice", "bob"):
             hub.ensure_user(user)
-            hub.start_workspace(user, "lab", {"resource_model": "test-small"})
-            hub.start_workspace(user, "closed", {"resource_model": "test-small", **restricted})
+        hub.start_workspaces(
+            [
+                (user, name, {"resource_model": "test-small", **access})
+                for user in ("alice", "bob")
+                for name, access in (("lab", {}), ("closed", restricted))
+            ]
+        )
         clusters = Clusters(hub, scratch)
         r = clusters.api(
             "POST",

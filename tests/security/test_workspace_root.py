@@ -68,9 +68,13 @@ def workspaces(hub):
         "--entrypoint", "python3", "benchhub/jupyterlab:latest", "-c", SERVE,
     )  # fmt: skip
     server_ip = json.loads(docker("inspect", SERVER))[0]["NetworkSettings"]["Networks"][outside]
-    hub.start_workspace(OWNER, "lab", {"storage_gb": 1})  # test-small: 0.5 GB of memory
-    hub.start_workspace(OTHER, "secret", {"storage_gb": 1})
-    hub.start_workspace(OWNER, "closed", {"access_mode": "restricted", "whitelist": ALLOWED})
+    hub.start_workspaces(
+        [
+            (OWNER, "lab", {"storage_gb": 1}),  # test-small: 0.5 GB of memory
+            (OTHER, "secret", {"storage_gb": 1}),
+            (OWNER, "closed", {"access_mode": "restricted", "whitelist": ALLOWED}),
+        ]
+    )
     lab, secret = hub.container_name(OWNER, "lab"), hub.container_name(OTHER, "secret")
     closed = hub.container_name(OWNER, "closed")
     assert as_user(secret, "echo only-sam-reads-this > /data/sams-secret.txt").returncode == 0

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -48,8 +49,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Test-speed patches of two JupyterHub internals, added to a test hub's configuration unless
+# HubProcess.prompt_polls is off (benchmarks/__init__.py turns it off).
+PROMPT_POLLS_CONFIG = """
+# The hub notices that a managed service died, and starts it again, at its next poll of the
+# service's process: every 30 s in JupyterHub (_ServiceSpawner.poll_interval, which no config
+# reaches). Tests that kill a service wait for that restart; a poll every second shortens the
+# wait without changing what happens.
+import jupyterhub.services.service as _hub_services
+from traitlets import Integer as _Integer
+class _PromptlyPolledServiceSpawner(_hub_services._ServiceSpawner):
+    poll_interval = _Integer(1)
+_hub_services._ServiceSpawner = _PromptlyPolledServiceSpawner
+# At its start the hub waits for the proxy and then each managed service, one after another, to
+# answer, looking with JupyterHub's backoff and full jitter (pauses of up to 0.2, 0.4, 0.8,
+# 1.6 s ...): a service up after a second is seen up to a second later. The suite starts many
+# hubs; JupyterHub's waits for a server to answer (the proxy, services, and users' servers:
+# utils.wait_for_http_server) look every 0.05 s. Benchmarks turn both off
+# (HubProcess.prompt_polls), to measure the hub as a site runs it.
+import jupyterhub.utils as _hub_utils
+_backoff = _hub_utils.exponential_backoff
+async def _prompt_backoff(pass_func, fail_message, *args, **kwargs):
+    kwargs.update(start_wait=0.05, max_wait=0.05)
+    return await _backoff(pass_func, fail_message, *args, **kwargs)
+_hub_utils.exponential_backoff = _prompt_backoff
+"""
+
+
 class HubProcess:
-    """One hub; ``start()``/``kill()``/``stop()`` may be called repeatedly (state persists)."""
+    """One hub; ``start()``/``kill()``/``stop()`` may be called repeatedly (state persists).
+
+    ``prompt_polls``: whether the hub gets :data:`PROMPT_POLLS_CONFIG` (tests: yes)."""
+
+    prompt_polls = True
 
     def __init__(
         self,
@@ -87,7 +119,7 @@ c.BenchSpawner.image_templates = {{
     "missing": {{"image": "benchhub/not-built:0", "display_name": "Never built"}},
 }}
 c.Spawner.poll_interval = 2
-for service in c.JupyterHub.services:
+{PROMPT_POLLS_CONFIG if self.prompt_polls else ""}for service in c.JupyterHub.services:
     service.setdefault("api_token", {SERVICE_TOKEN!r}.format(service["name"]))
 c.JupyterHub.services.append({{"name": "tester", "api_token": {TOKEN!r}}})
 c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
@@ -246,6 +278,12 @@ c.JupyterHub.load_roles.append({{"name": "admin", "services": ["tester"]}})
         r = self.api("POST", f"/users/{user}/servers/{name}", body)
         assert r.status_code in (201, 202), r.text
         return self.wait_for(user, name, "running")
+
+    def start_workspaces(self, starts: list[tuple[str, str, dict | None]]) -> list[dict]:
+        """Start several workspaces, each ``(user, name, options)``, side by side: as
+        ``start_workspace`` for each (whose request waits for the start), in less time."""
+        with ThreadPoolExecutor(len(starts)) as pool:
+            return list(pool.map(lambda start: self.start_workspace(*start), starts))
 
     def stop_workspace(self, user: str, name: str) -> None:
         r = self.api("DELETE", f"/users/{user}/servers/{name}")
