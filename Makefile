@@ -26,9 +26,12 @@ run: host deps images-all
 test: host-test deps lint images-all
 	$(PY) -m pytest -p no:cacheprovider -q tests/unit
 	$(PY) -m pytest -p no:cacheprovider -q -x --durations=40 tests/integration tests/security tests/browser
+	@bash images/build.sh swarm-node
+	$(PY) -m pytest -p no:cacheprovider -q -x --durations=10 tests/swarm
 
 # The swarm tests (docs/swarm.md): a test swarm of three Docker-in-Docker engines on this
-# machine, made by the run and removed after it. Not part of `make test` yet (it adds minutes).
+# machine, made by the run and removed after it (BENCHHUB_SWARM_KEEP=1 keeps it). `make test`
+# runs them last; this target runs only them and the swarm unit tests.
 .PHONY: test-swarm
 test-swarm: host-test deps images
 	@bash images/build.sh swarm-node
@@ -46,6 +49,8 @@ bench: host deps images-all
 	$(PY) -m benchmarks.packages
 	$(PY) -m benchmarks.ledger
 	$(PY) -m benchmarks.project_data
+	@bash images/build.sh swarm-node  # the test swarm's nodes (brought up and removed by the run)
+	$(PY) -m benchmarks.swarm_spawn
 
 host:
 	@bash scripts/host-setup.sh
