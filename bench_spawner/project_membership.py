@@ -72,6 +72,7 @@ class ProjectMembership(LoggingConfigurable):
     # project -> the runs ("user/workspace") in this hub holding its data: the last one to go
     # detaches it, so a project's loop device and mount live only while a workspace uses them
     _project_holders: dict[str, set[str]] = {}
+    _project_locks: dict[str, asyncio.Lock] = {}
 
     # ---- decisions --------------------------------------------------------------------------
 
@@ -161,22 +162,30 @@ class ProjectMembership(LoggingConfigurable):
         volume = self.project_volume(self.project_name)
         self._hold_project_data()
         wanted = self._project_storage_gb
-        current = await volume.size_gb()
-        try:
-            source = await volume.attach(max(wanted, current or 0))
-        except StorageError:
-            if current is None or wanted <= current:
-                raise
-            self.log.warning(
-                "project %s: cannot grow its data to %d GB while a workspace uses it; "
-                "kept at %d GB until a start when none does",
-                self.project_name,
-                wanted,
-                current,
-                exc_info=True,
-            )
-            source = await volume.attach(current)
+        # members' starts at the same moment: one makes, grows or mounts the volume, the
+        # others find it attached (two losetup + mount of one image would fail one start)
+        async with self._project_lock(self.project_name):
+            current = await volume.size_gb()
+            try:
+                source = await volume.attach(max(wanted, current or 0))
+            except StorageError:
+                if current is None or wanted <= current:
+                    raise
+                self.log.warning(
+                    "project %s: cannot grow its data to %d GB while a workspace uses it; "
+                    "kept at %d GB until a start when none does",
+                    self.project_name,
+                    wanted,
+                    current,
+                    exc_info=True,
+                )
+                source = await volume.attach(current)
         return str(source), self.project_data_mode != "read-write"
+
+    @staticmethod
+    def _project_lock(name: str) -> asyncio.Lock:
+        """The hub's one lock over attaching and detaching project ``name``'s volume."""
+        return ProjectMembership._project_locks.setdefault(name, asyncio.Lock())
 
     @property
     def _run_key(self) -> str:
@@ -197,7 +206,9 @@ class ProjectMembership(LoggingConfigurable):
         holders.discard(self._run_key)
         if not holders:
             ProjectMembership._project_holders.pop(name, None)
-            await self.project_volume(name).detach()
+            async with self._project_lock(name):
+                if name not in ProjectMembership._project_holders:  # no start came meanwhile
+                    await self.project_volume(name).detach()
 
     # ---- state ----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -112,11 +113,16 @@ def started(caller: Caller, owner: str, name: str, options: dict | None = None) 
     return caller.hub.wait_for(owner, name, "running")
 
 
-def test_a_data_contributor_writes_project_data_and_a_data_viewer_gets_a_read_only_mount(
-    hub, people
-):
-    started(people[WRITER], WRITER, "pw", WRITES)
-    started(people[READER], READER, "pr", READS)
+def test_two_members_starting_at_once_both_get_project_data_read_write_and_read_only(hub, people):
+    # both first starts at the same moment: one makes the project's volume, the other must
+    # find it (a 500 for one of them before the hub's per-project lock)
+    with ThreadPoolExecutor(2) as pool:
+        starts = [
+            pool.submit(started, people[WRITER], WRITER, "pw", WRITES),
+            pool.submit(started, people[READER], READER, "pr", READS),
+        ]
+        for start in starts:
+            start.result()
 
     wrote = as_user(hub, WRITER, "pw", "echo shared > /data/project/note.txt && id -u")
     assert wrote.returncode == 0, wrote.stderr
