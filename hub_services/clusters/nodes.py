@@ -46,7 +46,6 @@ __all__ = ["ClusterNodes", "NodeError", "node_exit_reason"]
 
 GIB = 1024**3
 READY_LINE = "bench-cluster: manager ready"
-_ADD_MEMBER = 'printf "%s\\n" "$BENCHHUB_SGE_HOST_CONFIG" | bench-sge add-member "$0" "$1"'
 
 
 class NodeError(RuntimeError):
@@ -305,14 +304,13 @@ class ClusterNodes:
         mounts: list[Mount],
         scratch_gb: int,
         spark_worker: bool = False,
-        registered: bool = False,
     ) -> None:
         """Claim and make ``member``'s fresh ``/scratch`` of ``scratch_gb`` GB (0: in the
         container; refused by storage admission: ``StorageRefused``, and nothing else is
-        done), register the member with the manager (:meth:`register_member`; skipped when
-        ``registered`` says that was done), then run its container. With ``spark_worker`` it
-        starts its Spark worker too (else only when :meth:`start_worker` asks), offering the
-        same ``capacity`` to executors."""
+        done), then run its container: it must be a Grid Engine host already
+        (:meth:`register_members`). With ``spark_worker`` it starts its Spark worker too
+        (else only when :meth:`start_worker` asks), offering the same ``capacity`` to
+        executors."""
         extra = []
         if scratch_gb:
             volume = self.scratch(rec.cluster_id, member.name)
@@ -322,8 +320,6 @@ class ClusterNodes:
                 )
                 await asyncio.to_thread(self.admission.admit, volume.dir, request)
             extra.append(Mount(str(await volume.attach(scratch_gb)), SCRATCH))
-        if not registered:
-            await self.register_member(names, member, capacity)
         plan = NodePlan(
             name=member.name,
             role="member",
@@ -345,17 +341,22 @@ class ClusterNodes:
         )
         await self._run(plan)
 
-    async def register_member(
-        self, names: ClusterNames, member: MemberRecord, capacity: Capacity
+    async def register_members(
+        self, names: ClusterNames, members: list[MemberRecord], capacity: Capacity
     ) -> None:
-        """Make ``member`` (its name, address and ``capacity``) a host of the cluster's Grid
-        Engine, before its container exists (the qmaster refuses an unknown execd). Safe to
-        repeat; the member shows as not reporting until its container boots."""
+        """Make ``members`` (names, addresses, all of ``capacity``) hosts of the cluster's
+        Grid Engine, before their containers exist (the qmaster refuses an unknown execd):
+        one ``docker exec`` and a few ``qconf`` calls for all of them (``bench-sge
+        add-members``). Safe to repeat; a member shows as not reporting until its container
+        boots. Nothing to do for no member."""
+        if not members:
+            return
+        hosts = [m.name for m in members]
         await self.manager_exec(
             names,
-            ["sh", "-c", _ADD_MEMBER, member.name, member.address],
-            {"BENCHHUB_SGE_HOST_CONFIG": sge.exec_host_config(member.name, capacity)},
-            what=f"adding member {member.name}",
+            sge.add_members_argv([(m.name, m.address) for m in members]),
+            {sge.HOST_CONFIGS_ENV: sge.exec_host_configs(hosts, capacity)},
+            what=f"adding member{'s' if len(hosts) > 1 else ''} {', '.join(hosts)}",
         )
 
     async def wait_for_join(self, names: ClusterNames, hosts: list[str]) -> list[str]:

@@ -15,7 +15,9 @@ each member's container still running), then:
    readiness (:mod:`.pacing`: at most ``start_window`` of the cluster's members booting at
    once; the others start in later passes as those report, the next round registered with
    Grid Engine meanwhile; a :mod:`.join_watch` in the manager calls :attr:`on_joined` as
-   soon as a booting member reports), ``drain`` disables a member's
+   soon as a booting member reports). A round is started beside the passes, outside the
+   cluster's lock (:mod:`.member_starts`: one Grid Engine registration for all its members),
+   so the next pass decides without waiting for it. ``drain`` disables a member's
    queue, ``remove`` takes out a drained idle member. A member's minimum lifetime counts from
    when it joined (when it could first take a job), not from its container start;
 4. once Spark wants the cluster (:mod:`.spark_use`), joined members get their Spark worker
@@ -47,7 +49,7 @@ from datetime import datetime
 
 from benchhub.resource_models import ResourceModel
 from benchhub.storage_admission import StorageRequest
-from benchhub.storage_allocations import StorageAdmission, StorageRefused
+from benchhub.storage_allocations import StorageAdmission
 from benchhub.writable_layer import (
     MEMBER_FILES,
     WritableLayerWatch,
@@ -55,9 +57,10 @@ from benchhub.writable_layer import (
     over_limit_reason,
 )
 
-from . import pacing, sge, spark, spark_use
+from . import sge, spark, spark_use
 from .addresses import AddressesExhausted, member_addresses
 from .containers import ClusterNames, Mount
+from .member_starts import MemberStarts
 from .nodes import ClusterNodes, node_exit_reason
 from .scaler_log import ScalerLog
 from .scaling import Capacity, Decision, Member, ScalingPolicy, decide
@@ -100,8 +103,10 @@ class ClusterScaler:
         self._measured: dict[str, tuple[float, tuple[int, float] | None]] = {}
         # a booting member reported (:mod:`.join_watch`): the service runs a pass at once
         self.on_joined: Callable[[], None] = lambda: None
-        self._watches: dict[str, asyncio.Task] = {}  # cluster key -> its running join watch
-        self._registered: set[str] = set()  # members made Grid Engine hosts ahead of starting
+        # cluster key -> its join watches and the members each waits for
+        self._watches: dict[str, list[tuple[asyncio.Task, frozenset[str]]]] = {}
+        self.starts = MemberStarts(nodes, save, self._release, self.log)
+        self.starts.on_started = self._watch_joins  # a round's members boot: watch them
 
     async def step(
         self,
@@ -128,36 +133,37 @@ class ClusterScaler:
         decision = decide(policy, requests, members, now, parse_time(rec.last_operation_at))
         self.on_decision(decision.action)
         lines += await self._act(decision, names, rec, model, policy, mounts, now)
-        started, start_lines = await self._start_waiting(names, rec, model, policy, mounts)
-        lines += start_lines
+        self.starts.launch(names, rec, model, policy, mounts, scaler_log, self.start_window)
         workers = await self._start_workers(rec, hosts)
         lines += self._report(rec, decision, policy, members, requests)
-        if lost or spark_news or started or workers or decision.action != "none":
+        if lost or spark_news or workers or decision.action != "none":
             await self.save()
         await asyncio.to_thread(scaler_log.append, now, lines)
-        self._watch_joins(names, rec)
+        if not self.starts.in_flight(rec.key):  # else the round's end does
+            self._watch_joins(names, rec)
         return _view(rec, hosts, pending, sparks, decision, now)
 
     def _watch_joins(self, names: ClusterNames, rec: ClusterRecord) -> None:
-        """While members of ``rec`` boot, keep one :mod:`.join_watch` running for them; when
-        one reports, :attr:`on_joined` (the service's next pass starts at once)."""
-        booting = sorted(
-            m.name for m in rec.members.values() if not (m.waiting_to_start or m.joined)
-        )
-        running = self._watches.get(rec.key)
-        if not booting or (running is not None and not running.done()):
+        """While members of ``rec`` boot, keep a :mod:`.join_watch` running for each of them
+        (one watch for those no running watch waits for); when one reports,
+        :attr:`on_joined` (the service's next pass starts at once)."""
+        booting = {m.name for m in rec.members.values() if not (m.waiting_to_start or m.joined)}
+        running = [(t, hosts) for t, hosts in self._watches.get(rec.key, []) if not t.done()]
+        unwatched = sorted(booting.difference(*(hosts for _, hosts in running)))
+        self._watches[rec.key] = running
+        if not unwatched:
             return
 
         async def watch() -> None:
             try:
-                if await self.nodes.wait_for_join(names, booting):
+                if await self.nodes.wait_for_join(names, unwatched):
                     self.on_joined()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 self.log.warning("%s: watching members join failed", rec.key, exc_info=True)
 
-        self._watches[rec.key] = asyncio.ensure_future(watch())
+        running.append((asyncio.ensure_future(watch()), frozenset(unwatched)))
 
     # ---- lost members ----------------------------------------------------------------------
 
@@ -242,7 +248,7 @@ class ClusterScaler:
         rec.addresses = book.to_dict()
         rec.members.pop(name, None)
         self._measured.pop(name, None)
-        self._registered.discard(name)
+        self.starts.registered.discard(name)
 
     @staticmethod
     def _members(
@@ -357,66 +363,6 @@ class ClusterScaler:
         lines.insert(0, f"scale up by {len(new)} to {total} members: {decision.reason}")
         return lines
 
-    async def _start_waiting(self, names, rec, model, policy, mounts) -> tuple[int, list[str]]:
-        """Start the members :func:`.pacing.members_to_start` allows now (see the module
-        docstring); a member that fails to start is removed and its address released.
-        Returns how many were tried and the log lines."""
-        waiting = [m.name for m in rec.members.values() if m.waiting_to_start]
-        if not waiting:
-            return 0, []
-        # started and not yet reporting (``joined`` was brought up to date by _lost)
-        booting = sum(1 for m in rec.members.values() if not (m.waiting_to_start or m.joined))
-        new = [rec.members[n] for n in pacing.members_to_start(waiting, booting, self.start_window)]
-        # the round after this one registers with Grid Engine now, beside this round's
-        # boots: when it may start, it only runs its containers
-        ahead = [
-            rec.members[n]
-            for n in pacing.members_to_register(waiting, booting, self.start_window)
-            if n not in self._registered and n not in {m.name for m in new}
-        ]
-        scratch_gb = int(rec.settings.get("scratch_gb", 0))
-        lines: list[str] = []
-
-        async def register(member: MemberRecord) -> None:
-            try:
-                await self.nodes.register_member(names, member, policy.capacity)
-                self._registered.add(member.name)
-            except Exception as e:  # its start registers it then
-                self.log.warning("%s: registering %s ahead failed: %s", rec.key, member.name, e)
-
-        async def start(member: MemberRecord) -> None:
-            await self.nodes.start_member(
-                names,
-                rec,
-                member,
-                model,
-                policy.capacity,
-                mounts,
-                scratch_gb,
-                spark_worker=rec.spark_in_use,
-                registered=member.name in self._registered,
-            )
-            member.started_at = utcnow().isoformat()
-            member.spark_worker = rec.spark_in_use
-            member.waiting_to_start = False
-
-        results = await asyncio.gather(
-            *(start(m) for m in new), *(register(m) for m in ahead), return_exceptions=True
-        )
-        results = results[: len(new)]
-        for member, result in zip(new, results, strict=True):
-            if isinstance(result, StorageRefused):  # another allocation came first
-                self.log.warning("%s: member %s not started: %s", rec.key, member.name, result)
-            elif isinstance(result, BaseException):
-                self.log.error(
-                    "%s: member %s failed to start", rec.key, member.name, exc_info=result
-                )
-            if isinstance(result, BaseException):
-                await self.nodes.remove_member(names, rec, member)
-                self._release(rec, member.name, utcnow())
-                lines.append(f"member {member.name} failed to start: {result}")
-        return len(new), lines
-
     async def _scratch_fit(self, names, rec, count: int, scratch_gb: int) -> tuple[int, list]:
         """How many of ``count`` new members can have their ``/scratch`` now, and the log
         line saying why not all (once, until the number changes)."""
@@ -463,9 +409,9 @@ class ClusterScaler:
     def forget(self, key: str) -> None:
         self._notes.pop(key, None)
         self._scratch_notes.pop(key, None)
-        watch = self._watches.pop(key, None)
-        if watch is not None:
+        for watch, _ in self._watches.pop(key, []):
             watch.cancel()
+        self.starts.forget(key)
 
 
 def _upper_dir(container: dict) -> str | None:

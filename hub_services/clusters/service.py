@@ -138,9 +138,7 @@ class ClusterController(LoggingConfigurable):
     manager_cpus = Float(
         1, help="CPU cores of a manager that is not dedicated (its scheduling is light)."
     ).tag(config=True)
-    manager_memory_gb = Float(1, help="Memory (GiB) of a manager that is not dedicated.").tag(
-        config=True
-    )
+    manager_memory_gb = Float(1, help="Memory (GiB) of a non-dedicated manager.").tag(config=True)
     network_mtu = Integer(0, help="MTU of cluster networks; 0 = the host's default route MTU.").tag(
         config=True
     )
@@ -214,6 +212,7 @@ class ClusterController(LoggingConfigurable):
         self._save_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self.scaler.on_joined = self._wake.set  # a booting member reported: a pass now
+        self.scaler.starts.lock_of = self._locks.__getitem__  # a round settles under it
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property

@@ -9,8 +9,9 @@ runs a process. The image side (``images/cluster``) applies what is built here:
   ``static_mem`` consumables, the ``@allhosts`` host group, the ``smp`` parallel environment,
   the ``all.q`` queue, the scheduler configuration (``schedule_interval 0:0:1``) and the
   global configuration's ``min_uid``/``min_gid`` (no job of root or a system account);
-* :func:`exec_host_config` goes to ``bench-sge add-member NAME IP`` on stdin before the member
-  starts; its complex values are :func:`member_capacity`, the member's resource model minus
+* :func:`exec_host_configs` goes to ``bench-sge add-members NAME IP ...`` on stdin
+  (:func:`add_members_argv`: a scale-up round's members in one ``docker exec``) before the
+  members start; their complex values are :func:`member_capacity`, the member's resource model minus
   headroom, and minus one core reserved for scheduling without a dedicated manager;
 * :data:`PENDING_ARGV`, :data:`HOSTS_ARGV` and :data:`QUEUES_ARGV` produce the XML that
   :func:`parse_pending` and :func:`parse_members` read for the auto scaler.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from benchhub.resource_models import ResourceModel
@@ -32,6 +34,7 @@ from .scaling import Capacity, Request
 __all__ = [
     "COMPLEX_DEFAULTS",
     "HOSTGROUP",
+    "HOST_CONFIGS_ENV",
     "HOSTS_ARGV",
     "PARALLEL_ENVIRONMENT",
     "PENDING_ARGV",
@@ -40,10 +43,12 @@ __all__ = [
     "HostState",
     "PendingJob",
     "SgeParseError",
+    "add_members_argv",
     "complexes",
     "config_bundle",
     "drain_argv",
     "exec_host_config",
+    "exec_host_configs",
     "format_memory",
     "global_configuration",
     "hostgroup",
@@ -323,6 +328,29 @@ def exec_host_config(name: str, capacity: Capacity) -> str:
             ("report_variables", "NONE"),
         ]
     )
+
+
+def exec_host_configs(names: Sequence[str], capacity: Capacity) -> str:
+    """The execution host configurations of members ``names`` (all of one ``capacity``), one
+    after the other: what ``bench-sge add-members`` reads on stdin (each starts with its
+    ``hostname`` line, where the script splits them)."""
+    return "".join(exec_host_config(name, capacity) for name in names)
+
+
+# sh -c SCRIPT - NAME IP ...: the configurations come in the environment (docker exec has no
+# stdin here) and go to bench-sge on its stdin
+_ADD_MEMBERS = 'printf "%s" "$BENCHHUB_SGE_HOST_CONFIGS" | bench-sge add-members "$@"'
+HOST_CONFIGS_ENV = "BENCHHUB_SGE_HOST_CONFIGS"
+
+
+def add_members_argv(members: Sequence[tuple[str, str]]) -> list[str]:
+    """The one command (run in the manager, with :func:`exec_host_configs` of the same names
+    in ``$BENCHHUB_SGE_HOST_CONFIGS``) that makes every ``(name, address)`` of ``members`` a
+    Grid Engine host. Raises :class:`ValueError` for no member or a name given twice."""
+    names = [name for name, _ in members]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"add_members_argv needs distinct members, got {names}")
+    return ["sh", "-c", _ADD_MEMBERS, "-", *(part for member in members for part in member)]
 
 
 def drain_argv(host: str) -> tuple[str, ...]:

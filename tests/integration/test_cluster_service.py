@@ -254,6 +254,13 @@ def test_dynamic_cluster_scales_from_zero_for_pending_work_and_back(clusters):
         "-o", "/dev/null", "-e", "/dev/null", "-t", "1-3", "-b", "y", "sleep", "6"
     )
     wait(lambda: len(clusters.status()["members"]) == 3, 30, "3 members for 3 tasks")
+    # one round, made Grid Engine hosts by one registration: every one of them takes a job
+    wait(
+        lambda: [m["state"] for m in clusters.status()["members"]],
+        30,
+        "each of the 3 members runs a task",
+        until=lambda states: states == ["busy"] * 3,
+    )
     wait(lambda: clusters.qacct_tasks(job) == ["1", "2", "3"], 60, "the 3 tasks ran")
     done = time.monotonic()
     print(f"MEASURED dynamic 0 -> 3 members and 3 x 6 s tasks done in {done - submitted:.1f} s")
@@ -265,6 +272,7 @@ def test_dynamic_cluster_scales_from_zero_for_pending_work_and_back(clusters):
     log = clusters.scaler_log()
     assert "scale up by 3 to 3 members: 3 pending tasks need 3 more members" in log
     assert log.count(" drain ") == 3 and log.count(" remove ") == 3
+    assert "failed to start" not in log
 
 
 def test_a_restricted_workspaces_cluster_has_no_route_out_and_takes_its_jobs(clusters):

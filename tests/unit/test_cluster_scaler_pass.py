@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from benchhub.resource_models import ResourceModel
+from hub_services.clusters import member_starts, sge
 from hub_services.clusters import scaler as scaler_pass
-from hub_services.clusters import sge
 from hub_services.clusters.addresses import member_addresses
 from hub_services.clusters.containers import ClusterNames
 from hub_services.clusters.scaler import ClusterScaler
@@ -40,6 +40,7 @@ class FakeNodes:
         self.started_with_worker: dict[str, bool] = {}
         self.workers_started: list[str] = []
         self.registered: list[str] = []  # Grid Engine hosts added, in order
+        self.registrations: list[list[str]] = []  # the hosts of each registration call
         self.watched: list[list[str]] = []  # the members each join watch waited for
 
     async def start_worker(self, host):
@@ -67,8 +68,9 @@ class FakeNodes:
     async def drain(self, names, host):
         self.drained.append(host)
 
-    async def register_member(self, names, member, capacity):
-        self.registered.append(member.name)
+    async def register_members(self, names, members, capacity):  # one call per round
+        self.registered += [m.name for m in members]
+        self.registrations.append([m.name for m in members])
 
     async def wait_for_join(self, names, hosts):  # as the manager's watch: until one reports
         self.watched.append(list(hosts))
@@ -89,11 +91,9 @@ class FakeNodes:
         mounts,
         scratch_gb,
         spark_worker=False,
-        registered=False,
     ):
         self.started_with_worker[member.name] = spark_worker
-        if not registered:
-            self.registered.append(member.name)
+        assert member.name in self.registered, f"{member.name} started before registering"
         if self.fail_next:
             self.fail_next -= 1
             raise RuntimeError("no space left on device")
@@ -113,6 +113,7 @@ class FakeLog:
 def clock(monkeypatch):
     now = {"t": T0}
     monkeypatch.setattr(scaler_pass, "utcnow", lambda: now["t"])
+    monkeypatch.setattr(member_starts, "utcnow", lambda: now["t"])
     return now
 
 
@@ -143,7 +144,10 @@ async def save():
 
 
 async def step(scaler, rec, policy, log):
-    return await scaler.step(NAMES, rec, MODEL, policy, [], log)
+    """One pass, and the member starts it launched (they run beside the pass) ended."""
+    view = await scaler.step(NAMES, rec, MODEL, policy, [], log)
+    await scaler.starts.settle(rec.key)
+    return view
 
 
 async def test_a_lost_member_is_rescheduled_removed_and_replaced_under_a_new_name(clock):
@@ -415,3 +419,102 @@ async def test_an_idle_member_is_drained_only_after_its_minimum_lifetime_since_j
     clock["t"] += timedelta(seconds=45)  # 65 s after joining
     await step(scaler, rec, policy, log)
     assert nodes.drained == [name]
+
+
+async def test_a_round_of_members_becomes_grid_engine_hosts_in_one_registration(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    scaler = ClusterScaler(nodes, save, start_window=5)
+    rec, policy = cluster(7)
+    await step(scaler, rec, policy, log)
+    first, rest = [NAMES.member(i) for i in range(1, 6)], [NAMES.member(6), NAMES.member(7)]
+    # one call for the round that starts, one for the round after it (registered ahead)
+    assert nodes.registrations == [first, rest]
+    assert sorted(nodes.running) == sorted(first)
+
+
+async def test_the_next_scale_up_is_decided_while_the_previous_round_still_starts(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    starting = asyncio.Event()
+    go_on = asyncio.Event()
+    started = nodes.start_member
+    calls: list[str] = []
+
+    async def start_member(names, rec, member, *args, **kwargs):  # a slow container start
+        calls.append(member.name)
+        starting.set()
+        await go_on.wait()
+        await started(names, rec, member, *args, **kwargs)
+
+    nodes.start_member = start_member
+    scaler = ClusterScaler(nodes, save, start_window=5)
+    rec, policy = dynamic_cluster(0, 10)
+    nodes.pending = [sge.PendingJob("1", "job", "jovyan", "qw", 2, 1, 1, GIB)]
+    await scaler.step(NAMES, rec, MODEL, policy, [], log)  # returns while its round starts
+    await starting.wait()
+    assert scaler.starts.in_flight(rec.key) and sorted(nodes.running) == []
+    nodes.pending = [sge.PendingJob("1", "job", "jovyan", "qw", 6, 1, 1, GIB)]
+    clock["t"] += timedelta(seconds=1)
+    await scaler.step(NAMES, rec, MODEL, policy, [], log)  # not held up by the first round
+    assert log.lines[-1] == "scale up by 4 to 6 members: 6 pending tasks need 4 more members"
+    go_on.set()
+    await scaler.starts.settle(rec.key)
+    assert sorted(calls) == sorted(rec.members)[:5] and len(set(calls)) == 5  # each once
+    # the window (5) was full: the sixth waits for a member to report
+    assert [m.name for m in rec.members.values() if m.waiting_to_start] == [NAMES.member(6)]
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)  # the first five report (the fake's members do)
+    assert len(calls) == 6 and not any(m.waiting_to_start for m in rec.members.values())
+    assert nodes.removed == []
+
+
+async def test_a_member_whose_cluster_stopped_while_it_started_is_removed_again(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    go_on = asyncio.Event()
+    started = nodes.start_member
+
+    async def start_member(names, rec, member, *args, **kwargs):
+        await go_on.wait()
+        await started(names, rec, member, *args, **kwargs)
+
+    nodes.start_member = start_member
+    scaler = ClusterScaler(nodes, save)
+    rec, policy = cluster(2)
+    await scaler.step(NAMES, rec, MODEL, policy, [], log)
+    rec.status = "stopping"  # a stop came in while the containers were being made
+    go_on.set()
+    await scaler.starts.settle(rec.key)
+    assert sorted(nodes.removed) == [NAMES.member(1), NAMES.member(2)]
+    assert nodes.running == {}
+
+
+async def test_a_round_is_started_without_waiting_for_the_next_rounds_registration(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    go_on = asyncio.Event()
+    registered = nodes.register_members
+
+    async def register_members(names, members, capacity):  # the ahead one is slow
+        if NAMES.member(3) in [m.name for m in members]:
+            await go_on.wait()
+        await registered(names, members, capacity)
+
+    nodes.register_members = register_members
+    scaler = ClusterScaler(nodes, save, start_window=2)
+    rec, policy = cluster(4)
+    await scaler.step(NAMES, rec, MODEL, policy, [], log)
+    for _ in range(100):  # the first round settles while members 3 and 4 still register
+        if not rec.members[NAMES.member(2)].waiting_to_start:
+            break
+        await asyncio.sleep(0.01)
+    assert [m.name for m in rec.members.values() if not m.waiting_to_start] == [
+        NAMES.member(1),
+        NAMES.member(2),
+    ]
+    clock["t"] += timedelta(seconds=1)
+    await scaler.step(NAMES, rec, MODEL, policy, [], log)  # 1 and 2 joined: 3 and 4 may start
+    await asyncio.sleep(0.02)
+    assert NAMES.member(3) not in nodes.running  # their round waits for that registration
+    go_on.set()
+    await scaler.starts.settle(rec.key)
+    assert sorted(nodes.running) == sorted(rec.members)
+    # each member registered once: the round waited for the registration ahead, not redid it
+    assert sorted(nodes.registered) == sorted(rec.members)

@@ -296,3 +296,31 @@ def test_a_host_without_a_queue_instance_reports_by_its_load():
 def test_unexpected_output_raises_a_parse_error_saying_what(call, message):
     with pytest.raises(sge.SgeParseError, match=message):
         call()
+
+
+def test_a_rounds_members_are_registered_by_one_command_with_each_ones_configuration():
+    members = [("bench-cluster-x-m1", "10.231.0.70"), ("bench-cluster-x-m2", "10.231.0.71")]
+    argv = sge.add_members_argv(members)
+    assert argv[:2] == ["sh", "-c"] and "bench-sge add-members" in argv[2]
+    assert argv[3:] == [
+        "-",
+        "bench-cluster-x-m1",
+        "10.231.0.70",
+        "bench-cluster-x-m2",
+        "10.231.0.71",
+    ]
+    capacity = Capacity(2, 7 * 1024**3)
+    configs = sge.exec_host_configs([name for name, _ in members], capacity)
+    # bench-sge splits stdin where a "hostname" line starts the next host's configuration
+    parts, current = {}, None
+    for line in configs.splitlines(keepends=True):
+        if line.split()[0] == "hostname":
+            current = line.split()[1]
+        parts[current] = parts.get(current, "") + line
+    assert parts == {name: sge.exec_host_config(name, capacity) for name, _ in members}
+
+
+@pytest.mark.parametrize("members", [[], [("m1", "10.0.0.1"), ("m1", "10.0.0.2")]])
+def test_registering_no_member_or_one_twice_is_refused(members):
+    with pytest.raises(ValueError, match="distinct members"):
+        sge.add_members_argv(members)

@@ -12,8 +12,8 @@ from benchhub.storage_admission import StorageRequest
 from benchhub.storage_allocations import StorageAdmission, StorageRefused
 from benchhub.volumes import LoopbackVolume
 from benchhub.writable_layer import Cadence, LayerUsage
+from hub_services.clusters import member_starts, sge
 from hub_services.clusters import scaler as scaler_pass
-from hub_services.clusters import sge
 from hub_services.clusters.addresses import member_addresses
 from hub_services.clusters.containers import ClusterNames
 from hub_services.clusters.scaler import ClusterScaler
@@ -63,7 +63,7 @@ class FakeNodes:
         self.hosts.pop(member.name, None)
         self.removed.append(member.name)
 
-    async def register_member(self, names, member, capacity):
+    async def register_members(self, names, members, capacity):
         pass
 
     async def wait_for_join(self, names, hosts):
@@ -79,7 +79,6 @@ class FakeNodes:
         mounts,
         scratch_gb,
         spark_worker=False,
-        registered=False,
     ):
         if scratch_gb and self.admission is not None:  # what ClusterNodes does first
             request = StorageRequest("scratch_gb", rec.user, scratch_gb * GIB, what="/scratch")
@@ -114,6 +113,7 @@ class FakeLog:
 def clock(monkeypatch):
     now = {"t": T0}
     monkeypatch.setattr(scaler_pass, "utcnow", lambda: now["t"])
+    monkeypatch.setattr(member_starts, "utcnow", lambda: now["t"])
     return now
 
 
@@ -153,7 +153,10 @@ async def save():
 
 
 async def step(scaler, rec, policy, log):
-    return await scaler.step(NAMES, rec, MODEL, policy, [], log)
+    """One pass, and the member starts it launched (they run beside the pass) ended."""
+    view = await scaler.step(NAMES, rec, MODEL, policy, [], log)
+    await scaler.starts.settle(rec.key)
+    return view
 
 
 async def test_a_member_over_its_disk_limit_is_replaced_and_the_log_says_why(clock, tmp_path):
