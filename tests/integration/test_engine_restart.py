@@ -143,7 +143,7 @@ def test_workspaces_and_their_cluster_keep_running_through_an_engine_restart(sit
     assert site.containers(site.status()["cluster_id"]) == members  # the same member containers
     site.script("hello.sh", "#!/bin/bash\necho hello from $(hostname)\n")
     job = site.submit("-cwd", "-o", "/data", "-e", "/data", "hello.sh")
-    wait(lambda: (site.data / f"hello.sh.o{job}").exists(), 90, f"job {job} ran on the cluster")
+    wait(lambda: site.finished(job), 90, f"job {job} ran on the cluster to its end")
     assert "hello from" in (site.data / f"hello.sh.o{job}").read_text()
 
 

@@ -241,7 +241,7 @@ def test_the_cluster_comes_back_with_its_settings_and_runs_jobs(site):
     clusters.script("hello.sh", "#!/bin/bash\necho hello from $(hostname)\n")
     job = clusters.submit("-cwd", "-o", "/data", "-e", "/data", "hello.sh")
     out = clusters.data / f"hello.sh.o{job}"
-    wait(out.exists, 90, f"job {job} ran on the cluster")
+    wait(lambda: clusters.finished(job), 90, f"job {job} ran on the cluster to its end")
     assert "hello from" in out.read_text()
     assert "host restarted" in clusters.scaler_log() or "engine restarted" in clusters.scaler_log()
 

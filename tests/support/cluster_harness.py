@@ -121,6 +121,11 @@ class Clusters:
                 return (job.findtext("queue_name") or "").partition("@")[2] or None
         return None
 
+    def finished(self, job_id: str) -> bool:
+        """Grid Engine's accounting has the job: it ended and its output files are closed
+        (an output file exists from the job's start, so its existence proves nothing)."""
+        return exec_in(self.workspace, f"qacct -j {job_id}", user="1000").returncode == 0
+
     def qacct_tasks(self, job_id: str) -> list[str]:
         report = self.sh(f"qacct -j {job_id}", check=False)
         return sorted(line.split()[1] for line in report.splitlines() if line.startswith("taskid"))
