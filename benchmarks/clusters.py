@@ -24,7 +24,8 @@ manager (``qhost``: the execution daemon reports) every 0.1 s, independently of 
 4. Throughput: a static cluster of 4 members (8 cores) runs 500 one-second jobs (one array
    job, -t 1-500): time from qsub to the last task's end, against 500 CPU-s / 8 cores.
 The engine's events for the run's cluster containers (create, start, every ``docker exec``
-with its command) go to .cache/bench/clusters-events.log. Phases can be chosen:
+with its command, its end, and its id pairing the two) go to
+.cache/bench/clusters-events.log. Phases can be chosen:
 ``python -m benchmarks.clusters [plain] [spark] [throughput]`` (all by default). Raw
 numbers: .cache/bench/clusters.json; the run's scaler log: .cache/bench/clusters-scaler.log.
 A wait that fails does not end the run: it becomes a row (what was awaited, what was reached
@@ -230,7 +231,7 @@ def member_start(bench: Bench, manager: str) -> float:
 def burst(bench: Bench, manager: str) -> dict:
     k = math.ceil(BURST / CORES_PER_MEMBER)
     wait(lambda: bench.members() == 0, 120, "0 members before the burst")
-    t0 = time.monotonic()
+    t0, started_at = time.monotonic(), time.time()
     bench.sh(
         f"cd /data && for i in $(seq {BURST}); do qsub -o /dev/null -e /dev/null "
         f"-b y sleep {BURST_SLEEP_S} >/dev/null; done"
@@ -251,6 +252,7 @@ def burst(bench: Bench, manager: str) -> dict:
     wait(lambda: bench.members() == 0, 600, "back to 0 members", step=0.5)
     return {
         "k": k,
+        "started_at": started_at,  # the first qsub, seconds since the epoch (the events log)
         "submit_s": submitted,
         "scale_up_s": up,
         "scale_down_s": time.monotonic() - ended,
@@ -327,11 +329,9 @@ def main() -> None:
         [
             *("docker", "events", "--filter", f"label={LABEL}.prefix={PREFIX}"),
             *("--filter", "event=create", "--filter", "event=start", "--filter"),
-            *(
-                "event=exec_create",
-                "--format",
-                "{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}}",
-            ),
+            *("event=exec_create", "--filter", "event=exec_die", "--format"),
+            # the exec id pairs an exec's end with its start: how long each took
+            "{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.execID}}",
         ],
         stdout=events.open("w"),
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 
-from traitlets import Unicode
+from traitlets import Int, Unicode
 
 from benchhub.service_process import ServiceApp, serve_until_stopped, service_prefix
 from benchhub.storage_allocations import StorageAdmission
@@ -37,6 +37,16 @@ class ClustersApp(ServiceApp):
         when this one is not in it), e.g. standard-medium.""",
     ).tag(config=True)
 
+    spare_members = Int(
+        None,
+        allow_none=True,
+        help="""Member names a dynamic cluster keeps registered with its Grid Engine ahead of
+        any scale-up (spares: configured execution hosts that never reported, so nothing runs
+        there), so a scale-up's first round starts containers without waiting for ``qconf``;
+        0 turns it off, None (the default) keeps as many as members boot at once (the
+        start window), e.g. 5.""",
+    ).tag(config=True)
+
     aliases = {
         "config": "ServiceApp.config_file",
         "default-resource-model": "ClustersApp.default_resource_model",
@@ -52,6 +62,7 @@ class ClustersApp(ServiceApp):
         "min-lifetime": "ClusterController.min_lifetime",
         "join-timeout": "ClusterController.join_timeout",
         "parallel-starts": "ClusterController.parallel_starts",
+        "spare-members": "ClustersApp.spare_members",
         "manager-cpus": "ClusterController.manager_cpus",
         "manager-memory-gb": "ClusterController.manager_memory_gb",
         "mtu": "ClusterController.network_mtu",
@@ -64,6 +75,8 @@ class ClustersApp(ServiceApp):
         prefix = service_prefix("clusters")
         metrics = ClusterMetrics(controller)  # /services/clusters/metrics
         controller.scaler.on_decision = metrics.decided
+        spare = self.spare_members
+        controller.scaler.spare_members = controller.scaler.start_window if spare is None else spare
         # the user's limits, from the hub; their max_storage_gb becomes their scratch quota
         quotas = ClusterQuotaGate(controller.hub, self.log, controller.admission)
         controller.scaler.quota_fit = quotas.members_that_fit

@@ -8,7 +8,8 @@ scale-up came 7 s after the first while seven members registered one by one). So
 started as booting) and :meth:`MemberStarts.launch` runs it as a task:
 
 1. the round's members that are not Grid Engine hosts yet are registered in one ``docker
-   exec`` (:meth:`.nodes.ClusterNodes.register_members`);
+   exec`` (:meth:`.nodes.ClusterNodes.register_members`); those that are (spares,
+   :mod:`.spares`, or registered ahead) start without waiting for it;
 2. their containers are created and started in parallel, while the round after it (the next
    ``window`` waiting members, :func:`.pacing.members_to_register`) registers in one more
    ``docker exec``, a task of its own: the round does not wait for it, and a later round
@@ -28,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from benchhub.resource_models import ResourceModel
 from benchhub.storage_allocations import StorageRefused
@@ -66,7 +67,8 @@ class MemberStarts:
         self.lock_of: Callable[[str], asyncio.Lock] = locks.__getitem__
         self.on_started: Callable[[ClusterNames, ClusterRecord], None] = lambda n, r: None
         self.starting: dict[str, set[str]] = defaultdict(set)  # key -> members in a round
-        self.registered: set[str] = set()  # members that are Grid Engine hosts already
+        # key -> its members (and spares) that are Grid Engine hosts of its manager already
+        self.registered: dict[str, set[str]] = defaultdict(set)
         self._registering: dict[str, asyncio.Task] = {}  # member -> its ahead registration
         self._rounds: dict[str, set[asyncio.Task]] = defaultdict(set)
         self._ahead: dict[str, set[asyncio.Task]] = defaultdict(set)  # registrations ahead
@@ -84,20 +86,24 @@ class MemberStarts:
         mounts: list[Mount],
         scaler_log: ScalerLog,
         window: int,
+        reported: Collection[str] = (),
     ) -> list[str]:
-        """Start the round :mod:`.pacing` allows now as a task; the members it starts."""
+        """Start the round :mod:`.pacing` allows now as a task; the members it starts.
+        ``reported``: members seen reporting since the last pass (not booting any more)."""
         starting = self.starting[rec.key]
         waiting = [n for n, m in rec.members.items() if m.waiting_to_start and n not in starting]
         if not waiting:
             return []
         booting = len(starting) + sum(
-            1 for m in rec.members.values() if not (m.waiting_to_start or m.joined)
+            1
+            for m in rec.members.values()
+            if not (m.waiting_to_start or m.joined or m.name in reported)
         )
         new = pacing.members_to_start(waiting, booting, window)
         ahead = [
             n
             for n in pacing.members_to_register(waiting, booting, window)[len(new) :]
-            if n not in self.registered and n not in self._registering
+            if n not in self.registered[rec.key] and n not in self._registering
         ]
         if not new and not ahead:
             return []
@@ -112,6 +118,26 @@ class MemberStarts:
             task = self._track(self._ahead[rec.key], registration)
             self._registering.update(dict.fromkeys(ahead, task))
         return new
+
+    def register_spares(self, names: ClusterNames, rec: ClusterRecord, capacity) -> bool:
+        """Register the spares of ``rec`` (:mod:`.spares`) that are not Grid Engine hosts
+        yet, in one task; a round that takes one meanwhile waits for it. Whether a task
+        started."""
+        todo = [
+            n
+            for n in rec.spares
+            if n not in self.registered[rec.key] and n not in self._registering
+        ]
+        if not todo:
+            return False
+        spares = [MemberRecord(n, rec.spares[n], utcnow().isoformat()) for n in todo]
+        task = self._track(self._ahead[rec.key], self._register_ahead(names, rec, spares, capacity))
+        self._registering.update(dict.fromkeys(todo, task))
+        return True
+
+    def registering(self, key: str) -> bool:
+        """Whether a registration ahead (or of spares) of the cluster ``key`` runs."""
+        return any(not task.done() for task in self._ahead.get(key, ()))
 
     @staticmethod
     def _track(tasks: set[asyncio.Task], coro) -> asyncio.Task:
@@ -134,28 +160,30 @@ class MemberStarts:
         for task in [*self._rounds.pop(key, ()), *self._ahead.pop(key, ())]:
             task.cancel()
         self.starting.pop(key, None)
+        self.registered.pop(key, None)  # a manager started again knows none of them
 
     async def _register_ahead(self, names, rec, members, capacity) -> None:
         """Register the round after the booting one, so that it only starts containers when
         its turn comes; a failure is logged (its own round registers it then)."""
         try:
             await self.nodes.register_members(names, members, capacity)
-            self.registered.update(m.name for m in members)
+            self.registered[rec.key].update(m.name for m in members)
         except Exception as e:
             self.log.warning("%s: registering %s ahead failed: %s", rec.key, members, e)
         finally:
             for m in members:
                 self._registering.pop(m.name, None)
 
-    async def _register(self, names, members: list[MemberRecord], capacity) -> None:
+    async def _register(self, names, rec, members: list[MemberRecord], capacity) -> None:
         """Make ``members`` Grid Engine hosts: those being registered ahead are waited for
         (not registered twice), the rest registered in one go."""
         ahead = {self._registering[m.name] for m in members if m.name in self._registering}
         if ahead:
             await asyncio.gather(*ahead, return_exceptions=True)
-        rest = [m for m in members if m.name not in self.registered]
+        registered = self.registered[rec.key]
+        rest = [m for m in members if m.name not in registered]
         await self.nodes.register_members(names, rest, capacity)
-        self.registered.update(m.name for m in rest)
+        registered.update(m.name for m in rest)
 
     async def _round(self, names, rec, members, sizing, scaler_log) -> None:
         model, policy, mounts = sizing
@@ -174,12 +202,27 @@ class MemberStarts:
                 spark_worker=spark_worker,
             )
 
+        # the members that are Grid Engine hosts already (spares, registered ahead) start at
+        # once; the others when their registration ends (a failed one fails only them)
+        unregistered = [m for m in members if m.name not in self.registered[rec.key]]
+        registration = asyncio.ensure_future(
+            self._register(names, rec, unregistered, policy.capacity)
+        )
+
+        async def registered_then_started(member: MemberRecord) -> None:
+            if member in unregistered:
+                await asyncio.shield(registration)
+            await start(member)
+
         try:
-            await self._register(names, members, policy.capacity)
-        except Exception as e:
-            results: list = [e] * len(members)
-        else:
-            results = await asyncio.gather(*(start(m) for m in members), return_exceptions=True)
+            results = await asyncio.gather(
+                *(registered_then_started(m) for m in members), return_exceptions=True
+            )
+        finally:
+            if not registration.done():  # cancelled: so is the registration
+                registration.cancel()
+        if registration.done() and not registration.cancelled():
+            registration.exception()  # (seen: each unregistered member's result has it)
         lines = await self._settle_round(names, rec, members, results, spark_worker)
         if lines:
             await asyncio.to_thread(scaler_log.append, utcnow(), lines)
@@ -207,7 +250,7 @@ class MemberStarts:
                     await self.nodes.remove_member(names, rec, member)
                 except Exception as e:  # the cluster is going: its removal takes the rest
                     self.log.warning("%s: removing %s failed: %s", rec.key, member.name, e)
-                self.registered.discard(member.name)
+                self.registered[rec.key].discard(member.name)
                 if current:
                     self.release(rec, member.name, utcnow())
                     lines.append(f"member {member.name} failed to start: {result}")

@@ -57,7 +57,7 @@ from benchhub.writable_layer import (
     over_limit_reason,
 )
 
-from . import sge, spark, spark_use
+from . import sge, spares, spark, spark_use
 from .addresses import AddressesExhausted, member_addresses
 from .containers import ClusterNames, Mount
 from .member_starts import MemberStarts
@@ -90,6 +90,7 @@ class ClusterScaler:
         self.layer_watch = layer_watch
         self.save = save
         self.start_window = max(1, start_window)  # members of a cluster booting at once
+        self.spare_members = 0  # spares a dynamic cluster keeps registered (:mod:`.spares`)
         self.join_timeout = join_timeout
         self.address_quarantine = address_quarantine
         self.log = log or logging.getLogger("benchhub.clusters")
@@ -105,6 +106,10 @@ class ClusterScaler:
         self.on_joined: Callable[[], None] = lambda: None
         # cluster key -> its join watches and the members each waits for
         self._watches: dict[str, list[tuple[asyncio.Task, frozenset[str]]]] = {}
+        # cluster key -> what its last pass started members with (model, policy, mounts, log)
+        self._sizing: dict[str, tuple] = {}
+        # cluster key -> members a watch saw report that no pass has recorded as joined yet
+        self._reported: dict[str, set[str]] = {}
         self.starts = MemberStarts(nodes, save, self._release, self.log)
         self.starts.on_started = self._watch_joins  # a round's members boot: watch them
 
@@ -124,6 +129,11 @@ class ClusterScaler:
             self.nodes.observe(names), self.nodes.observe_spark(names, rec, policy.capacity)
         )
         lost = await self._lost(rec, model, hosts, now)
+        self._reported[rec.key] = {
+            n
+            for n in self._reported.get(rec.key, ())
+            if n in rec.members and not rec.members[n].joined
+        }
         for name, reason in lost.items():
             lines.append(await self._lose(names, rec, name, reason, now))
         spark_news = self._spark_use(rec, sparks)
@@ -133,10 +143,12 @@ class ClusterScaler:
         decision = decide(policy, requests, members, now, parse_time(rec.last_operation_at))
         self.on_decision(decision.action)
         lines += await self._act(decision, names, rec, model, policy, mounts, now)
+        self._sizing[rec.key] = (model, policy, mounts, scaler_log)
         self.starts.launch(names, rec, model, policy, mounts, scaler_log, self.start_window)
+        spared = self._keep_spares(names, rec, policy, now)
         workers = await self._start_workers(rec, hosts)
         lines += self._report(rec, decision, policy, members, requests)
-        if lost or spark_news or workers or decision.action != "none":
+        if lost or spark_news or workers or spared or decision.action != "none":
             await self.save()
         await asyncio.to_thread(scaler_log.append, now, lines)
         if not self.starts.in_flight(rec.key):  # else the round's end does
@@ -148,6 +160,7 @@ class ClusterScaler:
         (one watch for those no running watch waits for); when one reports,
         :attr:`on_joined` (the service's next pass starts at once)."""
         booting = {m.name for m in rec.members.values() if not (m.waiting_to_start or m.joined)}
+        booting -= self._reported.get(rec.key, set())
         running = [(t, hosts) for t, hosts in self._watches.get(rec.key, []) if not t.done()]
         unwatched = sorted(booting.difference(*(hosts for _, hosts in running)))
         self._watches[rec.key] = running
@@ -156,7 +169,8 @@ class ClusterScaler:
 
         async def watch() -> None:
             try:
-                if await self.nodes.wait_for_join(names, unwatched):
+                if joined := await self.nodes.wait_for_join(names, unwatched):
+                    await self._next_round(names, rec, joined)
                     self.on_joined()
             except asyncio.CancelledError:
                 raise
@@ -164,6 +178,21 @@ class ClusterScaler:
                 self.log.warning("%s: watching members join failed", rec.key, exc_info=True)
 
         running.append((asyncio.ensure_future(watch()), frozenset(unwatched)))
+
+    async def _next_round(self, names: ClusterNames, rec: ClusterRecord, joined) -> None:
+        """Members of ``rec`` reported (``joined``): their places in the start window are
+        free, so the next round of waiting members starts now, as the pass after the report
+        would (issue 17: that pass, three ``qstat``/``qhost`` and the Spark observation in the
+        manager, took 0.5-1 s per round of a burst). Under the cluster's lock; the pass still
+        follows and does the rest."""
+        sizing = self._sizing.get(rec.key)
+        if sizing is None:
+            return
+        async with self.starts.lock_of(rec.key):
+            if rec.status == "running":  # (the pass records them as joined)
+                reported = self._reported.setdefault(rec.key, set())
+                reported.update(joined)
+                self.starts.launch(names, rec, *sizing, self.start_window, reported=reported)
 
     # ---- lost members ----------------------------------------------------------------------
 
@@ -248,7 +277,7 @@ class ClusterScaler:
         rec.addresses = book.to_dict()
         rec.members.pop(name, None)
         self._measured.pop(name, None)
-        self.starts.registered.discard(name)
+        self.starts.registered[rec.key].discard(name)
 
     @staticmethod
     def _members(
@@ -307,6 +336,24 @@ class ClusterScaler:
                 started.append(name)
         return started
 
+    def _keep_spares(self, names, rec: ClusterRecord, policy: ScalingPolicy, now) -> bool:
+        """While the cluster is quiet, top its spares up and register those that are not Grid
+        Engine hosts yet (a task); whether the record changed."""
+        wanted = spares.spares_wanted(policy.min_members, policy.max_members, self.spare_members)
+        starting = self.starts.starting.get(rec.key, ())
+        if not spares.quiet(rec, starting) or self.starts.registering(rec.key):
+            return False
+        book = member_addresses(rec.subnet, self.address_quarantine, rec.addresses)
+        try:
+            added = spares.reserve(
+                rec, wanted, names.member, lambda name: book.assign(name, now.timestamp())
+            )
+        except AddressesExhausted:
+            added = []  # fewer spares: a scale-up names and registers its members itself
+        rec.addresses = book.to_dict()
+        self.starts.register_spares(names, rec, policy.capacity)
+        return bool(added)
+
     # ---- acting ----------------------------------------------------------------------------
 
     async def _act(self, decision: Decision, names, rec, model, policy, mounts, now) -> list:
@@ -337,7 +384,9 @@ class ClusterScaler:
             return lines
         book = member_addresses(rec.subnet, self.address_quarantine, rec.addresses)
         new = []
-        for _ in range(count):
+        for name, address in spares.take(rec, count):  # registered already (most likely)
+            new.append(self._new_member(rec, name, address, now, scratch_gb))
+        for _ in range(count - len(new)):
             name = names.member(rec.next_member)
             try:
                 address = book.assign(name, now.timestamp())
@@ -345,16 +394,7 @@ class ClusterScaler:
                 lines.append(f"cannot add more members now: {e}")
                 break
             rec.next_member += 1
-            new.append(
-                MemberRecord(
-                    name,
-                    address,
-                    now.isoformat(),
-                    scratch=scratch_gb > 0,
-                    preemptible=bool(rec.settings.get("preemptible")),
-                    waiting_to_start=True,
-                )
-            )
+            new.append(self._new_member(rec, name, address, now, scratch_gb))
         rec.addresses = book.to_dict()
         rec.members.update({m.name: m for m in new})
         rec.last_operation_at = now.isoformat()
@@ -362,6 +402,17 @@ class ClusterScaler:
         total = len([m for m in rec.members.values() if not m.draining])
         lines.insert(0, f"scale up by {len(new)} to {total} members: {decision.reason}")
         return lines
+
+    @staticmethod
+    def _new_member(rec, name: str, address: str, now, scratch_gb: int) -> MemberRecord:
+        return MemberRecord(
+            name,
+            address,
+            now.isoformat(),
+            scratch=scratch_gb > 0,
+            preemptible=bool(rec.settings.get("preemptible")),
+            waiting_to_start=True,
+        )
 
     async def _scratch_fit(self, names, rec, count: int, scratch_gb: int) -> tuple[int, list]:
         """How many of ``count`` new members can have their ``/scratch`` now, and the log
@@ -409,6 +460,8 @@ class ClusterScaler:
     def forget(self, key: str) -> None:
         self._notes.pop(key, None)
         self._scratch_notes.pop(key, None)
+        self._sizing.pop(key, None)
+        self._reported.pop(key, None)
         for watch, _ in self._watches.pop(key, []):
             watch.cancel()
         self.starts.forget(key)

@@ -147,7 +147,7 @@ class ClusterController(LoggingConfigurable):
         UI of a cluster with web access is at
         <base>user/<user>/<workspace>/proxy/spark-master:8080/."""
     ).tag(config=True)
-    docker_threads = Integer(8, help="Worker threads for Docker calls.").tag(config=True)
+    docker_threads = Integer(16, help="Docker call threads, e.g. 16 (a burst: 12)").tag(config=True)
     docker_timeout = Float(30, help="Seconds a Docker API call may take.").tag(config=True)
     hub = Instance(HubClient)
 

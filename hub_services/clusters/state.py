@@ -81,6 +81,7 @@ class ClusterRecord:
     last_operation_at: str | None = None
     reported: list[str] = field(default_factory=list)
     spark_in_use: bool = False  # its members run Spark workers (:mod:`.spark_use`)
+    spares: dict[str, str] = field(default_factory=dict)  # name -> address (:mod:`.spares`)
 
     @property
     def key(self) -> str:

@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 import requests
@@ -29,6 +30,8 @@ from support.docker_cli import cleanup, docker, exec_in
 from support.host_ids import workspace_user_host_ids
 from support.hub_harness import PASSWORD, TOKEN, UNRUNNABLE_MODEL, HubProcess
 from support.waiting import wait
+
+from hub_services.clusters.pacing import host_start_window
 
 PREFIX = "benchclus"
 WORKSPACE_IMAGE = "benchhub/jupyterlab:latest"  # the hub harness's workspace image
@@ -232,6 +235,14 @@ def test_restarting_the_service_re_adopts_the_running_cluster(clusters):
     wait(lambda: clusters.qacct_tasks(job), 10, f"qacct reports job {job}")
 
 
+def queue_states(clusters) -> dict[str, str]:
+    """``{queue instance: its states}`` of the members' hosts, from ``qstat -f`` in the
+    workspace (the manager's own queue instance, disabled, left out)."""
+    root = ET.fromstring(clusters.sh("qstat -f -xml"))
+    states = {q.findtext("name"): q.findtext("state") or "" for q in root.iter("Queue-List")}
+    return {name: state for name, state in states.items() if not name.endswith("-manager")}
+
+
 def test_dynamic_cluster_scales_from_zero_for_pending_work_and_back(clusters):
     old = clusters.status()["cluster_id"]
     assert clusters.api("DELETE").status_code == 202
@@ -250,6 +261,17 @@ def test_dynamic_cluster_scales_from_zero_for_pending_work_and_back(clusters):
     assert r.status_code == 202, r.text
     wait(lambda: clusters.status()["status"] == "running", 60, "the manager runs")
     assert clusters.status()["members"] == []
+    # its spares (hub_services/clusters/spares.py): Grid Engine hosts registered ahead of any
+    # scale-up, which never reported: their queue instances are unknown ("u"), nothing runs there
+    wanted = min(host_start_window(), 3)  # as many as boot at once, at most max_members
+    spares = wait(
+        lambda: queue_states(clusters),
+        30,
+        f"{wanted} spare member names registered with Grid Engine",
+        until=lambda states: len(states) == wanted,
+    )
+    assert all("u" in state for state in spares.values()), spares
+    assert clusters.status()["members"] == []  # spares are not members
     submitted = time.monotonic()
     job = clusters.submit(
         "-o", "/dev/null", "-e", "/dev/null", "-t", "1-3", "-b", "y", "sleep", "6"

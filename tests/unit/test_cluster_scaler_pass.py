@@ -69,6 +69,8 @@ class FakeNodes:
         self.drained.append(host)
 
     async def register_members(self, names, members, capacity):  # one call per round
+        if not members:  # as ClusterNodes: no call at all
+            return
         self.registered += [m.name for m in members]
         self.registrations.append([m.name for m in members])
 
@@ -421,14 +423,31 @@ async def test_an_idle_member_is_drained_only_after_its_minimum_lifetime_since_j
     assert nodes.drained == [name]
 
 
+def booting_until_told(nodes: FakeNodes) -> None:
+    """The fake's members boot (do not report) until a test sets them reporting."""
+    started = nodes.start_member
+
+    async def start_member(names, rec, member, *args, **kwargs):
+        await started(names, rec, member, *args, **kwargs)
+        nodes.hosts[member.name] = sge.HostState(member.name, False, False, "u", 0, None)
+
+    nodes.start_member = start_member
+
+
+def report(nodes: FakeNodes, *names: str) -> None:
+    for name in names:
+        nodes.hosts[name] = sge.HostState(name, True, False, "", 0, CAPACITY)
+
+
 async def test_a_round_of_members_becomes_grid_engine_hosts_in_one_registration(clock):
     nodes, log = FakeNodes(), FakeLog()
+    booting_until_told(nodes)
     scaler = ClusterScaler(nodes, save, start_window=5)
     rec, policy = cluster(7)
     await step(scaler, rec, policy, log)
     first, rest = [NAMES.member(i) for i in range(1, 6)], [NAMES.member(6), NAMES.member(7)]
     # one call for the round that starts, one for the round after it (registered ahead)
-    assert nodes.registrations == [first, rest]
+    assert sorted(nodes.registrations) == [first, rest]
     assert sorted(nodes.running) == sorted(first)
 
 
@@ -444,6 +463,7 @@ async def test_the_next_scale_up_is_decided_while_the_previous_round_still_start
         starting.set()
         await go_on.wait()
         await started(names, rec, member, *args, **kwargs)
+        nodes.hosts[member.name] = sge.HostState(member.name, False, False, "u", 0, None)
 
     nodes.start_member = start_member
     scaler = ClusterScaler(nodes, save, start_window=5)
@@ -461,8 +481,9 @@ async def test_the_next_scale_up_is_decided_while_the_previous_round_still_start
     assert sorted(calls) == sorted(rec.members)[:5] and len(set(calls)) == 5  # each once
     # the window (5) was full: the sixth waits for a member to report
     assert [m.name for m in rec.members.values() if m.waiting_to_start] == [NAMES.member(6)]
+    report(nodes, *calls)
     clock["t"] += timedelta(seconds=1)
-    await step(scaler, rec, policy, log)  # the first five report (the fake's members do)
+    await step(scaler, rec, policy, log)  # the first five report
     assert len(calls) == 6 and not any(m.waiting_to_start for m in rec.members.values())
     assert nodes.removed == []
 
@@ -518,3 +539,179 @@ async def test_a_round_is_started_without_waiting_for_the_next_rounds_registrati
     assert sorted(nodes.running) == sorted(rec.members)
     # each member registered once: the round waited for the registration ahead, not redid it
     assert sorted(nodes.registered) == sorted(rec.members)
+
+
+def pending_jobs(count: int) -> list[sge.PendingJob]:
+    return [sge.PendingJob(str(i), "job", "alice", "qw", 1, 1, 1, GIB) for i in range(count)]
+
+
+async def test_a_scale_up_starts_spare_members_without_a_grid_engine_registration(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    scaler = ClusterScaler(nodes, save, start_window=3)
+    scaler.spare_members = 3
+    rec, policy = dynamic_cluster(0, 10)
+    await step(scaler, rec, policy, log)  # quiet: three spares registered, nothing started
+    spare = {NAMES.member(i) for i in (1, 2, 3)}
+    assert set(rec.spares) == spare and rec.members == {} and nodes.running == {}
+    assert nodes.registrations == [sorted(spare)]
+    addresses = dict(rec.spares)
+
+    nodes.pending = pending_jobs(2)
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)
+    assert sorted(nodes.running) == [NAMES.member(1), NAMES.member(2)]
+    assert nodes.registrations == [sorted(spare)]  # no registration before their start
+    assert {n: rec.members[n].address for n in rec.members} == {
+        n: addresses[n] for n in (NAMES.member(1), NAMES.member(2))
+    }
+    assert list(rec.spares) == [NAMES.member(3)]
+
+    nodes.pending = []
+    for name in rec.members:  # they report: quiet again, the spares are topped up
+        nodes.hosts[name] = sge.HostState(name, True, False, "", 1, CAPACITY)
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)
+    assert list(rec.spares) == [NAMES.member(i) for i in (3, 4, 5)]
+    assert nodes.registrations[-1] == [NAMES.member(4), NAMES.member(5)]
+
+
+async def test_a_scale_up_larger_than_the_spares_names_and_registers_the_rest(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    scaler = ClusterScaler(nodes, save, start_window=5)
+    scaler.spare_members = 2
+    rec, policy = dynamic_cluster(0, 10)
+    await step(scaler, rec, policy, log)
+    nodes.pending = pending_jobs(4)
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)
+    assert sorted(rec.members) == sorted(NAMES.member(i) for i in (1, 2, 3, 4))
+    assert sorted(nodes.running) == sorted(rec.members) and rec.spares == {}
+    # the spares' registration, then one for the two members named by the scale-up
+    assert nodes.registrations == [
+        [NAMES.member(1), NAMES.member(2)],
+        [NAMES.member(3), NAMES.member(4)],
+    ]
+
+
+async def test_no_spares_are_registered_while_members_boot_or_on_a_static_cluster(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    scaler = ClusterScaler(nodes, save, start_window=2)
+    scaler.spare_members = 2
+    rec, policy = cluster(2)
+    await step(scaler, rec, policy, log)
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)
+    assert rec.spares == {} and sorted(nodes.registered) == sorted(rec.members)
+
+    rec, policy = dynamic_cluster(0, 10)
+    rec.cluster_id = "other"
+    rec.workspace = "lab2"
+    started = nodes.start_member
+
+    async def start_member(names, rec, member, *args, **kwargs):  # boots until told
+        await started(names, rec, member, *args, **kwargs)
+        nodes.hosts[member.name] = sge.HostState(member.name, False, False, "u", 0, None)
+
+    nodes.start_member = start_member
+    scaler.spare_members = 1
+    await step(scaler, rec, policy, log)
+    (first,) = rec.spares
+    nodes.pending = pending_jobs(1)
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)
+    nodes.pending = []
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)
+    assert list(rec.members) == [first] and rec.spares == {}  # it boots: no new spare yet
+    nodes.hosts[first] = sge.HostState(first, True, False, "", 0, CAPACITY)
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)
+    assert len(rec.spares) == 1
+
+
+async def test_spares_are_registered_again_with_a_manager_started_again(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    scaler = ClusterScaler(nodes, save)
+    scaler.spare_members = 2
+    rec, policy = dynamic_cluster(0, 10)
+    await step(scaler, rec, policy, log)
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)
+    assert len(nodes.registrations) == 1  # registered once, not every pass
+    scaler.forget(rec.key)  # as when the cluster is brought up again with a new manager
+    await step(scaler, rec, policy, log)
+    assert nodes.registrations == [list(rec.spares)] * 2
+
+
+async def test_a_member_that_reports_frees_its_place_for_the_next_round_before_any_pass(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    booting_until_told(nodes)
+    scaler = ClusterScaler(nodes, save, start_window=2)
+    rec, policy = cluster(4)
+    await step(scaler, rec, policy, log)
+    assert sorted(nodes.running) == [NAMES.member(1), NAMES.member(2)]
+    report(nodes, NAMES.member(1))  # no pass from here on
+    for _ in range(200):
+        if NAMES.member(3) in nodes.running:
+            break
+        await asyncio.sleep(0.005)
+    assert sorted(nodes.running) == [NAMES.member(i) for i in (1, 2, 3)]  # 4 still waits
+    assert rec.members[NAMES.member(4)].waiting_to_start
+    assert not rec.members[NAMES.member(1)].joined  # the next pass records that
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)
+    assert rec.members[NAMES.member(1)].joined and NAMES.member(4) not in nodes.running
+    scaler.forget(rec.key)
+
+
+async def test_a_rounds_spare_members_start_while_its_other_members_still_register(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    booting_until_told(nodes)
+    go_on = asyncio.Event()
+    registered = nodes.register_members
+
+    async def register_members(names, members, capacity):  # the scale-up's own: slow
+        if NAMES.member(3) in [m.name for m in members]:
+            await go_on.wait()
+        await registered(names, members, capacity)
+
+    nodes.register_members = register_members
+    scaler = ClusterScaler(nodes, save, start_window=5)
+    scaler.spare_members = 2
+    rec, policy = dynamic_cluster(0, 10)
+    await step(scaler, rec, policy, log)  # quiet: members 1 and 2 are spares
+    nodes.pending = pending_jobs(3)
+    clock["t"] += timedelta(seconds=1)
+    await scaler.step(NAMES, rec, MODEL, policy, [], log)  # one round: 1, 2 and the new 3
+    for _ in range(200):
+        if len(nodes.running) == 2:
+            break
+        await asyncio.sleep(0.005)
+    assert sorted(nodes.running) == [NAMES.member(1), NAMES.member(2)]  # 3 still registers
+    go_on.set()
+    await scaler.starts.settle(rec.key)
+    assert sorted(nodes.running) == [NAMES.member(i) for i in (1, 2, 3)]
+    assert not any(m.waiting_to_start for m in rec.members.values())
+
+
+async def test_a_failed_registration_fails_only_the_members_it_was_for(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    booting_until_told(nodes)
+    registered = nodes.register_members
+
+    async def register_members(names, members, capacity):  # the scale-up's own fails
+        if NAMES.member(3) in [m.name for m in members]:
+            raise RuntimeError("qconf: cannot reach the qmaster")
+        await registered(names, members, capacity)
+
+    nodes.register_members = register_members
+    scaler = ClusterScaler(nodes, save, start_window=5)
+    scaler.spare_members = 2
+    rec, policy = dynamic_cluster(0, 10)
+    await step(scaler, rec, policy, log)
+    nodes.pending = pending_jobs(3)
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)
+    assert sorted(nodes.running) == [NAMES.member(1), NAMES.member(2)]
+    assert sorted(rec.members) == [NAMES.member(1), NAMES.member(2)]  # 3 is gone again
+    assert any(line.startswith(f"member {NAMES.member(3)} failed to start") for line in log.lines)
