@@ -51,6 +51,7 @@ bench: host deps images-all
 	$(PY) -m benchmarks.project_data
 	@bash images/build.sh swarm-node  # the test swarm's nodes (brought up and removed by the run)
 	$(PY) -m benchmarks.swarm_spawn
+	$(PY) -m benchmarks.swarm_move
 
 host:
 	@bash scripts/host-setup.sh

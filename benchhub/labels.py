@@ -3,13 +3,18 @@
 A workspace container carries :data:`USER`, :data:`WORKSPACE` and :data:`RESOURCE_MODEL`;
 a cluster's network and containers carry :data:`CLUSTER` + ``.prefix``, ``.id``, ``.user``,
 ``.workspace`` and ``.role`` (never the workspace labels, so that what lists workspaces never
-sees cluster nodes); networks carry :data:`NETWORK`; the egress proxy :data:`ROLE`.
+sees cluster nodes); networks carry :data:`NETWORK`; the egress proxy :data:`ROLE`. On a
+swarm, the one-shot services that move a workspace's ``/data`` carry :data:`MOVE`, and the one
+that removes a deleted workspace's volume :data:`DELETE` and :data:`DELETE_NODE`.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "CLUSTER",
+    "DELETE",
+    "DELETE_NODE",
+    "MOVE",
     "NETWORK",
     "RESOURCE_MODEL",
     "ROLE",
@@ -26,6 +31,9 @@ RESOURCE_MODEL = "org.benchhub.resource-model"
 CLUSTER = "org.benchhub.cluster"
 NETWORK = "org.benchhub.network"
 ROLE = "org.benchhub.role"
+MOVE = "org.benchhub.move"  # a mover service: the workspace service it moves
+DELETE = "org.benchhub.delete"  # a deleter service: the deleted workspace's service name
+DELETE_NODE = "org.benchhub.delete-node"  # ... and the id of the node holding its volume
 
 
 def workspace_labels(user: str, workspace: str, resource_model: str) -> dict[str, str]:

@@ -57,8 +57,8 @@ from benchmarks.swarm_figures import (
 )
 from tests.support.docker_cli import cleanup, docker
 from tests.support.hub_harness import HubProcess
+from tests.support.swarm_testbed import run_testbed
 
-TESTBED = REPO / "scripts" / "swarm-testbed.sh"
 NODE_IMAGE = "benchhub/swarm-node:latest"
 IMAGE = "benchhub/jupyterlab:latest"
 WORKERS = ("benchswarm-worker-1", "benchswarm-worker-2")
@@ -130,15 +130,6 @@ class Testbed:
     def manager(self, *args: str, check: bool = True) -> str:
         """The docker CLI against the manager's engine API."""
         return docker("-H", self.docker_host, *args, check=check)
-
-
-def run_testbed(command: str) -> str:
-    out = subprocess.run(
-        ["bash", str(TESTBED), command], capture_output=True, text=True, timeout=900
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"swarm-testbed.sh {command} failed:\n{out.stdout}\n{out.stderr}")
-    return out.stdout
 
 
 def unusable_testbed_reason(status: str) -> str | None:
@@ -329,37 +320,43 @@ def placement(hub: HubProcess, bed: Testbed) -> dict:
     return {"spawns": spawns, "all_done_s": all_done_s, "per_node": counts, "within_one": even}
 
 
-def remove_leftovers(bed: Testbed) -> None:
-    """The services and /data volumes this run left on the swarm (a kept testbed is reused)."""
-    for prefix in (PREFIXES["swarm"], PREFIXES["plain"]):
+def remove_leftovers(bed: Testbed, prefixes: tuple[str, ...] = ()) -> None:
+    """The services and volumes whose names start with one of ``prefixes`` (default: this
+    benchmark's swarm sides) that a run left on the swarm (a kept testbed is reused)."""
+    for prefix in prefixes or (PREFIXES["swarm"], PREFIXES["plain"]):
         names = bed.manager(
             "service", "ls", "-q", "--filter", f"name={prefix}-", check=False
         ).split()
         if names:
             bed.manager("service", "rm", *names, check=False)
-    for worker in WORKERS:
-        volumes = docker(
-            "exec",
-            worker,
-            "docker",
-            "volume",
-            "ls",
-            "-q",
-            "--filter",
-            f"name={PREFIXES['swarm']}-",
-            check=False,
-        ).split()
-        for _ in range(20):  # a removed service's container lets go of its volume a moment later
-            if not volumes:
-                break
-            out = subprocess.run(
-                ["docker", "exec", worker, "docker", "volume", "rm", *volumes],
-                capture_output=True,
-                text=True,
-            )
-            if out.returncode == 0:
-                break
-            time.sleep(0.5)
+        for worker in WORKERS:
+            remove_volumes(worker, f"{prefix}-")
+
+
+def remove_volumes(worker: str, name_start: str) -> None:
+    """Remove the volumes named ``name_start...`` on node container ``worker``."""
+    volumes = docker(
+        "exec",
+        worker,
+        "docker",
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        f"name={name_start}",
+        check=False,
+    ).split()
+    for _ in range(20):  # a removed service's container lets go of its volume a moment later
+        if not volumes:
+            break
+        out = subprocess.run(
+            ["docker", "exec", worker, "docker", "volume", "rm", *volumes],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode == 0:
+            break
+        time.sleep(0.5)
 
 
 def run(bed: Testbed) -> dict:
@@ -409,7 +406,11 @@ def report(results: dict, bed: Testbed, when: str, machine: str) -> None:
     print("\nFailed spawns (not in the percentiles):\n" + ("\n".join(lines) or "- none"))
 
 
-def main() -> None:
+def run_on_testbed(name: str, run, report, fields: dict | None = None) -> None:
+    """A swarm benchmark's frame: the testbed brought up (:func:`bring_up`), ``run(bed)``
+    (a dict of results), the testbed removed unless ``BENCHHUB_SWARM_KEEP=1``, then
+    ``report(results, bed, when, machine)`` and the raw figures, with ``fields``, written to
+    ``.cache/bench/<name>.json``."""
     when, machine = now(), describe()
     bed = bring_up()
     try:
@@ -423,8 +424,12 @@ def main() -> None:
     report(results, bed, when, machine)
     out = REPO / ".cache" / "bench"
     out.mkdir(parents=True, exist_ok=True)
-    raw = {"when": when, "machine": machine, "rounds": ROUNDS, "testbed": bed.__dict__, **results}
-    (out / "swarm_spawn.json").write_text(json.dumps(raw, indent=1))
+    raw = {"when": when, "machine": machine, **(fields or {}), "testbed": bed.__dict__, **results}
+    (out / f"{name}.json").write_text(json.dumps(raw, indent=1))
+
+
+def main() -> None:
+    run_on_testbed("swarm_spawn", run, report, {"rounds": ROUNDS})
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ sentence saying what went wrong (``moving /data ... failed: ...``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 
@@ -29,13 +30,17 @@ from jupyterhub.spawner import SpawnException
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
+from benchhub.labels import MOVE
+
 from .move_agent import PORT
 from .move_plan import (
     MoverPlan,
+    MoveTimeline,
     avoid_evacuating,
     evacuation_spec,
     mover_service_kwargs,
     parse_report,
+    parse_times,
     restored_spec,
     verification_problem,
 )
@@ -81,24 +86,41 @@ class WorkspaceDataMove(LoggingConfigurable):
         return target
 
     async def _evacuate(self, source: NodeView, resources, image: str) -> NodeView:
-        node = await self.docker("inspect_node", source.id)
-        availability = node["Spec"].get("Availability", "drain")
-        await self._update_node(source.id, evacuation_spec(node["Spec"]))
-        movers: list[str] = []
+        timeline = MoveTimeline()
         try:
-            return await self._copy(source, resources, image, movers)
+            async with self._evacuating(source.id):
+                timeline.mark("open")
+                movers: list[str] = []
+                try:
+                    return await self._copy(source, resources, image, movers, timeline)
+                finally:
+                    for service in movers:
+                        await self._remove_service(service)
         finally:
-            for service in movers:
-                await self._remove_service(service)
-            node = await self.docker("inspect_node", source.id)
-            await self._update_node(source.id, restored_spec(node["Spec"], availability))
+            timeline.mark("close")
+            self.log.info("%s: move phases %s", self.object_name, timeline.as_json())
 
-    async def _copy(self, source, resources, image, movers: list[str]) -> NodeView:
+    @contextlib.asynccontextmanager
+    async def _evacuating(self, node_id: str):
+        """Drained node ``node_id`` made active with :data:`~.move_plan.EVACUATING` while
+        the block runs one-shot services on it (BenchHub's own services stay off it), then
+        set back to its availability without the label, whatever happened. Callers hold
+        :data:`_moves`."""
+        node = await self.docker("inspect_node", node_id)
+        availability = node["Spec"].get("Availability", "drain")
+        await self._update_node(node_id, evacuation_spec(node["Spec"]))
+        try:
+            yield
+        finally:
+            node = await self.docker("inspect_node", node_id)
+            await self._update_node(node_id, restored_spec(node["Spec"], availability))
+
+    async def _copy(self, source, resources, image, movers: list[str], timeline) -> NodeView:
         token = secrets.token_hex(16)
         common = {
             "image": image,
             "volume": f"{self.object_name}-data",
-            "labels": {"org.benchhub.move": self.object_name},
+            "labels": {MOVE: self.object_name},
         }
         env = {"BENCHHUB_MOVE_TOKEN": token, "BENCHHUB_MOVE_TIMEOUT": f"{self.move_timeout:g}"}
         deadline = time.monotonic() + self.move_timeout
@@ -112,6 +134,7 @@ class WorkspaceDataMove(LoggingConfigurable):
         )
         receiving = await self._create_mover(receiver, movers)
         target, port = await self._listening(receiving, deadline)
+        timeline.mark("receiver")
         sender = MoverPlan(
             name=f"{self.object_name}-move-out",
             role="send",
@@ -125,9 +148,11 @@ class WorkspaceDataMove(LoggingConfigurable):
             **common,
         )
         sending = await self._create_mover(sender, movers)
-        sent = parse_report(await self._finished(sending, "the sender", deadline), "send")
+        sent_logs = await self._finished(sending, "the sender", deadline)
+        timeline.mark("send", parse_times(sent_logs, "send"))
         received_logs = await self._finished(receiving, "the receiver", deadline)
-        received = parse_report(received_logs, "receive")
+        timeline.mark("receive", parse_times(received_logs, "receive"))
+        sent, received = parse_report(sent_logs, "send"), parse_report(received_logs, "receive")
         problem = verification_problem(sent, received)
         if problem:
             raise MoveFailed(f"verification against {target.hostname} failed: {problem}")
@@ -139,6 +164,7 @@ class WorkspaceDataMove(LoggingConfigurable):
             **common,
         )
         await self._finished(await self._create_mover(releaser, movers), "the release", deadline)
+        timeline.mark("release")
         self.log.info(
             "%s: /data verified on %s (%d entries, %d bytes)",
             self.object_name,
@@ -175,9 +201,13 @@ class WorkspaceDataMove(LoggingConfigurable):
         movers.append(service["ID"])
         return service["ID"]
 
-    async def _finished(self, service: str, who: str, deadline: float) -> str:
-        """Wait until the mover's task completed; its logs. MoveFailed when it ended
-        otherwise, cannot be placed, or the move's time is up."""
+    async def _finished(
+        self, service: str, who: str, deadline: float, limit: float | None = None
+    ) -> str:
+        """Wait until the one-shot service's task completed; its logs. MoveFailed when it
+        ended otherwise, or the time is up (``deadline``, a monotonic time; ``limit`` the
+        seconds named in the message, default ``move_timeout``)."""
+        limit = self.move_timeout if limit is None else limit
         while True:
             found = latest_task(await self.docker("tasks", filters={"service": service}))
             task = task_view(found, 0) if found else None
@@ -189,7 +219,7 @@ class WorkspaceDataMove(LoggingConfigurable):
                 raise MoveFailed(f"{who} ended: {task.error or task.state}{detail}")
             if time.monotonic() > deadline:
                 state = f"{task.state} {task.error}".strip() if task else "not created"
-                raise MoveFailed(f"{who} did not finish within {self.move_timeout:g} s ({state})")
+                raise MoveFailed(f"{who} did not finish within {limit:g} s ({state})")
             await asyncio.sleep(0.3)
 
     async def _logs(self, service: str) -> str:

@@ -13,7 +13,9 @@ with the label :data:`EVACUATING`, which every BenchHub service avoids
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from docker.types import (
@@ -26,7 +28,7 @@ from docker.types import (
     TaskTemplate,
 )
 
-from .move_agent import PORT, REPORT
+from .move_agent import ENGINE_SOCKET, PORT, REPORT, TIMES
 
 EVACUATING = "benchhub.evacuating"
 AGENT_SOURCE = (Path(__file__).parent / "move_agent.py").read_text()
@@ -61,6 +63,47 @@ def parse_report(logs: str, role: str) -> MoveReport | None:
     return found
 
 
+def parse_times(logs: str, role: str) -> dict[str, float]:
+    """The step times (seconds) a mover printed on its ``BENCHHUB-MOVE-TIMES <role>`` line,
+    e.g. ``{"digest": 1.2, "stream": 3.4}``; {} when it printed none."""
+    found: dict[str, float] = {}
+    for line in logs.splitlines():
+        parts = line.strip().split()
+        if len(parts) >= 2 and parts[0] == TIMES and parts[1] == role:
+            for item in parts[2:]:
+                step, _, value = item.partition("=")
+                try:
+                    found[step] = float(value)
+                except ValueError:
+                    continue
+    return found
+
+
+@dataclass
+class MoveTimeline:
+    """When each phase of a move ended (monotonic seconds), for the hub's log line
+    ``<service>: move phases {...}``: each phase's seconds since the one before, and the
+    movers' own step times (``send.digest``, ``receive.extract``, ...)."""
+
+    began: float = field(default_factory=time.monotonic)
+    marks: list[tuple[str, float]] = field(default_factory=list)
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, phase: str, steps: dict[str, float] | None = None) -> None:
+        self.marks.append((phase, time.monotonic()))
+        self.steps.update({f"{phase}.{step}": value for step, value in (steps or {}).items()})
+
+    def phases(self) -> dict[str, float]:
+        seconds, before = {}, self.began
+        for phase, at in self.marks:
+            seconds[phase] = round(at - before, 2)
+            before = at
+        return seconds
+
+    def as_json(self) -> str:
+        return json.dumps({**self.phases(), **self.steps}, sort_keys=False)
+
+
 def verification_problem(sent: MoveReport | None, received: MoveReport | None) -> str | None:
     """Why the copy cannot be trusted, or None when both sides digested the same tree."""
     if sent is None:
@@ -90,10 +133,11 @@ def restored_spec(spec: dict, availability: str) -> dict:
 
 @dataclass(frozen=True)
 class MoverPlan:
-    """One mover service: ``role`` (receive, send, release), the node constraints, the
-    volume mounted at /data (read-only for the sender), its environment, and the resources
-    a receiver reserves (the workspace's, so it lands where the workspace fits). A receiver
-    publishes its port on its node's address (host mode, a port Swarm chooses)."""
+    """One mover service: ``role`` (receive, send, release, delete), the node constraints,
+    the volume mounted at /data (read-only for the sender; "" for none), its environment,
+    and the resources a receiver reserves (the workspace's, so it lands where the workspace
+    fits). A receiver publishes its port on its node's address (host mode, a port Swarm
+    chooses). ``engine_socket``, the node's engine socket, is bind-mounted for ``delete``."""
 
     name: str
     image: str
@@ -104,18 +148,26 @@ class MoverPlan:
     labels: dict[str, str]
     read_only: bool = False
     resources: Resources | None = None
+    engine_socket: str = ""
 
 
 def mover_service_kwargs(plan: MoverPlan) -> dict:
     """Keyword arguments of docker-py's ``APIClient.create_service`` for one mover: root
-    (to read and keep every owner), no restart, its one volume."""
+    (to read and keep every owner), no restart, its one volume (or the engine's socket)."""
+    mounts = []
+    if plan.volume:
+        mounts.append(
+            Mount(target="/data", source=plan.volume, type="volume", read_only=plan.read_only)
+        )
+    if plan.engine_socket:
+        mounts.append(Mount(target=ENGINE_SOCKET, source=plan.engine_socket, type="bind"))
     container = ContainerSpec(
         image=plan.image,
         command=["python3", "-c", AGENT_SOURCE, plan.role],
         env=dict(plan.environment),
         user="0",
         labels=dict(plan.labels),
-        mounts=[Mount(target="/data", source=plan.volume, type="volume", read_only=plan.read_only)],
+        mounts=mounts,
     )
     task = TaskTemplate(
         container_spec=container,

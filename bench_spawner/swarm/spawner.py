@@ -34,7 +34,7 @@ from benchhub.workspace_spec import OptionsError, WorkspaceSpec, validate_worksp
 from ..activity import WorkspaceActivity
 from ..workspace_options import WorkspaceOptions
 from ..workspace_status import Outcome, describe_failure, live_status, status_report
-from .data_move import WorkspaceDataMove
+from .data_release import WorkspaceDataRelease
 from .home_node import Home, decide_home
 from .move_plan import avoid_evacuating
 from .service_plan import (
@@ -53,7 +53,7 @@ from .unsupported import config_problems, option_problems
 STATE_VERSION = 1
 
 
-class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataMove, WorkspaceOptions, SwarmSpawner):
+class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOptions, SwarmSpawner):
     """Spawn each JupyterHub named server as a workspace service on a Docker Swarm.
 
     Point it at a manager's engine API with ``c.BenchSwarmSpawner.client_kwargs =
@@ -231,6 +231,7 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataMove, WorkspaceOptions, 
         model = self.schema.resource_models[spec.resource_model]
         self.use_template(spec.image)
         try:
+            await self.finish_pending_release()  # a deleted namesake's /data: gone first
             await self._require_node(model)
         except Exception as e:
             await self._record_failed_start(e)

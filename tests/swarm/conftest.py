@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import pytest
 from support.docker_cli import docker
-from support.hub_harness import REPO, HubProcess
+from support.hub_harness import HubProcess
+from support.swarm_testbed import run_testbed
 from support.waiting import wait
 
-TESTBED = REPO / "scripts" / "swarm-testbed.sh"
 NODE_IMAGE = "benchhub/swarm-node:latest"
 SWARM_PREFIX = "benchswarm"  # `swarm-testbed.sh down` removes whatever this hub leaks
 
@@ -114,21 +114,12 @@ class Swarm:
         return {"swarm nodes": nodes, "swarm services": services, **tasks}
 
 
-def _testbed(command: str) -> str:
-    out = subprocess.run(
-        ["bash", str(TESTBED), command], capture_output=True, text=True, timeout=900
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"swarm-testbed.sh {command} failed:\n{out.stdout}\n{out.stderr}")
-    return out.stdout
-
-
 @pytest.fixture(scope="session")
 def swarm() -> Swarm:
     if subprocess.run(["docker", "image", "inspect", NODE_IMAGE], capture_output=True).returncode:
         pytest.fail(f"{NODE_IMAGE} missing; build it: images/build.sh swarm-node", False)
     started = time.monotonic()
-    out = _testbed("up")
+    out = run_testbed("up")
     env = dict(line.split("=", 1) for line in out.splitlines() if line.startswith("BENCHHUB_"))
     docker_host = env["BENCHHUB_SWARM_DOCKER_HOST"]
     gateway = docker(
@@ -136,7 +127,7 @@ def swarm() -> Swarm:
     ).strip()
     yield Swarm(docker_host, gateway, time.monotonic() - started)
     if os.environ.get("BENCHHUB_SWARM_KEEP") != "1":
-        _testbed("down")
+        run_testbed("down")
 
 
 def swarm_hub_config(swarm: Swarm) -> str:

@@ -10,8 +10,7 @@ import os
 import subprocess
 
 import pytest
-from support.waiting import wait
-from workspace_steps import node_container, server_of, start, status_of, stop, task_of
+from workspace_steps import node_container, start, start_fails, status_of, stop, task_of
 
 USER = "swarmdee"
 FILES = (
@@ -72,15 +71,7 @@ def test_a_copy_that_fails_verification_keeps_the_old_copy_and_the_workspace_say
     subprocess.run(["chattr", "+i", stale], check=True)
     swarm.set_availability(node, "drain")
     try:
-        r = hub.api("POST", f"/users/{USER}/servers/unmovable", {"user_options": {}})
-        wait(
-            lambda: server_of(hub, USER, "unmovable"),
-            120,
-            "the start fails",
-            until=lambda s: s is None,
-        )
-        shown = status_of(hub, USER, "unmovable")
-        assert shown["status"] == "errored", (r.text, shown)
+        shown = start_fails(hub, USER, "unmovable", {})
         assert f"moving /data off drained node {node} failed" in shown["reason"], shown
         assert f"verification against {target} failed: the copy differs" in shown["reason"]
         assert f"the copy on {node} is kept" in shown["reason"]

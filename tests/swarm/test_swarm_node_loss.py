@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import pytest
 from support.waiting import wait
-from workspace_steps import node_container, server_of, start, status_of, stop, task_of
+from workspace_steps import (
+    node_container,
+    server_of,
+    start,
+    start_fails,
+    status_of,
+    stop,
+    task_of,
+)
 
 USER = "swarmcyd"
 
@@ -50,15 +58,7 @@ def test_a_workspace_whose_node_dies_shows_node_lost_and_comes_back_with_its_dat
         assert status_of(hub, USER, "fragile")["reason"] == lost["reason"]
 
         # a start while the node is away is refused, and nothing runs it on another node
-        r = hub.api("POST", f"/users/{USER}/servers/fragile", {"user_options": {}})
-        wait(
-            lambda: server_of(hub, USER, "fragile"),
-            30,
-            "the start fails",
-            until=lambda s: s is None,
-        )
-        refused = status_of(hub, USER, "fragile")
-        assert refused["status"] == "errored", (r.text, refused)
+        refused = start_fails(hub, USER, "fragile", {}, within=30)
         assert refused["reason"].startswith(f"node lost: swarm node {node} is down"), refused
         for other in others:
             names = swarm.on_node(other, "ps", "-a", "--format", "{{.Names}}")

@@ -34,6 +34,21 @@ def stop(hub, user: str, name: str) -> None:
     wait(lambda: server_of(hub, user, name), 60, f"{name} stops", until=lambda s: s is None)
 
 
+def start_fails(hub, user: str, name: str, options: dict, within: float = 120) -> dict:
+    """Ask to start ``user``'s workspace ``name`` and wait until the hub gave up on it: its
+    entry in the workspaces API, which shows it ``errored`` (the caller checks the reason)."""
+    r = hub.api("POST", f"/users/{user}/servers/{name}", {"user_options": options})
+    wait(
+        lambda: server_of(hub, user, name),
+        within,
+        f"the start of {name} fails",
+        until=lambda s: s is None,
+    )
+    shown = status_of(hub, user, name)
+    assert shown["status"] == "errored", (r.status_code, r.text, shown)
+    return shown
+
+
 def status_of(hub, user: str, name: str) -> dict:
     """The workspace's entry in ``GET /hub/api/bench/workspaces/<user>``."""
     r = hub.api("GET", f"/bench/workspaces/{user}")

@@ -3,6 +3,7 @@ localhost between two directories, as it runs between two nodes) and the hub's p
 decisions about a move (move_plan.py)."""
 
 import io
+import json
 import os
 import socket
 import tarfile
@@ -16,10 +17,12 @@ from bench_spawner.swarm.move_plan import (
     EVACUATING,
     MoveReport,
     MoverPlan,
+    MoveTimeline,
     avoid_evacuating,
     evacuation_spec,
     mover_service_kwargs,
     parse_report,
+    parse_times,
     restored_spec,
     verification_problem,
 )
@@ -72,8 +75,8 @@ def test_a_tree_streamed_to_the_receiver_digests_the_same_as_the_original(tmp_pa
     make_tree(src)
     (dst / "stale.txt").write_text("left by a failed earlier move")
     assert copy(src, dst) == []
-    lines = capsys.readouterr().out.splitlines()
-    sent, received = parse_report(lines[0], "send"), parse_report(lines[1], "receive")
+    out = capsys.readouterr().out  # the report lines, and each role's step times
+    sent, received = parse_report(out, "send"), parse_report(out, "receive")
     assert verification_problem(sent, received) is None
     assert sent.entries == 6 and sent.size == 300_000 + 5 + 5 + 6  # the hard link counts twice
     assert not (dst / "stale.txt").exists()
@@ -179,3 +182,15 @@ def test_the_receiver_publishes_its_port_on_its_node_and_the_sender_reads_data_o
     assert spec["Command"][:2] == ["python3", "-c"] and spec["Command"][-1] == "send"
     assert sender["task_template"]["RestartPolicy"]["Condition"] == "none"
     assert "endpoint_spec" not in sender
+
+
+def test_a_movers_step_times_are_read_from_its_logs_for_the_moves_phases():
+    logs = "BENCHHUB-MOVE send abc 3 10\nBENCHHUB-MOVE-TIMES send digest=1.25 stream=3.50\n"
+    assert parse_times(logs, "send") == {"digest": 1.25, "stream": 3.5}
+    assert parse_times(logs, "receive") == {}
+    timeline = MoveTimeline()
+    timeline.mark("open")
+    timeline.mark("send", parse_times(logs, "send"))
+    phases = json.loads(timeline.as_json())
+    assert list(phases) == ["open", "send", "send.digest", "send.stream"]
+    assert phases["send.stream"] == 3.5 and phases["open"] >= 0

@@ -1,0 +1,205 @@
+"""Deleting a swarm workspace forever: its ``/data`` volume removed on the node that holds it.
+
+A mixin of :class:`~bench_spawner.swarm.spawner.BenchSwarmSpawner`. A workspace's ``/data``
+is the volume ``<service>-data`` on one node; a new workspace of the same name gets the same
+service and volume name, so a volume left behind would show the deleted workspace's files to
+the new one (possibly another purpose, another audience). JupyterHub calls
+:meth:`delete_forever` when a named server (or its user) is deleted; the hub reaches only the
+manager's engine API, and Swarm cannot remove a volume on a node, so a one-shot **deleter**
+service pinned to that node removes it through the node's own engine (the movers' machinery
+of :mod:`.data_move`, program :mod:`.move_agent`, role ``delete``).
+
+The deleter service itself is the record that a removal is pending, kept by the swarm's
+manager (not the hub's database, where the deleted server's row is gone): it is removed only
+once it completed. When the node cannot run it now (down, left the swarm, paused), it stays
+pinned there and Swarm runs it when the node is back; until it completed, a start of a
+workspace of the same name first finishes it (retrying one that failed) or, while the node is
+still away, is refused with why (``data-release-pending``): never a start on the old files.
+A drained node is opened for the deleter as for a move (``benchhub.evacuating``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from jupyterhub.spawner import SpawnException
+from traitlets import Float, Unicode
+
+from benchhub.labels import DELETE as DELETE_LABEL
+from benchhub.labels import DELETE_NODE as DELETE_NODE_LABEL
+
+from .data_move import MoveFailed, WorkspaceDataMove, _moves
+from .home_node import Home, decide_home
+from .move_plan import MoverPlan, mover_service_kwargs
+from .service_plan import NodeView
+from .task_outcome import TaskView, latest_task, task_view
+
+
+def deleter_name(service: str) -> str:
+    """The deleter service of workspace service ``service`` (one per workspace name)."""
+    return f"{service}-delete"
+
+
+def data_volume(service: str) -> str:
+    """The ``/data`` volume of workspace service ``service`` on its node."""
+    return f"{service}-data"
+
+
+@dataclass(frozen=True)
+class ReleaseStep:
+    """How a pending removal goes on: ``run`` it on its node now (``open_node``: the node is
+    drained and must be opened for it), or ``wait`` for the node, with ``reason`` saying why."""
+
+    run: bool
+    open_node: bool = False
+    reason: str = ""
+
+
+def decide_release(node_id: str, nodes: list[NodeView]) -> ReleaseStep:
+    """Whether the volume of a deleted workspace on node ``node_id`` can be removed now,
+    given the swarm's ``nodes``: yes on a ready node that is active or drained (opened);
+    no while it is down, gone from the swarm or paused, with a sentence naming the node."""
+    home = decide_home(node_id, nodes)
+    if home.kind is Home.PINNED:
+        return ReleaseStep(True)
+    if home.kind is Home.MOVE:
+        return ReleaseStep(True, open_node=True)
+    node = home.node
+    if node is None:
+        where = f"swarm node {node_id}, which left the swarm"
+    elif node.state != "ready":
+        where = f"swarm node {node.hostname}, which is down"
+    else:
+        how = {"pause": "paused"}.get(node.availability, node.availability)
+        where = f"swarm node {node.hostname}, which is {how}"
+    return ReleaseStep(False, reason=where)
+
+
+def pending_start_reason(where: str) -> str:
+    """Why a start of a workspace whose name a deleted one had is refused."""
+    return (
+        f"a deleted workspace of this name left its /data on {where}; it is removed when "
+        "the node is back, and until then no workspace of this name starts (it would see "
+        "the old files): choose another name, or ask an operator (docs/swarm.md)"
+    )
+
+
+def deleter_done(task: TaskView | None) -> bool:
+    """Whether a deleter's task removed the volume (it completed)."""
+    return task is not None and task.state == "complete"
+
+
+class ReleasePending(Exception):
+    """The node holding the volume cannot run the deleter now; the message names it."""
+
+
+class WorkspaceDataRelease(WorkspaceDataMove):
+    delete_timeout = Float(
+        120.0,
+        help="""Seconds a deleted workspace's /data removal on a reachable node may take
+        (the deleter's start and the engine's removal), e.g. 120. When it fails, the removal
+        stays pending and the next start of a workspace of that name retries it.""",
+    ).tag(config=True)
+
+    node_engine_socket = Unicode(
+        "/var/run/docker.sock",
+        help="""The path of each node's Docker engine socket, e.g. /var/run/docker.sock:
+        bind-mounted (on that node only) into the one-shot service that removes a deleted
+        workspace's /data volume there, the only way to remove a volume on a node.""",
+    ).tag(config=True)
+
+    async def delete_forever(self):
+        """JupyterHub's hook when the server is deleted (it is stopped): remove its service
+        if one is left and its /data volume on its node. When the node is away or the removal
+        fails, the removal stays pending (see the module) and the journal says so; JupyterHub
+        deletes the server either way (it logs and ignores errors of this hook)."""
+        await self._remove_service(self.object_name)  # a stop that did not finish
+        outcome = "nothing of it was on any node"
+        if self.node_id:
+            outcome = "its /data is removed"
+            try:
+                await self._release_volume(self.node_id, self._deleter_image())
+            except ReleasePending as e:
+                outcome = f"its /data stays on {e}; it is removed once the node is back"
+                self.log.warning("%s deleted; %s", self.object_name, outcome)
+            except MoveFailed as e:
+                outcome = f"removing its /data failed ({e}); the next start of this name retries"
+                self.log.error("%s deleted; %s", self.object_name, outcome)
+        await self.record_activity("deleted", f"{self._by('deleted')}; {outcome}")
+        self._take_request()
+
+    async def finish_pending_release(self) -> None:
+        """Before a start: finish the removal a deleted workspace of this name left pending.
+        SpawnException when it cannot be finished now (the start must not see old files)."""
+        service = await self._inspect_service(deleter_name(self.object_name))
+        if service is None:
+            return
+        labels = service["Spec"].get("Labels") or {}
+        image = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        try:
+            await self._release_volume(labels.get(DELETE_NODE_LABEL, ""), image)
+        except ReleasePending as e:
+            raise SpawnException(
+                pending_start_reason(str(e)), reason="data-release-pending", status_code=503
+            ) from None
+        except MoveFailed as e:
+            raise SpawnException(
+                f"removing the /data a deleted workspace of this name left failed: {e}; "
+                "no workspace of this name starts before it is removed (docs/swarm.md)",
+                reason="data-release-failed",
+                status_code=500,
+            ) from None
+
+    def _deleter_image(self) -> str:
+        """An image the node holds: the workspace's own template's (stored options), else
+        the default template's."""
+        spec = self.current_spec()
+        key = spec.image if spec else self.default_image_template
+        return self.templates[key].image
+
+    async def _release_volume(self, node_id: str, image: str) -> None:
+        """Remove the volume on ``node_id`` with the deleter service and then the deleter.
+        ReleasePending (the deleter left pinned there) when the node cannot run it now;
+        MoveFailed (the deleter kept, as the record) when the removal failed."""
+        name = deleter_name(self.object_name)
+        plan = MoverPlan(
+            name=name,
+            image=image,
+            role="delete",
+            constraints=(f"node.id=={node_id}",),
+            volume="",
+            environment={
+                "BENCHHUB_MOVE_VOLUME": data_volume(self.object_name),
+                "BENCHHUB_MOVE_TIMEOUT": f"{self.delete_timeout:g}",
+            },
+            labels={DELETE_LABEL: self.object_name, DELETE_NODE_LABEL: node_id},
+            engine_socket=self.node_engine_socket,
+        )
+        step = decide_release(node_id, await self.nodes())
+        if not step.run:
+            if await self._inspect_service(name) is None:
+                await self.docker("create_service", **mover_service_kwargs(plan))
+            raise ReleasePending(step.reason)
+        if step.open_node:
+            async with _moves, self._evacuating(node_id):
+                await self._run_deleter(plan)
+        else:
+            await self._run_deleter(plan)
+        await self._remove_service(name)
+
+    async def _run_deleter(self, plan: MoverPlan) -> None:
+        """The deleter's task completed: one that completed before is enough; any other is
+        replaced by a new one, followed until it completes (MoveFailed otherwise)."""
+        existing = await self._inspect_service(plan.name)
+        if existing is not None:
+            found = latest_task(await self.docker("tasks", filters={"service": existing["ID"]}))
+            if deleter_done(task_view(found, 0) if found else None):
+                return
+        deadline = time.monotonic() + self.delete_timeout
+        service = await self._create_mover(plan, [])
+        await self._finished(service, "the removal of /data", deadline, self.delete_timeout)
+
+    async def _inspect_service(self, name: str) -> dict | None:
+        services = await self.docker("services", filters={"name": name})
+        return next((s for s in services if s["Spec"]["Name"] == name), None)
