@@ -19,8 +19,9 @@ DOCS = "docs/swarm.md"
 # Hub services that act on workspaces through the hub's own Docker engine: on a swarm they
 # would not find the workspaces (or worse, start things beside the hub).
 UNSUPPORTED_SERVICES = {
-    "egress": "restricted access (the egress proxy and internal network) is not built for a "
-    "swarm yet",
+    "egress": "restricted access is not built for a swarm yet (a workspace only on an "
+    "internal overlay network can neither reach the hub nor be reached by it, and the proxy's "
+    "files live on the hub's host; probed in docs/swarm.md)",
     "checkpoints": "checkpoints read a workspace's files on the engine that runs it, which is "
     "a node of the swarm, not the hub's engine",
     "clusters": "clusters run on the hub's own engine and could not reach workspaces on the "
