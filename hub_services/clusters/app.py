@@ -18,6 +18,7 @@ from benchhub.service_process import ServiceApp, serve_until_stopped, service_pr
 from benchhub.storage_allocations import StorageAdmission
 from benchhub.writable_layer import WritableLayerWatch
 
+from . import spares
 from .metrics import ClusterMetrics
 from .quota_gate import ClusterQuotaGate
 from .service import ClusterController
@@ -43,8 +44,8 @@ class ClustersApp(ServiceApp):
         help="""Member names a dynamic cluster keeps registered with its Grid Engine ahead of
         any scale-up (spares: configured execution hosts that never reported, so nothing runs
         there), so a scale-up's first round starts containers without waiting for ``qconf``;
-        0 turns it off, None (the default) keeps as many as members boot at once (the
-        start window), e.g. 5.""",
+        0 turns it off, None (the default) keeps two start windows (twice as many as
+        members boot at once: 10 on a 2-core host), at most a cluster's max_members; e.g. 5.""",
     ).tag(config=True)
 
     aliases = {
@@ -76,7 +77,8 @@ class ClustersApp(ServiceApp):
         metrics = ClusterMetrics(controller)  # /services/clusters/metrics
         controller.scaler.on_decision = metrics.decided
         spare = self.spare_members
-        controller.scaler.spare_members = controller.scaler.start_window if spare is None else spare
+        window = controller.scaler.start_window
+        controller.scaler.spare_members = spares.default_spares(window) if spare is None else spare
         # the user's limits, from the hub; their max_storage_gb becomes their scratch quota
         quotas = ClusterQuotaGate(controller.hub, self.log, controller.admission)
         controller.scaler.quota_fit = quotas.members_that_fit

@@ -7,9 +7,10 @@ scale-up came 7 s after the first while seven members registered one by one). So
 *chooses* the round (:func:`.pacing.members_to_start`, counting the members still being
 started as booting) and :meth:`MemberStarts.launch` runs it as a task:
 
-1. the round's members that are not Grid Engine hosts yet are registered in one ``docker
-   exec`` (:meth:`.nodes.ClusterNodes.register_members`); those that are (spares,
-   :mod:`.spares`, or registered ahead) start without waiting for it;
+1. the round's members that are not Grid Engine hosts yet and not being registered ahead
+   are registered in one ``docker exec`` (:meth:`.nodes.ClusterNodes.register_members`);
+   those that are hosts (spares, :mod:`.spares`, or registered ahead) start without waiting
+   for it, and those still being registered ahead as soon as their own registration ends;
 2. their containers are created and started in parallel, while the round after it (the next
    ``window`` waiting members, :func:`.pacing.members_to_register`) registers in one more
    ``docker exec``, a task of its own: the round does not wait for it, and a later round
@@ -175,15 +176,19 @@ class MemberStarts:
                 self._registering.pop(m.name, None)
 
     async def _register(self, names, rec, members: list[MemberRecord], capacity) -> None:
-        """Make ``members`` Grid Engine hosts: those being registered ahead are waited for
-        (not registered twice), the rest registered in one go."""
-        ahead = {self._registering[m.name] for m in members if m.name in self._registering}
-        if ahead:
-            await asyncio.gather(*ahead, return_exceptions=True)
-        registered = self.registered[rec.key]
-        rest = [m for m in members if m.name not in registered]
-        await self.nodes.register_members(names, rest, capacity)
-        registered.update(m.name for m in rest)
+        """Make ``members`` (none of them being registered ahead) Grid Engine hosts in one
+        go."""
+        await self.nodes.register_members(names, members, capacity)
+        self.registered[rec.key].update(m.name for m in members)
+
+    async def _registered_ahead(
+        self, names, rec, member: MemberRecord, ahead: asyncio.Task, capacity
+    ) -> None:
+        """Until ``member``'s registration ``ahead`` (a task, perhaps for several members) has
+        ended; registers it alone should that one have failed."""
+        await asyncio.wait([ahead])  # (it never raises: it logs its failure)
+        if member.name not in self.registered[rec.key]:
+            await self._register(names, rec, [member], capacity)
 
     async def _round(self, names, rec, members, sizing, scaler_log) -> None:
         model, policy, mounts = sizing
@@ -202,15 +207,26 @@ class MemberStarts:
                 spark_worker=spark_worker,
             )
 
-        # the members that are Grid Engine hosts already (spares, registered ahead) start at
-        # once; the others when their registration ends (a failed one fails only them)
-        unregistered = [m for m in members if m.name not in self.registered[rec.key]]
-        registration = asyncio.ensure_future(
-            self._register(names, rec, unregistered, policy.capacity)
-        )
+        # each member starts as soon as it is a Grid Engine host: at once when it is one
+        # already (a spare, registered ahead); when its own registration ahead ends (not when
+        # the round's other registrations do: issue 17, m34 and m35 waited 1.9 s for m36's);
+        # the rest when their registration, started now in one go, ends (a failed one fails
+        # only them)
+        registered = self.registered[rec.key]
+        ahead = {
+            m.name: self._registering[m.name]
+            for m in members
+            if m.name not in registered and m.name in self._registering
+        }
+        rest = [m for m in members if m.name not in registered and m.name not in ahead]
+        registration = asyncio.ensure_future(self._register(names, rec, rest, policy.capacity))
 
         async def registered_then_started(member: MemberRecord) -> None:
-            if member in unregistered:
+            if member.name in ahead:
+                await self._registered_ahead(
+                    names, rec, member, ahead[member.name], policy.capacity
+                )
+            elif member in rest:
                 await asyncio.shield(registration)
             await start(member)
 

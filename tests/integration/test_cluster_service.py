@@ -32,6 +32,7 @@ from support.hub_harness import PASSWORD, TOKEN, UNRUNNABLE_MODEL, HubProcess
 from support.waiting import wait
 
 from hub_services.clusters.pacing import host_start_window
+from hub_services.clusters.spares import default_spares
 
 PREFIX = "benchclus"
 WORKSPACE_IMAGE = "benchhub/jupyterlab:latest"  # the hub harness's workspace image
@@ -263,7 +264,7 @@ def test_dynamic_cluster_scales_from_zero_for_pending_work_and_back(clusters):
     assert clusters.status()["members"] == []
     # its spares (hub_services/clusters/spares.py): Grid Engine hosts registered ahead of any
     # scale-up, which never reported: their queue instances are unknown ("u"), nothing runs there
-    wanted = min(host_start_window(), 3)  # as many as boot at once, at most max_members
+    wanted = min(default_spares(host_start_window()), 3)  # two start windows, at most max
     spares = wait(
         lambda: queue_states(clusters),
         30,

@@ -575,11 +575,16 @@ async def test_a_scale_up_starts_spare_members_without_a_grid_engine_registratio
     assert nodes.registrations[-1] == [NAMES.member(4), NAMES.member(5)]
 
 
-async def test_a_scale_up_larger_than_the_spares_names_and_registers_the_rest(clock):
-    nodes, log = FakeNodes(), FakeLog()
+def with_two_spares(nodes) -> tuple[ClusterScaler, ClusterRecord, ScalingPolicy]:
+    """A scaler of start window 5 keeping 2 spares, and a dynamic cluster of 0 to 10 members."""
     scaler = ClusterScaler(nodes, save, start_window=5)
     scaler.spare_members = 2
-    rec, policy = dynamic_cluster(0, 10)
+    return (scaler, *dynamic_cluster(0, 10))
+
+
+async def test_a_scale_up_larger_than_the_spares_names_and_registers_the_rest(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    scaler, rec, policy = with_two_spares(nodes)
     await step(scaler, rec, policy, log)
     nodes.pending = pending_jobs(4)
     clock["t"] += timedelta(seconds=1)
@@ -676,9 +681,7 @@ async def test_a_rounds_spare_members_start_while_its_other_members_still_regist
         await registered(names, members, capacity)
 
     nodes.register_members = register_members
-    scaler = ClusterScaler(nodes, save, start_window=5)
-    scaler.spare_members = 2
-    rec, policy = dynamic_cluster(0, 10)
+    scaler, rec, policy = with_two_spares(nodes)
     await step(scaler, rec, policy, log)  # quiet: members 1 and 2 are spares
     nodes.pending = pending_jobs(3)
     clock["t"] += timedelta(seconds=1)
@@ -705,9 +708,7 @@ async def test_a_failed_registration_fails_only_the_members_it_was_for(clock):
         await registered(names, members, capacity)
 
     nodes.register_members = register_members
-    scaler = ClusterScaler(nodes, save, start_window=5)
-    scaler.spare_members = 2
-    rec, policy = dynamic_cluster(0, 10)
+    scaler, rec, policy = with_two_spares(nodes)
     await step(scaler, rec, policy, log)
     nodes.pending = pending_jobs(3)
     clock["t"] += timedelta(seconds=1)
@@ -715,3 +716,65 @@ async def test_a_failed_registration_fails_only_the_members_it_was_for(clock):
     assert sorted(nodes.running) == [NAMES.member(1), NAMES.member(2)]
     assert sorted(rec.members) == [NAMES.member(1), NAMES.member(2)]  # 3 is gone again
     assert any(line.startswith(f"member {NAMES.member(3)} failed to start") for line in log.lines)
+
+
+async def test_a_rounds_members_registered_ahead_start_while_its_other_members_still_register(
+    clock,
+):
+    nodes, log = FakeNodes(), FakeLog()
+    booting_until_told(nodes)
+    spares_registered = asyncio.Event()
+    go_on = asyncio.Event()
+    registered = nodes.register_members
+
+    async def register_members(names, members, capacity):  # both slow, each its own gate
+        hosts = [m.name for m in members]
+        await (go_on if NAMES.member(3) in hosts else spares_registered).wait()
+        await registered(names, members, capacity)
+
+    nodes.register_members = register_members
+    scaler, rec, policy = with_two_spares(nodes)
+    await scaler.step(NAMES, rec, MODEL, policy, [], log)  # members 1 and 2 spares, registering
+    assert list(rec.spares) == [NAMES.member(1), NAMES.member(2)]
+    nodes.pending = pending_jobs(3)
+    clock["t"] += timedelta(seconds=1)
+    await scaler.step(NAMES, rec, MODEL, policy, [], log)  # one round: 1, 2 and the new 3
+    assert sorted(rec.members) == [NAMES.member(i) for i in (1, 2, 3)]
+    spares_registered.set()  # the spares' registration ends; 3's still runs
+    for _ in range(200):
+        if len(nodes.running) == 2:
+            break
+        await asyncio.sleep(0.005)
+    assert sorted(nodes.running) == [NAMES.member(1), NAMES.member(2)]
+    go_on.set()
+    await scaler.starts.settle(rec.key)
+    assert sorted(nodes.running) == [NAMES.member(i) for i in (1, 2, 3)]
+    assert sorted(nodes.registered) == sorted(rec.members)  # each registered once
+
+
+async def test_a_member_whose_registration_ahead_failed_is_registered_by_its_round(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    booting_until_told(nodes)
+    registered = nodes.register_members
+    fail_now = asyncio.Event()
+    calls = []
+
+    async def register_members(names, members, capacity):  # the spares' one fails, late
+        calls.append([m.name for m in members])
+        if len(calls) == 1:
+            await fail_now.wait()
+            raise RuntimeError("qconf: cannot reach the qmaster")
+        await registered(names, members, capacity)
+
+    nodes.register_members = register_members
+    scaler, rec, policy = with_two_spares(nodes)
+    await scaler.step(NAMES, rec, MODEL, policy, [], log)  # the spares' registration starts
+    nodes.pending = pending_jobs(3)
+    clock["t"] += timedelta(seconds=1)
+    await scaler.step(NAMES, rec, MODEL, policy, [], log)  # a round of 1, 2 and the new 3
+    fail_now.set()  # while the round waits for it
+    await scaler.starts.settle(rec.key)
+    assert sorted(nodes.running) == [NAMES.member(i) for i in (1, 2, 3)]
+    assert not any(m.waiting_to_start for m in rec.members.values())
+    assert calls[0] == [NAMES.member(1), NAMES.member(2)]
+    assert sorted(nodes.registered) == sorted(rec.members)  # the failed ones again, and 3

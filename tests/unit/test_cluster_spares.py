@@ -29,6 +29,14 @@ def test_a_cluster_that_can_scale_up_keeps_the_spares_asked_for_at_most_its_maxi
     assert spares.spares_wanted(1, 3, 5) == 3
 
 
+def test_by_default_a_cluster_keeps_two_start_windows_of_spares_at_most_its_maximum():
+    assert spares.default_spares(5) == 10  # a burst's first two rounds, on a 2-core host
+    assert spares.default_spares(1) == 2
+    assert spares.default_spares(0) == 2  # a window is at least one member
+    assert spares.spares_wanted(0, 20, spares.default_spares(5)) == 10
+    assert spares.spares_wanted(0, 3, spares.default_spares(5)) == 3
+
+
 def test_a_static_cluster_or_a_setting_of_zero_keeps_no_spares():
     assert spares.spares_wanted(4, 4, 5) == 0
     assert spares.spares_wanted(0, 10, 0) == 0
