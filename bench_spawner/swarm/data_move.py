@@ -230,6 +230,16 @@ class WorkspaceDataMove(LoggingConfigurable):
         node = await self.docker("inspect_node", node_id)
         await self.docker("update_node", node_id, node["Version"]["Index"], spec)
 
+    async def _inspect_service(self, name: str) -> dict | None:
+        """Service ``name`` as the manager has it, or None (no side effects, unlike
+        dockerspawner's ``get_object``, which forgets ``object_id``)."""
+        try:
+            return await self.docker("inspect_service", name)
+        except APIError as e:
+            if e.response is not None and e.response.status_code == 404:
+                return None
+            raise
+
     async def _remove_service(self, service: str) -> None:
         try:
             await self.docker("remove_service", service)

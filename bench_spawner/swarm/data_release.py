@@ -199,7 +199,3 @@ class WorkspaceDataRelease(WorkspaceDataMove):
         deadline = time.monotonic() + self.delete_timeout
         service = await self._create_mover(plan, [])
         await self._finished(service, "the removal of /data", deadline, self.delete_timeout)
-
-    async def _inspect_service(self, name: str) -> dict | None:
-        services = await self.docker("services", filters={"name": name})
-        return next((s for s in services if s["Spec"]["Name"] == name), None)

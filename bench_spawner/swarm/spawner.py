@@ -327,14 +327,8 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOption
             await asyncio.sleep(self.task_poll_interval)
 
     async def _service(self) -> dict | None:
-        """The workspace's service as the manager has it, or None (no side effects, unlike
-        dockerspawner's ``get_object``, which forgets ``object_id``)."""
-        try:
-            return await self.docker("inspect_service", self.object_name)
-        except APIError as e:
-            if e.response is not None and e.response.status_code == 404:
-                return None
-            raise
+        """The workspace's service as the manager has it, or None."""
+        return await self._inspect_service(self.object_name)
 
     async def _observe(self) -> PollResult:
         """Whether the workspace's task runs on a live node, read from the manager."""
