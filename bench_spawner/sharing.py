@@ -41,6 +41,7 @@ journal (actions ``shared``, ``share-revoked``, ``share-code-created``,
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from jupyterhub import orm
@@ -78,6 +79,35 @@ async def _journal(handler, orm_spawner, action: str, description: str, fields=N
         await spawner.record_activity(action, description, fields, actor=actor)
 
 
+class _AnswerAfterJournal:
+    """JupyterHub's handlers answer (``finish``, or a redirect) inside the methods these
+    handlers extend, and the journal entry is written after them: without holding the answer,
+    a caller could read the journal before the entry its request caused is in it. Within
+    :meth:`_answer_held` the answer is kept and sent when the block ends, also when the
+    journal write fails (the change is made by then); an error before the answer is sent
+    as an error."""
+
+    _holding = False
+    _held: tuple | None = None
+
+    def finish(self, chunk=None):
+        if self._holding:
+            self._held = (chunk,)
+            return None
+        return super().finish(chunk)
+
+    @contextlib.asynccontextmanager
+    async def _answer_held(self):
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+            held, self._held = self._held, None
+            if held is not None:
+                self.finish(*held)
+
+
 def _revoke_server_tokens(db, orm_spawner, user_ids) -> int:
     """Delete the OAuth tokens these users hold for the server's client: a revoked
     collaborator's open JupyterLab has to log in again, and is refused."""
@@ -102,7 +132,7 @@ def _refused(status: int, reason: str) -> web.HTTPError:
 # ---- sharing by name, revoking ------------------------------------------------------------------
 
 
-class CheckedServerShareAPIHandler(ServerShareAPIHandler):
+class CheckedServerShareAPIHandler(_AnswerAfterJournal, ServerShareAPIHandler):
     """``/hub/api/shares/<owner>/<name>``: JupyterHub's, with BenchHub's rule checked before
     a share is granted, OAuth tokens revoked with a share, and the journal."""
 
@@ -123,22 +153,24 @@ class CheckedServerShareAPIHandler(ServerShareAPIHandler):
                 decision = entry_decision(self.db, target, orm_spawner)
                 if not decision:
                     raise web.HTTPError(403, f"cannot share with {target.name}: {decision.reason}")
-        await super().post(user_name, server_name)
-        if self.get_status() < 400 and target is not None:
-            await _journal(
-                self, orm_spawner, "shared", f"shared with {target.name}", {"with": target.name}
-            )
+        async with self._answer_held():
+            await super().post(user_name, server_name)
+            if self.get_status() < 400 and target is not None:
+                await _journal(
+                    self, orm_spawner, "shared", f"shared with {target.name}", {"with": target.name}
+                )
 
     @needs_scope("shares")
     async def patch(self, user_name, server_name=None):
         body = self.get_json_body() or {}
-        await super().patch(user_name, server_name)
-        named = body.get("user") if isinstance(body, dict) else None
-        target = self.find_user(named) if isinstance(named, str) else None
-        if target is not None and self.get_status() < 400:
-            orm_spawner = self._lookup_spawner(user_name, server_name)
-            if orm.Share.find(self.db, orm_spawner, target.orm_user) is None:
-                await self._revoked(orm_spawner, [target.orm_user])
+        async with self._answer_held():
+            await super().patch(user_name, server_name)
+            named = body.get("user") if isinstance(body, dict) else None
+            target = self.find_user(named) if isinstance(named, str) else None
+            if target is not None and self.get_status() < 400:
+                orm_spawner = self._lookup_spawner(user_name, server_name)
+                if orm.Share.find(self.db, orm_spawner, target.orm_user) is None:
+                    await self._revoked(orm_spawner, [target.orm_user])
 
     @needs_scope("shares")
     async def delete(self, user_name, server_name=None):
@@ -146,9 +178,10 @@ class CheckedServerShareAPIHandler(ServerShareAPIHandler):
         if server_name is not None:
             orm_spawner = self._lookup_spawner(user_name, server_name)
             users = [s.user for s in orm_spawner.shares if s.user is not None]
-        await super().delete(user_name, server_name)
-        if users and self.get_status() < 400:
-            await self._revoked(orm_spawner, users)
+        async with self._answer_held():
+            await super().delete(user_name, server_name)
+            if users and self.get_status() < 400:
+                await self._revoked(orm_spawner, users)
 
     async def _revoked(self, orm_spawner, users) -> None:
         _revoke_server_tokens(self.db, orm_spawner, {u.id for u in users})
@@ -162,7 +195,7 @@ class CheckedServerShareAPIHandler(ServerShareAPIHandler):
             )
 
 
-class CheckedUserShareAPIHandler(UserShareAPIHandler):
+class CheckedUserShareAPIHandler(_AnswerAfterJournal, UserShareAPIHandler):
     """``DELETE /hub/api/users/<u>/shared/<owner>/<name>`` (a collaborator giving a share
     back): JupyterHub's, with the OAuth tokens revoked and the journal."""
 
@@ -170,40 +203,43 @@ class CheckedUserShareAPIHandler(UserShareAPIHandler):
     async def delete(self, user_name, owner_name, _server_name):
         share = self._lookup_share(user_name, owner_name, _server_name)
         orm_spawner, user = share.spawner, share.user
-        super().delete(user_name, owner_name, _server_name)
-        _revoke_server_tokens(self.db, orm_spawner, {user.id})
-        await _journal(
-            self,
-            orm_spawner,
-            "share-revoked",
-            f"{user_name} gave the share back",
-            {"with": user_name},
-        )
+        async with self._answer_held():
+            super().delete(user_name, owner_name, _server_name)
+            _revoke_server_tokens(self.db, orm_spawner, {user.id})
+            await _journal(
+                self,
+                orm_spawner,
+                "share-revoked",
+                f"{user_name} gave the share back",
+                {"with": user_name},
+            )
 
 
 # ---- share codes --------------------------------------------------------------------------------
 
 
-class JournaledShareCodeAPIHandler(ServerShareCodeAPIHandler):
+class JournaledShareCodeAPIHandler(_AnswerAfterJournal, ServerShareCodeAPIHandler):
     """``/hub/api/share-codes/<owner>/<name>``: JupyterHub's, with the journal (the code
     itself is never journaled)."""
 
     @needs_scope("shares")
     async def post(self, user_name, server_name=None):
-        await super().post(user_name, server_name)
-        if self.get_status() < 400 and server_name is not None:
-            orm_spawner = self._lookup_spawner(user_name, server_name)
-            await _journal(self, orm_spawner, "share-code-created", "share code created")
+        async with self._answer_held():
+            await super().post(user_name, server_name)
+            if self.get_status() < 400 and server_name is not None:
+                orm_spawner = self._lookup_spawner(user_name, server_name)
+                await _journal(self, orm_spawner, "share-code-created", "share code created")
 
     @needs_scope("shares")
     async def delete(self, user_name, server_name=None):
-        super().delete(user_name, server_name)
-        if self.get_status() < 400 and server_name is not None:
-            orm_spawner = self._lookup_spawner(user_name, server_name)
-            await _journal(self, orm_spawner, "share-code-revoked", "share code revoked")
+        async with self._answer_held():
+            super().delete(user_name, server_name)
+            if self.get_status() < 400 and server_name is not None:
+                orm_spawner = self._lookup_spawner(user_name, server_name)
+                await _journal(self, orm_spawner, "share-code-revoked", "share code revoked")
 
 
-class CheckedAcceptShareHandler(AcceptShareHandler):
+class CheckedAcceptShareHandler(_AnswerAfterJournal, AcceptShareHandler):
     """``/hub/accept-share``: a share code is only accepted by someone BenchHub's rule lets
     use it; anyone else gets a page saying why, and nothing is accepted."""
 
@@ -229,16 +265,17 @@ class CheckedAcceptShareHandler(AcceptShareHandler):
     async def post(self):
         share_code = self._checked_code()
         orm_spawner = share_code.spawner if share_code is not None else None
-        super().post()
-        if orm_spawner is not None and self.get_status() < 400:
-            name = self.current_user.name
-            await _journal(
-                self,
-                orm_spawner,
-                "share-code-used",
-                f"{name} accepted a share code",
-                {"with": name},
-            )
+        async with self._answer_held():
+            super().post()
+            if orm_spawner is not None and self.get_status() < 400:
+                name = self.current_user.name
+                await _journal(
+                    self,
+                    orm_spawner,
+                    "share-code-used",
+                    f"{name} accepted a share code",
+                    {"with": name},
+                )
 
 
 # ---- entry --------------------------------------------------------------------------------------

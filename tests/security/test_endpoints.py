@@ -506,10 +506,17 @@ def _containers(hub) -> list[str]:
 
 
 def _difference(before: dict, after: dict) -> str:
+    """What changed, per key: for a list, only what left it and what came into it."""
+
+    def changed(old, new) -> str:
+        if isinstance(old, list) and isinstance(new, list):
+            gone = [item for item in old if item not in new]
+            came = [item for item in new if item not in old]
+            return f"removed {json.dumps(gone)[:600]}, added {json.dumps(came)[:600]}"
+        return f"{json.dumps(old)[:400]} -> {json.dumps(new)[:400]}"
+
     return "; ".join(
-        f"{key}: {json.dumps(before[key])[:400]} -> {json.dumps(after[key])[:400]}"
-        for key in before
-        if before[key] != after[key]
+        f"{key}: {changed(before[key], after[key])}" for key in before if before[key] != after[key]
     )
 
 
