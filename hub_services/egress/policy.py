@@ -175,6 +175,7 @@ def render_squid_conf(
     access_log: str = "/var/log/squid/access.log",
     pid_filename: str = "none",
     forbidden_destinations: Sequence[str] = FORBIDDEN_DESTINATIONS,
+    gateway: Sequence[str] = (),
 ) -> str:
     """A complete squid.conf that lets each workspace address reach only its whitelist.
 
@@ -185,8 +186,10 @@ def render_squid_conf(
     rule is ``http_access deny all``; requests to ``forbidden_destinations`` (networks, empty
     to allow all) are refused before any whitelist applies. Access is logged to
     ``access_log`` in :data:`LOG_FORMAT` (see :func:`parse_access_log`); nothing is cached.
-    Raises ValueError for duplicate keys or addresses, bad settings, or an entry too long for
-    a squid line (:data:`MAX_LINE_CHARS`). Pure and deterministic.
+    ``gateway`` (the lines of :func:`.gateway.gateway_lines`, on a swarm) goes before every
+    access rule but the refusal of squid's cache manager. Raises ValueError for duplicate
+    keys or addresses, bad settings, or an entry too long for a squid line
+    (:data:`MAX_LINE_CHARS`). Pure and deterministic.
     """
     files = {"access_log": access_log}
     if pid_filename != "none":
@@ -199,6 +202,7 @@ def render_squid_conf(
         lines.append("acl forbidden_dst dst " + " ".join(forbidden))
     lines += [
         "http_access deny manager",
+        *gateway,
         "http_access deny CONNECT !SSL_ports",
         "http_access deny !CONNECT !HTTP_port",
         "http_access deny !CONNECT !HTTP_proto",
