@@ -32,6 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from .policy import ordered_unique
+
 __all__ = ["Gateway", "WorkspaceRoute", "gateway_lines"]
 
 # squid names the ports and peers; the ACLs and peers of route N are gw<N>, gw<N>_path
@@ -114,33 +116,13 @@ class Gateway:
             )
 
 
-def _ordered(routes: Iterable[WorkspaceRoute]) -> list[WorkspaceRoute]:
-    """Routes sorted by prefix; ValueError when two share a prefix or an address."""
-    ordered = sorted(routes, key=lambda route: route.prefix)
-    seen_prefixes: set[str] = set()
-    seen_addresses: dict[str, str] = {}
-    for route in ordered:
-        if not isinstance(route, WorkspaceRoute):
-            raise TypeError(f"expected WorkspaceRoute, got {route!r}")
-        if route.prefix in seen_prefixes:
-            raise ValueError(f"two routes share the prefix {route.prefix}")
-        seen_prefixes.add(route.prefix)
-        holder = seen_addresses.setdefault(route.address, route.prefix)
-        if holder != route.prefix:
-            raise ValueError(
-                f"routes {holder} and {route.prefix} share the address {route.address}; "
-                "each workspace has its own"
-            )
-    return ordered
-
-
 def gateway_lines(gateway: Gateway, routes: Iterable[WorkspaceRoute]) -> list[str]:
     """squid.conf lines that make the proxy the gateway of ``routes`` (see the module's
     docstring): the two ports, a peer per route reached only by its prefix on the workspaces
     port, the hub API's peer reached only on the hub port from a route's address, WebSocket
     upgrades on both ports, and ``http_access deny`` for anything else arriving there. They
     must precede every other ``http_access`` rule. Pure and deterministic."""
-    ordered = _ordered(routes)
+    ordered = ordered_unique(routes, WorkspaceRoute, "prefix")
     lines = [
         "# the gateway of restricted workspaces on a swarm (hub_services.egress.gateway)",
         f"http_port {gateway.workspaces_port} accel name={WORKSPACES_PORT_NAME}",

@@ -147,24 +147,25 @@ def _forbidden_networks(destinations: Sequence[str]) -> list[str]:
     return networks
 
 
-def _ordered(workspaces: Iterable[WorkspaceEgress]) -> list[WorkspaceEgress]:
-    """Workspaces sorted by key; ValueError when two share a key or an address."""
-    ordered = list(workspaces)
-    keys: set[str] = set()
-    by_address: dict[str, str] = {}
-    for workspace in ordered:
-        if not isinstance(workspace, WorkspaceEgress):
-            raise TypeError(f"expected WorkspaceEgress, got {workspace!r}")
-        if workspace.key in keys:
-            raise ValueError(f"two workspaces share the key {workspace.key!r}; keys must be unique")
-        keys.add(workspace.key)
-        holder = by_address.setdefault(workspace.address, workspace.key)
-        if holder != workspace.key:
+def ordered_unique(items: Iterable, kind: type, field: str) -> list:
+    """``items`` (each a ``kind``, else TypeError) sorted by their ``field``; ValueError naming
+    both when two share that field or an ``address``: each workspace has its own of both."""
+    ordered = list(items)
+    for item in ordered:
+        if not isinstance(item, kind):
+            raise TypeError(f"expected {kind.__name__}, got {item!r}")
+    ordered.sort(key=lambda item: getattr(item, field))
+    holders: dict[str, str] = {}
+    for previous, item in zip([None, *ordered], ordered, strict=False):
+        name = getattr(item, field)
+        if previous is not None and getattr(previous, field) == name:
+            raise ValueError(f"two workspaces share the {field} {name!r}; each needs its own")
+        holder = holders.setdefault(item.address, name)
+        if holder != name:
             raise ValueError(
-                f"workspaces {holder!r} and {workspace.key!r} share the address "
-                f"{workspace.address}; each workspace needs its own address"
+                f"workspaces {holder!r} and {name!r} share the address {item.address}; "
+                "each workspace needs its own address"
             )
-    ordered.sort(key=lambda workspace: workspace.key)
     return ordered
 
 
@@ -207,7 +208,7 @@ def render_squid_conf(
         "http_access deny !CONNECT !HTTP_port",
         "http_access deny !CONNECT !HTTP_proto",
     ]
-    for index, workspace in enumerate(_ordered(workspaces)):
+    for index, workspace in enumerate(ordered_unique(workspaces, WorkspaceEgress, "key")):
         lines.extend(_workspace_lines(f"ws{index}", workspace, guard))
     lines.append("http_access deny all")
     return "\n".join(lines) + "\n"
