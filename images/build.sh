@@ -147,18 +147,40 @@ build_r() {
     --build-arg "CRAN_MIRROR=${BENCHHUB_CRAN_MIRROR:-}"
 }
 
-build_vscode() {
-  local registry=()
-  require_lab vscode
+# vscode_args: sets VSCODE_ARGS, the VS Code image's build-args (its two builds pass the same)
+vscode_args() {
+  VSCODE_ARGS=(--build-arg "LAB=$LAB_IMAGE" --build-arg "BASE=$BASE_IMAGE"
+    --build-arg "NODE_VERSION=$NODE_VERSION" --build-arg "CODE_SERVER_VERSION=$CODE_SERVER_VERSION")
   if [[ -n "${NPM_CONFIG_REGISTRY:-}" ]]; then
     [[ "$NPM_CONFIG_REGISTRY" != *://*@* ]] \
       || die "vscode: NPM_CONFIG_REGISTRY contains credentials; build-args are recorded in the image history"
-    registry=(--build-arg "NPM_CONFIG_REGISTRY=$NPM_CONFIG_REGISTRY")
+    VSCODE_ARGS+=(--build-arg "NPM_CONFIG_REGISTRY=$NPM_CONFIG_REGISTRY")
   fi
-  cached_build vscode "$VSCODE_IMAGE" "$LAB_IMAGE" --build-arg "LAB=$LAB_IMAGE" \
-    --build-arg "BASE=$BASE_IMAGE" \
-    --build-arg "NODE_VERSION=$NODE_VERSION" --build-arg "CODE_SERVER_VERSION=$CODE_SERVER_VERSION" \
-    "${registry[@]}"
+}
+
+build_vscode() {
+  require_lab vscode
+  vscode_args
+  cached_build vscode "$VSCODE_IMAGE" "$LAB_IMAGE" "${VSCODE_ARGS[@]}"
+}
+
+# The VS Code image's first stage (node and code-server FROM the base image: most of its build,
+# mostly downloads) built ahead, beside JupyterLab's build, untagged: `vscode` then finds it in
+# Docker's build cache and builds only its last stage. Seconds when it is cached already.
+build_vscode-stage() {
+  have_image "$BASE_IMAGE" || die "vscode-stage: base image $BASE_IMAGE missing (run: $0 base)"
+  [[ -z "$CA_BUNDLE" || -r "$CA_BUNDLE" ]] || die "vscode-stage: CA bundle $CA_BUNDLE not readable"
+  vscode_args
+  put_ca_file "$here/vscode"
+  docker build -q --pull=false --force-rm --target build "${VSCODE_ARGS[@]}" "$here/vscode" >/dev/null
+  rm -f -- "$here/vscode/extra-ca.crt"
+}
+
+# put_ca_file CTX: the CA bundle (or an empty file) as CTX/extra-ca.crt, which the Dockerfiles
+# copy; removed after the build, or on exit
+put_ca_file() {
+  cleanup_paths+=("$1/extra-ca.crt")
+  if [[ -n "$CA_BUNDLE" ]]; then cp "$CA_BUNDLE" "$1/extra-ca.crt"; else : >"$1/extra-ca.crt"; fi
 }
 
 # cached_build NAME IMAGE PARENT BUILD-ARGS...: build images/NAME unless an image tagged with the
@@ -183,8 +205,7 @@ cached_build() {
     return
   fi
   ca_file=$ctx/extra-ca.crt
-  cleanup_paths+=("$ca_file")
-  if [[ -n "$CA_BUNDLE" ]]; then cp "$CA_BUNDLE" "$ca_file"; else : >"$ca_file"; fi
+  put_ca_file "$ctx"
   say "$name: building $tag"
   docker build --pull=false --force-rm "$@" -t "$tag" -t "$image" "$ctx"
   rm -f -- "$ca_file"
@@ -196,12 +217,27 @@ timed() {
   say "$name: done in $((SECONDS - start)) s"
 }
 
+# together NAME...: build these images side by side (each FROM an image that exists by
+# now), each one's output prefixed with its name; fails, naming them, if any failed, once
+# all ended. Their builds wait mostly on the package mirrors (apt, pip, npm), not on the CPU.
+together() {
+  local name pids=() failed=() i
+  for name in "$@"; do
+    (trap cleanup EXIT; timed "$name" 2>&1 | sed -u "s/^/[$name] /"; exit "${PIPESTATUS[0]}") &
+    pids+=("$!")
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || failed+=("${@:i+1:1}")
+  done
+  ((${#failed[@]} == 0)) || die "building ${failed[*]} failed (its lines above say why)"
+}
+
 docker info >/dev/null 2>&1 || die "docker is not usable (run scripts/host-setup.sh)"
 case "$target" in
-  all) timed base; timed jupyterlab; timed egress; timed cluster ;;
-  templates) timed datascience; timed r; timed vscode ;;
-  everything) timed base; timed jupyterlab; timed egress; timed cluster
-    timed datascience; timed r; timed vscode ;;
+  all) timed base; together jupyterlab egress cluster ;;
+  templates) together datascience r vscode ;;
+  everything) timed base; together jupyterlab egress cluster vscode-stage
+    together datascience r vscode ;;
   base|jupyterlab|egress|cluster|datascience|r|vscode|swarm-node) timed "$target" ;;
   *) die "usage: $0 [all|templates|everything|base|jupyterlab|egress|cluster|datascience|r|vscode|swarm-node]" ;;
 esac
