@@ -88,18 +88,17 @@ class MemberStarts:
         scaler_log: ScalerLog,
         window: int,
         reported: Collection[str] = (),
+        spark_worker: bool | None = None,
     ) -> list[str]:
         """Start the round :mod:`.pacing` allows now as a task; the members it starts.
-        ``reported``: members seen reporting since the last pass (not booting any more)."""
+        ``reported``: members seen reporting since the last pass (not booting any more).
+        ``spark_worker``: whether they start their Spark worker with them
+        (:func:`.spark_use.worker_at_boot`; None: when the cluster is in Spark use)."""
         starting = self.starting[rec.key]
         waiting = [n for n, m in rec.members.items() if m.waiting_to_start and n not in starting]
         if not waiting:
             return []
-        booting = len(starting) + sum(
-            1
-            for m in rec.members.values()
-            if not (m.waiting_to_start or m.joined or m.name in reported)
-        )
+        booting = pacing.members_booting(rec.members.values(), starting, reported)
         new = pacing.members_to_start(waiting, booting, window)
         ahead = [
             n
@@ -112,7 +111,9 @@ class MemberStarts:
         if new:
             members = [rec.members[n] for n in new]
             sizing = (model, policy, mounts)
-            self._track(self._rounds[rec.key], self._round(names, rec, members, sizing, scaler_log))
+            worker = rec.spark_in_use if spark_worker is None else spark_worker
+            round_ = self._round(names, rec, members, sizing, scaler_log, worker)
+            self._track(self._rounds[rec.key], round_)
         if ahead:  # on its own: a round does not wait for the next one's registration
             later = [rec.members[n] for n in ahead]
             registration = self._register_ahead(names, rec, later, policy.capacity)
@@ -190,9 +191,8 @@ class MemberStarts:
         if member.name not in self.registered[rec.key]:
             await self._register(names, rec, [member], capacity)
 
-    async def _round(self, names, rec, members, sizing, scaler_log) -> None:
+    async def _round(self, names, rec, members, sizing, scaler_log, spark_worker) -> None:
         model, policy, mounts = sizing
-        spark_worker = rec.spark_in_use
         scratch_gb = int(rec.settings.get("scratch_gb", 0))
 
         async def start(member: MemberRecord) -> None:

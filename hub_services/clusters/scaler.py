@@ -20,8 +20,10 @@ each member's container still running), then:
    so the next pass decides without waiting for it. ``drain`` disables a member's
    queue, ``remove`` takes out a drained idle member. A member's minimum lifetime counts from
    when it joined (when it could first take a job), not from its container start;
-4. once Spark wants the cluster (:mod:`.spark_use`), joined members get their Spark worker
-   and new members start with one; until then members run no JVM.
+4. once Spark wants the cluster (:mod:`.spark_use`), joined members get their Spark worker;
+   until then members run no JVM. New members start with one while Spark applications wait
+   for workers; otherwise they get theirs once no member of the cluster boots any more (a
+   JVM's start slowed the execution daemons booting beside it).
 
 Static clusters go through the same pass with ``min_members == max_members``: a lost member
 is replaced because the cluster is below its minimum. What happened goes to the cluster's
@@ -110,8 +112,12 @@ class ClusterScaler:
         self._sizing: dict[str, tuple] = {}
         # cluster key -> members a watch saw report that no pass has recorded as joined yet
         self._reported: dict[str, set[str]] = {}
+        # cluster key -> whether its members start with their Spark worker now
+        # (:func:`.spark_use.worker_at_boot`, as its last pass saw Spark)
+        self._worker_at_boot: dict[str, bool] = {}
         self.starts = MemberStarts(nodes, save, self._release, self.log)
-        self.starts.on_started = self._watch_joins  # a round's members boot: watch them
+        self.starts.on_started = self._round_ended  # a round's members boot: watch them
+        self._followers: set[asyncio.Task] = set()  # rounds launched as the one before ended
 
     async def step(
         self,
@@ -138,15 +144,27 @@ class ClusterScaler:
             lines.append(await self._lose(names, rec, name, reason, now))
         spark_news = self._spark_use(rec, sparks)
         lines += spark_news
+        spark_waiting = spark_use.spark_waiting(sparks)
+        worker_at_boot = spark_use.worker_at_boot(rec.spark_in_use, spark_waiting)
+        self._worker_at_boot[rec.key] = worker_at_boot
         members = self._members(rec, hosts, sparks.workers)
         requests = [job.request() for job in pending if job.waiting] + sparks.requests
         decision = decide(policy, requests, members, now, parse_time(rec.last_operation_at))
         self.on_decision(decision.action)
         lines += await self._act(decision, names, rec, model, policy, mounts, now)
         self._sizing[rec.key] = (model, policy, mounts, scaler_log)
-        self.starts.launch(names, rec, model, policy, mounts, scaler_log, self.start_window)
+        self.starts.launch(
+            names,
+            rec,
+            model,
+            policy,
+            mounts,
+            scaler_log,
+            self.start_window,
+            spark_worker=worker_at_boot,
+        )
         spared = self._keep_spares(names, rec, policy, now)
-        workers = await self._start_workers(rec, hosts)
+        workers = await self._start_workers(rec, hosts, spark_waiting)
         lines += self._report(rec, decision, policy, members, requests)
         if lost or spark_news or workers or spared or decision.action != "none":
             await self.save()
@@ -154,6 +172,25 @@ class ClusterScaler:
         if not self.starts.in_flight(rec.key):  # else the round's end does
             self._watch_joins(names, rec)
         return _view(rec, hosts, pending, sparks, decision, now)
+
+    def _round_ended(self, names: ClusterNames, rec: ClusterRecord) -> None:
+        """A round's containers were started: watch its members join, and start the next
+        round at once when members wait (the ended round's members free their places in the
+        start window now, unless they boot a Spark worker: :func:`.pacing.members_booting`)."""
+        self._watch_joins(names, rec)
+        if any(m.waiting_to_start for m in rec.members.values()):
+            task = asyncio.ensure_future(self._next_round(names, rec, ()))
+            self._followers.add(task)
+            task.add_done_callback(self._followers.discard)
+
+    async def settle(self, key: str) -> None:
+        """Until the member starts of the cluster ``key`` have ended, also the rounds that
+        started as others ended (tests; nothing raises)."""
+        while True:
+            await self.starts.settle(key)
+            if not self._followers:
+                return
+            await asyncio.gather(*self._followers, return_exceptions=True)
 
     def _watch_joins(self, names: ClusterNames, rec: ClusterRecord) -> None:
         """While members of ``rec`` boot, keep a :mod:`.join_watch` running for each of them
@@ -180,11 +217,11 @@ class ClusterScaler:
         running.append((asyncio.ensure_future(watch()), frozenset(unwatched)))
 
     async def _next_round(self, names: ClusterNames, rec: ClusterRecord, joined) -> None:
-        """Members of ``rec`` reported (``joined``): their places in the start window are
-        free, so the next round of waiting members starts now, as the pass after the report
-        would (issue 17: that pass, three ``qstat``/``qhost`` and the Spark observation in the
-        manager, took 0.5-1 s per round of a burst). Under the cluster's lock; the pass still
-        follows and does the rest."""
+        """Members of ``rec`` reported (``joined``; or none, when a round's containers were
+        started): places in the start window may be free, so the next round of waiting
+        members starts now, as the pass after would (issue 17: that pass, three
+        ``qstat``/``qhost`` and the Spark observation in the manager, took 0.5-1 s per round
+        of a burst). Under the cluster's lock; the pass still follows and does the rest."""
         sizing = self._sizing.get(rec.key)
         if sizing is None:
             return
@@ -192,7 +229,14 @@ class ClusterScaler:
             if rec.status == "running":  # (the pass records them as joined)
                 reported = self._reported.setdefault(rec.key, set())
                 reported.update(joined)
-                self.starts.launch(names, rec, *sizing, self.start_window, reported=reported)
+                self.starts.launch(
+                    names,
+                    rec,
+                    *sizing,
+                    self.start_window,
+                    reported=reported,
+                    spark_worker=self._worker_at_boot.get(rec.key),
+                )
 
     # ---- lost members ----------------------------------------------------------------------
 
@@ -319,11 +363,14 @@ class ClusterScaler:
             "worker from now on"
         ]
 
-    async def _start_workers(self, rec: ClusterRecord, hosts: dict) -> list[str]:
+    async def _start_workers(self, rec: ClusterRecord, hosts: dict, waiting: bool) -> list[str]:
         """Start the Spark worker of each member :func:`.spark_use.workers_to_start` names
-        (in parallel); a member whose start failed is tried again in the next pass."""
+        (in parallel; ``waiting``: Spark applications wait for workers); a member whose start
+        failed is tried again in the next pass."""
         reporting = [name for name, host in hosts.items() if host.reporting]
-        wanted = spark_use.workers_to_start(rec.spark_in_use, rec.members.values(), reporting)
+        wanted = spark_use.workers_to_start(
+            rec.spark_in_use, rec.members.values(), reporting, waiting
+        )
         if not wanted:
             return []
         warnings = await asyncio.gather(*(self.nodes.start_worker(name) for name in wanted))
@@ -462,6 +509,7 @@ class ClusterScaler:
         self._scratch_notes.pop(key, None)
         self._sizing.pop(key, None)
         self._reported.pop(key, None)
+        self._worker_at_boot.pop(key, None)
         for watch, _ in self._watches.pop(key, []):
             watch.cancel()
         self.starts.forget(key)

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from hub_services.clusters.pacing import (
+    members_booting,
     members_to_register,
     members_to_start,
     next_pass_in,
@@ -67,3 +68,20 @@ def test_the_next_round_registers_with_grid_engine_while_this_round_boots():
     # a window over-full (nothing starts now): the next round still registers ahead
     assert members_to_start(["m1"], booting=9, window=5) == []
     assert members_to_register(["m1"], booting=9, window=5) == ["m1"]
+
+
+def test_a_member_without_a_jvm_frees_its_place_once_its_container_runs():
+    def member(name, **kwargs):
+        return MemberRecord(name, "10.0.0.9", "", **kwargs)
+
+    members = [
+        member("m1", joined=True, spark_worker=True),  # reported long ago
+        member("m2"),  # container running, execution daemon not reported yet: no JVM
+        member("m3", spark_worker=True),  # started with a Spark worker, not reported
+        member("m4", spark_worker=True),  # reported since the last pass
+        member("m5"),  # being started (in a round)
+        member("m6", waiting_to_start=True),  # waits for room
+    ]
+    assert members_booting(members, starting={"m5"}, reported={"m4"}) == 2  # m5 and m3
+    assert members_booting(members, starting=set(), reported={"m3", "m4"}) == 0
+    assert members_booting([], starting={"m7", "m8"}) == 2

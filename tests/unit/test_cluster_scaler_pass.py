@@ -148,8 +148,15 @@ async def save():
 async def step(scaler, rec, policy, log):
     """One pass, and the member starts it launched (they run beside the pass) ended."""
     view = await scaler.step(NAMES, rec, MODEL, policy, [], log)
-    await scaler.starts.settle(rec.key)
+    await scaler.settle(rec.key)
     return view
+
+
+def booting_a_jvm(nodes: FakeNodes, rec: ClusterRecord) -> None:
+    """A Spark application waits on ``rec``'s master: its members start with their Spark
+    worker, so each holds its place in the start window until it reports."""
+    rec.spark_in_use = True
+    nodes.spark = SparkView(True, registered_applications=1)
 
 
 async def test_a_lost_member_is_rescheduled_removed_and_replaced_under_a_new_name(clock):
@@ -291,10 +298,19 @@ async def test_a_spark_application_gives_every_joined_member_a_worker_once(clock
     await step(scaler, rec, policy, log)
     assert nodes.workers_started == [NAMES.member(1), NAMES.member(2)]  # not again
 
-    nodes.running[NAMES.member(1)] = False  # lost: its replacement starts with a worker
+    # lost: no application waits for workers, so its replacement boots without one and gets
+    # it once it has reported
+    nodes.running[NAMES.member(1)] = False
     await step(scaler, rec, policy, log)
-    assert nodes.started_with_worker[NAMES.member(3)] is True
+    assert nodes.started_with_worker[NAMES.member(3)] is False
+    await step(scaler, rec, policy, log)
+    assert nodes.workers_started[-1] == NAMES.member(3)
     assert rec.members[NAMES.member(3)].spark_worker
+
+    nodes.spark = SparkView(True, registered_applications=1)  # an application waits again
+    nodes.running[NAMES.member(2)] = False
+    await step(scaler, rec, policy, log)
+    assert nodes.started_with_worker[NAMES.member(4)] is True  # with its worker, at once
 
 
 async def test_a_member_running_executors_is_busy_and_drained_only_after_they_end(clock):
@@ -343,6 +359,7 @@ async def test_a_burst_starts_members_as_those_booting_report_never_more_at_once
     nodes.start_member = start_member
     scaler = ClusterScaler(nodes, save, start_window=2)
     rec, policy = cluster(5)
+    booting_a_jvm(nodes, rec)
     await step(scaler, rec, policy, log)
     assert log.lines[0] == "scale up by 5 to 5 members: 0 members is below the minimum of 5"
     assert len(rec.members) == 5 and booting == {NAMES.member(1), NAMES.member(2)}
@@ -382,6 +399,7 @@ async def test_a_member_that_reports_wakes_the_service_and_the_next_round_is_reg
     scaler = ClusterScaler(nodes, save, start_window=2)
     scaler.on_joined = lambda: woken.append(True)
     rec, policy = cluster(5)
+    booting_a_jvm(nodes, rec)
     await step(scaler, rec, policy, log)
     first, ahead = [NAMES.member(i) for i in (1, 2)], [NAMES.member(i) for i in (3, 4)]
     # members 3 and 4 became Grid Engine hosts beside 1 and 2's start: they only boot later
@@ -444,6 +462,7 @@ async def test_a_round_of_members_becomes_grid_engine_hosts_in_one_registration(
     booting_until_told(nodes)
     scaler = ClusterScaler(nodes, save, start_window=5)
     rec, policy = cluster(7)
+    booting_a_jvm(nodes, rec)
     await step(scaler, rec, policy, log)
     first, rest = [NAMES.member(i) for i in range(1, 6)], [NAMES.member(6), NAMES.member(7)]
     # one call for the round that starts, one for the round after it (registered ahead)
@@ -468,6 +487,7 @@ async def test_the_next_scale_up_is_decided_while_the_previous_round_still_start
     nodes.start_member = start_member
     scaler = ClusterScaler(nodes, save, start_window=5)
     rec, policy = dynamic_cluster(0, 10)
+    booting_a_jvm(nodes, rec)
     nodes.pending = [sge.PendingJob("1", "job", "jovyan", "qw", 2, 1, 1, GIB)]
     await scaler.step(NAMES, rec, MODEL, policy, [], log)  # returns while its round starts
     await starting.wait()
@@ -653,6 +673,7 @@ async def test_a_member_that_reports_frees_its_place_for_the_next_round_before_a
     booting_until_told(nodes)
     scaler = ClusterScaler(nodes, save, start_window=2)
     rec, policy = cluster(4)
+    booting_a_jvm(nodes, rec)
     await step(scaler, rec, policy, log)
     assert sorted(nodes.running) == [NAMES.member(1), NAMES.member(2)]
     report(nodes, NAMES.member(1))  # no pass from here on
@@ -778,3 +799,71 @@ async def test_a_member_whose_registration_ahead_failed_is_registered_by_its_rou
     assert not any(m.waiting_to_start for m in rec.members.values())
     assert calls[0] == [NAMES.member(1), NAMES.member(2)]
     assert sorted(nodes.registered) == sorted(rec.members)  # the failed ones again, and 3
+
+
+async def test_a_grid_engine_burst_in_a_spark_cluster_boots_its_members_before_their_jvms(clock):
+    """In a cluster in Spark use with no Spark application waiting, a scale-up's members
+    start without their Spark worker, and no worker starts while any of them boots: the
+    execution daemons report first; then every member gets its worker."""
+    nodes, log = FakeNodes(), FakeLog()
+    started = nodes.start_member
+
+    async def start_member(names, rec, member, *args, **kwargs):  # boots until told
+        await started(names, rec, member, *args, **kwargs)
+        nodes.hosts[member.name] = sge.HostState(member.name, False, False, "u", 0, None)
+
+    nodes.start_member = start_member
+    scaler = ClusterScaler(nodes, save, start_window=2)
+    rec, policy = dynamic_cluster(0, 3)
+    rec.spark_in_use = True  # a kernel used Spark earlier; its application has ended
+    nodes.pending = [sge.PendingJob("1", "job", "jovyan", "qw", 3, 1, 1, GIB)]
+    await step(scaler, rec, policy, log)
+    assert len(rec.members) == 3
+    first = [NAMES.member(1), NAMES.member(2)]
+    nodes.pending = []
+    for name in first[:1]:  # member 1 reports (a job runs), 2 boots, 3 waits for room
+        nodes.hosts[name] = sge.HostState(name, True, False, "", 1, CAPACITY)  # busy
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)
+    assert nodes.workers_started == []  # members still boot: no JVM beside them
+    for name in rec.members:
+        nodes.hosts[name] = sge.HostState(name, True, False, "", 1, CAPACITY)  # busy
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)  # member 3 starts (its room freed), boots
+    for name in rec.members:
+        nodes.hosts[name] = sge.HostState(name, True, False, "", 1, CAPACITY)  # busy
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)  # all reported: now the workers
+    assert nodes.started_with_worker == dict.fromkeys(rec.members, False)
+    assert sorted(nodes.workers_started) == sorted(rec.members)
+    assert all(m.spark_worker for m in rec.members.values())
+
+
+async def test_members_without_a_jvm_start_as_containers_before_them_run_not_as_they_report(
+    clock,
+):
+    """A Grid Engine-only burst: a member's place in the start window is free once its
+    container runs (its execution daemon's start costs little), so the next round starts
+    then, without waiting for any member to report; never more containers are being started
+    at once than the window holds."""
+    nodes, log = FakeNodes(), FakeLog()
+    started = nodes.start_member
+    in_flight, most = set(), [0]
+
+    async def start_member(names, rec, member, *args, **kwargs):  # a container start: slow
+        in_flight.add(member.name)
+        most[0] = max(most[0], len(in_flight))
+        await asyncio.sleep(0.01)
+        await started(names, rec, member, *args, **kwargs)
+        nodes.hosts[member.name] = sge.HostState(member.name, False, False, "u", 0, None)
+        in_flight.discard(member.name)
+
+    nodes.start_member = start_member
+    scaler = ClusterScaler(nodes, save, start_window=2)
+    rec, policy = cluster(5)
+    await step(scaler, rec, policy, log)  # one pass: no member reports, none will
+    assert sorted(nodes.running) == sorted(rec.members) and len(rec.members) == 5
+    assert not any(m.waiting_to_start for m in rec.members.values())
+    assert most[0] == 2
+    assert nodes.removed == []
+    scaler.forget(rec.key)

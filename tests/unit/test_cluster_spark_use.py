@@ -3,7 +3,13 @@ the cluster, then on every ready member that is not draining, once."""
 
 from hub_services.clusters.scaling import Capacity, Request
 from hub_services.clusters.spark import SparkView, parse_observation
-from hub_services.clusters.spark_use import spark_in_use, why_in_use, workers_to_start
+from hub_services.clusters.spark_use import (
+    spark_in_use,
+    spark_waiting,
+    why_in_use,
+    worker_at_boot,
+    workers_to_start,
+)
 from hub_services.clusters.state import MemberRecord
 
 GIB = 1024**3
@@ -56,3 +62,39 @@ def test_workers_start_on_ready_members_without_one_that_are_not_draining():
     ]
     # m5 has not reported to the manager yet: its turn comes in a later pass
     assert workers_to_start(True, members, ["m1", "m2", "m3", "m4"]) == ["m1", "m3"]
+
+
+def test_spark_waits_for_workers_while_an_application_is_registered_or_wants_executors():
+    assert not spark_waiting(SparkView(True))  # used earlier, nothing registered now
+    assert not spark_waiting(SparkView(False, registered_applications=1))  # no answer
+    assert spark_waiting(SparkView(True, registered_applications=1))
+    assert spark_waiting(SparkView(True, requests=[Request("spark app-1", 1, Capacity(1, GIB))]))
+
+
+def test_members_start_with_their_worker_only_while_spark_waits_for_workers():
+    assert worker_at_boot(in_use=True, waiting=True)
+    assert not worker_at_boot(in_use=True, waiting=False)
+    assert not worker_at_boot(in_use=False, waiting=True)
+
+
+def test_no_worker_starts_while_members_boot_unless_an_application_waits():
+    members = [
+        member("m1", joined=True),
+        member("m2"),  # started, not reported yet: boots
+        member("m3", waiting_to_start=True),  # waits for room to boot
+    ]
+    assert workers_to_start(True, members, ["m1"], waiting=False) == []
+    assert workers_to_start(True, members, ["m1"], waiting=True) == ["m1"]
+    members[2].waiting_to_start = False
+    assert workers_to_start(True, members, ["m1", "m2"], waiting=False) == []  # m3 boots
+    # all reported (m2 and m3 not yet recorded as joined): the boots are over
+    assert workers_to_start(True, members, ["m1", "m2", "m3"], waiting=False) == [
+        "m1",
+        "m2",
+        "m3",
+    ]
+
+
+def test_a_member_that_stopped_reporting_after_joining_does_not_hold_workers_back():
+    members = [member("m1", joined=True), member("m2", joined=True)]  # m2 unreachable now
+    assert workers_to_start(True, members, ["m1"], waiting=False) == ["m1"]
