@@ -44,6 +44,8 @@ ACTIONS = (
     "share-code-created",
     "share-code-revoked",
     "share-code-used",
+    # a swarm workspace's /data moved off a drained node (bench_spawner/swarm/data_move.py)
+    "moved",
 )
 _TEXT_KEYS = ("uid", "at", "user", "workspace", "actor", "action", "description")
 # json.dumps escapes every quote inside a string, so this only occurs where a line starts

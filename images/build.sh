@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build BenchHub's container images locally (no registry is used; nothing is pulled).
+# Build BenchHub's container images locally (nothing is pulled; pushed only to a site
+# registry when BENCHHUB_REGISTRY is set).
 # Usage: images/build.sh [all|templates|everything|base|jupyterlab|egress|cluster|datascience|r|vscode|swarm-node]
 #        (default: all = base jupyterlab egress cluster; templates = datascience r vscode, the
 #        image templates built FROM jupyterlab; everything = both)
@@ -19,6 +20,10 @@
 #        BENCHHUB_PYSPARK_VERSION   (default 4.0.1; the same in the workspace and cluster images)
 #        PIP_INDEX_URL           (passed through as a build-arg when set)
 #        NPM_CONFIG_REGISTRY     (passed through as a build-arg when set; VS Code image)
+#        BENCHHUB_REGISTRY       (default none: also push each image built or found cached to
+#                                 this site registry, host[:port], as <registry>/<image>, e.g.
+#                                 127.0.0.1:5000 -> 127.0.0.1:5000/benchhub/jupyterlab:latest;
+#                                 where a swarm's nodes pull from: docs/swarm.md)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -44,6 +49,19 @@ say() { printf '==> %s\n' "$*"; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
+REGISTRY=${BENCHHUB_REGISTRY:-}
+[[ -z "$REGISTRY" || "$REGISTRY" =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$ ]] \
+  || die "BENCHHUB_REGISTRY must be host or host:port (no scheme, no path), got '$REGISTRY'"
+
+# publish IMAGE: push IMAGE to the site registry as $REGISTRY/IMAGE when BENCHHUB_REGISTRY is
+# set (the swarm's nodes pull it there, docs/swarm.md); nothing otherwise
+publish() {
+  [[ -n "$REGISTRY" ]] || return 0
+  say "pushing $REGISTRY/$1"
+  docker tag "$1" "$REGISTRY/$1"
+  docker push -q "$REGISTRY/$1" >/dev/null || die "push of $REGISTRY/$1 failed"
+}
+
 cleanup_paths=()
 cleanup() { local p; for p in "${cleanup_paths[@]}"; do rm -rf -- "$p"; done; }
 trap cleanup EXIT
@@ -64,6 +82,7 @@ apt_mirror() {
 build_base() {
   if have_image "$BASE_IMAGE"; then
     say "base: $BASE_IMAGE exists, nothing to do"
+    publish "$BASE_IMAGE"
     return
   fi
   ((EUID == 0)) || die "base: debootstrap needs root"
@@ -80,6 +99,7 @@ build_base() {
   say "base: importing as $BASE_IMAGE"
   tar -C "$rootfs" -c . | docker import - "$BASE_IMAGE" >/dev/null
   rm -rf -- "$rootfs"
+  publish "$BASE_IMAGE"
 }
 
 build_jupyterlab() {
@@ -202,6 +222,7 @@ cached_build() {
   if have_image "$tag"; then
     docker tag "$tag" "$image"
     say "$name: cached ($tag) -> $image"
+    publish "$image"
     return
   fi
   ca_file=$ctx/extra-ca.crt
@@ -209,6 +230,7 @@ cached_build() {
   say "$name: building $tag"
   docker build --pull=false --force-rm "$@" -t "$tag" -t "$image" "$ctx"
   rm -f -- "$ca_file"
+  publish "$image"
 }
 
 timed() {

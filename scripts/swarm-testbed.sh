@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # The test swarm: three Docker-in-Docker engines on this machine (docs/swarm.md).
-# Usage: scripts/swarm-testbed.sh up|down|status|env
+# Usage: scripts/swarm-testbed.sh up|down|status|env|registry
 #   up      make what is missing (idempotent): the network, a manager and two workers, the
 #           swarm, and the workspace images loaded into the workers; prints the env lines
+#   registry  (after up) a site registry for the nodes, Debian's docker-registry on one storage:
+#           read-only in benchswarm-registry at REGISTRY_IP:5000 on the nodes' network (every
+#           node lists it in insecure-registries), writable in benchswarm-registry-push at
+#           127.0.0.1:PORT on this host only (the engine trusts loopback registries without
+#           TLS); prints BENCHHUB_REGISTRY (push address, for images/build.sh) and
+#           BENCHHUB_SWARM_REGISTRY (the nodes' address)
 #   down    remove every benchswarm-* container, volume and network (idempotent)
 #   status  the nodes as the manager sees them, and the images each worker holds
 #   env     BENCHHUB_SWARM_DOCKER_HOST=... (the manager's engine API, for the hub on this host)
@@ -10,6 +16,7 @@
 #        BENCHHUB_SWARM_IMAGES      (default benchhub/jupyterlab:latest; space-separated, loaded
 #                                    into every worker by `docker save | docker load`)
 #        BENCHHUB_SWARM_SUBNET      (default 192.168.250.0/24; the nodes' bridge network)
+#        BENCHHUB_SWARM_REGISTRY_PORT (default 5000; the registry's port on this host's loopback)
 #
 # Why Docker-in-Docker: the host engine runs with live-restore, which Docker refuses in swarm
 # mode, so it never joins. Each node is a container that runs its own dockerd (privileged is
@@ -27,6 +34,9 @@ NET=benchswarm-net
 MANAGER=benchswarm-manager
 WORKERS=(benchswarm-worker-1 benchswarm-worker-2)
 LABEL=org.benchhub.testbed=swarm
+REGISTRY=benchswarm-registry
+REGISTRY_PUSH=benchswarm-registry-push
+REGISTRY_HOST_PORT=${BENCHHUB_SWARM_REGISTRY_PORT:-5000}
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
@@ -36,6 +46,8 @@ address() { local base=${SUBNET%/*}; printf '%s.%s\n' "${base%.*}" "$1"; }
 GATEWAY=$(address 1)
 manager_ip() { address 10; }
 worker_ip() { address $((11 + $1)); }
+registry_ip() { address 5; }
+registry_address() { echo "$(registry_ip):5000"; }  # as the nodes reach it
 
 # the MTU of the host's default route: Docker's bridges default to 1500, which stalls large
 # transfers where the host has less (1400 on the development machine)
@@ -70,7 +82,7 @@ ensure_node() {
       --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
       --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
       -v "$name-docker:/var/lib/docker" --tmpfs /run \
-      "$NODE_IMAGE" "$@" --mtu "$mtu" >/dev/null
+      "$NODE_IMAGE" "$@" --mtu "$mtu" --insecure-registry "$(registry_address)" >/dev/null
   fi
 }
 
@@ -143,6 +155,47 @@ ensure_images() {
 
 print_env() { echo "BENCHHUB_SWARM_DOCKER_HOST=tcp://$(manager_ip):2375"; }
 
+# the site registry (only on request: `up` does not pay for it); the nodes made by `up` list
+# it as insecure (plain HTTP), a testbed made before they did must be made again
+registry() {
+  local node i
+  running "$MANAGER" || die "the test swarm is not up (run: $0 up)"
+  for node in "$MANAGER" "${WORKERS[@]}"; do
+    on "$node" info -f '{{range .RegistryConfig.IndexConfigs}}{{.Name}} {{end}}' \
+      | grep -qw "$(registry_address)" \
+      || die "$node does not list $(registry_address) as insecure; remake the testbed: $0 down; $0 up"
+  done
+  # read-only where the nodes (and so the workspaces, whose traffic leaves from their node's
+  # address) reach it; writable only on this host's loopback, from the engine's default
+  # bridge, which Docker keeps apart from the nodes' network
+  if ! running "$REGISTRY"; then
+    docker rm -f "$REGISTRY" >/dev/null 2>&1 || true
+    say "registry $REGISTRY, read-only ($(registry_address))"
+    docker run -d --name "$REGISTRY" --label "$LABEL" --network "$NET" --ip "$(registry_ip)" \
+      -v "$REGISTRY-data:/var/lib/docker-registry" \
+      --entrypoint docker-registry "$NODE_IMAGE" serve /etc/docker/registry/testbed.yml >/dev/null
+  fi
+  if ! running "$REGISTRY_PUSH"; then
+    docker rm -f "$REGISTRY_PUSH" >/dev/null 2>&1 || true
+    say "registry $REGISTRY_PUSH, writable (127.0.0.1:$REGISTRY_HOST_PORT on this host only)"
+    docker run -d --name "$REGISTRY_PUSH" --label "$LABEL" --network bridge \
+      -p "127.0.0.1:$REGISTRY_HOST_PORT:5000" -v "$REGISTRY-data:/var/lib/docker-registry" \
+      -e 'REGISTRY_STORAGE_MAINTENANCE_READONLY={"enabled": false}' \
+      --entrypoint docker-registry "$NODE_IMAGE" serve /etc/docker/registry/testbed.yml >/dev/null
+  fi
+  for ((i = 0; i < 100; i++)); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$REGISTRY_HOST_PORT/v2/" 2>/dev/null \
+      && docker exec "$REGISTRY" bash -c 'exec 3<>/dev/tcp/127.0.0.1/5000' 2>/dev/null && break
+    for name in "$REGISTRY" "$REGISTRY_PUSH"; do
+      running "$name" || { docker logs --tail 20 "$name" >&2; die "$name exited"; }
+    done
+    sleep 0.1
+  done
+  ((i < 100)) || die "$REGISTRY or $REGISTRY_PUSH did not answer in 10 s"
+  echo "BENCHHUB_REGISTRY=127.0.0.1:$REGISTRY_HOST_PORT"
+  echo "BENCHHUB_SWARM_REGISTRY=$(registry_address)"
+}
+
 up() {
   local start=$SECONDS i
   docker image inspect "$NODE_IMAGE" >/dev/null 2>&1 \
@@ -185,5 +238,6 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   env) print_env ;;
-  *) die "usage: $0 up|down|status|env" ;;
+  registry) registry ;;
+  *) die "usage: $0 up|down|status|env|registry" ;;
 esac

@@ -12,7 +12,9 @@ talk over the nodes' own network:
    runs, a sender on the source streams ``/data`` to that node's address and port as tar;
    each reports the digest of its tree;
 3. only when both digests are equal, a releaser on the source empties the old copy;
-4. the source is drained again, whatever happened; the movers are removed.
+4. the source is drained again, whatever happened; the movers are removed;
+5. the activity journal gets a ``moved`` entry naming both nodes (the spawner's
+   ``record_activity``; its actor is the start's request, else ``hub``).
 
 A failure at any step keeps the old copy and the workspace's node: the start fails with a
 sentence saying what went wrong (``moving /data ... failed: ...``).
@@ -38,6 +40,7 @@ from .move_plan import (
     MoveTimeline,
     avoid_evacuating,
     evacuation_spec,
+    moved_entry,
     mover_service_kwargs,
     parse_report,
     parse_times,
@@ -76,13 +79,17 @@ class WorkspaceDataMove(LoggingConfigurable):
                     reason="move-failed",
                     status_code=500,
                 ) from None
+        seconds = time.monotonic() - began
         self.log.info(
             "%s: /data moved from %s to %s in %.1f s",
             self.object_name,
             source.hostname,
             target.hostname,
-            time.monotonic() - began,
+            seconds,
         )
+        description, fields = moved_entry(source, target, seconds)
+        # the actor is the start's request (WorkspaceActivity), else the hub
+        await self.record_activity("moved", f"{self._by('moved')}: {description}", fields)
         return target
 
     async def _evacuate(self, source: NodeView, resources, image: str) -> NodeView:

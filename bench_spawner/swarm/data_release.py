@@ -12,28 +12,34 @@ of :mod:`.data_move`, program :mod:`.move_agent`, role ``delete``).
 The deleter service itself is the record that a removal is pending, kept by the swarm's
 manager (not the hub's database, where the deleted server's row is gone): it is removed only
 once it completed. When the node cannot run it now (down, left the swarm, paused), it stays
-pinned there and Swarm runs it when the node is back; until it completed, a start of a
-workspace of the same name first finishes it (retrying one that failed) or, while the node is
-still away, is refused with why (``data-release-pending``): never a start on the old files.
-A drained node is opened for the deleter as for a move (``benchhub.evacuating``).
+pinned there and Swarm runs it when the node is back. A deleter whose task **fails** (on
+its node, e.g. the engine could not remove the volume) is started again by Swarm itself, its
+restart policy ``on-failure`` with at most ``delete_retries`` attempts ``delete_retry_delay``
+seconds apart, so a node that comes back with a transient problem needs no start of the
+name; once Swarm gave up, a start of a workspace of the same name first finishes it (a new
+deleter) or, while the node is still away, is refused with why (``data-release-pending``):
+never a start on the old files. A drained node is opened for the deleter as for a move
+(``benchhub.evacuating``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
+from enum import Enum
 
 from jupyterhub.spawner import SpawnException
-from traitlets import Float, Unicode
+from traitlets import Float, Int, Unicode
 
 from benchhub.labels import DELETE as DELETE_LABEL
 from benchhub.labels import DELETE_NODE as DELETE_NODE_LABEL
 
 from .data_move import MoveFailed, WorkspaceDataMove, _moves
 from .home_node import Home, decide_home
-from .move_plan import MoverPlan, mover_service_kwargs
+from .move_plan import MoverPlan
 from .service_plan import NodeView
-from .task_outcome import TaskView, latest_task, task_view
+from .task_outcome import ENDED_STATES, TaskView, task_view
 
 
 def deleter_name(service: str) -> str:
@@ -85,9 +91,28 @@ def pending_start_reason(where: str) -> str:
     )
 
 
-def deleter_done(task: TaskView | None) -> bool:
-    """Whether a deleter's task removed the volume (it completed)."""
-    return task is not None and task.state == "complete"
+class Progress(Enum):
+    DONE = "done"  # a task completed: the volume is removed
+    WORKING = "working"  # a task is on its way, or Swarm is about to start another
+    GAVE_UP = "gave-up"  # every task failed and Swarm starts no other
+
+    @property
+    def gave_up(self) -> bool:
+        return self is Progress.GAVE_UP
+
+
+def deleter_progress(tasks: list[TaskView]) -> Progress:
+    """Where a deleter service stands, from all its tasks (Swarm's restart policy makes a
+    new task for each retry): done once any task completed; given up when every task ended
+    otherwise and the orchestrator handled each end (desired ``shutdown``: with no retry
+    left it made no replacement); else working (a task pending, e.g. on a node that is
+    away, or running, or one that just failed and awaits Swarm's retry)."""
+    if any(t.state == "complete" for t in tasks):
+        return Progress.DONE
+    over = ENDED_STATES | {"rejected"}
+    if tasks and all(t.state in over and t.desired_state != "running" for t in tasks):
+        return Progress.GAVE_UP
+    return Progress.WORKING
 
 
 class ReleasePending(Exception):
@@ -100,6 +125,20 @@ class WorkspaceDataRelease(WorkspaceDataMove):
         help="""Seconds a deleted workspace's /data removal on a reachable node may take
         (the deleter's start and the engine's removal), e.g. 120. When it fails, the removal
         stays pending and the next start of a workspace of that name retries it.""",
+    ).tag(config=True)
+
+    delete_retries = Int(
+        3,
+        help="""How many times Swarm itself starts a deleted workspace's /data removal again
+        after it failed on its node (the deleter's restart policy on-failure), e.g. 3; also
+        when it failed once the node came back from being away. 0 = only the next start of
+        a workspace of that name retries it.""",
+    ).tag(config=True)
+
+    delete_retry_delay = Float(
+        5.0,
+        help="""Seconds Swarm waits after a failed /data removal before it starts it again,
+        e.g. 5 (Swarm's own default restart delay).""",
     ).tag(config=True)
 
     node_engine_socket = Unicode(
@@ -152,11 +191,11 @@ class WorkspaceDataRelease(WorkspaceDataMove):
             ) from None
 
     def _deleter_image(self) -> str:
-        """An image the node holds: the workspace's own template's (stored options), else
-        the default template's."""
+        """An image the node holds (or pulls from the site registry): the workspace's own
+        template's (stored options), else the default template's."""
         spec = self.current_spec()
         key = spec.image if spec else self.default_image_template
-        return self.templates[key].image
+        return self.node_image(self.templates[key].image)
 
     async def _release_volume(self, node_id: str, image: str) -> None:
         """Remove the volume on ``node_id`` with the deleter service and then the deleter.
@@ -175,11 +214,16 @@ class WorkspaceDataRelease(WorkspaceDataMove):
             },
             labels={DELETE_LABEL: self.object_name, DELETE_NODE_LABEL: node_id},
             engine_socket=self.node_engine_socket,
+            retries=self.delete_retries,
+            retry_delay=self.delete_retry_delay,
         )
         step = decide_release(node_id, await self.nodes())
         if not step.run:
-            if await self._inspect_service(name) is None:
-                await self.docker("create_service", **mover_service_kwargs(plan))
+            # left pinned there for Swarm to run when the node is back; one Swarm gave up
+            # on (it failed every attempt before the node went away again) is made anew
+            existing = await self._inspect_service(name)
+            if existing is None or (await self._deleter_progress(existing["ID"])).gave_up:
+                await self._create_mover(plan, [])
             raise ReleasePending(step.reason)
         if step.open_node:
             async with _moves, self._evacuating(node_id):
@@ -189,13 +233,40 @@ class WorkspaceDataRelease(WorkspaceDataMove):
         await self._remove_service(name)
 
     async def _run_deleter(self, plan: MoverPlan) -> None:
-        """The deleter's task completed: one that completed before is enough; any other is
-        replaced by a new one, followed until it completes (MoveFailed otherwise)."""
-        existing = await self._inspect_service(plan.name)
-        if existing is not None:
-            found = latest_task(await self.docker("tasks", filters={"service": existing["ID"]}))
-            if deleter_done(task_view(found, 0) if found else None):
-                return
+        """Until the deleter's task completed: one that completed before is enough; one
+        Swarm still works on (or retries) is followed; one Swarm gave up on is replaced by a
+        new deleter. MoveFailed when Swarm gives up, or after ``delete_timeout``."""
         deadline = time.monotonic() + self.delete_timeout
-        service = await self._create_mover(plan, [])
-        await self._finished(service, "the removal of /data", deadline, self.delete_timeout)
+        existing = await self._inspect_service(plan.name)
+        progress = await self._deleter_progress(existing["ID"]) if existing else None
+        if progress is Progress.DONE:
+            return
+        service = existing["ID"] if progress is Progress.WORKING else None
+        if service is None:
+            service = await self._create_mover(plan, [])
+        while True:
+            tasks = await self._deleter_tasks(service)
+            progress = deleter_progress(tasks)
+            if progress is Progress.DONE:
+                return
+            if progress is Progress.GAVE_UP:
+                errors = [t.error or t.state for t in tasks]
+                tail = (await self._logs(service)).strip().splitlines()[-1:]
+                detail = f"; last line: {tail[0]}" if tail else ""
+                raise MoveFailed(
+                    f"the removal of /data failed {len(tasks)} time(s): {errors[-1]}{detail}"
+                )
+            if time.monotonic() > deadline:
+                raise MoveFailed(
+                    f"the removal of /data did not finish within {self.delete_timeout:g} s"
+                )
+            await asyncio.sleep(0.3)
+
+    async def _deleter_tasks(self, service: str) -> list[TaskView]:
+        """Every task of the deleter ``service`` (one per attempt), oldest first."""
+        tasks = await self.docker("tasks", filters={"service": service})
+        tasks.sort(key=lambda t: (t.get("Version") or {}).get("Index", 0))
+        return [task_view(t, 0) for t in tasks]
+
+    async def _deleter_progress(self, service: str) -> Progress:
+        return deleter_progress(await self._deleter_tasks(service))

@@ -29,6 +29,7 @@ from docker.types import (
 )
 
 from .move_agent import ENGINE_SOCKET, PORT, REPORT, TIMES
+from .service_plan import NodeView
 
 EVACUATING = "benchhub.evacuating"
 AGENT_SOURCE = (Path(__file__).parent / "move_agent.py").read_text()
@@ -118,6 +119,24 @@ def verification_problem(sent: MoveReport | None, received: MoveReport | None) -
     return None
 
 
+def moved_entry(source: NodeView, target: NodeView, seconds: float) -> tuple[str, dict]:
+    """The activity journal's ``moved`` entry of a verified move from node ``source`` to
+    ``target`` that took ``seconds``: its description (the caller prefixes who caused it)
+    and its fields, both nodes by id (as the ``started`` entry's ``node``) and by name."""
+    description = (
+        f"/data moved from drained swarm node {source.hostname} to {target.hostname}, "
+        f"copy verified, in {seconds:.1f} s"
+    )
+    fields = {
+        "from_node": source.id,
+        "from_hostname": source.hostname,
+        "to_node": target.id,
+        "to_hostname": target.hostname,
+        "seconds": round(seconds, 1),
+    }
+    return description, fields
+
+
 def evacuation_spec(spec: dict) -> dict:
     """The node spec that lets the movers run on a drained node while BenchHub's services
     (which avoid :data:`EVACUATING`) stay off it."""
@@ -137,7 +156,9 @@ class MoverPlan:
     the volume mounted at /data (read-only for the sender; "" for none), its environment,
     and the resources a receiver reserves (the workspace's, so it lands where the workspace
     fits). A receiver publishes its port on its node's address (host mode, a port Swarm
-    chooses). ``engine_socket``, the node's engine socket, is bind-mounted for ``delete``."""
+    chooses). ``engine_socket``, the node's engine socket, is bind-mounted for ``delete``.
+    ``retries``: how many times Swarm starts a failed task again, ``retry_delay`` seconds
+    after its failure (restart policy ``on-failure``); 0 = never (``none``)."""
 
     name: str
     image: str
@@ -149,11 +170,25 @@ class MoverPlan:
     read_only: bool = False
     resources: Resources | None = None
     engine_socket: str = ""
+    retries: int = 0
+    retry_delay: float = 0.0
+
+
+def restart_policy(retries: int, delay: float) -> RestartPolicy:
+    """Swarm's restart policy of a one-shot service: ``none``, or ``on-failure`` at most
+    ``retries`` times, ``delay`` seconds after each failure (a task that completed is never
+    started again)."""
+    if retries <= 0:
+        return RestartPolicy(condition="none")
+    return RestartPolicy(
+        condition="on-failure", delay=int(delay * 1_000_000_000), max_attempts=retries
+    )
 
 
 def mover_service_kwargs(plan: MoverPlan) -> dict:
     """Keyword arguments of docker-py's ``APIClient.create_service`` for one mover: root
-    (to read and keep every owner), no restart, its one volume (or the engine's socket)."""
+    (to read and keep every owner), its one volume (or the engine's socket), no restart
+    unless the plan asks for retries (then ``on-failure``, at most ``retries`` times)."""
     mounts = []
     if plan.volume:
         mounts.append(
@@ -172,7 +207,7 @@ def mover_service_kwargs(plan: MoverPlan) -> dict:
     task = TaskTemplate(
         container_spec=container,
         resources=plan.resources,
-        restart_policy=RestartPolicy(condition="none"),
+        restart_policy=restart_policy(plan.retries, plan.retry_delay),
         placement=Placement(constraints=list(plan.constraints)),
     )
     kwargs = {"task_template": task, "name": plan.name, "labels": dict(plan.labels)}

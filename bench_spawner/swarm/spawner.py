@@ -25,17 +25,19 @@ from docker.errors import APIError
 from dockerspawner import SwarmSpawner
 from jupyterhub.spawner import SpawnException
 from tornado import web
-from traitlets import Float, List, TraitError, Unicode, default
+from traitlets import Float, List, TraitError, Unicode, default, validate
 
 from benchhub.labels import workspace_labels
 from benchhub.resource_models import HostCapacity
 from benchhub.workspace_spec import OptionsError, WorkspaceSpec, validate_workspace_name
 
 from ..activity import WorkspaceActivity
+from ..actors import ActionRequest
 from ..workspace_options import WorkspaceOptions
 from ..workspace_status import Outcome, describe_failure, live_status, status_report
 from .data_release import WorkspaceDataRelease
 from .home_node import Home, decide_home
+from .image_names import node_image, registry_problem
 from .move_plan import avoid_evacuating
 from .service_plan import (
     WORKER_ONLY,
@@ -85,6 +87,25 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOption
         help="""The generic-resource name nodes advertise their GPUs as (dockerd
         --node-generic-resource gpu=N), e.g. gpu. A model's gpus are reserved as it.""",
     ).tag(config=True)
+
+    image_registry = Unicode(
+        "",
+        help="""The registry every node pulls workspace images from, as host or host:port,
+        e.g. manager:5000 (a registry the site runs: Debian's docker-registry; images/build.sh
+        pushes each image it builds there when BENCHHUB_REGISTRY is set). A template's image
+        without a registry part then runs as <registry>/<image>, e.g.
+        manager:5000/benchhub/jupyterlab:latest, and a node pulls it there (each node's
+        engine must trust the registry: TLS, or insecure-registries). "" (the default) = the
+        nodes already hold the images under the templates' names (docker save | docker load
+        on each node).""",
+    ).tag(config=True)
+
+    @validate("image_registry")
+    def _valid_registry(self, proposal):
+        problem = registry_problem(proposal.value)
+        if problem:
+            raise TraitError(problem)
+        return proposal.value
 
     node_id = Unicode("", help="The node holding this workspace's /data (spawner state).")
     stop_reason = ""  # why the last poll found the workspace not running
@@ -223,6 +244,16 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOption
     # ---- start, poll, stop --------------------------------------------------------------------
 
     async def start(self):
+        # JupyterHub sets ``handler`` to the request that asked for this start (None without):
+        # the actor of this start's journal entries (started, moved, errored), as BenchSpawner
+        asker = getattr(self.handler, "current_user", None) if self.handler else None
+        self.action_request = ActionRequest.by(asker, self.user.name)
+        try:
+            return await self._start()
+        finally:
+            self._take_request()
+
+    async def _start(self):
         try:
             validate_workspace_name(self.name)
         except OptionsError as e:
@@ -243,7 +274,7 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOption
         environment["BENCHHUB_DOWNLOAD_ALLOWED"] = str(spec.permissions.download).lower()
         plan = ServicePlan(
             name=self.object_name,
-            image=self.image,
+            image=self.node_image(self.image),
             model=model,
             environment=environment,
             labels=workspace_labels(self.user.name, self.name, model.name),
@@ -284,9 +315,14 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOption
             raise SpawnException(home.reason, reason="node-lost", status_code=503)
         if home.kind is Home.MOVE:
             target = await self.move_data(
-                home.node, reservations(model, self.gpu_resource_kind), self.image
+                home.node, reservations(model, self.gpu_resource_kind), self.node_image(self.image)
             )
             self.node_id = target.id  # the "started" journal entry names the new node
+
+    def node_image(self, image: str) -> str:
+        """The name the nodes run ``image`` under (:mod:`.image_names`): with
+        :attr:`image_registry`, the registry's name for it."""
+        return node_image(image, self.image_registry)
 
     async def _wait_until_running(self) -> tuple[str, int]:
         """Follow the service's task until it runs: the node's address and the published

@@ -26,7 +26,9 @@ class TaskView:
     """The part of a Swarm task a decision reads. ``error`` is ``Status.Err`` (Swarm's or
     the engine's reason), ``message`` ``Status.Message``; ``exit_code`` is None until the
     container ended; ``published_port`` is the node port Swarm published for ``port``
-    (host-mode publishing), None before the task runs."""
+    (host-mode publishing), None before the task runs; ``desired_state`` is what the
+    orchestrator wants of it (``running`` until it handled the task's end: ``shutdown``
+    once it did, whether or not it started a replacement)."""
 
     state: str
     error: str = ""
@@ -34,6 +36,7 @@ class TaskView:
     exit_code: int | None = None
     node_id: str = ""
     published_port: int | None = None
+    desired_state: str = ""
 
 
 def task_view(task: dict, port: int) -> TaskView:
@@ -53,6 +56,7 @@ def task_view(task: dict, port: int) -> TaskView:
         exit_code=exit_code if state in ENDED_STATES else None,
         node_id=str(task.get("NodeID") or ""),
         published_port=published,
+        desired_state=str(task.get("DesiredState") or "").lower(),
     )
 
 

@@ -145,6 +145,12 @@ BenchSwarmSpawner.check_config(c)
 
 
 @pytest.fixture(scope="session")
+def swarm_hub_settings(swarm) -> str:
+    """The swarm lines of a hub's configuration (for a test that starts its own hub)."""
+    return swarm_hub_config(swarm)
+
+
+@pytest.fixture(scope="session")
 def swarm_hub(swarm, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("swarmhub")
     hub = HubProcess(workdir, prefix=SWARM_PREFIX, extra_config=swarm_hub_config(swarm))

@@ -10,6 +10,7 @@ workspace of the same name, landing there, found the old files.
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 from support.waiting import wait
@@ -104,3 +105,52 @@ def test_a_workspace_deleted_while_its_node_is_down_keeps_its_name_until_the_dat
     delete(hub, "orphan")
     for worker in swarm.workers:
         assert volumes_on(swarm, worker, service) == [], worker
+
+
+def deleter_states(swarm, service: str) -> list[str]:
+    """The states of every task of the workspace's deleter (one per attempt)."""
+    out = swarm.manager_cli(
+        "service", "ps", "--format", "{{.CurrentState}}", f"{service}-delete", check=False
+    )
+    return [line.split()[0].lower() for line in out.splitlines() if line.strip()]
+
+
+def test_a_removal_that_failed_when_its_node_came_back_is_retried_without_a_new_start(hub, swarm):
+    """Before the deleter had a restart policy, its failed task stayed failed: the volume
+    (the deleted workspace's files) stayed on the node until someone started the name."""
+    service, node = write_secret_and_stop(hub, swarm, "retried")
+    secret = f"{swarm.volume_dir(node, f'{service}-data')}/secret.txt"
+    swarm.set_availability(node, "pause")  # away: takes no task, the removal waits
+    try:
+        delete(hub, "retried")
+        assert deleter_states(swarm, service) == ["pending"]
+        # the node comes back with a problem: its engine cannot remove the volume (a file
+        # it may not unlink, set from this host), so the deleter's task fails there
+        subprocess.run(["chattr", "+i", secret], check=True)
+        swarm.set_availability(node, "active")
+        wait(
+            lambda: deleter_states(swarm, service),
+            60,
+            "the deleter fails on its node",
+            step=0.2,
+            until=lambda states: "failed" in states,
+        )
+        assert volumes_on(swarm, node, service) == [f"{service}-data"]
+    finally:
+        subprocess.run(["chattr", "-i", secret], check=False)
+        swarm.set_availability(node, "active")
+    # the problem is gone: Swarm runs the removal again by itself, no start of the name
+    wait(lambda: volumes_on(swarm, node, service), 60, "the volume is removed", until=[].__eq__)
+    wait(
+        lambda: deleter_states(swarm, service),
+        30,
+        "the deleter's retry completes",
+        until=lambda states: states[:1] == ["complete"],  # newest first
+    )
+
+    # the next start of the name finds it done, removes the deleter, and starts empty
+    start(hub, USER, "retried", {"resource_model": "test-small"})
+    assert "secret.txt" not in data_listing(hub, swarm, service)
+    assert not has_service(swarm, f"{service}-delete")
+    stop(hub, USER, "retried")
+    delete(hub, "retried")

@@ -6,6 +6,7 @@ that does not verify keeps the old one, and the user sees why.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -36,6 +37,16 @@ def prepare(hub, swarm, name: str) -> tuple[str, str, str]:
     return service, node, listing
 
 
+def journal_entries(hub, workspace: str, action: str) -> list[dict]:
+    """The hub's activity journal entries of ``action`` for ``USER``'s ``workspace``, oldest
+    first (read from the journal file: the hub appends to it before a request returns)."""
+    path = hub.workdir / "state" / "activity.jsonl"
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [
+        e for e in entries if (e["user"], e["workspace"], e["action"]) == (USER, workspace, action)
+    ]
+
+
 def availability(swarm, node: str) -> tuple[str, str]:
     fmt = '{{.Spec.Availability}} {{index .Spec.Labels "benchhub.evacuating"}}'
     return tuple((swarm.manager_cli("node", "inspect", "-f", fmt, node).split() + [""])[:2])
@@ -54,6 +65,14 @@ def test_a_stopped_workspace_on_a_drained_node_starts_on_another_node_with_its_d
         # the node is drained again, without the label the move put on it
         assert availability(swarm, node) == ("drain", "")
         assert status_of(hub, USER, "movable")["status"] == "running"
+        # the activity journal says where it went and who caused it (the start's request)
+        (moved,) = journal_entries(hub, "movable", "moved")
+        assert moved["actor"] == "service:tester", moved  # the REST client that started it
+        assert moved["fields"]["from_node"] == swarm.node_id(node), moved
+        assert moved["fields"]["to_node"] == swarm.node_id(moved_to), moved
+        assert f"from drained swarm node {node} to {moved_to}" in moved["description"], moved
+        (started,) = journal_entries(hub, "movable", "started")[-1:]
+        assert started["fields"]["node"] == swarm.node_id(moved_to), started
         stop(hub, USER, "movable")
     finally:
         swarm.set_availability(node, "active")

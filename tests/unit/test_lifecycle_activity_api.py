@@ -216,7 +216,7 @@ async def test_filters_and_paging(server, params, expected):
             "action: one of created, started, stopped, errored, edited, "
             "deleted, admin-entered, admin-exited, reminded, "
             "policy-skipped, restarting, shared, share-revoked, share-code-created, "
-            "share-code-revoked, share-code-used, got 'rebooted'",
+            "share-code-revoked, share-code-used, moved, got 'rebooted'",
         ),
         (
             {"since": "2025-03-01T08:00:00"},

@@ -15,10 +15,11 @@ import pytest
 
 from bench_spawner.swarm import move_agent
 from bench_spawner.swarm.data_release import (
+    Progress,
     data_volume,
     decide_release,
-    deleter_done,
     deleter_name,
+    deleter_progress,
     pending_start_reason,
 )
 from bench_spawner.swarm.move_plan import MoverPlan, mover_service_kwargs
@@ -62,11 +63,53 @@ def test_a_refused_start_says_the_old_files_are_why_and_what_to_do():
     assert "choose another name" in reason and "docs/swarm.md" in reason
 
 
+def task(state, desired="shutdown"):
+    return TaskView(state, desired_state=desired)
+
+
 def test_only_a_completed_deleter_counts_as_done():
-    assert deleter_done(TaskView("complete"))
-    for state in ("pending", "running", "failed", "rejected", "shutdown"):
-        assert not deleter_done(TaskView(state)), state
-    assert not deleter_done(None)
+    assert deleter_progress([task("failed"), task("complete")]) is Progress.DONE
+    for state in ("new", "pending", "running", "failed", "rejected", "shutdown"):
+        assert deleter_progress([task(state, "running")]) is not Progress.DONE, state
+    assert deleter_progress([]) is Progress.WORKING  # just created: Swarm makes its task
+
+
+def test_a_deleter_that_failed_is_still_working_while_swarm_retries_it():
+    # the failed task awaits the orchestrator (desired still running), or its retry exists
+    assert deleter_progress([task("failed", "running")]) is Progress.WORKING
+    assert deleter_progress([task("failed"), task("pending", "ready")]) is Progress.WORKING
+    assert deleter_progress([task("rejected"), task("failed"), task("new", "ready")]) is (
+        Progress.WORKING
+    )
+
+
+def test_a_deleter_whose_every_attempt_failed_and_was_handled_is_given_up():
+    assert deleter_progress([task("failed")]) is Progress.GAVE_UP
+    assert deleter_progress([task("failed"), task("rejected"), task("failed")]).gave_up
+
+
+def test_the_deleter_is_retried_by_swarm_on_failure_a_bounded_number_of_times():
+    plan = MoverPlan(
+        name="bench-ann--ws-delete",
+        image="benchhub/jupyterlab:latest",
+        role="delete",
+        constraints=("node.id==n1",),
+        volume="",
+        environment={},
+        labels={},
+        retries=3,
+        retry_delay=5.0,
+    )
+    policy = mover_service_kwargs(plan)["task_template"]["RestartPolicy"]
+    assert policy == {
+        "Condition": "on-failure",
+        "Delay": 5_000_000_000,
+        "MaxAttempts": 3,
+        "Window": 0,
+    }
+    # the movers of a move never restart: a failed move is the start's failure
+    mover = MoverPlan("m", "img", "send", (), "v", {}, {})
+    assert mover_service_kwargs(mover)["task_template"]["RestartPolicy"]["Condition"] == "none"
 
 
 def test_the_deleter_mounts_the_nodes_engine_and_not_the_volume_it_removes():

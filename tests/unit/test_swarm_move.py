@@ -20,12 +20,14 @@ from bench_spawner.swarm.move_plan import (
     MoveTimeline,
     avoid_evacuating,
     evacuation_spec,
+    moved_entry,
     mover_service_kwargs,
     parse_report,
     parse_times,
     restored_spec,
     verification_problem,
 )
+from bench_spawner.swarm.service_plan import NodeView
 
 
 def make_tree(root):
@@ -194,3 +196,19 @@ def test_a_movers_step_times_are_read_from_its_logs_for_the_moves_phases():
     phases = json.loads(timeline.as_json())
     assert list(phases) == ["open", "send", "send.digest", "send.stream"]
     assert phases["send.stream"] == 3.5 and phases["open"] >= 0
+
+
+def test_the_journals_moved_entry_names_both_nodes_by_id_and_name():
+    source = NodeView("n1", "worker-1", "worker", "drain", "ready", 2, 4, 0, "10.0.0.2")
+    target = NodeView("n2", "worker-2", "worker", "active", "ready", 2, 4, 0, "10.0.0.3")
+    description, fields = moved_entry(source, target, 8.04)
+    assert description == (
+        "/data moved from drained swarm node worker-1 to worker-2, copy verified, in 8.0 s"
+    )
+    assert fields == {
+        "from_node": "n1",
+        "from_hostname": "worker-1",
+        "to_node": "n2",
+        "to_hostname": "worker-2",
+        "seconds": 8.0,
+    }
