@@ -388,13 +388,7 @@ async def test_a_member_that_reports_wakes_the_service_and_the_next_round_is_reg
     clock,
 ):
     nodes, log = FakeNodes(), FakeLog()
-    started = nodes.start_member
-
-    async def start_member(names, rec, member, *args, **kwargs):  # boots until told
-        await started(names, rec, member, *args, **kwargs)
-        nodes.hosts[member.name] = sge.HostState(member.name, False, False, "u", 0, None)
-
-    nodes.start_member = start_member
+    booting_until_told(nodes)
     woken = []
     scaler = ClusterScaler(nodes, save, start_window=2)
     scaler.on_joined = lambda: woken.append(True)
@@ -631,13 +625,7 @@ async def test_no_spares_are_registered_while_members_boot_or_on_a_static_cluste
     rec, policy = dynamic_cluster(0, 10)
     rec.cluster_id = "other"
     rec.workspace = "lab2"
-    started = nodes.start_member
-
-    async def start_member(names, rec, member, *args, **kwargs):  # boots until told
-        await started(names, rec, member, *args, **kwargs)
-        nodes.hosts[member.name] = sge.HostState(member.name, False, False, "u", 0, None)
-
-    nodes.start_member = start_member
+    booting_until_told(nodes)
     scaler.spare_members = 1
     await step(scaler, rec, policy, log)
     (first,) = rec.spares
@@ -806,13 +794,7 @@ async def test_a_grid_engine_burst_in_a_spark_cluster_boots_its_members_before_t
     start without their Spark worker, and no worker starts while any of them boots: the
     execution daemons report first; then every member gets its worker."""
     nodes, log = FakeNodes(), FakeLog()
-    started = nodes.start_member
-
-    async def start_member(names, rec, member, *args, **kwargs):  # boots until told
-        await started(names, rec, member, *args, **kwargs)
-        nodes.hosts[member.name] = sge.HostState(member.name, False, False, "u", 0, None)
-
-    nodes.start_member = start_member
+    booting_until_told(nodes)
     scaler = ClusterScaler(nodes, save, start_window=2)
     rec, policy = dynamic_cluster(0, 3)
     rec.spark_in_use = True  # a kernel used Spark earlier; its application has ended
