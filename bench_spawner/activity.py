@@ -26,9 +26,10 @@ class WorkspaceActivity(LoggingConfigurable):
     activity_journal = Unicode(
         "",
         help="""File the hub appends workspace activity to, one JSON line per action (created,
-        started, stopped, errored, edited, deleted); the lifecycle service copies it into its
-        activity log. "" = keep no activity log. Example: /var/lib/benchhub/hub/activity.jsonl
-        """,
+        started, stopped, errored, edited, deleted, shares, admin entries, moves: the list is
+        benchhub.activity_journal.ACTIONS, described in docs/api.md); the lifecycle service
+        copies it into its activity log. "" = keep no activity log. Example:
+        /var/lib/benchhub/hub/activity.jsonl""",
     ).tag(config=True)
 
     def __init__(self, **kwargs):
