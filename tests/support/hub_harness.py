@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -43,8 +44,39 @@ TEST_MODELS = {
 }
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for the local end of outgoing connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+# Ports a test hub's processes listen on come from below the ephemeral range: a port the
+# kernel may also give an outgoing connection's local end can be taken between the check
+# here and the service's own bind (CI, 2026-12-01: a test hub's lifecycle service found its
+# port held by a connection and could not listen for 90 s).
+_FIRST_PORT = 20000
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A TCP port nothing listens on (on any address), outside the ephemeral range when
+    that leaves room, and not handed out before by this process."""
+    last = _ephemeral_ports()[0] - 1
+    for _ in range(200) if last - _FIRST_PORT >= 1000 else ():
+        port = random.randint(_FIRST_PORT, last)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # no room below the ephemeral range: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
