@@ -64,6 +64,12 @@ class WorkspaceActivity(LoggingConfigurable):
             project=project if isinstance(project, str) else "",
         )
 
+    def _note_start_request(self) -> None:
+        """The request that asked for this start (JupyterHub sets ``handler``; None without)
+        becomes the actor of the start's journal entries (started, moved, errored)."""
+        asker = getattr(self.handler, "current_user", None) if self.handler else None
+        self.action_request = ActionRequest.by(asker, self.user.name)
+
     def _take_request(self) -> ActionRequest:
         """The request that caused this action (or :data:`~.actors.HUB`), forgetting it."""
         request, self.action_request = self.action_request or HUB, None

@@ -41,7 +41,6 @@ from benchhub.volumes import DirectoryVolume, LoopbackVolume, WorkspaceVolume
 from benchhub.workspace_spec import OptionsError, WorkspaceSpec, validate_workspace_name
 
 from .activity import WorkspaceActivity
-from .actors import ActionRequest
 from .checkpointing import WorkspaceCheckpointing
 from .cluster_teardown import WorkspaceClusterTeardown
 from .container import ContainerPlan, create_kwargs, host_config_kwargs
@@ -229,9 +228,7 @@ class BenchSpawner(
     async def start(self):
         self._events.clear()
         t0 = time.monotonic()
-        # JupyterHub sets ``handler`` to the request that asked for this start (None without)
-        asker = getattr(self.handler, "current_user", None) if self.handler else None
-        self.action_request = ActionRequest.by(asker, self.user.name)
+        self._note_start_request()
         try:
             spec, model = await self._admit_start()
         except BaseException:

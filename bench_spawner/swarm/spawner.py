@@ -32,7 +32,6 @@ from benchhub.resource_models import HostCapacity
 from benchhub.workspace_spec import OptionsError, WorkspaceSpec, validate_workspace_name
 
 from ..activity import WorkspaceActivity
-from ..actors import ActionRequest
 from ..workspace_options import WorkspaceOptions
 from ..workspace_status import Outcome, describe_failure, live_status, status_report
 from .data_release import WorkspaceDataRelease
@@ -244,10 +243,7 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOption
     # ---- start, poll, stop --------------------------------------------------------------------
 
     async def start(self):
-        # JupyterHub sets ``handler`` to the request that asked for this start (None without):
-        # the actor of this start's journal entries (started, moved, errored), as BenchSpawner
-        asker = getattr(self.handler, "current_user", None) if self.handler else None
-        self.action_request = ActionRequest.by(asker, self.user.name)
+        self._note_start_request()
         try:
             return await self._start()
         finally:
