@@ -62,10 +62,12 @@ def _read_bounded(stream, max_bytes: int, deadline: float) -> tuple[bytes, str]:
 
 
 class DockerEngine:
-    """docker-py with ``threads`` workers; ``timeout`` seconds per API call."""
+    """docker-py with ``threads`` workers; ``timeout`` seconds per API call; the engine at
+    ``base_url`` (e.g. ``tcp://manager:2375``), the local one when None."""
 
-    def __init__(self, threads: int = 8, timeout: float = 30):
+    def __init__(self, threads: int = 8, timeout: float = 30, base_url: str | None = None):
         self.timeout = timeout
+        self.base_url = base_url
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="docker")
         self._local = threading.local()
         self._watching = False
@@ -73,7 +75,9 @@ class DockerEngine:
     def _client(self) -> docker.APIClient:
         client = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = docker.APIClient(version="auto", timeout=self.timeout)
+            client = self._local.client = docker.APIClient(
+                base_url=self.base_url, version="auto", timeout=self.timeout
+            )
         return client
 
     async def call(self, method: str, *args, **kwargs):
@@ -154,7 +158,7 @@ class DockerEngine:
         def follow() -> None:
             while True:
                 try:
-                    client = docker.APIClient(version="auto", timeout=None)
+                    client = docker.APIClient(base_url=self.base_url, version="auto", timeout=None)
                     filters = {"type": "container", "event": list(events)}
                     for event in client.events(decode=True, filters=filters):
                         on_event(event)

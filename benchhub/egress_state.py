@@ -9,11 +9,17 @@ reloads squid) and says which records the proxy has loaded. Layout of ``config_d
                                           container, address, entries, registered_at
                                           (the key URL-quoted: unambiguous for any names)
     addresses.json                        the address book (:mod:`benchhub.addresses`)
+    subnets.json                          on a swarm: the pool of the restricted workspaces'
+                                          own overlay subnets (:mod:`benchhub.subnets`)
     generation                            a counter every change of the records increments
                                           (the service watches it to act at once)
     loaded.json                           written by the service after squid was told to load
                                           a configuration: {generation, keys: {key: registered_at}}
     squid/squid.conf, log/access.log      the service's (the proxy mounts these directories)
+
+On a swarm a record also names the workspace's own overlay (``gateway``: its ``network``, the
+proxy's ``proxy_address`` on it, the server's URL ``prefix`` and ``port``): the egress service
+joins the proxy to that network and routes the prefix to the workspace's address.
 
 Changes of the records and the book happen under one exclusive lock (``.lock``). All methods
 block (file I/O): call them in a worker thread.
@@ -32,6 +38,7 @@ from urllib.parse import quote
 
 from .addresses import AddressBook
 from .atomic import atomic_write
+from .subnets import SubnetPool
 from .user_namespace import engine_id_map
 
 __all__ = ["PROXY_GID", "PROXY_UID", "EgressState"]
@@ -41,10 +48,14 @@ PROXY_GID = 13
 
 
 class EgressState:
-    """The files under ``config_dir`` (see the module docstring)."""
+    """The files under ``config_dir`` (see the module docstring). ``engine_url`` names the
+    engine that runs the proxy when it is not the local one (a swarm manager's, e.g.
+    ``tcp://manager:2375``): the log directory is given to squid's user as that engine maps
+    it."""
 
-    def __init__(self, config_dir: str | os.PathLike):
+    def __init__(self, config_dir: str | os.PathLike, engine_url: str = ""):
         self.dir = Path(config_dir)
+        self.engine_url = engine_url
         self.workspaces_dir = self.dir / "workspaces"
         self.squid_dir = self.dir / "squid"
         self.conf_path = self.squid_dir / "squid.conf"
@@ -58,7 +69,8 @@ class EgressState:
         self.squid_dir.mkdir(exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
         if os.geteuid() == 0:  # squid writes its log there, as "proxy" seen from the host
-            os.chown(self.log_dir, *engine_id_map().host_ids(PROXY_UID, PROXY_GID))
+            ids = engine_id_map(self.engine_url or None).host_ids(PROXY_UID, PROXY_GID)
+            os.chown(self.log_dir, *ids)
         with open(self.dir / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
@@ -85,15 +97,53 @@ class EgressState:
             self._save_book(book)
             return address
 
+    # ---- the swarm's overlay subnets ------------------------------------------------------------
+
+    def allocate_subnet(
+        self, key: str, pool: str, prefix_length: int, now: float, avoid=(), quarantine_s=60.0
+    ) -> str:
+        """The subnet of ``key``'s own overlay from ``pool`` (its held one, else the next
+        free ``/prefix_length`` not overlapping ``avoid``); raises
+        :class:`~benchhub.subnets.SubnetsExhausted` when none is free."""
+        with self.locked():
+            subnets = self._subnets(pool, prefix_length, quarantine_s)
+            subnet = subnets.allocate(key, now, avoid)
+            atomic_write(self.dir / "subnets.json", json.dumps(subnets.to_dict()))
+            return subnet
+
+    def release_subnet(
+        self, key: str, pool: str, prefix_length: int, now: float, quarantine_s=60.0
+    ) -> None:
+        """Give up ``key``'s overlay subnet (its network is gone); nothing held is fine."""
+        with self.locked():
+            subnets = self._subnets(pool, prefix_length, quarantine_s)
+            if subnets.release(key, now) is not None:
+                atomic_write(self.dir / "subnets.json", json.dumps(subnets.to_dict()))
+
+    def _subnets(self, pool: str, prefix_length: int, quarantine_s: float) -> SubnetPool:
+        try:
+            data = json.loads((self.dir / "subnets.json").read_text())
+        except (FileNotFoundError, ValueError):
+            data = {}
+        return SubnetPool.from_dict(data, pool, prefix_length, quarantine_s)
+
     # ---- the records --------------------------------------------------------------------------
 
     def register(
-        self, key: str, container: str, address: str, entries: list[str], now: float | None = None
+        self,
+        key: str,
+        container: str,
+        address: str,
+        entries: list[str],
+        now: float | None = None,
+        gateway: dict | None = None,
     ) -> float:
         """Record a workspace's address and its whitelist ``entries`` (normalised, as the
         workspace options store them); returns the record's ``registered_at`` (``now``, the
         current time by default), by which :meth:`is_loaded` tells this registration from an
-        earlier one."""
+        earlier one. ``gateway`` (on a swarm): ``{"network", "proxy_address", "prefix",
+        "port"}`` of the workspace's own overlay (see the module docstring); ``container``
+        is then its Swarm service."""
         now = time.time() if now is None else now
         record = {
             "key": key,
@@ -102,6 +152,8 @@ class EgressState:
             "entries": list(entries),
             "registered_at": now,
         }
+        if gateway is not None:
+            record["gateway"] = dict(gateway)
         with self.locked():
             atomic_write(self._record_path(key), json.dumps(record))
             self._bump()

@@ -258,40 +258,54 @@ class EngineUserNamespace:
 
 
 _engine: EngineUserNamespace | None = None
+_remote_engines: dict[str, EngineUserNamespace] = {}  # base_url -> its namespace
 _engine_lock = threading.Lock()
 
 
-def _engine_namespace() -> EngineUserNamespace:
+def _ask_engine(base_url: str | None) -> EngineUserNamespace:
+    import docker  # here: the pure parts above need no Docker client
+
+    try:
+        client = docker.APIClient(base_url=base_url, version="auto", timeout=30)
+        try:
+            info = client.info()
+        finally:
+            client.close()
+    except Exception as e:
+        raise UserNamespaceError(
+            f"cannot ask the Docker engine whether it remaps user ids: {e}"
+        ) from e
+    # the subordinate-id files and daemon.json are this machine's: an engine reached by
+    # URL is this machine's own engine seen over TCP (the hub on a swarm's manager), or
+    # one that does not remap (id_map_from_engine reads "userns" in its security options)
+    remap = remap_setting(_read(DAEMON_JSON))
+    user_ids, group_ids = _numeric_spellings(*remap)
+    id_map = id_map_from_engine(
+        info, _read(SUBUID) or "", _read(SUBGID) or "", remap, user_ids, group_ids
+    )
+    log.info("Docker engine %s: %s", base_url or "(local)", id_map.describe())
+    return EngineUserNamespace(id_map, str(info.get("DockerRootDir") or ""))
+
+
+def _engine_namespace(base_url: str | None = None) -> EngineUserNamespace:
     global _engine
     with _engine_lock:
+        if base_url:
+            if base_url not in _remote_engines:
+                _remote_engines[base_url] = _ask_engine(base_url)
+            return _remote_engines[base_url]
         if _engine is None:
-            import docker  # here: the pure parts above need no Docker client
-
-            try:
-                client = docker.APIClient(version="auto", timeout=30)
-                try:
-                    info = client.info()
-                finally:
-                    client.close()
-            except Exception as e:
-                raise UserNamespaceError(
-                    f"cannot ask the Docker engine whether it remaps user ids: {e}"
-                ) from e
-            remap = remap_setting(_read(DAEMON_JSON))
-            user_ids, group_ids = _numeric_spellings(*remap)
-            id_map = id_map_from_engine(
-                info, _read(SUBUID) or "", _read(SUBGID) or "", remap, user_ids, group_ids
-            )
-            _engine = EngineUserNamespace(id_map, str(info.get("DockerRootDir") or ""))
-            log.info("Docker engine: %s", id_map.describe())
+            _engine = _ask_engine(None)
         return _engine
 
 
-def engine_id_map() -> IdMap:
-    """The local engine's :class:`IdMap`, asked once per process (blocking: ``docker info``;
-    call it in a worker thread from a coroutine). Raises :class:`UserNamespaceError` when the
-    engine cannot be asked or its remapping contradicts the subordinate-id files."""
-    return _engine_namespace().id_map
+def engine_id_map(base_url: str | None = None) -> IdMap:
+    """The :class:`IdMap` of the local engine, or of the engine at ``base_url`` (e.g.
+    ``tcp://manager:2375``: a swarm manager's, which runs the egress proxy), asked once per
+    process (blocking: ``docker info``; call it in a worker thread from a coroutine). Raises
+    :class:`UserNamespaceError` when the engine cannot be asked or its remapping contradicts
+    the subordinate-id files."""
+    return _engine_namespace(base_url).id_map
 
 
 def layer_id_map(path: str | os.PathLike) -> IdMap:
@@ -313,6 +327,7 @@ def forget_engine() -> None:
     global _engine
     with _engine_lock:
         _engine = None
+        _remote_engines.clear()
 
 
 # ---- shifting a tree made before remapping -----------------------------------------------------

@@ -37,6 +37,12 @@ class EgressApp(ServiceApp):
         "interval": "EgressService.interval",
         "tick": "EgressService.tick",
         "restart-after": "EgressService.restart_after",
+        "docker-host": "EgressService.docker_host",
+        "workspaces-port": "EgressService.workspaces_port",
+        "hub-port": "EgressService.hub_port",
+        "hub-host": "EgressService.hub_host",
+        "hub-api-port": "EgressService.hub_api_port",
+        "hosts": "EgressService.hosts",
         "log-level": "Application.log_level",
     }
 

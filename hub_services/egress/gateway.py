@@ -17,6 +17,11 @@ the overlays on the manager, then also carries those two paths, as a reverse pro
   workspaces use as ``JUPYTERHUB_API_URL``: every request goes to the hub API's address, and
   only from a workspace's own address.
 
+squid listens on both ports on every address it has, its overlay addresses included: a
+request to the workspaces port from a workspace's own address is refused, so a restricted
+workspace cannot reach another one's server through the gateway (each has its own overlay;
+the proxy is the one member they share).
+
 Neither port is a forward proxy: a request there goes only to the peer its rule names
 (``never_direct``). The lines go before the forward proxy's rules
 (:func:`.policy.render_squid_conf`'s ``gateway``). Tried by hand on the test swarm with
@@ -40,6 +45,11 @@ __all__ = ["Gateway", "WorkspaceRoute", "gateway_lines"]
 WORKSPACES_PORT_NAME = "gateway_workspaces"
 HUB_PORT_NAME = "gateway_hub"
 HUB_PEER_NAME = "gateway_hub_api"
+FROM_WORKSPACES = "gateway_from_workspaces"  # every route's own address
+# squid drops a request's Authorization header on its way to an originserver peer unless
+# told to pass it: API clients' tokens (to a workspace) and the workspace's own token (to the
+# hub API) must arrive
+PASS_CREDENTIALS = "login=PASSTHRU"
 # a JupyterHub server prefix: URL path segments (unreserved, sub-delims, ':' '@', escapes)
 _PREFIX = re.compile(r"(?:/[A-Za-z0-9._~%!$&'()*+,;=:@-]+)+/")
 # squid matches a path ACL against the *decoded* path (``%20`` is a space there), and a
@@ -123,6 +133,7 @@ def gateway_lines(gateway: Gateway, routes: Iterable[WorkspaceRoute]) -> list[st
     upgrades on both ports, and ``http_access deny`` for anything else arriving there. They
     must precede every other ``http_access`` rule. Pure and deterministic."""
     ordered = ordered_unique(routes, WorkspaceRoute, "prefix")
+    sources = " ".join(f"{route.address}/32" for route in ordered)
     lines = [
         "# the gateway of restricted workspaces on a swarm (hub_services.egress.gateway)",
         f"http_port {gateway.workspaces_port} accel name={WORKSPACES_PORT_NAME}",
@@ -130,16 +141,20 @@ def gateway_lines(gateway: Gateway, routes: Iterable[WorkspaceRoute]) -> list[st
         f"acl {WORKSPACES_PORT_NAME} myportname {WORKSPACES_PORT_NAME}",
         f"acl {HUB_PORT_NAME} myportname {HUB_PORT_NAME}",
         f"cache_peer {gateway.hub_host} parent {gateway.hub_api_port} 0 no-query "
-        f"originserver name={HUB_PEER_NAME}",
+        f"originserver {PASS_CREDENTIALS} name={HUB_PEER_NAME}",
     ]
-    access = []
+    # the workspaces port is the hub's way in, never a workspace's way to another one
+    access = [f"http_access deny {WORKSPACES_PORT_NAME} {FROM_WORKSPACES}"] if ordered else []
+    if ordered:
+        lines.append(f"acl {FROM_WORKSPACES} src {sources}")
     for index, route in enumerate(ordered):
         name = f"gw{index}"
         path = unquote(route.prefix).translate(_ERE_ESCAPES)
         lines += [
             f"acl {name}_path urlpath_regex ^{path}",
             f"acl {name}_src src {route.address}/32",
-            f"cache_peer {route.address} parent {route.port} 0 no-query originserver name={name}",
+            f"cache_peer {route.address} parent {route.port} 0 no-query originserver "
+            f"{PASS_CREDENTIALS} name={name}",
             f"cache_peer_access {name} allow {WORKSPACES_PORT_NAME} {name}_path",
             f"cache_peer_access {name} deny all",
         ]

@@ -17,6 +17,14 @@ address from Docker, whitelist from the hub's stored options; one whose options 
 read stays without access: fail closed), drops records whose container no longer runs (the
 address goes into quarantine), reloads squid once more (a SIGHUP that lands while squid is
 still reconfiguring can be folded into the earlier one), and rotates a large access log.
+
+On a swarm (``workspaces_port`` set, ``docker_host`` the manager's engine) the proxy runs on
+the manager and is also the gateway of restricted workspaces (:mod:`.gateway`): each record
+names the workspace's own overlay and server prefix; every pass joins the proxy to the
+records' overlays (and leaves the others), and a registration counts as loaded only once the
+proxy is on its overlay. A record is dropped when its Swarm service is gone. Not done on a
+swarm: adopting running workspaces whose records were lost (they stay without access and
+unreachable: fail closed; a restart of the workspace registers it again).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import asyncio
 import time
 
 from docker.errors import NotFound
-from traitlets import Float, Instance, List, Unicode, default
+from traitlets import Dict, Float, Instance, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from benchhub.docker_engine import DockerEngine
@@ -35,9 +43,10 @@ from benchhub.labels import WORKSPACE, workspace_key
 from benchhub.networks import WorkspaceNetwork
 from benchhub.whitelist import normalised_entries
 
+from .gateway import Gateway
 from .metrics import EgressMetrics
 from .policy import FORBIDDEN_DESTINATIONS, parse_access_log, summarise
-from .proxy import EgressProxy, recent_access_log, render_conf
+from .proxy import EgressProxy, recent_access_log, render_conf, route_of
 
 __all__ = ["ACCESS_LOG_ROTATE_BYTES", "EgressService"]
 
@@ -88,6 +97,36 @@ class EgressService(LoggingConfigurable):
         help="""Seconds a record may exist without a running container (the spawner registers
         a workspace before its container exists; longer than any start), e.g. 300.""",
     ).tag(config=True)
+    docker_host = Unicode(
+        "",
+        help="""The Docker engine that runs the proxy, e.g. tcp://manager:2375 (on a swarm: a
+        manager's, the one the spawner uses); "" = the local engine.""",
+    ).tag(config=True)
+    workspaces_port = Integer(
+        0,
+        help="""On a swarm: the port the proxy publishes on the manager for the hub to reach
+        restricted workspaces by their /user/<name>/<server>/ prefix, e.g. 10180 (the
+        spawner's gateway_workspaces_port). 0 (the default) = one host, no gateway.""",
+    ).tag(config=True)
+    hub_port = Integer(
+        8081,
+        help="""On a swarm: the port on the proxy's overlay addresses that relays a
+        restricted workspace to the hub API (its JUPYTERHUB_API_URL), e.g. 8081.""",
+    ).tag(config=True)
+    hub_host = Unicode(
+        "",
+        help="""On a swarm: the address the proxy reaches the hub API on, e.g. 10.0.0.5
+        (the manager's own address, the hub running there).""",
+    ).tag(config=True)
+    hub_api_port = Integer(8081, help="On a swarm: the hub API's port on hub_host, e.g. 8081.").tag(
+        config=True
+    )
+    hosts = Dict(
+        value_trait=Unicode(),
+        help="""Names the proxy resolves itself, to IPv4 addresses, e.g. {"mirror.site":
+        "10.0.0.7"}: a site's internal mirror no DNS server the proxy asks knows (its
+        /etc/hosts). A whitelist still has to allow the name.""",
+    ).tag(config=True)
     hub = Instance(HubClient)
 
     @default("hub")
@@ -96,10 +135,22 @@ class EgressService(LoggingConfigurable):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.state = EgressState(self.config_dir)
-        self.engine = DockerEngine(threads=4)
+        self.state = EgressState(self.config_dir, self.docker_host)
+        self.engine = DockerEngine(threads=4, base_url=self.docker_host or None)
+        self.gateway = (
+            Gateway(self.workspaces_port, self.hub_port, self.hub_host, self.hub_api_port)
+            if self.workspaces_port
+            else None
+        )
         self.proxy = EgressProxy(
-            self.state, self.engine, self.container, self.image, self.outside_network, int(self.mtu)
+            self.state,
+            self.engine,
+            self.container,
+            self.image,
+            self.outside_network,
+            int(self.mtu),
+            published_port=self.workspaces_port or None,
+            hosts=dict(self.hosts),
         )
         self._down_since: float | None = None
         self._loaded_conf = ""  # the squid.conf text squid was last told to load
@@ -113,27 +164,48 @@ class EgressService(LoggingConfigurable):
     async def reconcile(self, full: bool = True) -> None:
         """One pass: ``full`` adds the adoption, clean-up, confirmation and rotation."""
         if full:
-            await self.adopt_running()
+            if self.gateway is None:
+                await self.adopt_running()
             await self._drop_stopped()
             await asyncio.to_thread(self.metrics.read_access_log)  # before it may rotate
         generation = await asyncio.to_thread(self.state.generation)
         records = await asyncio.to_thread(self.state.registered)
+        if self.gateway is not None:
+            records = self._routable(records)
         conf = await asyncio.to_thread(
-            render_conf, self.state, records, self.forbidden_destinations
+            render_conf, self.state, records, self.forbidden_destinations, self.gateway
         )
         if records:
             await self._keep_proxy_running()
+        loaded = records
+        if self.gateway is not None:  # on its overlay before its route is loaded
+            loaded = await self.proxy.attach(records)
         if conf != self._loaded_conf or (full and self._confirm_reload):
             await self.proxy.reload()
             self._confirm_reload = conf != self._loaded_conf
             self._loaded_conf = conf
         if await self.proxy.healthy():
-            await asyncio.to_thread(self.state.mark_loaded, generation, records)
+            await asyncio.to_thread(self.state.mark_loaded, generation, loaded)
         if full and await asyncio.to_thread(self.proxy.access_log_size) > ACCESS_LOG_ROTATE_BYTES:
             self.log.info(
                 "rotating the proxy's access log (over %d MiB)", ACCESS_LOG_ROTATE_BYTES >> 20
             )
             await self.proxy.rotate_log()
+
+    def _routable(self, records: dict[str, dict]) -> dict[str, dict]:
+        """(A swarm) The records the gateway can route to: a record without its overlay or
+        with a prefix squid cannot match is left out (never loaded: its start fails)."""
+        kept = {}
+        for key, record in records.items():
+            try:
+                if route_of(record) is not None:
+                    kept[key] = record
+                    continue
+            except (KeyError, TypeError, ValueError) as e:
+                self.log.warning("no gateway route for %s: %s", key, e)
+                continue
+            self.log.warning("record %s names no overlay: not served on a swarm", key)
+        return kept
 
     async def _keep_proxy_running(self) -> None:
         """Start a missing proxy at once; a stopped one after ``restart_after`` seconds."""
@@ -145,12 +217,12 @@ class EgressService(LoggingConfigurable):
         self._down_since = self._down_since or now
         if exists and now - self._down_since < self.restart_after:
             return
-        net = await self._network()
-        if net is None:
+        net = await self._network() if self.gateway is None else None
+        if net is None and self.gateway is None:
             return  # no restricted network yet: the spawner makes it before it registers
         if exists:
             self.log.warning("egress proxy down for %.0f s: starting it", now - self._down_since)
-        await self.proxy.ensure(net.name, net.proxy_address)
+        await self.proxy.ensure(net.name if net else None, net.proxy_address if net else None)
         self._loaded_conf = await asyncio.to_thread(self.proxy.conf_text)  # read at start
         self._down_since = None
 
@@ -188,6 +260,12 @@ class EgressService(LoggingConfigurable):
                 await asyncio.to_thread(self.state.forget, key, time.time())
 
     async def _running(self, container: str) -> bool:
+        if self.gateway is not None:  # a swarm's record names the workspace's service
+            try:
+                await self.engine.call("inspect_service", container)
+                return True
+            except NotFound:
+                return False
         info = await self.engine.inspect(container)
         return bool(info and info["State"]["Running"])
 

@@ -29,7 +29,8 @@ PROXY, HUB = f"{PREFIX}-gateway-proxy", f"{PREFIX}-gateway-hub"
 SERVERS = {"alice": f"{PREFIX}-gateway-alice", "bob": f"{PREFIX}-gateway-bob"}
 PREFIXES = {"alice": "/user/alice/bench/", "bob": "/user/bob/ws%2B1/"}
 WORKSPACES_PORT, HUB_PORT = 8000, 8081
-# answers "<name> <path>" to a request, and 101 then an echo to a WebSocket upgrade
+# answers "<name> <path>" (and " auth=<value>" for an Authorization header) to a request,
+# and 101 then an echo to a WebSocket upgrade
 SERVE = textwrap.dedent(
     r"""
     import socketserver, sys
@@ -53,7 +54,9 @@ SERVE = textwrap.dedent(
                     if not data:
                         return
                     self.request.sendall(NAME.encode() + b" echo " + data)
-            body = f"{NAME} {path}".encode()
+            auth = [l.split(":", 1)[1].strip() for l in text.split("\r\n")
+                    if l.lower().startswith("authorization:")]
+            body = (f"{NAME} {path}" + "".join(f" auth={a}" for a in auth)).encode()
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
                              % len(body) + body)
     socketserver.ThreadingTCPServer.allow_reuse_address = True
@@ -192,3 +195,33 @@ def test_the_hub_port_relays_a_workspace_to_the_hub_api_and_nobody_else(gateway)
     direct = f"http://{addresses['bob']}:8888/"
     answer = _from_container(SERVERS["alice"], direct, proxy=relay_port)
     assert not answer.startswith("200 bob"), answer
+
+
+def test_a_workspace_cannot_reach_another_through_the_workspaces_port(gateway):
+    _, proxy, _ = gateway
+    # squid serves the workspaces port on the proxy's network addresses too (on a swarm: on
+    # every workspace's overlay); only the hub's side may use it
+    for prefix in PREFIXES.values():
+        url = f"http://{proxy}:{WORKSPACES_PORT}{prefix}"
+        assert _from_container(SERVERS["alice"], url) == "403"
+
+
+def test_tokens_pass_both_ways(gateway):
+    url, proxy, _ = gateway
+    # an API client's token reaches the workspace (its server checks it) ...
+    r = requests.get(
+        f"{url}{PREFIXES['alice']}api", headers={"Authorization": "token t1"}, timeout=10
+    )
+    assert r.text == f"alice {PREFIXES['alice']}api auth=token t1"
+    # ... and the workspace's own token reaches the hub API through the relay
+    script = (
+        "import sys, urllib.request\n"
+        "q = urllib.request.Request(sys.argv[1], headers={'Authorization': 'token t2'})\n"
+        "print(urllib.request.urlopen(q, timeout=10).read().decode())\n"
+    )
+    out = subprocess.run(
+        ["docker", "exec", SERVERS["bob"], "python3", "-c", script,
+         f"http://{proxy}:{HUB_PORT}/hub/api/user"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.stdout.strip() == "hub /hub/api/user auth=token t2", out.stderr

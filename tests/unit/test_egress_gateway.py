@@ -23,11 +23,26 @@ def test_each_route_is_its_own_peer_reached_only_by_its_decoded_prefix_on_the_wo
     # sorted by prefix: /user/a.b/x/ is gw0; the pattern is of the decoded, escaped prefix
     assert "acl gw0_path urlpath_regex ^/user/a\\.b/x/" in lines
     assert "acl gw1_path urlpath_regex ^/user/bob/ws\\+1/" in lines
-    assert "cache_peer 10.251.0.9 parent 8888 0 no-query originserver name=gw1" in lines
+    peer = "cache_peer 10.251.0.9 parent 8888 0 no-query originserver login=PASSTHRU name=gw1"
+    assert peer in lines  # tokens in Authorization headers pass
     assert lines.index("cache_peer_access gw1 allow gateway_workspaces gw1_path") < lines.index(
         "cache_peer_access gw1 deny all"
     )
     assert "http_access allow gateway_hub gw0_src" in lines  # the relay: from a workspace only
+
+
+def test_a_workspace_cannot_use_the_workspaces_port_to_reach_another_workspace():
+    # squid listens on its overlay addresses too: a restricted workspace asking the
+    # workspaces port for another's prefix is refused before any route's allow
+    lines = gateway_lines(
+        GATEWAY,
+        [WorkspaceRoute("/user/a/b/", "10.251.0.4"), WorkspaceRoute("/user/c/d/", "10.251.0.20")],
+    )
+    assert "acl gateway_from_workspaces src 10.251.0.4/32 10.251.0.20/32" in lines
+    refusal = lines.index("http_access deny gateway_workspaces gateway_from_workspaces")
+    allows = [i for i, line in enumerate(lines) if line.startswith("http_access allow")]
+    assert refusal < min(allows)
+    assert not [line for line in gateway_lines(GATEWAY, []) if "gateway_from_workspaces" in line]
 
 
 def test_anything_else_on_the_gateways_ports_is_refused_and_never_goes_direct():
