@@ -15,6 +15,11 @@
 # Env:   BENCHHUB_SWARM_NODE_IMAGE  (default benchhub/swarm-node:latest; images/build.sh swarm-node)
 #        BENCHHUB_SWARM_IMAGES      (default benchhub/jupyterlab:latest; space-separated, loaded
 #                                    into every worker by `docker save | docker load`)
+#        BENCHHUB_SWARM_MANAGER_IMAGES (default benchhub/egress:latest; loaded into the manager,
+#                                    which runs the egress proxy of restricted workspaces)
+#        BENCHHUB_SWARM_SHARED_DIR  (default /tmp/benchswarm-shared; this host's directory the
+#                                    manager sees at the same path: the hub runs on a manager,
+#                                    so the egress proxy bind-mounts the hub's egress state)
 #        BENCHHUB_SWARM_SUBNET      (default 192.168.250.0/24; the nodes' bridge network)
 #        BENCHHUB_SWARM_REGISTRY_PORT (default 5000; the registry's port on this host's loopback)
 #
@@ -29,6 +34,8 @@ set -euo pipefail
 
 NODE_IMAGE=${BENCHHUB_SWARM_NODE_IMAGE:-benchhub/swarm-node:latest}
 IMAGES=${BENCHHUB_SWARM_IMAGES:-benchhub/jupyterlab:latest}
+MANAGER_IMAGES=${BENCHHUB_SWARM_MANAGER_IMAGES:-benchhub/egress:latest}
+SHARED=${BENCHHUB_SWARM_SHARED_DIR:-/tmp/benchswarm-shared}
 SUBNET=${BENCHHUB_SWARM_SUBNET:-192.168.250.0/24}
 NET=benchswarm-net
 MANAGER=benchswarm-manager
@@ -70,9 +77,17 @@ ensure_network() {
 # ensure_node NAME ADDRESS [NODE-ARGS...]: the node container runs (wait_engine waits for
 # its engine)
 ensure_node() {
-  local name=$1 ip=$2 mtu
+  local name=$1 ip=$2 mtu mounts=()
   shift 2
   mtu=$(host_mtu)
+  if [[ "$name" == "$MANAGER" ]]; then
+    mkdir -p "$SHARED"
+    mounts=(-v "$SHARED:$SHARED")
+    if running "$name" && ! docker inspect -f '{{range .Mounts}}{{.Destination}} {{end}}' "$name" \
+      | grep -qw "$SHARED"; then
+      die "$name does not see $SHARED; remake the testbed: $0 down; $0 up"
+    fi
+  fi
   if ! running "$name"; then
     docker rm -f "$name" >/dev/null 2>&1 || true
     say "node $name ($ip)"
@@ -81,7 +96,7 @@ ensure_node() {
       --cap-add ALL --cap-drop SYS_RESOURCE \
       --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
       --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-      -v "$name-docker:/var/lib/docker" --tmpfs /run \
+      -v "$name-docker:/var/lib/docker" --tmpfs /run "${mounts[@]}" \
       "$NODE_IMAGE" "$@" --mtu "$mtu" --insecure-registry "$(registry_address)" >/dev/null
   fi
 }
@@ -121,16 +136,17 @@ ensure_swarm() {
   done
 }
 
-# load the workspace images into every worker that lacks one: one `docker save`, fanned out
-# to the workers in parallel through a fifo each (measured against a site registry in
-# docs/swarm.md)
+# ensure_images "IMAGES" NODE...: load the images into every node that lacks one: one
+# `docker save`, fanned out to the nodes in parallel through a fifo each (measured against a
+# site registry in docs/swarm.md)
 ensure_images() {
-  local image worker missing fifo fifos pids dir start=$SECONDS
+  local images=$1 image worker missing fifo fifos pids dir start=$SECONDS
+  shift
   dir=$(mktemp -d /tmp/benchswarm-load.XXXXXX)
-  for image in $IMAGES; do
+  for image in $images; do
     docker image inspect "$image" >/dev/null 2>&1 || die "$image missing on this host (make images)"
     missing=()
-    for worker in "${WORKERS[@]}"; do
+    for worker in "$@"; do
       on "$worker" image inspect "$image" >/dev/null 2>&1 || missing+=("$worker")
     done
     ((${#missing[@]})) || continue
@@ -153,7 +169,10 @@ ensure_images() {
   rmdir -- "$dir"
 }
 
-print_env() { echo "BENCHHUB_SWARM_DOCKER_HOST=tcp://$(manager_ip):2375"; }
+print_env() {
+  echo "BENCHHUB_SWARM_DOCKER_HOST=tcp://$(manager_ip):2375"
+  echo "BENCHHUB_SWARM_SHARED_DIR=$SHARED"
+}
 
 # the site registry (only on request: `up` does not pay for it); the nodes made by `up` list
 # it as insecure (plain HTTP), a testbed made before they did must be made again
@@ -206,7 +225,8 @@ up() {
   wait_engine "$MANAGER"
   for i in "${!WORKERS[@]}"; do wait_engine "${WORKERS[$i]}"; done
   ensure_swarm
-  ensure_images
+  ensure_images "$IMAGES" "${WORKERS[@]}"
+  ensure_images "$MANAGER_IMAGES" "$MANAGER"
   say "test swarm up in $((SECONDS - start)) s"
   print_env
 }
@@ -219,6 +239,7 @@ down() {
   [[ -z "$names" ]] || docker volume rm -f $names >/dev/null
   names=$(docker network ls -q --filter "name=^benchswarm-")
   [[ -z "$names" ]] || docker network rm $names >/dev/null
+  rm -rf -- "$SHARED"  # the egress state of the hubs that ran on it
   say "test swarm down"
 }
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from docker.types import (
     ContainerSpec,
+    DNSConfig,
     EndpointSpec,
     Mount,
     Placement,
@@ -55,6 +56,8 @@ class ServicePlan:
     capabilities_dropped: tuple[str, ...] = ("ALL",)
     gpu_kind: str = "gpu"
     args: tuple[str, ...] = field(default=())
+    publish: bool = True
+    dns: tuple[str, ...] = ()
 
 
 def resources(model: ResourceModel, gpu_kind: str = "gpu") -> Resources:
@@ -96,6 +99,7 @@ def create_service_kwargs(plan: ServicePlan) -> dict:
         mounts=[Mount(target="/data", source=plan.data_volume, type="volume")],
         cap_drop=list(plan.capabilities_dropped) or None,
         stop_grace_period=5 * NANO,
+        dns_config=DNSConfig(nameservers=list(plan.dns)) if plan.dns else None,
     )
     task = TaskTemplate(
         container_spec=container,
@@ -104,7 +108,10 @@ def create_service_kwargs(plan: ServicePlan) -> dict:
         placement=Placement(constraints=constraints(plan)),
         networks=[plan.network] if plan.network else None,
     )
-    endpoint = EndpointSpec(ports={None: (plan.port, "tcp", "host")})
+    if plan.publish:
+        endpoint = EndpointSpec(ports={None: (plan.port, "tcp", "host")})
+    else:
+        endpoint = EndpointSpec(mode="dnsrr")
     return {
         "task_template": task,
         "name": plan.name,

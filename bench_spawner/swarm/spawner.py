@@ -10,7 +10,9 @@ combine with :class:`~bench_spawner.spawner.BenchSpawner`, whose mixins (loop-de
 Start is: check the options (and that some worker can hold the model) -> create the
 service (model as reservations and limits, ``restart_policy: none``, ``/data`` a volume on
 the node, pinned to the node that holds it) -> follow its one task until it runs, or fail
-within seconds with Swarm's own reason (:mod:`.task_outcome`) -> remember the node.
+within seconds with Swarm's own reason (:mod:`.task_outcome`) -> remember the node. A
+restricted workspace runs on its own internal overlay behind the egress proxy
+(:mod:`.restricted`): registered once its task runs, ready once the proxy routes to it.
 Features it does not do yet are refused by :meth:`check_config` and the options check
 (:mod:`.unsupported`).
 """
@@ -38,6 +40,7 @@ from .data_release import WorkspaceDataRelease
 from .home_node import Home, decide_home
 from .image_names import node_image, registry_problem
 from .move_plan import avoid_evacuating
+from .restricted import SwarmRestrictedAccess, gateway_environment, task_address
 from .service_plan import (
     WORKER_ONLY,
     NodeView,
@@ -54,7 +57,9 @@ from .unsupported import config_problems, option_problems
 STATE_VERSION = 1
 
 
-class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOptions, SwarmSpawner):
+class BenchSwarmSpawner(
+    SwarmRestrictedAccess, WorkspaceActivity, WorkspaceDataRelease, WorkspaceOptions, SwarmSpawner
+):
     """Spawn each JupyterHub named server as a workspace service on a Docker Swarm.
 
     Point it at a manager's engine API with ``c.BenchSwarmSpawner.client_kwargs =
@@ -200,11 +205,14 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOption
             state.update(version=STATE_VERSION, node_id=self.node_id)
         if self.outcome is not None:
             state.update(version=STATE_VERSION, outcome=dataclasses.asdict(self.outcome))
+        if self.restricted_network:  # kept until the overlay is removed
+            state.update(version=STATE_VERSION, restricted_network=self.restricted_network)
         return state
 
     def load_state(self, state):
         super().load_state(state)
         self.node_id = state.get("node_id", "")
+        self.restricted_network = state.get("restricted_network", "")
         try:
             self.outcome = Outcome(**state["outcome"]) if state.get("outcome") else None
         except TypeError:  # a record this version cannot read: as if none
@@ -220,14 +228,14 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOption
         return largest_worker(await self.nodes())
 
     async def whitelist_presets(self) -> dict[str, list[str]]:
-        return {}  # restricted access is refused on a swarm (unsupported.py)
+        return {}  # presets read the image on the hub's engine; a swarm's images are the nodes'
 
     async def validate_options(self, raw: dict | None) -> WorkspaceSpec:
         """Parse options for a start or an edit: HTTP 400 naming each bad field, including
         what a swarm cannot do yet and a model no worker node can ever hold."""
         try:
             spec = self.schema.parse(raw or {})
-            problems = option_problems(spec)
+            problems = option_problems(spec, restricted_access=self.restricted_enabled)
             if problems:
                 raise OptionsError(problems)
         except OptionsError as e:
@@ -265,9 +273,20 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOption
             raise
         if await self.get_object() is not None:  # a stop that did not finish
             await self.remove_object()
+        restricted = spec.access_mode == "restricted"
+        if not restricted:
+            await self.remove_overlay()  # left by an earlier restricted run's stop
         environment = self.get_env()
         environment["BENCHHUB_UPLOAD_ALLOWED"] = str(spec.permissions.upload).lower()
         environment["BENCHHUB_DOWNLOAD_ALLOWED"] = str(spec.permissions.download).lower()
+        proxy = ""
+        if restricted:
+            try:
+                proxy = await self.make_overlay()
+            except Exception as e:
+                await self._record_failed_start(e)
+                raise
+            environment = gateway_environment(environment, proxy, self.gateway_hub_port)
         plan = ServicePlan(
             name=self.object_name,
             image=self.node_image(self.image),
@@ -278,14 +297,24 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOption
             data_volume=f"{self.object_name}-data",
             node_id=self.node_id,
             constraints=(*self.placement_constraints, avoid_evacuating()),
-            network=self.network_name,
+            network=self.restricted_network if restricted else self.network_name,
             gpu_kind=self.gpu_resource_kind,
             args=tuple(await self.get_command()),
+            publish=not restricted,
+            dns=(proxy,) if restricted else (),
         )
-        service = await self.docker("create_service", **create_service_kwargs(plan))
+        try:
+            service = await self.docker("create_service", **create_service_kwargs(plan))
+        except Exception as e:
+            await self.remove_overlay()
+            await self._record_failed_start(e)
+            raise
         self.object_id = service["ID"]
         try:
-            address = await self._wait_until_running()
+            address = await self._wait_until_running(self.restricted_network if restricted else "")
+            if restricted:  # the gateway reaches it once the proxy routes to its address
+                await self.register_restricted(address[0], proxy, spec.whitelist)
+                address = (self.gateway_host, self.gateway_workspaces_port)
         except Exception as e:
             await self.remove_object()  # nothing half-made stays behind
             await self._record_failed_start(e)
@@ -320,9 +349,11 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOption
         :attr:`image_registry`, the registry's name for it."""
         return node_image(image, self.image_registry)
 
-    async def _wait_until_running(self) -> tuple[str, int]:
+    async def _wait_until_running(self, overlay: str = "") -> tuple[str, int]:
         """Follow the service's task until it runs: the node's address and the published
-        port. A rejected, ended or unschedulable task is a SpawnException with Swarm's reason."""
+        port, or with ``overlay`` (a restricted workspace's) the task's address on it and
+        the server's port. A rejected, ended or unschedulable task is a SpawnException with
+        Swarm's reason."""
         deadline = time.monotonic() + self.start_timeout
         unschedulable_since = None
         while True:
@@ -337,6 +368,7 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOption
                 task,
                 now - unschedulable_since if unschedulable_since else 0.0,
                 self.unschedulable_grace,
+                needs_port=not overlay,
             )
             if decision.phase is Phase.FAILED:
                 self.log.warning("%s failed to start: %s", self.object_name, decision.message)
@@ -346,8 +378,10 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOption
                     status_code=503 if decision.kind == "unschedulable" else 500,
                 )
             if decision.phase is Phase.RUNNING:
-                node = await self.docker("inspect_node", task.node_id)
                 self.node_id = task.node_id
+                if overlay:
+                    return self._overlay_address(found, overlay), self.port
+                node = await self.docker("inspect_node", task.node_id)
                 return node_view(node).address, task.published_port
             if now > deadline:
                 raise SpawnException(
@@ -357,6 +391,16 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOption
                     status_code=500,
                 )
             await asyncio.sleep(self.task_poll_interval)
+
+    def _overlay_address(self, task: dict, overlay: str) -> str:
+        address = task_address(task, overlay)
+        if address is None:
+            raise SpawnException(
+                f"Swarm runs the workspace but gave it no address on {overlay}",
+                reason="no-port",
+                status_code=500,
+            )
+        return address
 
     async def _service(self) -> dict | None:
         """The workspace's service as the manager has it, or None."""
@@ -415,12 +459,14 @@ class BenchSwarmSpawner(WorkspaceActivity, WorkspaceDataRelease, WorkspaceOption
 
     async def remove_object(self):
         """Remove the workspace's service; one already gone is success. The /data volume
-        stays on its node (the next start is pinned there)."""
-        if not self.object_id:
-            return
-        try:
-            await self.docker("remove_service", self.object_id)
-        except APIError as e:
-            if e.response is None or e.response.status_code != 404:
-                raise
-        self.object_id = ""
+        stays on its node (the next start is pinned there). A restricted workspace's egress
+        record goes first, its overlay after the service."""
+        await self.forget_restricted()
+        if self.object_id:
+            try:
+                await self.docker("remove_service", self.object_id)
+            except APIError as e:
+                if e.response is None or e.response.status_code != 404:
+                    raise
+            self.object_id = ""
+        await self.remove_overlay()

@@ -91,7 +91,9 @@ def _ended_reason(task: TaskView) -> str:
     return task.message or task.state
 
 
-def decide_start(task: TaskView | None, unschedulable_for: float, grace: float) -> StartDecision:
+def decide_start(
+    task: TaskView | None, unschedulable_for: float, grace: float, needs_port: bool = True
+) -> StartDecision:
     """The start's next step from the service's task.
 
     ``unschedulable_for`` is how long (seconds) the task has been ``pending`` with a
@@ -99,12 +101,13 @@ def decide_start(task: TaskView | None, unschedulable_for: float, grace: float) 
     (the scheduler retries for ever: capacity freed within the grace still wins). A
     ``rejected`` task (the node refused it: missing image, bad mount) fails at once, as does a
     task that ended before it ran. A running task without its published port is a failure
-    too (nothing could reach the server).
+    too (nothing could reach the server), unless ``needs_port`` is False (a restricted
+    workspace: the gateway reaches it on its overlay).
     """
     if task is None:
         return StartDecision(Phase.WAITING, "Swarm is creating the workspace's task")
     if task.state == "running":
-        if task.published_port is None:
+        if needs_port and task.published_port is None:
             return StartDecision(
                 Phase.FAILED, "Swarm runs the workspace but published no port for it", "no-port"
             )

@@ -15,13 +15,16 @@ from benchhub.projects import PERSONAL
 from benchhub.workspace_spec import RESTORE_LATEST, FieldError, WorkspaceSpec
 
 DOCS = "docs/swarm.md"
+GATEWAY_FLAGS = ("--docker-host=", "--workspaces-port=")  # the egress service as the gateway
 
 # Hub services that act on workspaces through the hub's own Docker engine: on a swarm they
-# would not find the workspaces (or worse, start things beside the hub).
+# would not find the workspaces (or worse, start things beside the hub). The egress service
+# configured as the swarm's gateway (GATEWAY_FLAGS in its command) is not one of them.
 UNSUPPORTED_SERVICES = {
-    "egress": "restricted access is not built for a swarm yet (a workspace only on an "
-    "internal overlay network can neither reach the hub nor be reached by it, and the proxy's "
-    "files live on the hub's host; probed in docs/swarm.md)",
+    "egress": "the single-host egress proxy would start on the hub's engine, out of the "
+    "workspaces' reach; make it the swarm's gateway on the manager with "
+    "use_egress_gateway(c, ...) (bench_spawner/swarm/restricted.py), which adds "
+    "--docker-host and --workspaces-port to its command",
     "checkpoints": "checkpoints read a workspace's files on the engine that runs it, which is "
     "a node of the swarm, not the hub's engine",
     "clusters": "clusters run on the hub's own engine and could not reach workspaces on the "
@@ -43,6 +46,8 @@ def config_problems(
     problems = []
     for service in services:
         name = service.get("name", "")
+        if name == "egress" and _is_gateway(service):
+            continue
         if name in UNSUPPORTED_SERVICES and service.get("command"):
             problems.append(
                 f"c.JupyterHub.services starts the '{name}' service, but "
@@ -63,15 +68,24 @@ def config_problems(
     return problems
 
 
-def option_problems(spec: WorkspaceSpec) -> list[FieldError]:
-    """Options a swarm workspace cannot honour, each naming the field and what is allowed."""
+def _is_gateway(service: dict) -> bool:
+    command = [str(arg) for arg in service.get("command") or []]
+    return all(any(arg.startswith(flag) for arg in command) for flag in GATEWAY_FLAGS)
+
+
+def option_problems(spec: WorkspaceSpec, restricted_access: bool = False) -> list[FieldError]:
+    """Options a swarm workspace cannot honour, each naming the field and what is allowed.
+    ``restricted_access``: whether the hub runs the egress service as the swarm's gateway
+    (BenchSwarmSpawner.gateway_workspaces_port set)."""
     problems = []
-    if spec.access_mode != "open":
+    allowed = ("open", "restricted") if restricted_access else ("open",)
+    if spec.access_mode not in allowed:
         problems.append(
             FieldError(
                 "access_mode",
-                f"'{spec.access_mode}' is not available on this hub's swarm yet; allowed: "
-                f"open ({DOCS})",
+                f"'{spec.access_mode}' is not available on this hub's swarm; allowed: "
+                f"{', '.join(allowed)} (restricted needs the egress service as the swarm's "
+                f"gateway, {DOCS})",
             )
         )
     if spec.packages != NO_PACKAGES:
@@ -100,14 +114,16 @@ def option_problems(spec: WorkspaceSpec) -> list[FieldError]:
     return problems
 
 
-def drop_unsupported_services(config) -> list[str]:
+def drop_unsupported_services(config, keep=()) -> list[str]:
     """Remove from a hub configuration (``c`` in jupyterhub_config.py) the services of
-    :data:`UNSUPPORTED_SERVICES`, with their roles and the scopes that name them, so a
+    :data:`UNSUPPORTED_SERVICES` but those named in ``keep`` (``["egress"]`` before
+    ``use_egress_gateway``), with their roles and the scopes that name them, so a
     single-host configuration can be turned into a swarm one by layering on top of it
     (docs/swarm.md). Returns the names removed."""
     hub = config.JupyterHub
-    dropped = [s["name"] for s in hub.services if s.get("name") in UNSUPPORTED_SERVICES]
-    hub.services = [s for s in hub.services if s.get("name") not in UNSUPPORTED_SERVICES]
+    unsupported = set(UNSUPPORTED_SERVICES) - set(keep)
+    dropped = [s["name"] for s in hub.services if s.get("name") in unsupported]
+    hub.services = [s for s in hub.services if s.get("name") not in unsupported]
     named = {f"access:services!service={name}" for name in dropped}
     roles = []
     for role in hub.load_roles:

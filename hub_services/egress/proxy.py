@@ -192,9 +192,8 @@ class EgressProxy:
                 str(self.state.log_dir): {"bind": "/var/log/bench-egress", "mode": "rw"},
             },
             network_mode=self.outside_network,
-            port_bindings={self.published_port: self.published_port}
-            if self.published_port
-            else None,
+            port_bindings={port: port for port in published} or None,
+            extra_hosts=dict(self.hosts) or None,
             # no forwarding: the proxy is an application gateway, never a router; no IPv6 path
             sysctls={"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.disable_ipv6": "1"},
             cap_drop=["ALL"],

@@ -8,6 +8,12 @@ built with stand-ins and read back from its router). A discovered route × metho
 ``TABLE`` fails :func:`test_every_discovered_endpoint_has_a_row_in_the_table`, so a new
 endpoint cannot go in without someone deciding who may call it.
 
+Not Tornado routes, so not in the table: the egress proxy's ports (squid). Its gateway ports on
+a swarm (docs/swarm.md, "Restricted access": the workspaces port published on the manager, the
+hub relay on each overlay) have their own caller × path tests: who reaches which prefix and
+from where in tests/swarm/test_swarm_restricted_workspaces.py, the rules in real squid in
+tests/integration/test_egress_gateway.py.
+
 The access rule, per family (docs/security.md):
 
 - hub API on a workspace (``/hub/api/users/<u>/servers/<w>``, ``/hub/api/bench/workspaces/<u>``):

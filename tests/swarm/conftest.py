@@ -35,13 +35,15 @@ SWARM_PREFIX = "benchswarm"  # `swarm-testbed.sh down` removes whatever this hub
 class Swarm:
     """The running test swarm: ``docker_host`` is the manager's engine API (reachable from
     this host only), ``gateway`` the address the nodes reach this host on, ``up_seconds``
-    how long ``up`` took."""
+    how long ``up`` took, ``shared_dir`` this host's directory the manager sees at the same
+    path (a hub's egress state goes there: the hub "runs on the manager")."""
 
     docker_host: str
     gateway: str
     up_seconds: float
     manager: str = "benchswarm-manager"
     workers: tuple[str, ...] = ("benchswarm-worker-1", "benchswarm-worker-2")
+    shared_dir: str = ""
 
     def manager_cli(self, *args: str, check: bool = True) -> str:
         """The docker CLI against the manager's engine (from this host, over its API)."""
@@ -125,7 +127,8 @@ def swarm() -> Swarm:
     gateway = docker(
         "network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "benchswarm-net"
     ).strip()
-    yield Swarm(docker_host, gateway, time.monotonic() - started)
+    shared_dir = env["BENCHHUB_SWARM_SHARED_DIR"]
+    yield Swarm(docker_host, gateway, time.monotonic() - started, shared_dir=shared_dir)
     if os.environ.get("BENCHHUB_SWARM_KEEP") != "1":
         run_testbed("down")
 

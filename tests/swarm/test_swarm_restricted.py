@@ -1,9 +1,9 @@
 """Restricted access on a swarm: the probe of the network it would stand on (docs/swarm.md,
 "Restricted access: what the probe found").
 
-Restricted access is still refused on a swarm (``test_swarm_workspaces.py`` checks the 400
-naming ``access_mode``). These tests keep the facts that decided it, on the real test swarm,
-so that the next attempt starts from them and a change of Docker shows here:
+Restricted access on a swarm is built on these facts (docs/swarm.md, "Restricted access";
+``test_swarm_restricted_workspaces.py`` runs it through a hub). These tests keep them, on the
+real test swarm, so that a change of Docker shows here:
 
 * an ``--internal --attachable`` overlay carries traffic between nodes without IPVS (task
   addresses, ``endpoint_mode: dnsrr``), with the sender's own address (no NAT): squid's
@@ -14,7 +14,7 @@ so that the next attempt starts from them and a change of Docker shows here:
   names outside resolve only while the task's DNS server is left at Docker's default;
 * and no way in: its host-mode published port is silently not made, so the hub could not
   reach its server either, which is what the single-host design gets from the internal
-  bridge's gateway being the hub's host. That path is what is not built.
+  bridge's gateway being the hub's host. The egress proxy on the manager carries that path.
 
 Everything is real: the three DinD engines, services made through the manager's engine API,
 a server in a network namespace this host routes to standing in for the Internet, and one on

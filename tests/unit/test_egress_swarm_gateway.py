@@ -132,3 +132,23 @@ def test_the_proxy_publishes_the_workspaces_port_and_the_state_knows_its_engine(
     assert EgressState(tmp_path, "tcp://manager:2375").engine_url == "tcp://manager:2375"
     single = EgressService(config_dir=str(tmp_path))
     assert single.gateway is None and single.proxy.published_port is None
+
+
+def test_the_gateway_proxy_publishes_its_port_and_knows_the_configured_names(tmp_path):
+    class Creating(FakeEngine):
+        async def inspect(self, container):
+            created = any(call[0] == "start" for call in self.calls)
+            return await super().inspect(container) if created else None
+
+        async def remove(self, container):
+            pass
+
+    engine = Creating()
+    service = gateway_service(tmp_path, engine)
+    service.proxy.hosts = {"mirror.site": "10.0.0.7"}
+    service.proxy._wait_listening = lambda: asyncio.sleep(0)
+    asyncio.run(service.proxy.ensure(None, None))
+    host_config = next(kw for method, _, kw in engine.calls if method == "create_host_config")
+    assert host_config["port_bindings"] == {10180: 10180}
+    assert host_config["extra_hosts"] == {"mirror.site": "10.0.0.7"}
+    assert not [c for c in engine.calls if c[0] == "connect_container_to_network"]
