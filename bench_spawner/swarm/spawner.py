@@ -279,7 +279,7 @@ class BenchSwarmSpawner(
         environment = self.get_env()
         environment["BENCHHUB_UPLOAD_ALLOWED"] = str(spec.permissions.upload).lower()
         environment["BENCHHUB_DOWNLOAD_ALLOWED"] = str(spec.permissions.download).lower()
-        proxy = ""
+        proxy, began = "", time.monotonic()
         if restricted:
             try:
                 proxy = await self.make_overlay()
@@ -313,7 +313,15 @@ class BenchSwarmSpawner(
         try:
             address = await self._wait_until_running(self.restricted_network if restricted else "")
             if restricted:  # the gateway reaches it once the proxy routes to its address
+                running = time.monotonic()
                 await self.register_restricted(address[0], proxy, spec.whitelist)
+                self.log.info(
+                    "restricted %s at %s: running %.1f s after the start, routed %.1f s later",
+                    self.object_name,
+                    address[0],
+                    running - began,
+                    time.monotonic() - running,
+                )
                 address = (self.gateway_host, self.gateway_workspaces_port)
         except Exception as e:
             await self.remove_object()  # nothing half-made stays behind
