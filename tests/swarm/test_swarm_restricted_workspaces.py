@@ -35,6 +35,7 @@ import requests
 import workspace_steps
 from conftest import SWARM_PREFIX
 from support.hub_harness import TOKEN, HubProcess
+from support.kernels import run_cell
 from support.outside_host import outside_host
 from test_swarm_restricted import SERVE, Task, node_address, outside_name
 
@@ -196,6 +197,21 @@ def test_the_hub_reaches_a_restricted_workspace_and_nothing_else_through_the_gat
     for path in ("/user/nobody/x/api/status", "/hub/api/", "/user/rita/"):
         r = requests.get(gateway + path, headers=AUTH, timeout=10)
         assert r.status_code == 403 and "ERR_ACCESS_DENIED" in r.headers.get("X-Squid-Error", "")
+
+
+def test_a_notebook_cell_runs_through_the_gateway_and_reaches_only_its_whitelist(hub, workspaces):
+    # the kernel's websocket goes hub proxy -> gateway -> workspace, as a browser's does
+    code = (
+        "import urllib.request, urllib.error\n"
+        "for url in ('http://allowed.test/', 'http://other.test/'):\n"
+        "    try:\n"
+        "        print(url, urllib.request.urlopen(url, timeout=10).status)\n"
+        "    except urllib.error.HTTPError as e:\n"
+        "        print(url, e.code)\n"
+    )
+    result = run_cell(hub, "rita", "closed", code, timeout=60)
+    assert result.status == "ok", result.error
+    assert result.output.split("\n")[:2] == ["http://allowed.test/ 200", "http://other.test/ 403"]
 
 
 def test_two_restricted_workspaces_cannot_reach_each_other(workspaces):
