@@ -16,6 +16,7 @@ __all__ = [
     "DELETE_NODE",
     "MOVE",
     "NETWORK",
+    "RESTRICTED_OVERLAY",
     "RESOURCE_MODEL",
     "ROLE",
     "USER",
@@ -31,6 +32,8 @@ RESOURCE_MODEL = "org.benchhub.resource-model"
 CLUSTER = "org.benchhub.cluster"
 NETWORK = "org.benchhub.network"
 ROLE = "org.benchhub.role"
+# the NETWORK label of a restricted workspace's own overlay on a swarm (docs/swarm.md)
+RESTRICTED_OVERLAY = "swarm-restricted"
 MOVE = "org.benchhub.move"  # a mover service: the workspace service it moves
 DELETE = "org.benchhub.delete"  # a deleter service: the deleted workspace's service name
 DELETE_NODE = "org.benchhub.delete-node"  # ... and the id of the node holding its volume

@@ -35,7 +35,7 @@ from traitlets import Float, Integer, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from benchhub.egress_state import EgressState
-from benchhub.labels import NETWORK, USER, WORKSPACE
+from benchhub.labels import NETWORK, RESTRICTED_OVERLAY, USER, WORKSPACE
 from benchhub.networks import host_mtu
 from benchhub.subnets import SubnetPool
 
@@ -51,7 +51,7 @@ __all__ = [
     "use_egress_gateway",
 ]
 
-OVERLAY_ROLE = "swarm-restricted"  # the NETWORK label of a restricted workspace's overlay
+OVERLAY_ROLE = RESTRICTED_OVERLAY  # the NETWORK label of a restricted workspace's overlay
 VXLAN_OVERHEAD = 50  # bytes of VXLAN encapsulation an overlay's MTU must leave room for
 HUB_URL_VARIABLES = ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL")
 

@@ -22,9 +22,9 @@ On a swarm (``workspaces_port`` set, ``docker_host`` the manager's engine) the p
 the manager and is also the gateway of restricted workspaces (:mod:`.gateway`): each record
 names the workspace's own overlay and server prefix; every pass joins the proxy to the
 records' overlays (and leaves the others), and a registration counts as loaded only once the
-proxy is on its overlay. A record is dropped when its Swarm service is gone. Not done on a
-swarm: adopting running workspaces whose records were lost (they stay without access and
-unreachable: fail closed; a restart of the workspace registers it again).
+proxy is on its overlay. A record is dropped when its Swarm service is gone; a running
+restricted workspace whose record was lost is registered again from Swarm and the hub
+(:mod:`.swarm_records`).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from .gateway import Gateway
 from .metrics import EgressMetrics
 from .policy import FORBIDDEN_DESTINATIONS, parse_access_log, summarise
 from .proxy import EgressProxy, recent_access_log, render_conf, route_of
+from .swarm_records import lost_record, overlay_of, workspace_key_of
 
 __all__ = ["ACCESS_LOG_ROTATE_BYTES", "EgressService"]
 
@@ -166,6 +167,8 @@ class EgressService(LoggingConfigurable):
         if full:
             if self.gateway is None:
                 await self.adopt_running()
+            else:
+                await self.adopt_swarm_running()
             await self._drop_stopped()
             await asyncio.to_thread(self.metrics.read_access_log)  # before it may rotate
         generation = await asyncio.to_thread(self.state.generation)
@@ -251,6 +254,37 @@ class EgressService(LoggingConfigurable):
                 self.state.adopt, key, name, address, entries, net.subnet, time.time()
             )
             self.log.info("adopted running workspace %s at %s", key, address)
+
+    async def adopt_swarm_running(self) -> None:
+        """(A swarm) Register running restricted workspaces whose record was lost, from
+        their Swarm service, overlay and task and the hub's model of their server."""
+        registered = await asyncio.to_thread(self.state.registered)
+        services = await self.engine.call("services", filters={"label": WORKSPACE})
+        lost = [s for s in services if workspace_key_of(s) not in (None, *registered)]
+        lost = [s for s in lost if overlay_of(s)]
+        if not lost:
+            return
+        servers = {server.key: server.model async for server in self.hub.active_servers()}
+        for service in lost:
+            key = workspace_key_of(service)
+            try:
+                network = await self.engine.call("inspect_network", overlay_of(service))
+            except NotFound:
+                continue
+            tasks = await self.engine.call("tasks", filters={"service": service["ID"]})
+            record = lost_record(service, network, tasks, servers.get(key) or {})
+            if record is None:
+                continue
+            await asyncio.to_thread(
+                self.state.register,
+                key,
+                record["container"],
+                record["address"],
+                record["entries"],
+                time.time(),
+                record["gateway"],
+            )
+            self.log.info("adopted running workspace %s at %s", key, record["address"])
 
     async def _drop_stopped(self) -> None:
         for key, record in (await asyncio.to_thread(self.state.registered)).items():

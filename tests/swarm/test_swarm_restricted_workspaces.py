@@ -37,6 +37,7 @@ from conftest import SWARM_PREFIX
 from support.hub_harness import TOKEN, HubProcess
 from support.kernels import run_cell
 from support.outside_host import outside_host
+from support.waiting import wait
 from test_swarm_restricted import SERVE, Task, node_address, outside_name
 
 from benchhub.egress_state import EgressState
@@ -224,6 +225,23 @@ def test_two_restricted_workspaces_cannot_reach_each_other(workspaces):
     # nor through the gateway's workspaces port, which the proxy serves on the overlays too
     via_gateway = f"http://{proxy_of(rita)}:{WORKSPACES_PORT}/user/sam/other/api/status"
     assert fetch(rita, via_gateway) == "403 squid"
+
+
+def test_a_lost_egress_record_is_rebuilt_from_swarm_and_the_hub(swarm, hub, workspaces):
+    # (the proxy's engine maps ids, not this host's: the state is written as the hub does)
+    state = EgressState(hub.env_overrides["BENCHHUB_EGRESS_DIR"], swarm.docker_host)
+    before = state.registered()["rita/closed"]
+    state.forget("rita/closed", time.time())  # lost: no way out, no way in (fail closed)
+    adopted = wait(
+        lambda: state.registered().get("rita/closed"), 30, "the record is rebuilt", step=0.2
+    )
+    for field in ("container", "address", "entries", "gateway"):
+        assert adopted[field] == before[field], field
+    loaded = lambda: state.is_loaded("rita/closed", adopted["registered_at"])  # noqa: E731
+    wait(loaded, 10, "the rebuilt record is loaded", step=0.2)
+    assert fetch(workspaces["rita"], "http://allowed.test/") == "200"
+    r = requests.get(f"{hub.url}/user/rita/closed/api/status", headers=AUTH, timeout=30)
+    assert r.status_code == 200
 
 
 def test_a_stopped_restricted_workspace_leaves_no_record_route_or_overlay(swarm, hub, workspaces):

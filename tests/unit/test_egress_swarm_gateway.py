@@ -11,7 +11,9 @@ import pytest
 from docker.errors import APIError, NotFound
 
 from benchhub.egress_state import EgressState
+from benchhub.hub_client import HubClient, HubServer
 from hub_services.egress.service import EgressService
+from hub_services.egress.swarm_records import lost_record
 
 ROUTE = {"network": "ov-ada", "proxy_address": "10.214.0.18", "prefix": "/user/ada/ws/"}
 
@@ -152,3 +154,85 @@ def test_the_gateway_proxy_publishes_its_port_and_knows_the_configured_names(tmp
     assert host_config["port_bindings"] == {10180: 10180}
     assert host_config["extra_hosts"] == {"mirror.site": "10.0.0.7"}
     assert not [c for c in engine.calls if c[0] == "connect_container_to_network"]
+
+
+OVERLAY = {
+    "Id": "net1",
+    "Name": "bench-ada--ws-restricted",
+    "Labels": {"org.benchhub.network": "swarm-restricted"},
+    "IPAM": {"Config": [{"Subnet": "10.214.0.16/28"}]},
+}
+SERVICE = {
+    "ID": "svc1",
+    "Spec": {
+        "Name": "bench-ada--ws",
+        "Labels": {"org.benchhub.user": "ada", "org.benchhub.workspace": "ws"},
+        "TaskTemplate": {
+            "Networks": [{"Target": "net1"}],
+            "ContainerSpec": {"Env": ["JUPYTERHUB_SERVICE_URL=http://0.0.0.0:8890/user/ada/ws/"]},
+        },
+    },
+}
+TASKS = [
+    {"Status": {"State": "shutdown"}, "NetworksAttachments": []},
+    {
+        "Status": {"State": "running"},
+        "NetworksAttachments": [{"Network": {"ID": "net1"}, "Addresses": ["10.214.0.25/28"]}],
+    },
+]
+SERVER = {
+    "url": "/user/ada/ws/",
+    "user_options": {
+        "access_mode": "restricted",
+        "whitelist": ["allowed.test", ".x.org", "a.x.org"],
+    },
+}
+
+
+def test_a_lost_record_is_rebuilt_from_the_service_its_overlay_its_task_and_the_hub():
+    record = lost_record(SERVICE, OVERLAY, TASKS, SERVER)
+    assert record == {
+        "container": "bench-ada--ws",
+        "address": "10.214.0.25",
+        "entries": ["allowed.test", ".x.org"],  # normalised, as the options store them
+        "gateway": {
+            "network": "bench-ada--ws-restricted",
+            "proxy_address": "10.214.0.18",
+            "prefix": "/user/ada/ws/",
+            "port": 8890,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("service", "network", "tasks", "server"),
+    [
+        (SERVICE, {**OVERLAY, "Labels": {}}, TASKS, SERVER),  # not a restricted overlay
+        (SERVICE, OVERLAY, TASKS[:1], SERVER),  # its task does not run
+        (SERVICE, OVERLAY, TASKS, {}),  # the hub does not list it running
+        (SERVICE, OVERLAY, TASKS, {**SERVER, "user_options": {"access_mode": "open"}}),
+    ],
+)
+def test_nothing_is_adopted_that_is_no_running_restricted_workspace(
+    service, network, tasks, server
+):
+    assert lost_record(service, network, tasks, server) is None
+
+
+def test_the_service_adopts_a_running_restricted_workspace_whose_record_was_lost(tmp_path):
+    class Swarm(FakeEngine):
+        async def call(self, method, *args, **kwargs):
+            await super().call(method, *args, **kwargs)
+            return {"services": [SERVICE], "inspect_network": OVERLAY, "tasks": TASKS}.get(method)
+
+    class Hub(HubClient):
+        async def active_servers(self):
+            yield HubServer("ada", "ws", SERVER)
+
+    service = gateway_service(tmp_path, Swarm())
+    service.hub = Hub()
+    asyncio.run(service.reconcile(full=True))
+    record = service.state.registered()["ada/ws"]
+    assert record["address"] == "10.214.0.25" and record["gateway"]["prefix"] == "/user/ada/ws/"
+    assert service.state.is_loaded("ada/ws", record["registered_at"])
+    assert "acl gw0_path urlpath_regex ^/user/ada/ws/" in service.state.conf_path.read_text()
