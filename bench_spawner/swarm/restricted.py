@@ -115,7 +115,10 @@ def use_egress_gateway(
     """Make the hub configuration ``config``'s egress service the swarm's gateway (the
     proxy on the manager's engine ``docker_host``, relaying the hub API at
     ``hub_host:hub_api_port``) and let BenchSwarmSpawner start restricted workspaces through
-    it: one call, so that both sides get the same ports. Call it after
+    it: one call, so that both sides get the same ports and engine. The hub runs on a
+    manager, so ``docker_host`` is that machine's own engine,
+    ``unix:///var/run/docker.sock`` (no TLS to configure for the service); the test swarm,
+    whose manager is a container, gives its TCP address. Call it after
     ``drop_unsupported_services(c, keep=["egress"])``."""
     service = next((s for s in config.JupyterHub.services if s.get("name") == "egress"), None)
     if service is None:
@@ -133,6 +136,7 @@ def use_egress_gateway(
     ]
     config.BenchSwarmSpawner.gateway_workspaces_port = workspaces_port
     config.BenchSwarmSpawner.gateway_hub_port = hub_port
+    config.BenchSwarmSpawner.egress_engine_url = docker_host
 
 
 class SwarmRestrictedAccess(LoggingConfigurable):
@@ -182,12 +186,23 @@ class SwarmRestrictedAccess(LoggingConfigurable):
         route and whitelist, e.g. 30; by default c.BenchSpawner.egress_load_timeout.""",
     ).tag(config=True)
 
+    egress_engine_url = Unicode(
+        help="""The engine that runs the egress proxy, as the egress service's --docker-host,
+        e.g. unix:///var/run/docker.sock (the manager's own engine: the hub runs there); the
+        proxy's log directory is given to squid's user as that engine maps ids. By default
+        client_kwargs' base_url; use_egress_gateway sets it.""",
+    ).tag(config=True)
+
     restricted_network = Unicode("", help="The workspace's own overlay (spawner state).")
 
     @default("gateway_host")
     def _default_gateway_host(self):
         url = self.client_kwargs.get("base_url") or os.environ.get("DOCKER_HOST", "")
         return urlsplit(url).hostname or ""
+
+    @default("egress_engine_url")
+    def _default_egress_engine_url(self):
+        return self.client_kwargs.get("base_url") or os.environ.get("DOCKER_HOST", "")
 
     @default("overlay_mtu")
     def _default_overlay_mtu(self):
@@ -222,8 +237,7 @@ class SwarmRestrictedAccess(LoggingConfigurable):
 
     @property
     def egress_state(self) -> EgressState:
-        engine = self.client_kwargs.get("base_url") or os.environ.get("DOCKER_HOST", "")
-        return EgressState(self.egress_config_dir, engine)
+        return EgressState(self.egress_config_dir, self.egress_engine_url)
 
     @property
     def egress_key(self) -> str:

@@ -122,6 +122,12 @@ def test_the_egress_service_made_the_swarms_gateway_is_kept_and_both_sides_get_t
     spawner = BenchSwarmSpawner(config=c, client_kwargs={"base_url": "tcp://manager:2375"})
     assert spawner.restricted_enabled and spawner.gateway_workspaces_port == 10180
     assert spawner.gateway_host == "manager"  # the hub reaches the proxy's published port there
+    # the proxy's ids are that engine's (the service's --docker-host), not client_kwargs' TLS API
+    local = Config(c)
+    use_egress_gateway(local, "unix:///var/run/docker.sock", "10.0.0.5", 8081)
+    spawner = BenchSwarmSpawner(config=local, client_kwargs={"base_url": "tcp://manager:2376"})
+    assert spawner.egress_state.engine_url == "unix:///var/run/docker.sock"
+    assert BenchSwarmSpawner().egress_state.engine_url == ""  # no setting: the local engine
 
 
 def test_the_single_host_egress_service_kept_as_it_is_does_not_start_a_swarm_hub():
