@@ -13,6 +13,7 @@ import requests
 from .docker_cli import docker, exec_in
 from .host_ids import workspace_user_host_ids
 from .hub_harness import HubProcess
+from .waiting import NotYet
 
 # the cluster image under test, as images/build.sh names it
 CLUSTER_IMAGE = os.environ.get("BENCHHUB_CLUSTER_IMAGE", "benchhub/cluster:latest")
@@ -170,13 +171,17 @@ class Clusters:
 
 
 def members_in(state: str):
-    """A predicate: the cluster's members when every one is in ``state`` (None otherwise)."""
+    """A predicate: the cluster's members when every one is in ``state``, otherwise a false
+    :class:`NotYet` with the cluster's state and its members' (what a timeout reports)."""
 
     def check(clusters: Clusters, count: int):
         status = clusters.status()
         members = status["members"] if status else []
         ok = len(members) == count and all(m["state"] == state for m in members)
-        return members if ok else None
+        if ok:
+            return members
+        seen = {k: status.get(k) for k in ("state", "reason")} if status else None
+        return NotYet({"cluster": seen, "members": [(m.get("name"), m["state"]) for m in members]})
 
     return check
 

@@ -6,7 +6,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["WaitTimedOut", "wait"]
+__all__ = ["NotYet", "WaitTimedOut", "wait"]
+
+
+class NotYet:
+    """A false observation that keeps what was seen, for :class:`WaitTimedOut` to report."""
+
+    def __init__(self, seen: Any):
+        self.seen = seen
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"not yet: {self.seen!r}"
 
 
 class WaitTimedOut(AssertionError):
