@@ -44,6 +44,7 @@ bench: host deps images-all
 	$(PY) -m benchmarks.lifecycle_pass
 	$(PY) -m benchmarks.checkpoints
 	$(PY) -m benchmarks.clusters
+	$(PY) -m benchmarks.cluster_arrivals
 	$(PY) -m benchmarks.spark
 	$(PY) -m benchmarks.templates
 	$(PY) -m benchmarks.packages

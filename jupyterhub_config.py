@@ -384,6 +384,7 @@ hub_service(
         f"--interval={os.environ.get('BENCHHUB_CLUSTER_INTERVAL', '5')}",
         f"--stabilisation={os.environ.get('BENCHHUB_CLUSTER_STABILISATION', '60')}",
         f"--min-lifetime={os.environ.get('BENCHHUB_CLUSTER_MIN_LIFETIME', '300')}",
+        f"--watch-new-jobs={os.environ.get('BENCHHUB_CLUSTER_WATCH_NEW_JOBS', 'True')}",
         f"--mtu={host_mtu()}",
         "--log-level=INFO",
         *(

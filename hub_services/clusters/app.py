@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 
-from traitlets import Int, Unicode
+from traitlets import Bool, Int, Unicode
 
 from benchhub.service_process import ServiceApp, serve_until_stopped, service_prefix
 from benchhub.storage_allocations import StorageAdmission
@@ -48,6 +48,13 @@ class ClustersApp(ServiceApp):
         members boot at once: 10 on a 2-core host), at most a cluster's max_members; e.g. 5.""",
     ).tag(config=True)
 
+    watch_new_jobs = Bool(
+        True,
+        help="""Wake the service as soon as a job is submitted to a dynamic cluster that can
+        grow (a pending-job watch in its manager, pending_watch.py) instead of finding it at
+        the next pass; False: only the passes (the benchmark's baseline).""",
+    ).tag(config=True)
+
     aliases = {
         "config": "ServiceApp.config_file",
         "default-resource-model": "ClustersApp.default_resource_model",
@@ -64,6 +71,7 @@ class ClustersApp(ServiceApp):
         "join-timeout": "ClusterController.join_timeout",
         "parallel-starts": "ClusterController.parallel_starts",
         "spare-members": "ClustersApp.spare_members",
+        "watch-new-jobs": "ClustersApp.watch_new_jobs",
         "manager-cpus": "ClusterController.manager_cpus",
         "manager-memory-gb": "ClusterController.manager_memory_gb",
         "mtu": "ClusterController.network_mtu",
@@ -79,6 +87,7 @@ class ClustersApp(ServiceApp):
         spare = self.spare_members
         window = controller.scaler.start_window
         controller.scaler.spare_members = spares.default_spares(window) if spare is None else spare
+        controller.scaler.arrivals.enabled = self.watch_new_jobs
         # the user's limits, from the hub; their max_storage_gb becomes their scratch quota
         quotas = ClusterQuotaGate(controller.hub, self.log, controller.admission)
         controller.scaler.quota_fit = quotas.members_that_fit

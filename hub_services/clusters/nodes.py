@@ -23,7 +23,7 @@ from benchhub.storage_admission import StorageRequest
 from benchhub.storage_allocations import StorageAdmission
 from benchhub.volumes import StorageError, WorkspaceVolume
 
-from . import join_watch, sge, spark
+from . import join_watch, pending_watch, sge, spark
 from .addresses import manager_address
 from .containers import (
     CONFIG_DIR,
@@ -42,7 +42,7 @@ from .containers import (
 from .scaling import Capacity
 from .state import ClusterRecord, MemberRecord
 
-__all__ = ["ClusterNodes", "NodeError", "node_exit_reason"]
+__all__ = ["WATCH_TIMEOUT_S", "ClusterNodes", "NodeError", "node_exit_reason"]
 
 GIB = 1024**3
 READY_LINE = "bench-cluster: manager ready"
@@ -69,6 +69,10 @@ def node_exit_reason(state: dict | None, memory: int | None = None) -> str:
     return f"its container exited with code {code}"
 
 
+# seconds a watch's ``docker exec`` may run (the longest watch, and a margin)
+WATCH_TIMEOUT_S = max(join_watch.WATCH_SECONDS, pending_watch.WATCH_SECONDS) + 10
+
+
 class ClusterNodes:
     """Creates and removes clusters' containers with ``image`` (benchhub/cluster).
 
@@ -87,8 +91,12 @@ class ClusterNodes:
         manager_timeout: float = 60,
         log: logging.Logger | None = None,
         admission: StorageAdmission | None = None,
+        watch_engine: DockerEngine | None = None,
     ):
         self.engine = engine
+        # the long ``docker exec`` watches (joins, new jobs) run on a pool of their own, so a
+        # watch never holds a thread a pass needs (default: ``engine``)
+        self.watch_engine = watch_engine or engine
         self.admission = admission  # claims each member's /scratch (None: not checked)
         self.image = image
         self.config_dir = config_dir
@@ -363,8 +371,16 @@ class ClusterNodes:
         """Wait (at most :data:`.join_watch.WATCH_SECONDS`) until one of ``hosts`` reports
         to the manager; the hosts that do then (empty: none did, or the manager did not
         answer). One ``docker exec`` that polls ``qhost`` inside the manager."""
-        result = await self.engine.exec(names.manager, join_watch.watch_argv(hosts))
+        result = await self.watch_engine.exec(names.manager, join_watch.watch_argv(hosts))
         return join_watch.parse_joined(result.output) if result.ok else []
+
+    async def wait_for_new_jobs(self, names: ClusterNames, after: int) -> list[str]:
+        """Wait (at most :data:`.pending_watch.WATCH_SECONDS`) until a job numbered above
+        ``after`` is pending in the manager; those jobs' numbers (empty: none came, or the
+        manager did not answer). One ``docker exec`` that polls ``qstat`` inside it."""
+        argv = pending_watch.watch_argv(after)
+        result = await self.watch_engine.exec(names.manager, argv, user="1000")
+        return pending_watch.parse_new_jobs(result.output) if result.ok else []
 
     async def start_worker(self, host: str) -> str | None:
         """Start the Spark worker of member ``host`` unless it runs (a member started

@@ -62,6 +62,7 @@ from benchhub.writable_layer import (
 from . import sge, spares, spark, spark_use
 from .addresses import AddressesExhausted, member_addresses
 from .containers import ClusterNames, Mount
+from .job_arrivals import JobArrivals
 from .member_starts import MemberStarts
 from .nodes import ClusterNodes, node_exit_reason
 from .scaler_log import ScalerLog
@@ -118,6 +119,7 @@ class ClusterScaler:
         self.starts = MemberStarts(nodes, save, self._release, self.log)
         self.starts.on_started = self._round_ended  # a round's members boot: watch them
         self._followers: set[asyncio.Task] = set()  # rounds launched as the one before ended
+        self.arrivals = JobArrivals(nodes, self.log)  # a new job wakes the service (on_new_jobs)
 
     async def step(
         self,
@@ -171,6 +173,7 @@ class ClusterScaler:
         await asyncio.to_thread(scaler_log.append, now, lines)
         if not self.starts.in_flight(rec.key):  # else the round's end does
             self._watch_joins(names, rec)
+        self.arrivals.keep(names, rec, policy, pending)
         return _view(rec, hosts, pending, sparks, decision, now)
 
     def _round_ended(self, names: ClusterNames, rec: ClusterRecord) -> None:
@@ -512,6 +515,7 @@ class ClusterScaler:
         self._worker_at_boot.pop(key, None)
         for watch, _ in self._watches.pop(key, []):
             watch.cancel()
+        self.arrivals.forget(key)
         self.starts.forget(key)
 
 

@@ -2,19 +2,19 @@
 
 :class:`ClusterController` keeps the desired state (one :class:`~.state.ClusterRecord` per
 workspace with a cluster, in a JSON file) and, every ``interval`` seconds or at once when
-Docker reports a container stopping, converges every cluster:
+Docker reports a container stopping, a booting member reports or a job is submitted to a
+cluster that can grow (:mod:`.join_watch`, :mod:`.pending_watch`), converges every cluster:
 
 * its workspace stopped (container gone or not running, or the hub no longer lists it) or a
   user asked to stop it: everything of the cluster is removed and its subnet released;
 * it is starting (also: a start a crash interrupted): network, manager (Grid Engine and the
   Spark master), workspace attached, ``/data/.spark/cluster.json`` written (:mod:`.spark`);
-* it runs: one :class:`~.autoscaler.ClusterScaler` pass (lost members replaced, scaling);
+* it runs: one :class:`~.scaler.ClusterScaler` pass (lost members replaced, scaling);
 * a cluster object no record knows (a crash between creating and recording, a lost state
   file) is removed.
 
-A restart of the service loads the records and carries on with the running containers: it
-adopts them, it does not restart them. Operations on one cluster are serialised by a lock;
-clusters converge concurrently.
+A restart of the service loads the records and carries on with the running containers (it
+adopts them). Operations on one cluster are serialised by a lock; clusters converge at once.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from benchhub.writable_layer import WritableLayerWatch
 from . import pacing, recovery, sge, spark
 from .addresses import SubnetPool, member_addresses
 from .containers import LABEL, ClusterNames, data_mounts
-from .nodes import ClusterNodes, node_exit_reason
+from .nodes import WATCH_TIMEOUT_S, ClusterNodes, node_exit_reason
 from .scaler import ClusterScaler
 from .scaler_log import ScalerLog
 from .settings import ClusterSettings
@@ -119,7 +119,7 @@ class ClusterController(LoggingConfigurable):
         help="""Seconds before a released member address or subnet is handed out again, e.g.
         900 (Grid Engine's qmaster caches address -> name answers for about 10 minutes).""",
     ).tag(config=True)
-    interval = Float(5, help="Seconds between reconcile passes, e.g. 5.").tag(config=True)
+    interval = Float(5, help="Seconds between passes (sooner on events), e.g. 5.").tag(config=True)
     stabilisation = Float(
         60, help="Seconds a dynamic cluster waits after a scale operation before the next one."
     ).tag(config=True)
@@ -131,9 +131,7 @@ class ClusterController(LoggingConfigurable):
     ).tag(config=True)
     manager_timeout = Float(60, help="Seconds a manager may take to become ready.").tag(config=True)
     parallel_starts = Integer(
-        0,
-        help="""Members of one cluster booting at once (started, not
-        yet reporting), e.g. 4; 0: from the host's cores (pacing.py: 2 cores give 5).""",
+        0, help="Members of a cluster booting at once, e.g. 4; 0: from the host's cores (2: 5)."
     ).tag(config=True)
     manager_cpus = Float(
         1, help="CPU cores of a manager that is not dedicated (its scheduling is light)."
@@ -149,6 +147,9 @@ class ClusterController(LoggingConfigurable):
     ).tag(config=True)
     docker_threads = Integer(16, help="Docker call threads, e.g. 16 (a burst: 12)").tag(config=True)
     docker_timeout = Float(30, help="Seconds a Docker API call may take.").tag(config=True)
+    watch_threads = Integer(
+        32, help="Docker threads of the watches in managers (joins, new jobs), apart, e.g. 32"
+    ).tag(config=True)
     hub = Instance(HubClient)
 
     @default("hub")
@@ -192,6 +193,7 @@ class ClusterController(LoggingConfigurable):
             self.manager_timeout,
             self.log,
             self.admission,
+            DockerEngine(self.watch_threads, WATCH_TIMEOUT_S),
         )
         self.scaler = ClusterScaler(
             self.nodes,
@@ -212,6 +214,7 @@ class ClusterController(LoggingConfigurable):
         self._save_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self.scaler.on_joined = self._wake.set  # a booting member reported: a pass now
+        self.scaler.arrivals.on_new_jobs = self._wake.set  # a job was submitted: a pass now
         self.scaler.starts.lock_of = self._locks.__getitem__  # a round settles under it
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -474,13 +477,8 @@ class ClusterController(LoggingConfigurable):
         """One pass over every cluster (see the module docstring)."""
         active = await self._active_workspaces()
         await self._remove_orphans()
-        await asyncio.gather(
-            *(
-                self._converge(rec, active)
-                for rec in list(self.records.values())
-                if not self._busy(rec.key)
-            )
-        )
+        idle = [rec for rec in list(self.records.values()) if not self._busy(rec.key)]
+        await asyncio.gather(*(self._converge(rec, active) for rec in idle))
 
     async def _active_workspaces(self) -> set[str] | None:
         """Workspaces the hub lists as running and not stopping; None if the hub did not

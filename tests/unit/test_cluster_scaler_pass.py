@@ -42,6 +42,7 @@ class FakeNodes:
         self.registered: list[str] = []  # Grid Engine hosts added, in order
         self.registrations: list[list[str]] = []  # the hosts of each registration call
         self.watched: list[list[str]] = []  # the members each join watch waited for
+        self.pending_watches: list[int] = []  # the "after" of each pending-job watch
 
     async def start_worker(self, host):
         self.workers_started.append(host)
@@ -80,6 +81,15 @@ class FakeNodes:
             joined = [h for h in hosts if h in self.hosts and self.hosts[h].reporting]
             if joined:
                 return joined
+            await asyncio.sleep(0.005)
+        return []
+
+    async def wait_for_new_jobs(self, names, after):  # as the manager's pending-job watch
+        self.pending_watches.append(after)
+        for _ in range(200):
+            new = [j.job_id for j in self.pending if int(j.job_id) > after]
+            if new:
+                return new
             await asyncio.sleep(0.005)
         return []
 
@@ -410,6 +420,48 @@ async def test_a_member_that_reports_wakes_the_service_and_the_next_round_is_reg
     await asyncio.sleep(0.01)
     assert nodes.watched[-1] == [NAMES.member(2), NAMES.member(3)]
     scaler.forget(rec.key)  # the cluster goes: so does its watch
+
+
+async def test_a_job_submitted_after_a_pass_wakes_the_service_while_the_cluster_can_grow(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    woken = []
+    scaler = ClusterScaler(nodes, save)
+    scaler.arrivals.on_new_jobs = lambda: woken.append(True)
+    rec, policy = dynamic_cluster(0, 2)
+    nodes.pending = [sge.PendingJob("7", "old", "jovyan", "hqw", 1, 1, 1, GIB)]  # held
+    await step(scaler, rec, policy, log)
+    await asyncio.sleep(0.05)
+    assert nodes.pending_watches == [7] and woken == []  # job 7 was seen: no wake for it
+    nodes.pending.append(sge.PendingJob("8", "new", "jovyan", "qw", 1, 1, 1, GIB))
+    await asyncio.sleep(0.05)
+    assert woken == [True]  # job 8 came after the pass: a pass now, not after the interval
+
+    clock["t"] += timedelta(seconds=1)
+    await step(scaler, rec, policy, log)  # scales up to 1 member; the watch goes on after 8
+    await asyncio.sleep(0.01)
+    assert nodes.pending_watches[-1] == 8 and scaler.arrivals.running(rec.key)
+    scaler.forget(rec.key)
+    await asyncio.sleep(0)
+    assert not scaler.arrivals.running(rec.key)
+
+
+async def test_a_static_cluster_or_one_at_its_maximum_has_no_pending_job_watch(clock):
+    nodes, log = FakeNodes(), FakeLog()
+    scaler = ClusterScaler(nodes, save)
+    rec, policy = cluster(2)  # static: min == max
+    await step(scaler, rec, policy, log)
+    rec2, policy2 = dynamic_cluster(0, 1)
+    rec2.workspace = "other"
+    nodes.pending = [sge.PendingJob("1", "job", "jovyan", "qw", 1, 1, 1, GIB)]
+    await step(scaler, rec2, policy2, log)  # scales up to its maximum of 1
+    await step(scaler, rec2, policy2, log)
+    await asyncio.sleep(0.01)
+    assert not scaler.arrivals.running(rec.key) and not scaler.arrivals.running(rec2.key)
+    off = ClusterScaler(nodes, save)
+    off.arrivals.enabled = False  # ClustersApp.watch_new_jobs False: passes only
+    rec3, policy3 = dynamic_cluster(0, 3)
+    await step(off, rec3, policy3, log)
+    assert not off.arrivals.running(rec3.key)
 
 
 async def test_an_idle_member_is_drained_only_after_its_minimum_lifetime_since_joining(clock):
