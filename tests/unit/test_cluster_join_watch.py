@@ -3,10 +3,8 @@ command the service runs in the manager, run here against a stand-in ``qhost`` t
 the real ``qhost -xml`` format (samples from Grid Engine 8.1.9). The live check is in
 tests/integration/test_cluster_service.py (members of a scale-up join)."""
 
-import subprocess
-import time
-
 import pytest
+from support.scripted_command import run_with_scripted_command
 
 from hub_services.clusters.join_watch import parse_joined, watch_argv
 
@@ -29,26 +27,8 @@ def qhost_xml(**loads: str) -> str:
 def run_watch(tmp_path, outputs: list[str], hosts, seconds=2):
     """Run the watch with a ``qhost`` that prints ``outputs`` one call after another (the
     last again and again) and records the hosts it was asked about."""
-    for i, text in enumerate(outputs):
-        (tmp_path / f"out{i}").write_text(text)
-    fake = tmp_path / "qhost"
-    fake.write_text(
-        "#!/bin/sh\n"
-        f'echo "$@" >> {tmp_path}/asked\n'
-        f"n=$(cat {tmp_path}/n 2>/dev/null || echo 0)\n"
-        f"[ $n -lt {len(outputs) - 1} ] && echo $((n + 1)) > {tmp_path}/n\n"
-        f"cat {tmp_path}/out$n\n"
-    )
-    fake.chmod(0o755)
-    t0 = time.monotonic()
-    done = subprocess.run(
-        watch_argv(hosts, seconds=seconds, poll=0.05),
-        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return done, time.monotonic() - t0, (tmp_path / "asked").read_text()
+    argv = watch_argv(hosts, seconds=seconds, poll=0.05)
+    return run_with_scripted_command(tmp_path, "qhost", outputs, argv)
 
 
 def test_the_watch_returns_the_member_that_reported_as_soon_as_it_does(tmp_path):

@@ -4,11 +4,11 @@ the real ``qstat -s p -u '*'`` format (Grid Engine 8.1.9), including a hostile j
 stand-in spool. The live check is tests/integration/test_cluster_job_arrivals.py (a qsub into a
 dynamic cluster at 0 members gets its member long before the next pass)."""
 
-import subprocess
 import threading
 import time
 
 import pytest
+from support.scripted_command import run_with_scripted_command
 
 from hub_services.clusters.pending_watch import (
     highest_job,
@@ -38,26 +38,9 @@ def run_watch(
     changes the spool the watch looks at (as if a job came each time)."""
     spool = tmp_path / "spool"
     spool.mkdir(exist_ok=True)
-    for i, text in enumerate(outputs):
-        (tmp_path / f"out{i}").write_text(text)
-    fake = tmp_path / "qstat"
-    fake.write_text(
-        "#!/bin/sh\n"
-        f'echo "$@" >> {tmp_path}/asked\n'
-        f"n=$(cat {tmp_path}/n 2>/dev/null || echo 0)\n"
-        f"[ $n -lt {len(outputs) - 1} ] && echo $((n + 1)) > {tmp_path}/n\n"
-        f"cat {tmp_path}/out$n\n" + (f"echo $n > {spool}/n\n" if spool_writes else "")
-    )
-    fake.chmod(0o755)
-    t0 = time.monotonic()
-    done = subprocess.run(
-        watch_argv(after, seconds=seconds, poll=0.05, min_seconds=min_seconds, spool=str(spool)),
-        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return done, time.monotonic() - t0, (tmp_path / "asked").read_text()
+    argv = watch_argv(after, seconds=seconds, poll=0.05, min_seconds=min_seconds, spool=str(spool))
+    after_each = f"echo $n > {spool}/n\n" if spool_writes else ""
+    return run_with_scripted_command(tmp_path, "qstat", outputs, argv, after_each)
 
 
 def test_the_watch_returns_a_job_submitted_after_the_pass_as_soon_as_it_is_pending(tmp_path):
