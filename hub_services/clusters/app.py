@@ -97,7 +97,7 @@ class ClustersApp(ServiceApp):
         )
         self.log.info("clusters service, prefix %s", prefix)
         await serve_until_stopped(app, "http://127.0.0.1:10104", controller.loop(), self.log)
-        controller.engine.close()
+        controller.close()
 
 
 main = ClustersApp.main

@@ -56,9 +56,10 @@ looks, min_looks, after = int(sys.argv[1]), int(sys.argv[3]), int(sys.argv[4])
 poll, spool = float(sys.argv[2]), sys.argv[5]
 def signature():
     try:
-        return sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in os.scandir(spool))
+        stats = [(e.name, e.stat()) for e in os.scandir(spool)]
     except OSError:
         return None
+    return sorted((name, st.st_mtime_ns, st.st_size) for name, st in stats)
 def pending_above():
     try:
         argv = ["qstat", "-s", "p", "-u", "*"]

@@ -14,7 +14,7 @@ cluster that can grow (:mod:`.join_watch`, :mod:`.pending_watch`), converges eve
   file) is removed.
 
 A restart of the service loads the records and carries on with the running containers (it
-adopts them). Operations on one cluster are serialised by a lock; clusters converge at once.
+adopts them). Operations on one cluster are serialised by a lock; clusters converge in parallel.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ class ClusterController(LoggingConfigurable):
     ).tag(config=True)
     manager_timeout = Float(60, help="Seconds a manager may take to become ready.").tag(config=True)
     parallel_starts = Integer(
-        0, help="Members of a cluster booting at once, e.g. 4; 0: from the host's cores (2: 5)."
+        0, help="Members of a cluster booting at once, e.g. 4; 0: from the cores (pacing.py)."
     ).tag(config=True)
     manager_cpus = Float(
         1, help="CPU cores of a manager that is not dedicated (its scheduling is light)."
@@ -175,6 +175,7 @@ class ClusterController(LoggingConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.engine = DockerEngine(self.docker_threads, self.docker_timeout)
+        self.watch_engine = DockerEngine(self.watch_threads, WATCH_TIMEOUT_S)  # see nodes.py
         self.store = ClusterStore(Path(self.state_dir) / "clusters.json")
         pool_state, self.records = self.store.load()
         self.pool = SubnetPool.from_dict(
@@ -193,7 +194,7 @@ class ClusterController(LoggingConfigurable):
             self.manager_timeout,
             self.log,
             self.admission,
-            DockerEngine(self.watch_threads, WATCH_TIMEOUT_S),
+            self.watch_engine,
         )
         self.scaler = ClusterScaler(
             self.nodes,
@@ -584,6 +585,11 @@ class ClusterController(LoggingConfigurable):
                 await asyncio.wait_for(self._wake.wait(), pause)
             except TimeoutError:
                 pass
+
+    def close(self) -> None:
+        """The service stops: both Docker thread pools (calls, watches) take no more calls."""
+        self.engine.close()
+        self.watch_engine.close()
 
     def health(self) -> dict:
         at = self.last_pass_at.isoformat() if self.last_pass_at else None

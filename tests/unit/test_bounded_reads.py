@@ -166,7 +166,7 @@ async def test_the_cluster_status_shows_the_logs_tail_however_big_the_user_made_
     status = await controller.status("ida", "ws")
     assert bytes_read() - before <= TAIL_BYTES + 64 * 1024
     assert status["scaler_log"] == ["2026-01-31T18:00:00Z cluster abc123 started"]
-    controller.engine.close()
+    controller.close()
 
 
 # --- the egress proxy's access log -------------------------------------------------------------
