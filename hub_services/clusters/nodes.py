@@ -377,7 +377,8 @@ class ClusterNodes:
     async def wait_for_new_jobs(self, names: ClusterNames, after: int) -> list[str]:
         """Wait (at most :data:`.pending_watch.WATCH_SECONDS`) until a job numbered above
         ``after`` is pending in the manager; those jobs' numbers (empty: none came, or the
-        manager did not answer). One ``docker exec`` that polls ``qstat`` inside it."""
+        manager did not answer). One ``docker exec`` in it that asks ``qstat`` when the
+        qmaster's spool changed (:mod:`.pending_watch`)."""
         argv = pending_watch.watch_argv(after)
         result = await self.watch_engine.exec(names.manager, argv, user="1000")
         return pending_watch.parse_new_jobs(result.output) if result.ok else []
